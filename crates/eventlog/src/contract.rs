@@ -1,0 +1,288 @@
+//! The contract every [`EventLog`] implementation passes, written once.
+//!
+//! Each backend's tests call [`run_all`] with a freshly opened log (the embedded log in a
+//! temporary directory, Kafka against a real broker), and use [`append_numbered`] and
+//! [`verify_acknowledged`] around a crash of their own kind.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use churnguard_domain::partition_for_key;
+
+use crate::{Appended, EventLog, Header, LogError, OutgoingRecord};
+
+/// Runs every contract check against `log`, on topics named after `prefix`.
+pub async fn run_all<L: EventLog>(log: &L, prefix: &str) {
+    topics_are_created_once(log, &format!("{prefix}.topics")).await;
+    bad_topic_names_are_refused(log).await;
+    unknown_topics_and_partitions_are_errors(log, &format!("{prefix}.unknown")).await;
+    batches_land_where_the_partitioner_says_in_order(log, &format!("{prefix}.order")).await;
+    reads_start_anywhere_and_wait_for_new_records(log, &format!("{prefix}.tail")).await;
+    log.check()
+        .await
+        .expect("check: a healthy log reports healthy");
+    log.flush(Duration::from_secs(10))
+        .await
+        .expect("flush: completes");
+}
+
+/// `ensure_topic` creates once; asking again (even for another count) keeps the topic.
+pub async fn topics_are_created_once<L: EventLog>(log: &L, topic: &str) {
+    assert_eq!(log.ensure_topic(topic, 3).await.expect("create topic"), 3);
+    assert_eq!(
+        log.ensure_topic(topic, 5)
+            .await
+            .expect("ensure existing topic"),
+        3,
+        "an existing topic keeps its partition count"
+    );
+    for p in 0..3 {
+        assert_eq!(
+            log.end_offset(topic, p).await.expect("end offset"),
+            0,
+            "a new partition is empty"
+        );
+    }
+}
+
+pub async fn bad_topic_names_are_refused<L: EventLog>(log: &L) {
+    for bad in ["", "has space", "slash/ed", ".."] {
+        assert!(
+            matches!(
+                log.ensure_topic(bad, 1).await,
+                Err(LogError::InvalidTopic(_))
+            ),
+            "topic name {bad:?} must be refused"
+        );
+    }
+}
+
+pub async fn unknown_topics_and_partitions_are_errors<L: EventLog>(log: &L, topic: &str) {
+    let results = log
+        .append(&format!("{topic}.missing"), vec![record("k", "v", 0)])
+        .await;
+    assert!(
+        matches!(results.as_slice(), [Err(LogError::UnknownTopic(_))]),
+        "append to a missing topic: {results:?}"
+    );
+    log.ensure_topic(topic, 2).await.expect("create topic");
+    assert!(matches!(
+        log.read(topic, 9, 0, 1, Duration::ZERO).await,
+        Err(LogError::UnknownPartition { .. })
+    ));
+}
+
+/// A batch spread over partitions: one result per record, each on the partition the
+/// Kafka partitioner gives its key, offsets consecutive in batch order, and every record
+/// read back exactly (key, payload, headers, timestamp).
+pub async fn batches_land_where_the_partitioner_says_in_order<L: EventLog>(log: &L, topic: &str) {
+    let partitions = log.ensure_topic(topic, 4).await.expect("create topic");
+    let records: Vec<OutgoingRecord> = (0..200)
+        .map(|i| {
+            record(
+                &format!("customer-{}", i % 17),
+                &format!("payload-{i}"),
+                1_700_000_000_000 + i,
+            )
+        })
+        .collect();
+    let results = log.append(topic, records.clone()).await;
+    assert_eq!(results.len(), records.len(), "one result per record");
+
+    let mut next: HashMap<u32, u64> = HashMap::new();
+    for (record, result) in records.iter().zip(&results) {
+        let at = result.as_ref().expect("append succeeds");
+        assert_eq!(
+            at.partition,
+            partition_for_key(&record.key, partitions),
+            "records are placed by murmur2 of their key"
+        );
+        let expected = next.entry(at.partition).or_insert(0);
+        assert_eq!(
+            at.offset, *expected,
+            "offsets are consecutive in batch order"
+        );
+        *expected += 1;
+    }
+
+    for p in 0..partitions {
+        let count = next.get(&p).copied().unwrap_or(0);
+        assert_eq!(log.end_offset(topic, p).await.expect("end offset"), count);
+        let read = read_all(log, topic, p, count).await;
+        let sent: Vec<&OutgoingRecord> = records
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.as_ref().map(|a| a.partition == p).unwrap_or(false))
+            .map(|(rec, _)| rec)
+            .collect();
+        assert_eq!(read.len(), sent.len(), "partition {p} holds what was sent");
+        for (got, want) in read.iter().zip(sent) {
+            assert_eq!(got.partition, p);
+            assert_eq!(got.key, want.key);
+            assert_eq!(got.payload, want.payload);
+            assert_eq!(got.timestamp_ms, want.timestamp_ms);
+            for h in &want.headers {
+                assert_eq!(
+                    got.header(&h.name),
+                    Some(h.value.as_slice()),
+                    "header {}",
+                    h.name
+                );
+            }
+        }
+    }
+}
+
+/// Reading from the middle starts there; reading at the end waits for the next write.
+pub async fn reads_start_anywhere_and_wait_for_new_records<L: EventLog>(log: &L, topic: &str) {
+    log.ensure_topic(topic, 1).await.expect("create topic");
+    let first: Vec<OutgoingRecord> = (0..10).map(|i| record("k", &format!("v{i}"), i)).collect();
+    for r in log.append(topic, first).await {
+        r.expect("append");
+    }
+    let middle = log
+        .read(topic, 0, 6, 100, Duration::from_secs(10))
+        .await
+        .expect("read from the middle");
+    let offsets: Vec<u64> = middle.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![6, 7, 8, 9]);
+
+    let empty = log
+        .read(topic, 0, 10, 100, Duration::from_millis(300))
+        .await
+        .expect("read at the end");
+    assert!(empty.is_empty(), "nothing past the end: {empty:?}");
+
+    let (tail, ()) = tokio::join!(
+        log.read(topic, 0, 10, 100, Duration::from_secs(20)),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for r in log.append(topic, vec![record("k", "late", 10)]).await {
+                r.expect("append");
+            }
+        }
+    );
+    let tail = tail.expect("tailing read");
+    assert_eq!(
+        tail.first().map(|r| r.payload.as_slice()),
+        Some(&b"late"[..]),
+        "a waiting read sees the new record"
+    );
+}
+
+/// One record whose append was acknowledged, for crash checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acked {
+    pub at: Appended,
+    pub payload: Vec<u8>,
+}
+
+/// Appends `count` numbered records (`<tag>-<n>`) in batches of `batch`, returning the
+/// acknowledged ones; stops early at the first failed batch.
+pub async fn append_numbered<L: EventLog>(
+    log: &L,
+    topic: &str,
+    tag: &str,
+    count: usize,
+    batch: usize,
+) -> Vec<Acked> {
+    let mut acked = Vec::new();
+    let mut n = 0;
+    while n < count {
+        let records: Vec<OutgoingRecord> = (n..(n + batch).min(count))
+            .map(|i| record(&format!("key-{}", i % 31), &format!("{tag}-{i}"), i as i64))
+            .collect();
+        n += records.len();
+        let payloads: Vec<Vec<u8>> = records.iter().map(|r| r.payload.clone()).collect();
+        let mut failed = false;
+        for (payload, result) in payloads.into_iter().zip(log.append(topic, records).await) {
+            match result {
+                Ok(at) => acked.push(Acked { at, payload }),
+                Err(_) => failed = true,
+            }
+        }
+        if failed {
+            break;
+        }
+    }
+    acked
+}
+
+/// Every acknowledged record is at its partition and offset, and no payload appears in
+/// the topic twice.
+pub async fn verify_acknowledged<L: EventLog>(
+    log: &L,
+    topic: &str,
+    partitions: u32,
+    acked: &[Acked],
+) {
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut at: HashMap<(u32, u64), Vec<u8>> = HashMap::new();
+    for p in 0..partitions {
+        let end = log.end_offset(topic, p).await.expect("end offset");
+        for r in read_all(log, topic, p, end).await {
+            *seen.entry(r.payload.clone()).or_default() += 1;
+            at.insert((p, r.offset), r.payload);
+        }
+    }
+    for a in acked {
+        assert_eq!(
+            at.get(&(a.at.partition, a.at.offset)),
+            Some(&a.payload),
+            "acknowledged record {} lost (partition {}, offset {})",
+            String::from_utf8_lossy(&a.payload),
+            a.at.partition,
+            a.at.offset
+        );
+    }
+    let twice: Vec<String> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(p, _)| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    assert!(twice.is_empty(), "records written twice: {twice:?}");
+}
+
+/// Reads `count` records of a partition from offset 0.
+pub async fn read_all<L: EventLog>(
+    log: &L,
+    topic: &str,
+    partition: u32,
+    count: u64,
+) -> Vec<crate::Record> {
+    let mut out = Vec::new();
+    while (out.len() as u64) < count {
+        let batch = log
+            .read(
+                topic,
+                partition,
+                out.len() as u64,
+                5_000,
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("read");
+        assert!(
+            !batch.is_empty(),
+            "partition {partition} ended at {} of {count} records",
+            out.len()
+        );
+        out.extend(batch);
+    }
+    out
+}
+
+fn record(key: &str, payload: &str, timestamp_ms: i64) -> OutgoingRecord {
+    OutgoingRecord {
+        key: key.as_bytes().to_vec(),
+        payload: payload.as_bytes().to_vec(),
+        headers: vec![
+            Header::new("content-type", "text/plain"),
+            Header::new(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        ],
+        timestamp_ms,
+    }
+}

@@ -1,0 +1,13 @@
+//! Rust types and gRPC stubs generated from `proto/`, the contracts other teams call.
+
+/// `churnguard.ingest.v1`: card swipes in.
+pub mod ingest {
+    pub mod v1 {
+        #![allow(missing_debug_implementations, clippy::all)]
+        tonic::include_proto!("churnguard.ingest.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every churnguard proto, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/churnguard_descriptor.bin"));
