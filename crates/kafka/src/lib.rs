@@ -1,1 +1,477 @@
+//! [`KafkaLog`]: the event-log port on Apache Kafka or any Kafka-protocol broker.
+//!
+//! Writes go through an idempotent producer with `acks=all`; a record is reported `Ok`
+//! only once the broker acknowledged it. The partition is chosen here with Kafka's own
+//! murmur2 partitioner (the same function the embedded log uses), so both backends place
+//! a customer's swipes on the same partition number.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use churnguard_domain::partition_for_key;
+use churnguard_eventlog::{
+    Appended, EventLog, Header, LogError, OutgoingRecord, Record, check_topic_name,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+/// How to reach the brokers and how long to wait for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// How long a record may wait for the broker's acknowledgement before it fails
+    /// (`message.timeout.ms`).
+    pub delivery_timeout_ms: u64,
+    /// How long an append waits for room in the producer queue before failing.
+    pub queue_timeout_ms: u64,
+    /// Producer queue bound, in records: memory stays bounded when the broker is slow.
+    pub queue_max_messages: u32,
+    /// How long the producer waits to fill a batch (`linger.ms`).
+    pub linger_ms: u32,
+    /// Timeout of metadata, admin and watermark requests.
+    pub request_timeout_ms: u64,
+    /// `client.id`, shown in broker logs.
+    pub client_id: String,
+    /// Replication factor for topics this service creates.
+    pub replication_factor: i32,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            delivery_timeout_ms: 5_000,
+            queue_timeout_ms: 1_000,
+            queue_max_messages: 100_000,
+            linger_ms: 2,
+            request_timeout_ms: 5_000,
+            client_id: "churnguard".into(),
+            replication_factor: 1,
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// Checks the values, naming the bad key (relative to this table).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(("bootstrap_servers", "must name at least one broker".into()));
+        }
+        if self.delivery_timeout_ms == 0 {
+            return Err(("delivery_timeout_ms", "must be positive".into()));
+        }
+        if self.queue_max_messages == 0 {
+            return Err(("queue_max_messages", "must be positive".into()));
+        }
+        if self.replication_factor < 1 {
+            return Err(("replication_factor", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id)
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("socket.connection.setup.timeout.ms", "5000");
+        c
+    }
+
+    fn producer_config(&self) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", self.delivery_timeout_ms.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                self.queue_max_messages.to_string(),
+            )
+            .set("linger.ms", self.linger_ms.to_string());
+        c
+    }
+}
+
+/// The Kafka event log. Cheap to share behind an `Arc`; the producer is thread-safe.
+pub struct KafkaLog {
+    settings: KafkaSettings,
+    producer: RwLock<FutureProducer>,
+    admin: AdminClient<DefaultClientContext>,
+    partitions: RwLock<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("bootstrap_servers", &self.settings.bootstrap_servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaLog {
+    /// Creates the clients. Connecting happens lazily; use [`EventLog::check`] to probe.
+    pub fn new(settings: KafkaSettings) -> Result<Self, LogError> {
+        let producer = settings
+            .producer_config()
+            .create()
+            .map_err(|e| LogError::Unavailable(format!("creating the producer: {e}")))?;
+        let admin = settings
+            .client_config()
+            .create()
+            .map_err(|e| LogError::Unavailable(format!("creating the admin client: {e}")))?;
+        Ok(Self {
+            settings,
+            producer: RwLock::new(producer),
+            admin,
+            partitions: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An idempotent producer that hit a fatal error cannot send again: replace it.
+    fn replace_producer_if_fatal(&self, used: &FutureProducer) {
+        if let Some((code, reason)) = used.client().fatal_error() {
+            tracing::error!(?code, %reason, "producer hit a fatal error; creating a new one");
+            if let Ok(fresh) = self.settings.producer_config().create::<FutureProducer>() {
+                *self
+                    .producer
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = fresh;
+            }
+        }
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32, LogError> {
+        if let Some(n) = self
+            .partitions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+        {
+            return Ok(*n);
+        }
+        let n = self.fetch_partition_count(topic).await?;
+        self.partitions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(topic.to_owned(), n);
+        Ok(n)
+    }
+
+    async fn fetch_partition_count(&self, topic: &str) -> Result<u32, LogError> {
+        let producer = self.producer();
+        let timeout = self.settings.request_timeout();
+        let name = topic.to_owned();
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), timeout)
+                .map(|m| {
+                    m.topics()
+                        .first()
+                        .map(|t| (t.error(), t.partitions().len() as u32))
+                })
+        })
+        .await
+        .map_err(|_| LogError::Closed)?
+        .map_err(|e| LogError::Unavailable(format!("fetching metadata: {e}")))?;
+        match metadata {
+            Some((None, n)) if n > 0 => Ok(n),
+            _ => Err(LogError::UnknownTopic(topic.to_owned())),
+        }
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer, LogError> {
+        let mut c = self.settings.client_config();
+        c.set("group.id", format!("{}-reader", self.settings.client_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "100");
+        c.create()
+            .map_err(|e| LogError::Unavailable(format!("creating a consumer: {e}")))
+    }
+}
+
+impl EventLog for KafkaLog {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
+        check_topic_name(topic)?;
+        if partitions == 0 {
+            return Err(LogError::Rejected(
+                "a topic needs at least one partition".into(),
+            ));
+        }
+        let new = NewTopic::new(
+            topic,
+            partitions as i32,
+            TopicReplication::Fixed(self.settings.replication_factor),
+        );
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Timeout::After(self.settings.request_timeout())));
+        let results = self
+            .admin
+            .create_topics([&new], &opts)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("creating topic {topic}: {e}")))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(LogError::Unavailable(format!(
+                        "creating topic {topic}: {code}"
+                    )));
+                }
+            }
+        }
+        // The broker is the authority on the count: an existing topic keeps its own.
+        let deadline = Instant::now() + self.settings.request_timeout();
+        loop {
+            match self.fetch_partition_count(topic).await {
+                Ok(n) => {
+                    self.partitions
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(topic.to_owned(), n);
+                    return Ok(n);
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Vec<Result<Appended, LogError>> {
+        let count = records.len();
+        let partitions = match self.partition_count(topic).await {
+            Ok(n) => n,
+            Err(e) => {
+                let msg = e.to_string();
+                return (0..count)
+                    .map(|_| match &e {
+                        LogError::UnknownTopic(t) => Err(LogError::UnknownTopic(t.clone())),
+                        _ => Err(LogError::Unavailable(msg.clone())),
+                    })
+                    .collect();
+            }
+        };
+        let producer = self.producer();
+        let queue_timeout = Duration::from_millis(self.settings.queue_timeout_ms);
+
+        // Enqueue in order (that keeps per-partition order), then wait for every ack.
+        let mut pending = Vec::with_capacity(count);
+        for record in &records {
+            let partition = partition_for_key(&record.key, partitions);
+            pending.push(enqueue(&producer, topic, partition, record, queue_timeout).await);
+        }
+        let mut results = Vec::with_capacity(count);
+        for p in pending {
+            results.push(match p {
+                Err(e) => Err(e),
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(d)) => Ok(Appended {
+                        partition: d.partition as u32,
+                        offset: d.offset as u64,
+                    }),
+                    Ok(Err((e, _))) => Err(map_error(e, &self.settings)),
+                    Err(_) => Err(LogError::Closed),
+                },
+            });
+        }
+        if results.iter().any(Result::is_err) {
+            self.replace_producer_if_fatal(&producer);
+        }
+        results
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>, LogError> {
+        let partitions = self.partition_count(topic).await?;
+        if partition >= partitions {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
+        let consumer = self.consumer()?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        consumer
+            .assign(&assignment)
+            .map_err(|e| LogError::Unavailable(format!("assigning {topic}/{partition}: {e}")))?;
+        // The first fetch needs a connection: allow that on top of the caller's wait.
+        let deadline = Instant::now() + wait + self.settings.request_timeout();
+        tokio::task::spawn_blocking(move || {
+            let mut out: Vec<Record> = Vec::new();
+            while out.len() < max {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match consumer.poll(left.min(Duration::from_millis(100))) {
+                    None => {}
+                    Some(Ok(m)) => out.push(Record {
+                        partition,
+                        offset: m.offset() as u64,
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                        key: m.key().unwrap_or_default().to_vec(),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        headers: m
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| Header::new(h.key, h.value.unwrap_or_default()))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    }),
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        if !out.is_empty() {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        if out.is_empty() {
+                            return Err(LogError::Unavailable(format!("reading: {e}")));
+                        }
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| LogError::Closed)?
+    }
+
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        let producer = self.producer();
+        let timeout = self.settings.request_timeout();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_watermarks(&topic, partition as i32, timeout)
+        })
+        .await
+        .map_err(|_| LogError::Closed)?
+        .map(|(_, high)| high as u64)
+        .map_err(|e| match e {
+            KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                LogError::UnknownPartition {
+                    topic: String::new(),
+                    partition,
+                }
+            }
+            e => LogError::Unavailable(format!("fetching watermarks: {e}")),
+        })
+    }
+
+    async fn check(&self) -> Result<(), LogError> {
+        let producer = self.producer();
+        let timeout = self.settings.request_timeout().min(Duration::from_secs(2));
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
+            .await
+            .map_err(|_| LogError::Closed)?
+            .map(|_| ())
+            .map_err(|e| LogError::Unavailable(format!("broker unreachable: {e}")))
+    }
+
+    async fn flush(&self, timeout: Duration) -> Result<(), LogError> {
+        let producer = self.producer();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|_| LogError::Closed)?
+            .map_err(|_| LogError::TimedOut(timeout))
+    }
+}
+
+/// Puts one record on the producer queue, waiting (bounded) while the queue is full.
+async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: u32,
+    record: &OutgoingRecord,
+    queue_timeout: Duration,
+) -> Result<rdkafka::producer::DeliveryFuture, LogError> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for h in &record.headers {
+        headers = headers.insert(KafkaHeader {
+            key: &h.name,
+            value: Some(&h.value),
+        });
+    }
+    let deadline = Instant::now() + queue_timeout;
+    let mut kafka_record = FutureRecord::to(topic)
+        .partition(partition as i32)
+        .key(&record.key)
+        .payload(&record.payload)
+        .timestamp(record.timestamp_ms)
+        .headers(headers);
+    loop {
+        match producer.send_result(kafka_record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                if Instant::now() >= deadline {
+                    return Err(LogError::Unavailable(
+                        "producer queue full: the broker is not keeping up".into(),
+                    ));
+                }
+                kafka_record = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(LogError::Rejected(e.to_string())),
+        }
+    }
+}
+
+/// Maps a delivery failure; says whether retrying may help by the variant chosen.
+fn map_error(e: KafkaError, settings: &KafkaSettings) -> LogError {
+    match e {
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => {
+            LogError::Unavailable(format!(
+                "broker did not acknowledge within {} ms",
+                settings.delivery_timeout_ms
+            ))
+        }
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize,
+        ) => LogError::Rejected("record too large for the broker".into()),
+        KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            LogError::UnknownTopic("(as reported by the broker)".into())
+        }
+        e => LogError::Unavailable(e.to_string()),
+    }
+}

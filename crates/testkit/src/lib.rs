@@ -1,1 +1,253 @@
+//! Real infrastructure for tests: each [`Tansu`] broker and [`RedisServer`] runs as a
+//! child process on a free loopback port with its own temporary directory, and is killed
+//! when dropped, also when the test fails. `scripts/test-env.sh` installs the binaries on
+//! a fresh machine and kills any process a crashed test run left behind (see
+//! `CHURNGUARD_TEST_PIDS`).
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Logs for tests: silent unless `TEST_LOG=1`.
+pub fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn binary(env: &str, cached: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = PathBuf::from(home).join(cached);
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from(name)
+}
+
+fn record_pid(child: &Child) {
+    if let Some(dir) = std::env::var_os("CHURNGUARD_TEST_PIDS") {
+        let _ = std::fs::write(PathBuf::from(dir).join(child.id().to_string()), b"");
+    }
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited during start-up with {status}");
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 30 s");
+}
+
+/// A Tansu broker (Kafka protocol) on a free port, storing in SQLite in a temporary
+/// directory, so a kill and restart keeps every acknowledged record.
+#[derive(Debug)]
+pub struct Tansu {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Tansu {
+    /// The broker binary: `$TANSU_BIN`, else the project's cache, else `tansu` on PATH.
+    pub fn binary() -> PathBuf {
+        binary(
+            "TANSU_BIN",
+            ".cache/churnguard/tansu-0.6.0/bin/tansu",
+            "tansu",
+        )
+    }
+
+    pub fn start() -> Self {
+        let mut t = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir for the broker"),
+            child: None,
+        };
+        t.spawn();
+        t
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log =
+            std::fs::File::create(self.dir.path().join("tansu.log")).expect("broker log file");
+        let mut child = Command::new(Self::binary())
+            .current_dir(self.dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "sqlite://tansu.db",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {}: {e} (run `make test` to install it)",
+                    Self::binary().display()
+                )
+            });
+        record_pid(&child);
+        wait_for_port(self.port, &mut child, "tansu");
+        self.child = Some(child);
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The broker's own log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private `redis-server` on a free port, nothing persisted, no eviction.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir for redis");
+        let bin = binary("REDIS_SERVER_BIN", ".cache/churnguard/none", "redis-server");
+        let mut child = Command::new(&bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--maxmemory-policy", "noeviction", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {}: {e} (run `make test` to install it)",
+                    bin.display()
+                )
+            });
+        record_pid(&child);
+        wait_for_port(port, &mut child, "redis-server");
+        let server = Self {
+            port,
+            _dir: dir,
+            child,
+        };
+        server.wait_for_pong();
+        server
+    }
+
+    fn wait_for_pong(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not answer PING", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
