@@ -1,1 +1,238 @@
+//! purchase-ingest: the front door for card swipes.
+//!
+//! A library with a thin `main`: [`App::build`] binds the listener and prepares the
+//! topic, [`App::local_addr`] tells where it listens (tests bind port 0), and
+//! [`App::run_until`] serves until the shutdown future completes, then finishes
+//! in-flight calls and flushes the event log.
 
+pub mod config;
+pub mod error;
+pub mod service;
+pub mod simulator;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use churnguard_eventlog::EventLog;
+use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngestServer;
+use churnguard_telemetry::Telemetry;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+pub use config::Settings;
+pub use error::IngestError;
+pub use service::{Clock, Core, IngestService};
+
+/// The fully-qualified gRPC service name, as health checks report it.
+pub const SERVICE_NAME: &str = "churnguard.ingest.v1.PurchaseIngest";
+
+/// A ready-to-run purchase-ingest server.
+pub struct App<L: EventLog> {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    core: Arc<Core<L>>,
+    settings: Settings,
+}
+
+impl<L: EventLog> std::fmt::Debug for App<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: EventLog> App<L> {
+    /// Binds the listener and makes sure the purchases topic exists (retrying while the
+    /// log is unreachable, up to the publish timeout times ten).
+    pub async fn build(
+        settings: Settings,
+        log: L,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Self, IngestError> {
+        Self::build_with_clock(settings, log, telemetry, Arc::new(chrono::Utc::now)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: Settings,
+        log: L,
+        telemetry: Arc<Telemetry>,
+        clock: Clock,
+    ) -> Result<Self, IngestError> {
+        settings.validate()?;
+        let listener = TcpListener::bind(&settings.listen_addr)
+            .await
+            .map_err(|e| IngestError::Startup(format!("binding {}: {e}", settings.listen_addr)))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| IngestError::Startup(e.to_string()))?;
+
+        let deadline = Instant::now() + settings.publish_timeout() * 10;
+        let partitions = loop {
+            match log
+                .ensure_topic(&settings.topics.purchases, settings.topics.partitions)
+                .await
+            {
+                Ok(n) => break n,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(IngestError::Startup(format!(
+                        "topic {} could not be created: {e}",
+                        settings.topics.purchases
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "event log not ready; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        if partitions != settings.topics.partitions {
+            tracing::warn!(
+                topic = %settings.topics.purchases,
+                existing = partitions,
+                configured = settings.topics.partitions,
+                "the topic exists with another partition count; keeping the existing one"
+            );
+        }
+
+        let core = Arc::new(Core {
+            log: Arc::new(log),
+            topic: settings.topics.purchases.clone(),
+            limits: settings.swipe_limits(),
+            tokenizer: settings.tokenizer(),
+            publish_timeout: settings.publish_timeout(),
+            max_batch: settings.limits.max_batch_swipes,
+            telemetry,
+            clock,
+        });
+        Ok(Self {
+            listener,
+            local_addr,
+            core,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight calls
+    /// finish (up to the grace period) and flushes the log.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), IngestError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(churnguard_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| IngestError::Startup(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(churnguard_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| IngestError::Startup(format!("reflection: {e}")))?;
+        let max_message = self.settings.limits.max_message_bytes;
+        let ingest = PurchaseIngestServer::new(IngestService::new(self.core.clone()))
+            .max_decoding_message_size(max_message);
+
+        let stop = CancellationToken::new();
+        let probe = tokio::spawn(probe_health(
+            self.core.log.clone(),
+            health.clone(),
+            Duration::from_millis(self.settings.health_probe_interval_ms),
+            stop.clone(),
+        ));
+
+        let stop_serving = stop.clone();
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(ingest)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                shutdown.await;
+                stop_serving.cancel();
+            });
+        tracing::info!(addr = %self.local_addr, topic = %self.core.topic, "purchase-ingest serving");
+
+        let grace = self.settings.shutdown_grace();
+        let mut server = std::pin::pin!(server);
+        let served = tokio::select! {
+            r = &mut server => r,
+            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "in-flight calls did not finish within the grace period");
+                Ok(())
+            }
+        };
+        stop.cancel();
+        let _ = probe.await;
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        let flushed = self.core.log.flush(grace).await;
+        tracing::info!(flushed = flushed.is_ok(), "purchase-ingest stopped");
+        served.map_err(|e| IngestError::Startup(format!("server: {e}")))?;
+        flushed.map_err(IngestError::Publish)
+    }
+}
+
+/// Reports SERVING while the log answers, NOT_SERVING while it does not.
+async fn probe_health<L: EventLog>(
+    log: Arc<L>,
+    health: tonic_health::server::HealthReporter,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        let ok = matches!(
+            tokio::time::timeout(every.max(Duration::from_secs(2)), log.check()).await,
+            Ok(Ok(()))
+        );
+        let status = if ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(ok) {
+            tracing::info!(healthy = ok, "event log health changed");
+            last = Some(ok);
+        }
+        health.set_service_status(SERVICE_NAME, status).await;
+        health.set_service_status("", status).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,349 @@
+//! Settings: defaults, then an optional TOML file, then `CHURNGUARD_INGEST_*` environment
+//! variables (`__` separates nesting: `CHURNGUARD_INGEST_LOG__KAFKA__BOOTSTRAP_SERVERS`).
+//! Everything is validated at start; a bad value stops the service with its key named.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use churnguard_domain::{CardTokenizer, SwipeLimits};
+use churnguard_kafka::KafkaSettings;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::error::IngestError;
+
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "CHURNGUARD_INGEST_";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address of the gRPC server.
+    pub listen_addr: String,
+    /// The longest a call waits for the log's acknowledgement; a shorter gRPC deadline
+    /// from the caller wins.
+    pub publish_timeout_ms: u64,
+    /// How often the health check probes the event log.
+    pub health_probe_interval_ms: u64,
+    /// How long shutdown waits for in-flight calls and the producer flush.
+    pub shutdown_grace_ms: u64,
+    /// HMAC key for tokenising raw card numbers (at least 32 bytes). Unset: raw card
+    /// numbers are refused.
+    pub card_token_key: Option<Secret>,
+    pub topics: Topics,
+    pub limits: Limits,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// The purchases topic.
+    pub purchases: String,
+    /// Partition count used when the topic is created.
+    pub partitions: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most swipes in one StreamSwipes batch.
+    pub max_batch_swipes: usize,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// How far `occurred_at` may run ahead of the server clock.
+    pub max_future_secs: i64,
+    /// How old `occurred_at` may be.
+    pub max_age_days: i64,
+    pub max_amount_minor_units: i64,
+    pub max_item_count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A local log directory: one machine, no Kafka.
+    Embedded,
+    /// Apache Kafka or another Kafka-protocol broker.
+    Kafka,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub backend: Backend,
+    pub embedded: EmbeddedSettings,
+    pub kafka: KafkaSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedSettings {
+    /// Directory of the embedded log.
+    pub dir: PathBuf,
+}
+
+/// A secret string that never appears in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen_addr: "127.0.0.1:50051".into(),
+            publish_timeout_ms: 5_000,
+            health_probe_interval_ms: 1_000,
+            shutdown_grace_ms: 10_000,
+            card_token_key: None,
+            topics: Topics::default(),
+            limits: Limits::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            purchases: "purchases.v1".into(),
+            partitions: 6,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let d = SwipeLimits::default();
+        Self {
+            max_batch_swipes: 1_000,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_future_secs: d.max_future.num_seconds(),
+            max_age_days: d.max_age.num_days(),
+            max_amount_minor_units: d.max_amount_minor_units,
+            max_item_count: d.max_item_count,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Embedded,
+            embedded: EmbeddedSettings::default(),
+            kafka: KafkaSettings {
+                client_id: "purchase-ingest".into(),
+                ..KafkaSettings::default()
+            },
+        }
+    }
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data/log"),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, IngestError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(IngestError::Config {
+                    key: "--config".into(),
+                    message: format!("file {} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+        let settings: Settings = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            IngestError::Config {
+                key: if key.is_empty() { "(file)".into() } else { key },
+                message: e.to_string(),
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every value, naming the first bad key.
+    pub fn validate(&self) -> Result<(), IngestError> {
+        let bad = |key: &str, message: &str| {
+            Err(IngestError::Config {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if self.listen_addr.parse::<SocketAddr>().is_err() {
+            return bad(
+                "listen_addr",
+                "must be an IP address and port, e.g. 127.0.0.1:50051",
+            );
+        }
+        for (key, value) in [
+            ("publish_timeout_ms", self.publish_timeout_ms),
+            ("health_probe_interval_ms", self.health_probe_interval_ms),
+            ("shutdown_grace_ms", self.shutdown_grace_ms),
+        ] {
+            if value == 0 {
+                return bad(key, "must be positive");
+            }
+        }
+        if let Some(key) = &self.card_token_key
+            && let Err(e) = CardTokenizer::new(key.expose().as_bytes())
+        {
+            return bad("card_token_key", &e);
+        }
+        if churnguard_eventlog::check_topic_name(&self.topics.purchases).is_err() {
+            return bad(
+                "topics.purchases",
+                "must be 1-249 characters of [A-Za-z0-9._-]",
+            );
+        }
+        if !(1..=10_000).contains(&self.topics.partitions) {
+            return bad("topics.partitions", "must be between 1 and 10000");
+        }
+        let l = &self.limits;
+        if !(1..=100_000).contains(&l.max_batch_swipes) {
+            return bad("limits.max_batch_swipes", "must be between 1 and 100000");
+        }
+        if l.max_message_bytes < 1024 {
+            return bad("limits.max_message_bytes", "must be at least 1024");
+        }
+        if l.max_future_secs < 0 {
+            return bad("limits.max_future_secs", "must not be negative");
+        }
+        if l.max_age_days < 1 {
+            return bad("limits.max_age_days", "must be at least 1");
+        }
+        if l.max_amount_minor_units < 1 {
+            return bad("limits.max_amount_minor_units", "must be positive");
+        }
+        if l.max_item_count < 1 {
+            return bad("limits.max_item_count", "must be positive");
+        }
+        if self.log.backend == Backend::Embedded && self.log.embedded.dir.as_os_str().is_empty() {
+            return bad("log.embedded.dir", "must not be empty");
+        }
+        if let Err((key, message)) = self.log.kafka.validate() {
+            return bad(&format!("log.kafka.{key}"), &message);
+        }
+        Ok(())
+    }
+
+    pub fn swipe_limits(&self) -> SwipeLimits {
+        SwipeLimits {
+            max_future: chrono::TimeDelta::seconds(self.limits.max_future_secs),
+            max_age: chrono::TimeDelta::days(self.limits.max_age_days),
+            max_amount_minor_units: self.limits.max_amount_minor_units,
+            max_item_count: self.limits.max_item_count,
+        }
+    }
+
+    pub fn tokenizer(&self) -> Option<CardTokenizer> {
+        self.card_token_key
+            .as_ref()
+            .and_then(|k| CardTokenizer::new(k.expose().as_bytes()).ok())
+    }
+
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(r: Result<Settings, IngestError>) -> String {
+        match r {
+            Err(IngestError::Config { key, .. }) => key,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "ingest.toml",
+                "publish_timeout_ms = 777\n[topics]\npartitions = 3\n",
+            )?;
+            jail.set_env("CHURNGUARD_INGEST_TOPICS__PARTITIONS", "12");
+            jail.set_env("CHURNGUARD_INGEST_LOG__BACKEND", "kafka");
+            jail.set_env("CHURNGUARD_INGEST_CONFIG", "ignored-here");
+            let s = Settings::load(Some(Path::new("ingest.toml"))).expect("loads");
+            assert_eq!(s.publish_timeout_ms, 777);
+            assert_eq!(s.topics.partitions, 12);
+            assert_eq!(s.log.backend, Backend::Kafka);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHURNGUARD_INGEST_PUBLISH_TIMEOUT_MS", "soon");
+            assert_eq!(key_of(Settings::load(None)), "publish_timeout_ms");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHURNGUARD_INGEST_LOG__KAFKA__BOOTSTRAP_SERVERS", " ");
+            assert_eq!(key_of(Settings::load(None)), "log.kafka.bootstrap_servers");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[limits]\nmax_batch = 5\n")?;
+            let err = Settings::load(Some(Path::new("typo.toml")));
+            assert!(format!("{err:?}").contains("max_batch"), "{err:?}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHURNGUARD_INGEST_CARD_TOKEN_KEY", "too-short");
+            assert_eq!(key_of(Settings::load(None)), "card_token_key");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings {
+            card_token_key: Some(Secret::new("0123456789abcdef0123456789abcdef")),
+            ..Settings::default()
+        };
+        assert!(!format!("{s:?}").contains("0123456789"));
+    }
+}

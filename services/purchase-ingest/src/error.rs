@@ -1,0 +1,105 @@
+//! The service's one error type, and the one place it becomes a gRPC status.
+
+use std::time::Duration;
+
+use churnguard_domain::Violations;
+use churnguard_eventlog::LogError;
+use churnguard_proto::ingest::v1 as pb;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid configuration at {key}: {message}")]
+    Config { key: String, message: String },
+    #[error("starting the service failed: {0}")]
+    Startup(String),
+    #[error("invalid swipe: {0}")]
+    InvalidSwipe(Violations),
+    #[error("batch of {size} swipes exceeds the limit of {max}")]
+    BatchTooLarge { size: usize, max: usize },
+    #[error("publishing failed")]
+    Publish(#[source] LogError),
+    #[error("the event log did not acknowledge within {0:?}")]
+    DeadlineExceeded(Duration),
+}
+
+impl IngestError {
+    /// The status a caller sees. Internal details stay in our logs, never in the status.
+    pub fn status(&self) -> Status {
+        match self {
+            IngestError::InvalidSwipe(v) => Status::with_error_details(
+                Code::InvalidArgument,
+                format!("invalid swipe: {v}"),
+                ErrorDetails::with_bad_request(violations(v)),
+            ),
+            IngestError::BatchTooLarge { size, max } => Status::with_error_details(
+                Code::InvalidArgument,
+                self.to_string(),
+                ErrorDetails::with_bad_request_violation(
+                    "swipes",
+                    format!("has {size} swipes; at most {max} are allowed per batch"),
+                ),
+            ),
+            IngestError::DeadlineExceeded(_) => Status::deadline_exceeded(format!(
+                "{self}; the swipe may or may not have been written: retry with the same swipe_id"
+            )),
+            IngestError::Publish(e) if e.is_retriable() => {
+                Status::unavailable("the event log is unavailable: retry with the same swipe_id")
+            }
+            IngestError::Publish(_) | IngestError::Config { .. } | IngestError::Startup(_) => {
+                Status::internal("the swipe could not be written")
+            }
+        }
+    }
+
+    /// The same outcome as a per-swipe result of StreamSwipes.
+    pub fn rejection(&self) -> pb::Rejected {
+        let status = self.status();
+        let field_violations = match self {
+            IngestError::InvalidSwipe(v) => {
+                v.0.iter()
+                    .map(|f| pb::FieldViolation {
+                        field: f.field.clone(),
+                        description: f.description.clone(),
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        pb::Rejected {
+            code: code_name(status.code()).into(),
+            message: status.message().into(),
+            field_violations,
+        }
+    }
+}
+
+fn violations(v: &Violations) -> Vec<FieldViolation> {
+    v.0.iter()
+        .map(|f| FieldViolation::new(f.field.clone(), f.description.clone()))
+        .collect()
+}
+
+/// The canonical upper-case name of a gRPC code, as in the gRPC spec.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
