@@ -19,7 +19,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -149,16 +149,32 @@ impl KafkaLog {
             .clone()
     }
 
-    /// An idempotent producer that hit a fatal error cannot send again: replace it.
-    fn replace_producer_if_fatal(&self, used: &FutureProducer) {
-        if let Some((code, reason)) = used.client().fatal_error() {
-            tracing::error!(?code, %reason, "producer hit a fatal error; creating a new one");
-            if let Ok(fresh) = self.settings.producer_config().create::<FutureProducer>() {
-                *self
-                    .producer
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = fresh;
+    /// Retires `used` and puts a fresh producer (with a new producer id) in its place,
+    /// once per producer instance.
+    ///
+    /// Why: after a delivery timeout, librdkafka's idempotent producer bumps its epoch
+    /// locally and goes on with it; a broker that never saw that epoch (Tansu 0.6) fails
+    /// every later write from it. So a producer that has seen a timeout, a fatal error or a
+    /// rejected producer id/sequence never sends again: its queue and in-flight records
+    /// are purged (their callers get a failure, never OK) and the next writes go through
+    /// the new producer. Acknowledged writes are unaffected, and a caller's retry carries
+    /// the same event id, so consumers can drop any duplicate.
+    fn retire_producer(&self, used: &FutureProducer, reason: &str) {
+        let mut slot = self
+            .producer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !std::ptr::eq(slot.client().native_ptr(), used.client().native_ptr()) {
+            return; // already retired by another append
+        }
+        match self.settings.producer_config().create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(%reason, "retiring the Kafka producer; writes continue on a new one");
+                *slot = fresh;
+                drop(slot);
+                used.purge(PurgeConfig::default().queue().inflight());
             }
+            Err(e) => tracing::error!(error = %e, "could not create a new Kafka producer"),
         }
     }
 
@@ -289,6 +305,7 @@ impl EventLog for KafkaLog {
             pending.push(enqueue(&producer, topic, partition, record, queue_timeout).await);
         }
         let mut results = Vec::with_capacity(count);
+        let mut broken_state = None;
         for p in pending {
             results.push(match p {
                 Err(e) => Err(e),
@@ -297,13 +314,20 @@ impl EventLog for KafkaLog {
                         partition: d.partition as u32,
                         offset: d.offset as u64,
                     }),
-                    Ok(Err((e, _))) => Err(map_error(e, &self.settings)),
+                    Ok(Err((e, _))) => {
+                        if retires_producer(&e) {
+                            broken_state = Some(e.to_string());
+                        }
+                        Err(map_error(e, &self.settings))
+                    }
                     Err(_) => Err(LogError::Closed),
                 },
             });
         }
-        if results.iter().any(Result::is_err) {
-            self.replace_producer_if_fatal(&producer);
+        if let Some((_, reason)) = producer.client().fatal_error() {
+            self.retire_producer(&producer, &reason);
+        } else if let Some(reason) = broken_state {
+            self.retire_producer(&producer, &reason);
         }
         results
     }
@@ -455,6 +479,25 @@ async fn enqueue(
             Err((e, _)) => return Err(LogError::Rejected(e.to_string())),
         }
     }
+}
+
+/// Failures after which a producer must not send again (see `retire_producer`): a
+/// delivery timeout (librdkafka then bumps the epoch locally), or a broker answer saying
+/// the producer's id, epoch or sequence numbers no longer match its own.
+fn retires_producer(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::Unknown
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::DuplicateSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::ProducerFenced
+        )
+    )
 }
 
 /// Maps a delivery failure; says whether retrying may help by the variant chosen.

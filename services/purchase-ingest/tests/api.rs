@@ -1,0 +1,891 @@
+//! purchase-ingest through its real gRPC API, against a real Kafka-protocol broker (Tansu)
+//! and, where the behaviour is backend-independent, the embedded log too.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_eventlog::{EventLog, LogError, OutgoingRecord, Record, contract};
+use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_proto::ingest::v1 as pb;
+use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
+use churnguard_telemetry::Telemetry;
+use churnguard_testkit::{Tansu, eventually, init_test_logging};
+use purchase_ingest::config::{Backend, Secret};
+use purchase_ingest::{App, IngestError, Settings};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+const TOPIC: &str = "purchases.v1";
+const PARTITIONS: u32 = 4;
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+        .expect("fixed time")
+        .to_utc()
+}
+
+fn settings(backend: Backend) -> Settings {
+    let mut s = Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        publish_timeout_ms: 4_000,
+        health_probe_interval_ms: 200,
+        shutdown_grace_ms: 5_000,
+        ..Settings::default()
+    };
+    s.topics.partitions = PARTITIONS;
+    s.log.backend = backend;
+    s
+}
+
+fn kafka_settings(broker: &Tansu) -> KafkaSettings {
+    KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        delivery_timeout_ms: 2_000,
+        queue_timeout_ms: 500,
+        request_timeout_ms: 2_000,
+        ..KafkaSettings::default()
+    }
+}
+
+/// A running server and a way to stop it.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), IngestError>>,
+}
+
+impl Running {
+    async fn client(&self) -> PurchaseIngestClient<Channel> {
+        PurchaseIngestClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connect to purchase-ingest")
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    async fn shutdown(mut self) -> Result<(), IngestError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle.await.expect("server task")
+    }
+}
+
+async fn spawn_app<L: EventLog>(settings: Settings, log: L) -> Running {
+    init_test_logging();
+    let app = App::build_with_clock(
+        settings,
+        log,
+        Arc::new(Telemetry::tracer_only("test")),
+        Arc::new(now),
+    )
+    .await
+    .expect("build purchase-ingest");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        handle,
+    }
+}
+
+fn swipe(id: &str, customer: &str) -> pb::Swipe {
+    pb::Swipe {
+        swipe_id: id.into(),
+        customer: Some(pb::swipe::Customer::CustomerId(customer.into())),
+        store_id: "store-1".into(),
+        terminal_id: "till-1".into(),
+        employee_id: "emp-1".into(),
+        occurred_at: "2026-11-22T10:15:00+01:00".into(),
+        amount: Some(pb::Amount {
+            minor_units: 1250,
+            currency: "EUR".into(),
+        }),
+        item_count: 3,
+    }
+}
+
+fn request(s: pb::Swipe) -> pb::RecordSwipeRequest {
+    pb::RecordSwipeRequest { swipe: Some(s) }
+}
+
+/// Every record of the topic, by partition.
+async fn read_topic<L: EventLog>(log: &L) -> Vec<Record> {
+    let mut out = Vec::new();
+    for p in 0..PARTITIONS {
+        let end = log.end_offset(TOPIC, p).await.expect("end offset");
+        out.extend(contract::read_all(log, TOPIC, p, end).await);
+    }
+    out
+}
+
+async fn total_records<L: EventLog>(log: &L) -> u64 {
+    let mut n = 0;
+    for p in 0..PARTITIONS {
+        n += log.end_offset(TOPIC, p).await.expect("end offset");
+    }
+    n
+}
+
+fn envelope(r: &Record) -> Value {
+    serde_json::from_slice(&r.payload).expect("payload is JSON")
+}
+
+// ---------------------------------------------------------------------------------
+// The exact event, on both backends.
+
+async fn the_exact_event_comes_out<L: EventLog, R: EventLog>(app_log: L, reader: &R) {
+    let app = spawn_app(settings(Backend::Kafka), app_log).await;
+    let mut client = app.client().await;
+    let mut req = tonic::Request::new(request(swipe("sw-exact-1", "cust-42")));
+    req.metadata_mut().insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .expect("ascii"),
+    );
+    let accepted = client
+        .record_swipe(req)
+        .await
+        .expect("swipe accepted")
+        .into_inner()
+        .accepted
+        .expect("accepted");
+
+    let records = read_topic(reader).await;
+    assert_eq!(records.len(), 1, "exactly one event written");
+    let r = &records[0];
+    assert_eq!(
+        (r.partition, r.offset),
+        (accepted.partition, accepted.offset)
+    );
+    assert_eq!(r.key, b"cust-42", "keyed by customer");
+    assert_eq!(
+        r.timestamp_ms,
+        DateTime::parse_from_rfc3339("2026-11-22T10:15:00+01:00")
+            .expect("time")
+            .timestamp_millis(),
+        "the record carries event time"
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some(&b"application/cloudevents+json; charset=utf-8"[..])
+    );
+    let tp = String::from_utf8(
+        r.header("traceparent")
+            .expect("traceparent header")
+            .to_vec(),
+    )
+    .expect("utf8");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "the caller's trace continues into the record: {tp}"
+    );
+    assert_eq!(
+        envelope(r),
+        json!({
+            "specversion": "1.0",
+            "id": accepted.event_id,
+            "source": "/churnguard/stores/store-1",
+            "type": "churnguard.purchase.card_swiped.v1",
+            "subject": "cust-42",
+            "time": "2026-11-22T10:15:00+01:00",
+            "datacontenttype": "application/json",
+            "data": {
+                "swipe_id": "sw-exact-1",
+                "customer": "cust-42",
+                "store_id": "store-1",
+                "terminal_id": "till-1",
+                "employee_id": "emp-1",
+                "occurred_at": "2026-11-22T10:15:00+01:00",
+                "amount": {"minor_units": 1250, "currency": "EUR"},
+                "item_count": 3
+            }
+        })
+    );
+    assert_eq!(accepted.event_id.len(), 36, "a UUID");
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_a_swipe_comes_out_of_the_topic_as_the_exact_event() {
+    let broker = Tansu::start();
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    the_exact_event_comes_out(
+        KafkaLog::new(kafka_settings(&broker)).expect("log"),
+        &reader,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_a_swipe_comes_out_of_the_topic_as_the_exact_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(dir.path()).expect("open");
+    the_exact_event_comes_out(log.clone(), &log).await;
+}
+
+// ---------------------------------------------------------------------------------
+// A bad swipe in a batch, on both backends.
+
+async fn a_bad_swipe_is_refused_alone<L: EventLog, R: EventLog>(app_log: L, reader: &R) {
+    let app = spawn_app(settings(Backend::Kafka), app_log).await;
+    let mut client = app.client().await;
+    let mut batch: Vec<pb::Swipe> = (0..5)
+        .map(|i| swipe(&format!("sw-b-{i}"), &format!("cust-{i}")))
+        .collect();
+    batch[2].amount = Some(pb::Amount {
+        minor_units: 100,
+        currency: "euro".into(),
+    });
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(pb::StreamSwipesRequest { swipes: batch })
+        .await
+        .expect("send");
+    drop(tx);
+    let mut answers = client
+        .stream_swipes(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("answer")
+        .expect("one answer");
+    assert!(
+        answers.message().await.expect("end").is_none(),
+        "one answer per batch"
+    );
+    assert_eq!(answer.results.len(), 5);
+    for (i, r) in answer.results.iter().enumerate() {
+        assert_eq!(r.index as usize, i);
+        assert_eq!(r.swipe_id, format!("sw-b-{i}"));
+        match (&r.outcome, i) {
+            (Some(pb::swipe_result::Outcome::Rejected(rej)), 2) => {
+                assert_eq!(rej.code, "INVALID_ARGUMENT");
+                let fields: Vec<&str> = rej
+                    .field_violations
+                    .iter()
+                    .map(|v| v.field.as_str())
+                    .collect();
+                assert_eq!(fields, ["amount.currency"]);
+            }
+            (Some(pb::swipe_result::Outcome::Accepted(_)), i) if i != 2 => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    let ids: Vec<String> = read_topic(reader)
+        .await
+        .iter()
+        .map(|r| {
+            envelope(r)["data"]["swipe_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let mut ids = ids;
+    ids.sort();
+    assert_eq!(ids, ["sw-b-0", "sw-b-1", "sw-b-3", "sw-b-4"]);
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_a_batch_with_one_bad_swipe_gives_one_error_and_publishes_the_rest() {
+    let broker = Tansu::start();
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    a_bad_swipe_is_refused_alone(
+        KafkaLog::new(kafka_settings(&broker)).expect("log"),
+        &reader,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_a_batch_with_one_bad_swipe_gives_one_error_and_publishes_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(dir.path()).expect("open");
+    a_bad_swipe_is_refused_alone(log.clone(), &log).await;
+}
+
+// ---------------------------------------------------------------------------------
+// Validation, duplicates, card numbers, health and reflection: against Kafka.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_invalid_input_names_every_field_and_writes_nothing() {
+    let broker = Tansu::start();
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    let mut s = settings(Backend::Kafka);
+    s.limits.max_batch_swipes = 3;
+    let app = spawn_app(s, KafkaLog::new(kafka_settings(&broker)).expect("log")).await;
+    let mut client = app.client().await;
+
+    let bad = pb::Swipe {
+        swipe_id: String::new(),
+        customer: None,
+        store_id: "store 1".into(),
+        terminal_id: String::new(),
+        employee_id: "emp/1".into(),
+        occurred_at: "2026-11-22 10:15".into(),
+        amount: Some(pb::Amount {
+            minor_units: -5,
+            currency: "EU".into(),
+        }),
+        item_count: 0,
+    };
+    let cases: Vec<(pb::RecordSwipeRequest, Vec<&str>)> = vec![
+        (
+            request(bad),
+            vec![
+                "swipe_id",
+                "customer",
+                "store_id",
+                "terminal_id",
+                "employee_id",
+                "occurred_at",
+                "amount.minor_units",
+                "amount.currency",
+                "item_count",
+            ],
+        ),
+        (pb::RecordSwipeRequest { swipe: None }, vec!["swipe"]),
+        (
+            request(pb::Swipe {
+                occurred_at: "2026-11-22T12:30:00Z".into(),
+                ..swipe("sw-future", "c")
+            }),
+            vec!["occurred_at"],
+        ),
+        (
+            request(pb::Swipe {
+                occurred_at: "2024-01-01T00:00:00Z".into(),
+                ..swipe("sw-old", "c")
+            }),
+            vec!["occurred_at"],
+        ),
+        (
+            request(pb::Swipe {
+                customer: Some(pb::swipe::Customer::CardNumber("4111111111111111".into())),
+                ..swipe("sw-pan", "c")
+            }),
+            vec!["customer.card_number"],
+        ),
+    ];
+    for (req, fields) in cases {
+        let status = client.record_swipe(req).await.expect_err("must be refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let bad_request = status
+            .get_details_bad_request()
+            .expect("google.rpc.BadRequest detail");
+        let got: Vec<&str> = bad_request
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(got, fields);
+        assert!(
+            !status.message().contains("4111111111111111"),
+            "never echo a card number"
+        );
+    }
+
+    // A batch over the limit is refused as a whole, naming the field.
+    let (tx, rx) = mpsc::channel(1);
+    let four: Vec<pb::Swipe> = (0..4).map(|i| swipe(&format!("sw-big-{i}"), "c")).collect();
+    tx.send(pb::StreamSwipesRequest { swipes: four })
+        .await
+        .expect("send");
+    drop(tx);
+    let mut answers = client
+        .stream_swipes(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let status = answers.message().await.expect_err("batch too large");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .expect("detail")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["swipes"]);
+
+    assert_eq!(total_records(&reader).await, 0, "nothing was written");
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_a_duplicate_swipe_id_is_published_with_the_same_event_id() {
+    let broker = Tansu::start();
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    let app = spawn_app(
+        settings(Backend::Kafka),
+        KafkaLog::new(kafka_settings(&broker)).expect("log"),
+    )
+    .await;
+    let mut client = app.client().await;
+    let first = client
+        .record_swipe(request(swipe("sw-dup", "cust-7")))
+        .await
+        .expect("first")
+        .into_inner();
+    let again = client
+        .record_swipe(request(swipe("sw-dup", "cust-7")))
+        .await
+        .expect("retry")
+        .into_inner();
+    let other = client
+        .record_swipe(request(swipe("sw-other", "cust-7")))
+        .await
+        .expect("other")
+        .into_inner();
+    let (first, again, other) = (
+        first.accepted.expect("accepted"),
+        again.accepted.expect("accepted"),
+        other.accepted.expect("accepted"),
+    );
+    assert_eq!(first.event_id, again.event_id);
+    assert_ne!(first.event_id, other.event_id);
+    assert_eq!(
+        first.partition, again.partition,
+        "same customer, same partition"
+    );
+    assert_eq!(
+        again.offset,
+        first.offset + 1,
+        "the retry is published again, after the first"
+    );
+
+    let ids: Vec<String> = read_topic(&reader)
+        .await
+        .iter()
+        .map(|r| envelope(r)["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [first.event_id.clone(), first.event_id, other.event_id]
+    );
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_raw_card_numbers_are_tokenised_before_anything_is_written() {
+    let broker = Tansu::start();
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    let mut s = settings(Backend::Kafka);
+    s.card_token_key = Some(Secret::new("test-key-test-key-test-key-test-key"));
+    let app = spawn_app(s, KafkaLog::new(kafka_settings(&broker)).expect("log")).await;
+    let mut client = app.client().await;
+    for (id, customer) in [
+        (
+            "sw-pan-1",
+            pb::swipe::Customer::CardNumber("4111 1111 1111 1111".into()),
+        ),
+        (
+            "sw-pan-2",
+            pb::swipe::Customer::CardNumber("4111111111111111".into()),
+        ),
+        // A card number sent in the id field by mistake is caught too.
+        (
+            "sw-pan-3",
+            pb::swipe::Customer::CustomerId("4111111111111111".into()),
+        ),
+    ] {
+        let s = pb::Swipe {
+            customer: Some(customer),
+            ..swipe(id, "x")
+        };
+        client.record_swipe(request(s)).await.expect("accepted");
+    }
+    let records = read_topic(&reader).await;
+    assert_eq!(records.len(), 3);
+    let customers: Vec<String> = records
+        .iter()
+        .map(|r| {
+            envelope(r)["data"]["customer"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        customers
+            .iter()
+            .all(|c| c.starts_with("ct_") && *c == customers[0]),
+        "{customers:?}"
+    );
+    for r in &records {
+        let raw = String::from_utf8_lossy(&r.payload);
+        assert!(
+            !raw.contains("4111111111111111") && !raw.contains("4111 1111"),
+            "PAN leaked: {raw}"
+        );
+        assert!(!String::from_utf8_lossy(&r.key).contains("4111"));
+    }
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_health_and_reflection_work_for_generic_clients() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let broker = Tansu::start();
+    let app = spawn_app(
+        settings(Backend::Kafka),
+        KafkaLog::new(kafka_settings(&broker)).expect("log"),
+    )
+    .await;
+    let mut health = HealthClient::new(app.channel().await);
+    for service in ["", "churnguard.ingest.v1.PurchaseIngest"] {
+        let status = eventually(Duration::from_secs(30), "SERVING", || {
+            let mut health = health.clone();
+            async move {
+                let r = health
+                    .check(HealthCheckRequest {
+                        service: service.into(),
+                    })
+                    .await
+                    .ok()?;
+                (r.into_inner().status == ServingStatus::Serving as i32).then_some(())
+            }
+        })
+        .await;
+        let () = status;
+    }
+    let _ = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("check");
+
+    let mut reflection = ServerReflectionClient::new(app.channel().await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers.message().await.expect("answer").expect("one");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"churnguard.ingest.v1.PurchaseIngest".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+
+    // v1alpha too, for older grpcurl versions.
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest as AlphaReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    let mut alpha = AlphaClient::new(app.channel().await);
+    let req = AlphaReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::FileContainingSymbol(
+            "churnguard.ingest.v1.PurchaseIngest".into(),
+        )),
+    };
+    let answer = alpha
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .expect("v1alpha")
+        .into_inner()
+        .message()
+        .await
+        .expect("answer")
+        .expect("one");
+    assert!(answer.message_response.is_some());
+    app.shutdown().await.expect("clean shutdown");
+}
+
+// ---------------------------------------------------------------------------------
+// The broker dies mid-stream.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_broker_killed_mid_stream_no_ok_for_unwritten_swipes_and_service_resumes() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let mut broker = Tansu::start();
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    let s = settings(Backend::Kafka);
+    let publish_timeout = s.publish_timeout();
+    let app = spawn_app(s, KafkaLog::new(kafka_settings(&broker)).expect("log")).await;
+    let mut client = app.client().await;
+    let health = HealthClient::new(app.channel().await);
+
+    // One gateway stream, batch after batch, for the whole test.
+    let (batches, rx) = mpsc::channel::<pb::StreamSwipesRequest>(1);
+    let mut answers = client
+        .stream_swipes(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let (progress_tx, mut progress) = mpsc::unbounded_channel::<(usize, usize)>();
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let driver = tokio::spawn(async move {
+        let mut accepted: HashMap<String, String> = HashMap::new();
+        let mut failures: Vec<(String, Duration)> = Vec::new();
+        let mut seq = 0;
+        loop {
+            if stop_rx.try_recv().is_ok() {
+                break;
+            }
+            let swipes: Vec<pb::Swipe> = (0..20)
+                .map(|_| {
+                    seq += 1;
+                    swipe(&format!("sw-kill-{seq}"), &format!("cust-{}", seq % 50))
+                })
+                .collect();
+            let started = Instant::now();
+            batches
+                .send(pb::StreamSwipesRequest { swipes })
+                .await
+                .expect("send batch");
+            let answer = answers
+                .message()
+                .await
+                .expect("stream stays up")
+                .expect("an answer per batch");
+            let took = started.elapsed();
+            for r in answer.results {
+                match r.outcome {
+                    Some(pb::swipe_result::Outcome::Accepted(a)) => {
+                        accepted.insert(r.swipe_id, a.event_id);
+                    }
+                    Some(pb::swipe_result::Outcome::Rejected(rej)) => {
+                        failures.push((rej.code, took))
+                    }
+                    None => panic!("a result without an outcome"),
+                }
+            }
+            let _ = progress_tx.send((accepted.len(), failures.len()));
+        }
+        (accepted, failures)
+    });
+
+    wait_for(&mut progress, "swipes flowing", |(a, _)| a >= 300).await;
+    broker.kill();
+    let (accepted_at_kill, _) = wait_for(
+        &mut progress,
+        "failures while the broker is down",
+        |(_, f)| f >= 40,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "NOT_SERVING while the broker is down",
+        || {
+            let mut h = health.clone();
+            async move {
+                let s = h
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (s.status == ServingStatus::NotServing as i32).then_some(())
+            }
+        },
+    )
+    .await;
+
+    broker.restart();
+    wait_for(
+        &mut progress,
+        "service resuming after the broker returns",
+        move |(a, _)| a >= accepted_at_kill + 300,
+    )
+    .await;
+    eventually(Duration::from_secs(30), "SERVING again", || {
+        let mut h = health.clone();
+        async move {
+            let s = h
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (s.status == ServingStatus::Serving as i32).then_some(())
+        }
+    })
+    .await;
+    let _ = stop_tx.send(());
+    let (accepted, failures) = driver.await.expect("driver");
+
+    // Failures were retriable codes, answered within the bound, never OK.
+    assert!(!failures.is_empty());
+    for (code, took) in &failures {
+        assert!(
+            code == "UNAVAILABLE" || code == "DEADLINE_EXCEEDED",
+            "failure code {code}"
+        );
+        assert!(
+            *took <= publish_timeout + Duration::from_secs(3),
+            "a failed batch took {took:?}"
+        );
+    }
+    // Every acknowledged swipe is in the log, once.
+    let mut in_log: HashMap<String, usize> = HashMap::new();
+    for r in read_topic(&reader).await {
+        *in_log
+            .entry(envelope(&r)["id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    let lost: Vec<&String> = accepted
+        .iter()
+        .filter(|(_, id)| !in_log.contains_key(*id))
+        .map(|(s, _)| s)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged swipes lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    let twice: Vec<&String> = accepted
+        .values()
+        .filter(|id| in_log.get(*id).copied().unwrap_or(0) > 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "acknowledged swipes written twice: {}",
+        twice.len()
+    );
+    eprintln!(
+        "broker kill: {} swipes acknowledged, {} refused while the broker was down, all acknowledged found once",
+        accepted.len(),
+        failures.len()
+    );
+    app.shutdown().await.expect("clean shutdown");
+}
+
+// ---------------------------------------------------------------------------------
+// Graceful shutdown finishes what is in flight.
+
+/// Waits until the driver reports progress `(accepted, failed)` that satisfies `f`.
+async fn wait_for(
+    progress: &mut mpsc::UnboundedReceiver<(usize, usize)>,
+    what: &str,
+    f: impl Fn((usize, usize)) -> bool,
+) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let p = tokio::time::timeout(left, progress.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .expect("driver running");
+        if f(p) {
+            return p;
+        }
+    }
+}
+
+/// Delays every append, so a call is surely in flight when shutdown starts.
+struct SlowLog<L>(L, Duration);
+
+impl<L: EventLog> EventLog for SlowLog<L> {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
+        self.0.ensure_topic(topic, partitions).await
+    }
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Vec<Result<churnguard_eventlog::Appended, LogError>> {
+        tokio::time::sleep(self.1).await;
+        self.0.append(topic, records).await
+    }
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>, LogError> {
+        self.0.read(topic, partition, from, max, wait).await
+    }
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.0.end_offset(topic, partition).await
+    }
+    async fn check(&self) -> Result<(), LogError> {
+        self.0.check().await
+    }
+    async fn flush(&self, timeout: Duration) -> Result<(), LogError> {
+        self.0.flush(timeout).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_shutdown_finishes_in_flight_calls_and_flushes() {
+    let broker = Tansu::start();
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    let log = SlowLog(
+        KafkaLog::new(kafka_settings(&broker)).expect("log"),
+        Duration::from_millis(700),
+    );
+    let app = spawn_app(settings(Backend::Kafka), log).await;
+    let mut client = app.client().await;
+    let in_flight = tokio::spawn(async move {
+        client
+            .record_swipe(request(swipe("sw-inflight", "cust-1")))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = Instant::now();
+    app.shutdown().await.expect("clean shutdown");
+    let answer = in_flight
+        .await
+        .expect("task")
+        .expect("the in-flight call completes with OK");
+    assert!(answer.into_inner().accepted.is_some());
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+    let records = read_topic(&reader).await;
+    assert_eq!(
+        records.len(),
+        1,
+        "the in-flight swipe was written before the service stopped"
+    );
+}
