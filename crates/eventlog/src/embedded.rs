@@ -358,7 +358,7 @@ impl Partition {
                 Ok(None) => break,
                 Ok(Some(body)) => match decode_body(&body) {
                     Some(rec) if rec.offset == next => {
-                        if next % INDEX_INTERVAL == 0 {
+                        if next.is_multiple_of(INDEX_INTERVAL) {
                             index.push((next, pos));
                         }
                         pos += (FRAME_HEADER + body.len()) as u64;
@@ -465,7 +465,7 @@ fn commit_group(group: Vec<WriteRequest>) {
                 for (part, record) in partitions.into_iter().zip(records) {
                     let mut w = part.writer.lock().unwrap_or_else(PoisonError::into_inner);
                     let offset = w.next_offset;
-                    if offset % INDEX_INTERVAL == 0 {
+                    if offset.is_multiple_of(INDEX_INTERVAL) {
                         let at = w.len + w.pending.len() as u64;
                         w.pending_index.push((offset, at));
                     }

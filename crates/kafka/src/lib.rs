@@ -381,11 +381,9 @@ impl EventLog for KafkaLog {
                             })
                             .unwrap_or_default(),
                     }),
-                    Some(Err(KafkaError::PartitionEOF(_))) => {
-                        if !out.is_empty() {
-                            break;
-                        }
-                    }
+                    // At the end: done if we have something, else keep waiting.
+                    Some(Err(KafkaError::PartitionEOF(_))) if !out.is_empty() => break,
+                    Some(Err(KafkaError::PartitionEOF(_))) => {}
                     Some(Err(e)) => {
                         if out.is_empty() {
                             return Err(LogError::Unavailable(format!("reading: {e}")));

@@ -1,1 +1,294 @@
+//! Redis holds state that replaying the event log rebuilds; Kafka is the system of record.
+//!
+//! This crate owns the connection and the one primitive every consumer of the log needs:
+//! a per-partition checkpoint (the next offset to process) that only moves forward, so a
+//! consumer that restarts, or a zombie instance that wakes up late, can never move it
+//! back. Keys carry the partition as a Redis Cluster hash tag (`{p3}`), so a partition's
+//! checkpoint and the state written with it live in one slot and one script can change
+//! both atomically.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`.
+    pub url: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("connecting to Redis failed")]
+    Connect(#[source] redis::RedisError),
+    #[error("Redis command {command} failed")]
+    Command {
+        command: &'static str,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("stored checkpoint is not an offset: {0:?}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Connection trouble (retry later) rather than a bad command or bad data.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            StoreError::Connect(_) => true,
+            StoreError::Command { source, .. } => {
+                source.is_io_error() || source.is_connection_dropped() || source.is_timeout()
+            }
+            StoreError::Corrupt(_) => false,
+        }
+    }
+}
+
+/// The key of a partition's checkpoint for one consumer.
+pub fn checkpoint_key(consumer: &str, topic: &str, partition: u32) -> String {
+    format!("cg:{{p{partition}}}:checkpoint:{consumer}:{topic}")
+}
+
+/// Per-partition consumer checkpoints that only move forward.
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// The next offset to process, if a checkpoint exists.
+    fn load(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Moves the checkpoint to `next_offset` if that is beyond the stored one, atomically.
+    /// Returns the checkpoint in force afterwards.
+    fn advance(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Whether the store answers (health checks).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Checks and writes in one script: never moves a checkpoint backwards.
+const ADVANCE: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local proposed = tonumber(ARGV[1])
+if proposed > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return proposed
+end
+return current
+";
+
+/// Checkpoints in Redis.
+#[derive(Clone)]
+pub struct RedisCheckpoints {
+    conn: ConnectionManager,
+    advance: redis::Script,
+}
+
+impl std::fmt::Debug for RedisCheckpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCheckpoints").finish_non_exhaustive()
+    }
+}
+
+impl RedisCheckpoints {
+    /// Connects (the manager reconnects by itself after Redis restarts).
+    pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(StoreError::Connect)?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Self {
+            conn,
+            advance: redis::Script::new(ADVANCE),
+        })
+    }
+}
+
+impl CheckpointStore for RedisCheckpoints {
+    async fn load(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(checkpoint_key(consumer, topic, partition))
+            .query_async(&mut conn)
+            .await
+            .map_err(|source| StoreError::Command {
+                command: "GET",
+                source,
+            })?;
+        raw.map(|v| v.parse().map_err(|_| StoreError::Corrupt(v)))
+            .transpose()
+    }
+
+    async fn advance(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let now: i64 = self
+            .advance
+            .key(checkpoint_key(consumer, topic, partition))
+            .arg(next_offset)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|source| StoreError::Command {
+                command: "EVALSHA advance",
+                source,
+            })?;
+        u64::try_from(now).map_err(|_| StoreError::Corrupt(now.to_string()))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::Command {
+                command: "PING",
+                source,
+            })
+    }
+}
+
+/// Checkpoints in memory, for tests and the single-process mode.
+#[derive(Debug, Default)]
+pub struct MemoryCheckpoints {
+    offsets: Mutex<HashMap<String, u64>>,
+}
+
+impl CheckpointStore for MemoryCheckpoints {
+    async fn load(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .offsets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&checkpoint_key(consumer, topic, partition))
+            .copied())
+    }
+
+    async fn advance(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<u64, StoreError> {
+        let mut offsets = self.offsets.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = offsets
+            .entry(checkpoint_key(consumer, topic, partition))
+            .or_insert(next_offset);
+        *entry = (*entry).max(next_offset);
+        Ok(*entry)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The contract both implementations pass.
+pub mod contract {
+    use super::CheckpointStore;
+
+    pub async fn run_all<S: CheckpointStore>(store: &S) {
+        assert_eq!(
+            store.load("scorer", "purchases.v1", 0).await.expect("load"),
+            None,
+            "no checkpoint yet"
+        );
+        assert_eq!(
+            store
+                .advance("scorer", "purchases.v1", 0, 10)
+                .await
+                .expect("advance"),
+            10
+        );
+        assert_eq!(
+            store.load("scorer", "purchases.v1", 0).await.expect("load"),
+            Some(10)
+        );
+        assert_eq!(
+            store
+                .advance("scorer", "purchases.v1", 0, 4)
+                .await
+                .expect("advance"),
+            10,
+            "a checkpoint never moves back"
+        );
+        assert_eq!(
+            store
+                .advance("scorer", "purchases.v1", 0, 11)
+                .await
+                .expect("advance"),
+            11
+        );
+        assert_eq!(
+            store.load("scorer", "purchases.v1", 1).await.expect("load"),
+            None,
+            "partitions are separate"
+        );
+        assert_eq!(
+            store.load("other", "purchases.v1", 0).await.expect("load"),
+            None,
+            "consumers are separate"
+        );
+        store.ping().await.expect("ping");
+
+        // Concurrent advances end at the highest offset, whatever the interleaving.
+        let mut tasks = Vec::new();
+        for i in 0..50u64 {
+            tasks.push(store.advance("race", "t", 3, (i * 7919) % 1000));
+        }
+        for t in tasks {
+            t.await.expect("advance");
+        }
+        let highest = (0..50u64).map(|i| (i * 7919) % 1000).max();
+        assert_eq!(store.load("race", "t", 3).await.expect("load"), highest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_cluster_slot_per_partition() {
+        assert_eq!(
+            checkpoint_key("scorer", "purchases.v1", 3),
+            "cg:{p3}:checkpoint:scorer:purchases.v1"
+        );
+    }
+}

@@ -280,6 +280,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// figment's test jail returns its own large error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -117,7 +117,7 @@ async fn run_store(
                     // Regulars buy more often: a skewed pick of the store's customers.
                     let r = rng.f64();
                     let customer = (r * r * f64::from(cfg.customers_per_store)) as u32;
-                    let bad = cfg.bad_every > 0 && seq % cfg.bad_every == 0;
+                    let bad = cfg.bad_every > 0 && seq.is_multiple_of(cfg.bad_every);
                     pb::Swipe {
                         swipe_id: format!("sim-{run_id}-{store}-{seq}"),
                         customer: Some(pb::swipe::Customer::CustomerId(format!(

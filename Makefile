@@ -1,0 +1,30 @@
+# churnguard. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+STORES ?= 5
+
+.PHONY: help run test lint layering bench build clean-data
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: ## Run the main job: purchase-ingest on the embedded log (./data/log) fed by a simulated chain of $(STORES) stores; Ctrl-C stops it
+	cargo run --locked -p purchase-ingest -- --simulate-stores $(STORES)
+
+test: ## Install what is missing, then run every test against a real broker (Tansu) and Redis
+	scripts/test.sh
+
+lint: ## rustfmt, clippy -D warnings, the layering rule, buf lint and buf breaking against main
+	scripts/lint.sh
+
+layering: ## Fail if the domain crate depends on an I/O crate
+	cargo test --locked -p churnguard-e2e --test layering
+
+bench: ## Throughput benchmarks with the physical limit measured in the same run
+	scripts/bench.sh
+
+build: ## Build everything
+	cargo build --workspace --locked
+
+clean-data: ## Delete the embedded log written by `make run`
+	rm -rf data

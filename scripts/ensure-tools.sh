@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what the tests need and a fresh machine lacks. Safe to run again: each step
+# checks first. Binaries built here are cached under $CHURNGUARD_CACHE.
+#   redis-server  Debian package
+#   tansu 0.6.0   Kafka-protocol broker, `cargo install` (about 20 min cold; cached)
+#   buf           protobuf linter, from the npm registry (only with --lint)
+set -euo pipefail
+
+CACHE="${CHURNGUARD_CACHE:-$HOME/.cache/churnguard}"
+TANSU_VERSION=0.6.0
+TANSU_ROOT="$CACHE/tansu-$TANSU_VERSION"
+BUF_VERSION=1.75.0
+BUF_ROOT="$CACHE/buf-$BUF_VERSION"
+
+say() { printf 'ensure-tools: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# C toolchain for rdkafka's bundled librdkafka.
+if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
+  say "installing a C toolchain (build-essential)"
+  apt_install build-essential
+fi
+
+if ! command -v redis-server >/dev/null; then
+  say "installing redis-server"
+  apt_install redis-server
+  # The package may start a system instance; tests start their own on free ports.
+fi
+
+if [ ! -x "$TANSU_ROOT/bin/tansu" ]; then
+  say "building tansu $TANSU_VERSION into $TANSU_ROOT (about 20 minutes on 2 cores, once)"
+  mkdir -p "$CACHE"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql \
+    --root "$TANSU_ROOT" --quiet
+fi
+
+if [ "${1:-}" = "--lint" ] && [ ! -x "$BUF_ROOT/node_modules/.bin/buf" ]; then
+  say "installing buf $BUF_VERSION from the npm registry"
+  mkdir -p "$BUF_ROOT"
+  npm install --silent --no-audit --no-fund --prefix "$BUF_ROOT" "@bufbuild/buf@$BUF_VERSION" >/dev/null
+fi
+
+echo "TANSU_BIN=$TANSU_ROOT/bin/tansu"
+echo "BUF_BIN=$BUF_ROOT/node_modules/.bin/buf"
