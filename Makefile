@@ -12,7 +12,7 @@ run: ## Run the main job: purchase-ingest on the embedded log (./data/log) fed b
 	cargo run --locked -p purchase-ingest -- --simulate-stores $(STORES)
 
 test: ## Install what is missing, then run every test against a real broker (Tansu) and Redis
-	scripts/test.sh
+	scripts/with-infra.sh cargo test --workspace --locked
 
 lint: ## rustfmt, clippy -D warnings, the layering rule, buf lint and buf breaking against main
 	scripts/lint.sh
@@ -21,7 +21,7 @@ layering: ## Fail if the domain crate depends on an I/O crate
 	cargo test --locked -p churnguard-e2e --test layering
 
 bench: ## Throughput benchmarks with the physical limit measured in the same run
-	scripts/bench.sh
+	scripts/with-infra.sh cargo bench --locked -p purchase-ingest --bench ingest
 
 build: ## Build everything
 	cargo build --workspace --locked

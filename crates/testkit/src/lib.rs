@@ -89,6 +89,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 pub struct Tansu {
     port: u16,
     dir: tempfile::TempDir,
+    storage: &'static str,
     child: Option<Child>,
 }
 
@@ -102,10 +103,21 @@ impl Tansu {
         )
     }
 
+    /// A durable broker (SQLite storage): what the tests use.
     pub fn start() -> Self {
+        Self::start_with_storage("sqlite://tansu.db")
+    }
+
+    /// A broker keeping everything in memory: fast, lost on restart (benchmarks).
+    pub fn start_in_memory() -> Self {
+        Self::start_with_storage("memory://tansu/")
+    }
+
+    fn start_with_storage(storage: &'static str) -> Self {
         let mut t = Self {
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir for the broker"),
+            storage,
             child: None,
         };
         t.spawn();
@@ -125,7 +137,7 @@ impl Tansu {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                "sqlite://tansu.db",
+                self.storage,
             ])
             .env(
                 "RUST_LOG",

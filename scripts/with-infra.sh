@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `make test`: installs what is missing, then runs every test of the workspace. Tests
-# start their own Tansu broker and Redis on free ports and stop them when done; this
-# script also kills any that a crashed test left behind, whatever the outcome.
+# Runs a command (the tests, the benchmarks) with what it needs installed, and cleans up
+# after it: tests and benchmarks start their own Tansu broker and Redis on free ports and
+# stop them when done; this script also kills any that a crashed run left behind,
+# whatever the outcome.
+#   scripts/with-infra.sh cargo test --workspace --locked
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +24,4 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cargo test --workspace --locked "$@"
+"$@"

@@ -1,0 +1,335 @@
+//! `make bench`: purchase-ingest throughput, each figure next to the physical limit
+//! measured in the same run on the same machine.
+//!
+//! - embedded log: raw `write` + `fdatasync` of the same bytes in the same group size
+//!   (the disk's limit), then `EventLog::append`, then swipes through gRPC;
+//! - Kafka (Tansu, SQLite and memory storage): a raw rdkafka idempotent producer (the
+//!   broker's limit for this client), then `KafkaLog::append`, then swipes through gRPC.
+//!
+//! Figures are rates on a shared, noisy 2-core machine: compare ratios, not absolutes.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
+use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_proto::ingest::v1 as pb;
+use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
+use churnguard_telemetry::Telemetry;
+use churnguard_testkit::Tansu;
+use purchase_ingest::config::Backend;
+use purchase_ingest::{App, Settings};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+const BATCH: usize = 500;
+const WRITERS: usize = 8;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        println!(
+            "churnguard ingest benchmarks: {} cores, batches of {BATCH}, {WRITERS} concurrent writers",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        let sample = sample_record(0);
+        println!("record size: {} bytes payload (a real CloudEvent), key ~10 bytes\n", sample.payload.len());
+        embedded(200_000).await;
+        kafka("Tansu, memory storage", Tansu::start_in_memory(), 200_000).await;
+        kafka("Tansu, SQLite storage (durable)", Tansu::start(), 60_000).await;
+        println!("peak RSS of this process: {} MiB", peak_rss_kib() / 1024);
+    });
+}
+
+fn sample_record(i: usize) -> OutgoingRecord {
+    let swipe = swipe(i, "2026-11-22T10:15:00+01:00");
+    let payload = format!(
+        r#"{{"specversion":"1.0","id":"6f1c2b0e-54a4-4d5e-9b1f-{i:012}","source":"/churnguard/stores/{store}","type":"churnguard.purchase.card_swiped.v1","subject":"{cust}","time":"{t}","datacontenttype":"application/json","data":{{"swipe_id":"{id}","customer":"{cust}","store_id":"{store}","terminal_id":"till-1","employee_id":"emp-1","occurred_at":"{t}","amount":{{"minor_units":1250,"currency":"EUR"}},"item_count":3}}}}"#,
+        store = swipe.store_id,
+        cust = format!("cust-{}", i % 10_000),
+        t = swipe.occurred_at,
+        id = swipe.swipe_id
+    );
+    OutgoingRecord {
+        key: format!("cust-{}", i % 10_000).into_bytes(),
+        payload: payload.into_bytes(),
+        headers: vec![
+            Header::new(
+                "content-type",
+                "application/cloudevents+json; charset=utf-8",
+            ),
+            Header::new(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        ],
+        timestamp_ms: 1_763_806_500_000,
+    }
+}
+
+fn swipe(i: usize, occurred_at: &str) -> pb::Swipe {
+    pb::Swipe {
+        swipe_id: format!("bench-{i}"),
+        customer: Some(pb::swipe::Customer::CustomerId(format!(
+            "cust-{}",
+            i % 10_000
+        ))),
+        store_id: format!("store-{}", i % 40),
+        terminal_id: "till-1".into(),
+        employee_id: "emp-1".into(),
+        occurred_at: occurred_at.into(),
+        amount: Some(pb::Amount {
+            minor_units: 1250,
+            currency: "EUR".into(),
+        }),
+        item_count: 3,
+    }
+}
+
+fn report(what: &str, n: usize, took: Duration, limit: Option<f64>) -> f64 {
+    let rate = n as f64 / took.as_secs_f64();
+    match limit {
+        Some(l) => println!(
+            "  {what:<44} {rate:>10.0} /s   {:>5.2} x the limit",
+            rate / l
+        ),
+        None => println!("  {what:<44} {rate:>10.0} /s   (the limit)"),
+    }
+    rate
+}
+
+/// Appends `n` records from `WRITERS` tasks in batches of `BATCH`.
+async fn append_all<L: EventLog>(log: Arc<L>, topic: &'static str, n: usize) -> Duration {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = w * BATCH;
+            while i < n {
+                let records: Vec<OutgoingRecord> =
+                    (i..(i + BATCH).min(n)).map(sample_record).collect();
+                for r in log.append(topic, records).await {
+                    r.expect("append");
+                }
+                i += WRITERS * BATCH;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    started.elapsed()
+}
+
+/// Sends `n` swipes through purchase-ingest's StreamSwipes from `WRITERS` gateways.
+async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Duration {
+    let now = chrono::Utc::now().to_rfc3339();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let now = now.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = PurchaseIngestClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect");
+            let (tx, rx) = mpsc::channel(2);
+            let mut answers = client
+                .stream_swipes(ReceiverStream::new(rx))
+                .await
+                .expect("stream")
+                .into_inner();
+            let mut i = w * BATCH;
+            while i < n {
+                let swipes = (i..(i + BATCH).min(n)).map(|k| swipe(k, &now)).collect();
+                tx.send(pb::StreamSwipesRequest { swipes })
+                    .await
+                    .expect("send");
+                let answer = answers.message().await.expect("answer").expect("one");
+                assert!(
+                    answer
+                        .results
+                        .iter()
+                        .all(|r| matches!(r.outcome, Some(pb::swipe_result::Outcome::Accepted(_)))),
+                    "every swipe accepted"
+                );
+                i += WRITERS * BATCH;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("gateway");
+    }
+    started.elapsed()
+}
+
+fn ingest_settings(backend: Backend) -> Settings {
+    let mut s = Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        publish_timeout_ms: 30_000,
+        ..Settings::default()
+    };
+    s.log.backend = backend;
+    s
+}
+
+async fn embedded(n: usize) {
+    println!("embedded log ({n} records)");
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    let dir = tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir_in(&base)
+        .expect("bench dir on the build disk");
+
+    // The limit: the same bytes, appended and fdatasync'd once per BATCH records, by one
+    // writer, as the log's group commit does at best.
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| sample_record(i).payload).collect();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("raw.bin"))
+        .expect("raw file");
+    let started = Instant::now();
+    for group in frames.chunks(BATCH) {
+        let mut buf = Vec::with_capacity(group.len() * 520);
+        for f in group {
+            buf.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            buf.extend_from_slice(f);
+        }
+        file.write_all(&buf).expect("write");
+        file.sync_data().expect("fdatasync");
+    }
+    let limit = report(
+        "raw write + fdatasync per batch",
+        n,
+        started.elapsed(),
+        None,
+    );
+
+    let log = Arc::new(EmbeddedLog::open(dir.path().join("log")).expect("open"));
+    log.ensure_topic("bench", 6).await.expect("topic");
+    let took = append_all(log.clone(), "bench", n).await;
+    report("EventLog::append (embedded)", n, took, Some(limit));
+
+    let app_dir = dir.path().join("app");
+    let app = App::build(
+        ingest_settings(Backend::Embedded),
+        EmbeddedLog::open(&app_dir).expect("open"),
+        Arc::new(Telemetry::tracer_only("bench")),
+    )
+    .await
+    .expect("app");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let took = stream_all(addr, n).await;
+    report(
+        "swipes through gRPC StreamSwipes (embedded)",
+        n,
+        took,
+        Some(limit),
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    println!();
+}
+
+async fn kafka(name: &str, broker: Tansu, n: usize) {
+    println!("{name} ({n} records)");
+    let settings = KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        delivery_timeout_ms: 30_000,
+        queue_timeout_ms: 30_000,
+        ..KafkaSettings::default()
+    };
+    let log = Arc::new(KafkaLog::new(settings.clone()).expect("log"));
+    log.ensure_topic("raw", 6).await.expect("topic");
+    log.ensure_topic("bench", 6).await.expect("topic");
+
+    // The limit: the same records through a bare rdkafka producer with the same
+    // durability settings, every delivery awaited.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let records: Vec<OutgoingRecord> = (0..n).map(sample_record).collect();
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(n);
+    for (i, r) in records.iter().enumerate() {
+        let record = FutureRecord::to("raw")
+            .key(&r.key)
+            .payload(&r.payload)
+            .partition((i % 6) as i32);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    for d in deliveries {
+        d.await.expect("delivery").expect("acknowledged");
+    }
+    let limit = report(
+        "raw rdkafka producer (same broker)",
+        n,
+        started.elapsed(),
+        None,
+    );
+
+    let took = append_all(log.clone(), "bench", n).await;
+    report("EventLog::append (KafkaLog)", n, took, Some(limit));
+
+    let mut s = ingest_settings(Backend::Kafka);
+    s.log.kafka = settings.clone();
+    s.topics.purchases = "purchases.bench".into();
+    let app = App::build(
+        s,
+        KafkaLog::new(settings).expect("log"),
+        Arc::new(Telemetry::tracer_only("bench")),
+    )
+    .await
+    .expect("app");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let took = stream_all(addr, n).await;
+    report(
+        "swipes through gRPC StreamSwipes (KafkaLog)",
+        n,
+        took,
+        Some(limit),
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    drop(broker);
+    println!();
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
