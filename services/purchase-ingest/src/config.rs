@@ -60,6 +60,15 @@ pub struct Limits {
     pub max_age_days: i64,
     pub max_amount_minor_units: i64,
     pub max_item_count: u32,
+    /// Most swipes being published at once across all calls: memory stays bounded
+    /// however many gateways connect. A call that cannot get room within its deadline
+    /// gets UNAVAILABLE.
+    pub max_in_flight_swipes: usize,
+    /// How long a call waits for room under `max_in_flight_swipes` before it is refused:
+    /// an overloaded service answers fast rather than holding callers.
+    pub max_capacity_wait_ms: u64,
+    /// Most concurrent gRPC streams per connection.
+    pub max_streams_per_connection: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +149,9 @@ impl Default for Limits {
             max_age_days: d.max_age.num_days(),
             max_amount_minor_units: d.max_amount_minor_units,
             max_item_count: d.max_item_count,
+            max_in_flight_swipes: 50_000,
+            max_capacity_wait_ms: 1_000,
+            max_streams_per_connection: 128,
         }
     }
 }
@@ -245,6 +257,15 @@ impl Settings {
         }
         if l.max_item_count < 1 {
             return bad("limits.max_item_count", "must be positive");
+        }
+        if l.max_in_flight_swipes < l.max_batch_swipes {
+            return bad(
+                "limits.max_in_flight_swipes",
+                "must be at least limits.max_batch_swipes",
+            );
+        }
+        if l.max_streams_per_connection < 1 {
+            return bad("limits.max_streams_per_connection", "must be positive");
         }
         if self.log.backend == Backend::Embedded && self.log.embedded.dir.as_os_str().is_empty() {
             return bad("log.embedded.dir", "must not be empty");

@@ -22,6 +22,8 @@ pub enum IngestError {
     Publish(#[source] LogError),
     #[error("the event log did not acknowledge within {0:?}")]
     DeadlineExceeded(Duration),
+    #[error("too many swipes in flight")]
+    Overloaded,
 }
 
 impl IngestError {
@@ -44,6 +46,9 @@ impl IngestError {
             IngestError::DeadlineExceeded(_) => Status::deadline_exceeded(format!(
                 "{self}; the swipe may or may not have been written: retry with the same swipe_id"
             )),
+            IngestError::Overloaded => {
+                Status::unavailable("purchase-ingest is at capacity: retry with the same swipe_id")
+            }
             IngestError::Publish(e) if e.is_retriable() => {
                 Status::unavailable("the event log is unavailable: retry with the same swipe_id")
             }

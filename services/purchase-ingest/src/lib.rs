@@ -108,6 +108,10 @@ impl<L: EventLog> App<L> {
             max_batch: settings.limits.max_batch_swipes,
             telemetry,
             clock,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                settings.limits.max_in_flight_swipes,
+            )),
+            capacity_wait: Duration::from_millis(settings.limits.max_capacity_wait_ms),
         });
         Ok(Self {
             listener,
@@ -152,6 +156,7 @@ impl<L: EventLog> App<L> {
 
         let stop_serving = stop.clone();
         let server = tonic::transport::Server::builder()
+            .max_concurrent_streams(self.settings.limits.max_streams_per_connection)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

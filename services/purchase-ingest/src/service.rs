@@ -13,7 +13,7 @@ use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngest;
 use churnguard_telemetry::{TRACEPARENT, Telemetry};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
@@ -34,6 +34,9 @@ pub struct Core<L> {
     pub(crate) max_batch: usize,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) clock: Clock,
+    /// One permit per swipe being published (`limits.max_in_flight_swipes`).
+    pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) capacity_wait: Duration,
 }
 
 impl<L> std::fmt::Debug for Core<L> {
@@ -68,6 +71,25 @@ impl<L: EventLog> Core<L> {
         }
         if !valid.is_empty() {
             let timeout = deadline.map_or(self.publish_timeout, |d| d.min(self.publish_timeout));
+            let started = tokio::time::Instant::now();
+            let permits = tokio::time::timeout(
+                timeout.min(self.capacity_wait),
+                self.in_flight
+                    .clone()
+                    .acquire_many_owned(valid.len() as u32),
+            )
+            .await;
+            let Ok(Ok(_permits)) = permits else {
+                tracing::warn!(
+                    swipes = valid.len(),
+                    "too many swipes in flight; refusing the batch"
+                );
+                for (i, _) in valid {
+                    outcomes[i] = Some(Err(IngestError::Overloaded));
+                }
+                return finish(outcomes);
+            };
+            let timeout = timeout.saturating_sub(started.elapsed());
             let span = self.telemetry.span("purchases.publish", traceparent);
             let traceparent = span.traceparent();
             let mut event_ids = Vec::with_capacity(valid.len());
@@ -105,11 +127,17 @@ impl<L: EventLog> Core<L> {
                 }
             }
         }
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Err(IngestError::DeadlineExceeded(Duration::ZERO))))
-            .collect()
+        finish(outcomes)
     }
+}
+
+fn finish(
+    outcomes: Vec<Option<Result<pb::Accepted, IngestError>>>,
+) -> Vec<Result<pb::Accepted, IngestError>> {
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Err(IngestError::DeadlineExceeded(Duration::ZERO))))
+        .collect()
 }
 
 /// The gRPC face of [`Core`].

@@ -889,3 +889,128 @@ async fn kafka_shutdown_finishes_in_flight_calls_and_flushes() {
         "the in-flight swipe was written before the service stopped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_swipes_in_flight_are_bounded_and_the_excess_gets_unavailable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(dir.path()).expect("open");
+    let mut s = settings(Backend::Embedded);
+    s.publish_timeout_ms = 5_000;
+    s.limits.max_batch_swipes = 5;
+    s.limits.max_in_flight_swipes = 5;
+    s.limits.max_capacity_wait_ms = 200;
+    let app = spawn_app(s, SlowLog(log.clone(), Duration::from_millis(1_500))).await;
+
+    // Five swipes hold every permit while the (slow) log writes them.
+    let mut first = app.client().await;
+    let (tx, rx) = mpsc::channel(1);
+    let five: Vec<pb::Swipe> = (0..5)
+        .map(|i| swipe(&format!("sw-hold-{i}"), "c"))
+        .collect();
+    tx.send(pb::StreamSwipesRequest { swipes: five })
+        .await
+        .expect("send");
+    let mut held = first
+        .stream_swipes(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let mut second = app.client().await;
+    let started = Instant::now();
+    let status = second
+        .record_swipe(request(swipe("sw-excess", "c")))
+        .await
+        .expect_err("no room");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused after the capacity wait, not the publish timeout"
+    );
+
+    drop(tx);
+    let answer = held.message().await.expect("answer").expect("one");
+    assert!(
+        answer
+            .results
+            .iter()
+            .all(|r| matches!(r.outcome, Some(pb::swipe_result::Outcome::Accepted(_)))),
+        "the batch holding the permits was written"
+    );
+    let ids: Vec<String> = read_topic(&log)
+        .await
+        .iter()
+        .map(|r| {
+            envelope(r)["data"]["swipe_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        !ids.contains(&"sw-excess".to_owned()),
+        "the refused swipe was not written"
+    );
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_a_paused_broker_gets_bounded_failures_never_ok_then_service_resumes() {
+    let broker = Tansu::start();
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    let s = settings(Backend::Kafka);
+    let bound = s.publish_timeout() + Duration::from_secs(2);
+    let app = spawn_app(s, KafkaLog::new(kafka_settings(&broker)).expect("log")).await;
+    let mut client = app.client().await;
+    let mut accepted = Vec::new();
+    for i in 0..20 {
+        let a = client
+            .record_swipe(request(swipe(&format!("sw-pre-{i}"), "c")))
+            .await
+            .expect("healthy broker");
+        accepted.push(a.into_inner().accepted.expect("accepted").event_id);
+    }
+
+    broker.pause();
+    for i in 0..3 {
+        let started = Instant::now();
+        let outcome = client
+            .record_swipe(request(swipe(&format!("sw-paused-{i}"), "c")))
+            .await;
+        let took = started.elapsed();
+        let status = outcome.expect_err("a paused broker never yields OK");
+        assert!(
+            matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+            "{status:?}"
+        );
+        assert!(took <= bound, "answered in {took:?}, bound {bound:?}");
+    }
+    broker.resume();
+
+    let resumed = eventually(
+        Duration::from_secs(60),
+        "writes after the broker resumes",
+        || {
+            let mut client = client.clone();
+            async move {
+                let r = client
+                    .record_swipe(request(swipe("sw-after-pause", "c")))
+                    .await
+                    .ok()?;
+                r.into_inner().accepted.map(|a| a.event_id)
+            }
+        },
+    )
+    .await;
+    accepted.push(resumed);
+    let in_log: Vec<String> = read_topic(&reader)
+        .await
+        .iter()
+        .map(|r| envelope(r)["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for id in &accepted {
+        assert!(in_log.contains(id), "acknowledged event {id} missing");
+    }
+    app.shutdown().await.expect("clean shutdown");
+}
