@@ -6,6 +6,7 @@ pub mod card;
 pub mod envelope;
 pub mod error;
 pub mod ids;
+pub mod models;
 pub mod money;
 pub mod partition;
 pub mod swipe;

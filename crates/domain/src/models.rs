@@ -1,0 +1,415 @@
+//! Buy-till-you-die models: BG/NBD and MBG/NBD for purchase counts and P(alive), and
+//! Gamma-Gamma for spend, with maximum-likelihood fitting. Formulas as in Fader, Hardie &
+//! Lee (2005); see `shared/reference/models.md`. Pure maths: times are plain numbers in
+//! one unit (weeks for CDNOW).
+
+use libm::lgamma;
+
+/// One customer's summary: `x` repeat purchases (distinct repeat purchase days), the time
+/// `t_x` of the last purchase and the customer's age `t`, both from the first purchase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rfm {
+    pub x: f64,
+    pub t_x: f64,
+    pub t: f64,
+}
+
+/// Why a fit failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FitError {
+    #[error("no customers to fit on")]
+    NoData,
+    #[error("the optimiser did not reach a finite likelihood")]
+    NotFinite,
+}
+
+/// BG/NBD parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BgNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+}
+
+impl BgNbd {
+    /// The log-likelihood of one customer.
+    pub fn log_likelihood(&self, c: &Rfm) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        let x = c.x;
+        let a1 = lgamma(r + x) - lgamma(r) + r * alpha.ln();
+        let a2 = lgamma(a + b) + lgamma(b + x) - lgamma(b) - lgamma(a + b + x);
+        let a3 = -(r + x) * (alpha + c.t).ln();
+        if x > 0.0 {
+            let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + c.t_x).ln();
+            a1 + a2 + log_sum_exp(a3, a4)
+        } else {
+            a1 + a2 + a3
+        }
+    }
+
+    /// The probability that the customer is still active.
+    pub fn p_alive(&self, c: &Rfm) -> f64 {
+        if c.x == 0.0 {
+            return 1.0;
+        }
+        let Self { r, alpha, a, b } = *self;
+        1.0 / (1.0 + a / (b + c.x - 1.0) * ((alpha + c.t) / (alpha + c.t_x)).powf(r + c.x))
+    }
+
+    /// E[X(t)]: expected purchases in `t` for a customer just acquired.
+    pub fn expected_purchases_new(&self, t: f64) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        (a + b - 1.0) / (a - 1.0)
+            * (1.0 - (alpha / (alpha + t)).powf(r) * hyp2f1(r, b, a + b - 1.0, t / (alpha + t)))
+    }
+
+    /// E[Y(t) | x, t_x, T]: expected purchases in the next `t` for this customer.
+    pub fn expected_purchases(&self, c: &Rfm, t: f64) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        let x = c.x;
+        let z = t / (alpha + c.t + t);
+        let head = (a + b + x - 1.0) / (a - 1.0);
+        let body = 1.0
+            - ((alpha + c.t) / (alpha + c.t + t)).powf(r + x)
+                * hyp2f1(r + x, b + x, a + b + x - 1.0, z);
+        let dropout = if x > 0.0 {
+            a / (b + x - 1.0) * ((alpha + c.t) / (alpha + c.t_x)).powf(r + x)
+        } else {
+            0.0
+        };
+        head * body / (1.0 + dropout)
+    }
+
+    /// Maximum-likelihood fit over `customers`; returns the parameters and the total
+    /// log-likelihood.
+    pub fn fit(customers: &[Rfm]) -> Result<(Self, f64), FitError> {
+        let from = |p: &[f64]| Self {
+            r: p[0].exp(),
+            alpha: p[1].exp(),
+            a: p[2].exp(),
+            b: p[3].exp(),
+        };
+        let (p, ll) = fit_log_params(customers.len(), &[0.0; 4], |p| {
+            let m = from(p);
+            customers.iter().map(|c| m.log_likelihood(c)).sum()
+        })?;
+        Ok((from(&p), ll))
+    }
+}
+
+/// MBG/NBD parameters: like BG/NBD, but a customer may also drop out right after the
+/// first purchase, so one-time buyers are not all counted alive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MbgNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+}
+
+impl MbgNbd {
+    pub fn log_likelihood(&self, c: &Rfm) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        let x = c.x;
+        let a1 = lgamma(r + x) - lgamma(r) + r * alpha.ln();
+        let a2 = lgamma(a + b) + lgamma(b + x + 1.0) - lgamma(b) - lgamma(a + b + x + 1.0);
+        let a3 = -(r + x) * (alpha + c.t).ln();
+        let a4 = a.ln() - (b + x).ln() - (r + x) * (alpha + c.t_x).ln();
+        a1 + a2 + log_sum_exp(a3, a4)
+    }
+
+    pub fn p_alive(&self, c: &Rfm) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        1.0 / (1.0 + a / (b + c.x) * ((alpha + c.t) / (alpha + c.t_x)).powf(r + c.x))
+    }
+
+    pub fn fit(customers: &[Rfm]) -> Result<(Self, f64), FitError> {
+        let from = |p: &[f64]| Self {
+            r: p[0].exp(),
+            alpha: p[1].exp(),
+            a: p[2].exp(),
+            b: p[3].exp(),
+        };
+        let (p, ll) = fit_log_params(customers.len(), &[0.0; 4], |p| {
+            let m = from(p);
+            customers.iter().map(|c| m.log_likelihood(c)).sum()
+        })?;
+        Ok((from(&p), ll))
+    }
+}
+
+/// A repeat buyer's spend: `x` repeat purchases with mean value `mean_spend`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spend {
+    pub x: f64,
+    pub mean_spend: f64,
+}
+
+/// Gamma-Gamma spend parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GammaGamma {
+    pub p: f64,
+    pub q: f64,
+    pub gamma: f64,
+}
+
+impl GammaGamma {
+    /// The log-likelihood of one repeat buyer's mean spend (x > 0).
+    pub fn log_likelihood(&self, s: &Spend) -> f64 {
+        let Self { p, q, gamma } = *self;
+        let px = p * s.x;
+        lgamma(px + q) - lgamma(px) - lgamma(q)
+            + q * gamma.ln()
+            + (px - 1.0) * s.mean_spend.ln()
+            + px * s.x.ln()
+            - (px + q) * (gamma + s.x * s.mean_spend).ln()
+    }
+
+    /// The population's mean spend per purchase, `gamma * p / (q - 1)`.
+    pub fn population_mean(&self) -> f64 {
+        self.gamma * self.p / (self.q - 1.0)
+    }
+
+    /// E[M | x, mean spend]: a weighted mean of the population's and the customer's own.
+    pub fn expected_spend(&self, s: &Spend) -> f64 {
+        let w = self.p * s.x / (self.p * s.x + self.q - 1.0);
+        (1.0 - w) * self.population_mean() + w * s.mean_spend
+    }
+
+    /// Maximum-likelihood fit on repeat buyers only (x > 0 and a positive mean spend).
+    pub fn fit(buyers: &[Spend]) -> Result<(Self, f64), FitError> {
+        let buyers: Vec<Spend> = buyers
+            .iter()
+            .copied()
+            .filter(|s| s.x > 0.0 && s.mean_spend > 0.0)
+            .collect();
+        let from = |p: &[f64]| Self {
+            p: p[0].exp(),
+            q: p[1].exp(),
+            gamma: p[2].exp(),
+        };
+        let (p, ll) = fit_log_params(buyers.len(), &[0.0; 3], |p| {
+            let m = from(p);
+            buyers.iter().map(|s| m.log_likelihood(s)).sum()
+        })?;
+        Ok((from(&p), ll))
+    }
+}
+
+fn log_sum_exp(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// Maximises `ll` over log-parameters from `start`, restarting Nelder-Mead from its own
+/// optimum until the likelihood stops improving.
+fn fit_log_params(
+    n: usize,
+    start: &[f64],
+    ll: impl Fn(&[f64]) -> f64,
+) -> Result<(Vec<f64>, f64), FitError> {
+    if n == 0 {
+        return Err(FitError::NoData);
+    }
+    let cost = |p: &[f64]| {
+        let v = -ll(p);
+        if v.is_finite() { v } else { f64::INFINITY }
+    };
+    let mut best = start.to_vec();
+    let mut best_cost = cost(&best);
+    for _ in 0..20 {
+        let (p, c) = nelder_mead(&cost, &best, 0.5, 1e-12, 20_000);
+        let improved = best_cost - c;
+        best = p;
+        best_cost = c;
+        if improved.abs() < 1e-10 {
+            break;
+        }
+    }
+    if !best_cost.is_finite() {
+        return Err(FitError::NotFinite);
+    }
+    Ok((best, -best_cost))
+}
+
+/// Nelder-Mead minimisation with the standard coefficients.
+pub fn nelder_mead(
+    f: &impl Fn(&[f64]) -> f64,
+    start: &[f64],
+    step: f64,
+    tol: f64,
+    max_iter: usize,
+) -> (Vec<f64>, f64) {
+    let n = start.len();
+    let mut simplex: Vec<(Vec<f64>, f64)> = (0..=n)
+        .map(|i| {
+            let mut p = start.to_vec();
+            if i > 0 {
+                p[i - 1] += step;
+            }
+            let v = f(&p);
+            (p, v)
+        })
+        .collect();
+    for _ in 0..max_iter {
+        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (best, worst) = (simplex[0].1, simplex[n].1);
+        if (worst - best).abs() <= tol * (best.abs() + tol) {
+            break;
+        }
+        let centroid: Vec<f64> = (0..n)
+            .map(|j| simplex[..n].iter().map(|(p, _)| p[j]).sum::<f64>() / n as f64)
+            .collect();
+        let towards = |coef: f64| -> Vec<f64> {
+            (0..n)
+                .map(|j| centroid[j] + coef * (simplex[n].0[j] - centroid[j]))
+                .collect()
+        };
+        let reflected = towards(-1.0);
+        let fr = f(&reflected);
+        if fr < simplex[0].1 {
+            let expanded = towards(-2.0);
+            let fe = f(&expanded);
+            simplex[n] = if fe < fr {
+                (expanded, fe)
+            } else {
+                (reflected, fr)
+            };
+        } else if fr < simplex[n - 1].1 {
+            simplex[n] = (reflected, fr);
+        } else {
+            let contracted = if fr < worst {
+                towards(-0.5)
+            } else {
+                towards(0.5)
+            };
+            let fc = f(&contracted);
+            if fc < worst.min(fr) {
+                simplex[n] = (contracted, fc);
+            } else {
+                let best_point = simplex[0].0.clone();
+                for (p, v) in simplex.iter_mut().skip(1) {
+                    for j in 0..n {
+                        p[j] = best_point[j] + 0.5 * (p[j] - best_point[j]);
+                    }
+                    *v = f(p);
+                }
+            }
+        }
+    }
+    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+    simplex.swap_remove(0)
+}
+
+/// The Gauss hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1, by its series.
+pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for n in 0..1_000_000 {
+        let n = f64::from(n);
+        term *= (a + n) * (b + n) / ((c + n) * (n + 1.0)) * z;
+        sum += term;
+        if term.abs() <= 1e-15 * sum.abs() {
+            break;
+        }
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PUBLISHED: BgNbd = BgNbd {
+        r: 0.243,
+        alpha: 4.414,
+        a: 0.793,
+        b: 2.426,
+    };
+
+    fn close(got: f64, want: f64, tol: f64) -> bool {
+        (got - want).abs() <= tol
+    }
+
+    #[test]
+    fn golden_values_of_the_published_bg_nbd() {
+        let c = Rfm {
+            x: 2.0,
+            t_x: 30.43,
+            t: 38.86,
+        };
+        assert!(
+            close(PUBLISHED.p_alive(&c), 0.7266, 5e-4),
+            "{}",
+            PUBLISHED.p_alive(&c)
+        );
+        assert!(
+            close(PUBLISHED.expected_purchases(&c, 39.0), 1.226, 5e-3),
+            "{}",
+            PUBLISHED.expected_purchases(&c, 39.0)
+        );
+        for (t, want) in [(1.0, 0.053), (3.0, 0.151), (78.0, 1.86)] {
+            let got = PUBLISHED.expected_purchases_new(t);
+            assert!(close(got, want, want * 0.02), "E[X({t})] = {got}");
+        }
+    }
+
+    #[test]
+    fn one_time_buyers_are_alive_in_bg_nbd_but_not_in_mbg_nbd() {
+        let c = Rfm {
+            x: 0.0,
+            t_x: 0.0,
+            t: 30.0,
+        };
+        assert_eq!(PUBLISHED.p_alive(&c), 1.0);
+        let m = MbgNbd {
+            r: 0.525,
+            alpha: 6.183,
+            a: 0.891,
+            b: 1.614,
+        };
+        assert!(m.p_alive(&c) < 1.0);
+    }
+
+    #[test]
+    fn golden_values_of_the_published_gamma_gamma() {
+        let g = GammaGamma {
+            p: 6.25,
+            q: 3.74,
+            gamma: 15.44,
+        };
+        assert!(
+            close(g.population_mean(), 35.22, 0.01),
+            "{}",
+            g.population_mean()
+        );
+        let e = g.expected_spend(&Spend {
+            x: 2.0,
+            mean_spend: 22.35,
+        });
+        assert!(close(e, 24.66, 0.01), "{e}");
+    }
+
+    #[test]
+    fn the_series_matches_closed_forms() {
+        // 2F1(1, 1; 2; z) = -ln(1 - z) / z
+        for z in [0.1f64, 0.5, 0.9, 0.99] {
+            let want = -(1.0 - z).ln() / z;
+            assert!(
+                close(hyp2f1(1.0, 1.0, 2.0, z), want, 1e-9 * want),
+                "z = {z}"
+            );
+        }
+    }
+
+    #[test]
+    fn nelder_mead_finds_a_known_minimum() {
+        let rosenbrock = |p: &[f64]| (1.0 - p[0]).powi(2) + 100.0 * (p[1] - p[0] * p[0]).powi(2);
+        let (p, v) = nelder_mead(&rosenbrock, &[-1.2, 1.0], 0.5, 1e-14, 50_000);
+        assert!(
+            v < 1e-10 && close(p[0], 1.0, 1e-4) && close(p[1], 1.0, 1e-4),
+            "{p:?} {v}"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! The models against the CDNOW sample (2,357 customers, calibration to 1997-09-30): the
+//! fits reproduce the published estimates to three significant figures.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use churnguard_domain::models::{BgNbd, GammaGamma, MbgNbd, Rfm, Spend};
+
+struct Customer {
+    rfm: Rfm,
+    spend: Spend,
+}
+
+/// Per customer: purchases collapsed per day, then x, t_x, T in weeks and the mean spend
+/// of the repeat purchase days.
+fn calibration_summaries() -> Vec<Customer> {
+    let raw = include_str!("data/CDNOW_sample.txt");
+    let end = NaiveDate::from_ymd_opt(1997, 9, 30).expect("date");
+    let mut days: BTreeMap<u32, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
+    for line in raw.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let customer: u32 = f[1].parse().expect("sample id");
+        let date = NaiveDate::parse_from_str(f[2], "%Y%m%d").expect("date");
+        let dollars: f64 = f[4].parse().expect("dollars");
+        *days.entry(customer).or_default().entry(date).or_default() += dollars;
+    }
+    days.into_values()
+        .map(|d| {
+            let first = *d.keys().next().expect("a first purchase");
+            let repeat: Vec<(NaiveDate, f64)> = d
+                .into_iter()
+                .filter(|(day, _)| *day > first && *day <= end)
+                .collect();
+            let weeks = |day: NaiveDate| (day - first).num_days() as f64 / 7.0;
+            let x = repeat.len() as f64;
+            Customer {
+                rfm: Rfm {
+                    x,
+                    t_x: repeat.last().map_or(0.0, |(day, _)| weeks(*day)),
+                    t: weeks(end),
+                },
+                spend: Spend {
+                    x,
+                    mean_spend: if x > 0.0 {
+                        repeat.iter().map(|(_, s)| s).sum::<f64>() / x
+                    } else {
+                        0.0
+                    },
+                },
+            }
+        })
+        .collect()
+}
+
+fn sig3(v: f64) -> String {
+    format!("{:.2e}", v)
+}
+
+#[test]
+fn the_sample_has_the_literatures_totals() {
+    let c = calibration_summaries();
+    assert_eq!(c.len(), 2_357);
+    assert_eq!(
+        c.iter().map(|c| c.rfm.x).sum::<f64>(),
+        2_457.0,
+        "repeat purchase-days"
+    );
+    assert_eq!(c.iter().filter(|c| c.rfm.x > 0.0).count(), 946, "repeaters");
+    assert_eq!(
+        c.iter().filter(|c| c.rfm.x == 0.0).count(),
+        1_411,
+        "one-time buyers"
+    );
+}
+
+#[test]
+fn bg_nbd_fit_reproduces_the_published_estimates() {
+    let rfm: Vec<Rfm> = calibration_summaries().iter().map(|c| c.rfm).collect();
+    let (m, ll) = BgNbd::fit(&rfm).expect("fit");
+    eprintln!("BG/NBD fit: {m:?}, log-likelihood {ll:.2}");
+    assert_eq!(
+        [sig3(m.r), sig3(m.alpha), sig3(m.a), sig3(m.b)],
+        [sig3(0.243), sig3(4.414), sig3(0.793), sig3(2.426)]
+    );
+}
+
+#[test]
+fn gamma_gamma_fit_reproduces_the_published_estimates() {
+    let spend: Vec<Spend> = calibration_summaries().iter().map(|c| c.spend).collect();
+    let (m, ll) = GammaGamma::fit(&spend).expect("fit");
+    eprintln!("Gamma-Gamma fit: {m:?}, log-likelihood {ll:.2}");
+    assert_eq!(
+        [sig3(m.p), sig3(m.q), sig3(m.gamma)],
+        [sig3(6.25), sig3(3.74), sig3(15.44)]
+    );
+}
+
+#[test]
+fn mbg_nbd_fit_reproduces_the_published_estimates_and_one_time_buyers_can_be_gone() {
+    let rfm: Vec<Rfm> = calibration_summaries().iter().map(|c| c.rfm).collect();
+    let (m, ll) = MbgNbd::fit(&rfm).expect("fit");
+    eprintln!("MBG/NBD fit: {m:?}, log-likelihood {ll:.2}");
+    assert_eq!(
+        [sig3(m.r), sig3(m.alpha), sig3(m.a), sig3(m.b)],
+        [sig3(0.525), sig3(6.183), sig3(0.891), sig3(1.614)]
+    );
+    assert!(ll.is_finite());
+    let one_time = rfm.iter().find(|c| c.x == 0.0).expect("a one-time buyer");
+    assert!(m.p_alive(one_time) < 1.0);
+}
