@@ -98,6 +98,43 @@ impl BgNbd {
     }
 }
 
+/// What a customer is worth, from a purchase model and expected spend per purchase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Value {
+    /// Discounted expected revenue over the horizon, counting the chance the customer has
+    /// already gone.
+    pub clv: f64,
+    /// What the chain expects to lose to possible defection: the customer's value if
+    /// surely still active, minus `clv`.
+    pub value_at_risk: f64,
+}
+
+impl BgNbd {
+    /// Discounted customer lifetime value over `periods` periods of `period_len` (in the
+    /// model's time unit), with `discount` per period (0.01 = 1 %), and the value at risk.
+    /// Expected purchases per period come from E[Y]; each is worth `spend_per_purchase`.
+    pub fn value(
+        &self,
+        c: &Rfm,
+        spend_per_purchase: f64,
+        periods: u32,
+        period_len: f64,
+        discount: f64,
+    ) -> Value {
+        let mut clv = 0.0;
+        let mut before = 0.0;
+        for i in 1..=periods {
+            let cumulative = self.expected_purchases(c, f64::from(i) * period_len);
+            clv += (cumulative - before) * spend_per_purchase / (1.0 + discount).powf(f64::from(i));
+            before = cumulative;
+        }
+        // E[Y] = P(alive) * E[Y | alive], so the value if surely alive is clv / P(alive).
+        let alive = self.p_alive(c);
+        let value_at_risk = if alive > 0.0 { clv / alive - clv } else { 0.0 };
+        Value { clv, value_at_risk }
+    }
+}
+
 /// MBG/NBD parameters: like BG/NBD, but a customer may also drop out right after the
 /// first purchase, so one-time buyers are not all counted alive.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -353,6 +390,42 @@ mod tests {
             let got = PUBLISHED.expected_purchases_new(t);
             assert!(close(got, want, want * 0.02), "E[X({t})] = {got}");
         }
+    }
+
+    #[test]
+    fn value_grows_with_the_horizon_shrinks_with_discount_and_risk_follows_p_alive() {
+        let loyal = Rfm {
+            x: 10.0,
+            t_x: 38.0,
+            t: 39.0,
+        };
+        let drifting = Rfm {
+            x: 10.0,
+            t_x: 10.0,
+            t: 39.0,
+        };
+        let v = |c: &Rfm, periods, discount| PUBLISHED.value(c, 30.0, periods, 4.0, discount);
+        assert!(v(&loyal, 24, 0.01).clv > v(&loyal, 12, 0.01).clv);
+        assert!(v(&loyal, 12, 0.05).clv < v(&loyal, 12, 0.0).clv);
+        // Undiscounted value is spend times E[Y] over the horizon.
+        let undiscounted = v(&loyal, 12, 0.0).clv;
+        assert!(close(
+            undiscounted,
+            30.0 * PUBLISHED.expected_purchases(&loyal, 48.0),
+            1e-9
+        ));
+        // The same history, gone quiet: less value, more of it at risk.
+        assert!(v(&drifting, 12, 0.01).clv < v(&loyal, 12, 0.01).clv);
+        assert!(v(&drifting, 12, 0.01).value_at_risk > v(&loyal, 12, 0.01).value_at_risk);
+        let risk_share = |c: &Rfm| {
+            let x = v(c, 12, 0.01);
+            x.value_at_risk / (x.clv + x.value_at_risk)
+        };
+        assert!(close(
+            risk_share(&drifting),
+            1.0 - PUBLISHED.p_alive(&drifting),
+            1e-9
+        ));
     }
 
     #[test]
