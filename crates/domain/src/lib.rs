@@ -3,6 +3,7 @@
 //! depends on "now" takes the time as an argument.
 
 pub mod card;
+pub mod customer;
 pub mod envelope;
 pub mod error;
 pub mod ids;

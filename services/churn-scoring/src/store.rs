@@ -1,0 +1,221 @@
+//! Customer state in Redis: `cs:{p<partition>}:<customer>` hashes, changed only by
+//! `apply_batch.lua`, which checks and advances the partition's checkpoint in the same
+//! atomic step.
+
+use std::collections::BTreeMap;
+
+use churnguard_domain::customer::{CustomerState, Day, DayBucket};
+use churnguard_redis::checkpoint_key;
+use redis::aio::ConnectionManager;
+
+use crate::CONSUMER;
+use crate::scorer::ScoringError;
+
+/// One swipe, ready for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoredSwipe {
+    pub offset: u64,
+    pub customer: String,
+    pub day: Day,
+    pub spend: i64,
+    pub store: String,
+    pub fingerprint: u32,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchOutcome {
+    pub counted: u64,
+    pub duplicates: u64,
+    pub too_late: u64,
+    /// The partition's checkpoint afterwards.
+    pub checkpoint: u64,
+}
+
+/// The key of a customer's hash.
+pub fn customer_key(partition: u32, customer: &str) -> String {
+    format!("cs:{{p{partition}}}:{customer}")
+}
+
+#[derive(Clone)]
+pub struct CustomerStore {
+    conn: ConnectionManager,
+    apply: redis::Script,
+    topic: String,
+    horizon: Day,
+}
+
+impl std::fmt::Debug for CustomerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomerStore")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+fn command(command: &'static str) -> impl FnOnce(redis::RedisError) -> ScoringError {
+    move |source| ScoringError::Redis { command, source }
+}
+
+impl CustomerStore {
+    pub async fn connect(url: &str, topic: &str, horizon: Day) -> Result<Self, ScoringError> {
+        let client = redis::Client::open(url).map_err(command("connect"))?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(command("connect"))?;
+        Ok(Self {
+            conn,
+            apply: redis::Script::new(include_str!("apply_batch.lua")),
+            topic: topic.to_owned(),
+            horizon,
+        })
+    }
+
+    pub fn horizon(&self) -> Day {
+        self.horizon
+    }
+
+    /// The partition's checkpoint: the next offset to apply (0 when none is stored).
+    pub async fn checkpoint(&self, partition: u32) -> Result<u64, ScoringError> {
+        let mut conn = self.conn.clone();
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(checkpoint_key(CONSUMER, &self.topic, partition))
+            .query_async(&mut conn)
+            .await
+            .map_err(command("GET checkpoint"))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Applies a batch of one partition, ending at `next_offset`, in one atomic script.
+    /// Records below the stored checkpoint are skipped: applying a batch twice changes
+    /// nothing.
+    pub async fn apply_batch(
+        &self,
+        partition: u32,
+        swipes: &[ScoredSwipe],
+        next_offset: u64,
+    ) -> Result<BatchOutcome, ScoringError> {
+        let mut invocation = self.apply.prepare_invoke();
+        invocation.key(checkpoint_key(CONSUMER, &self.topic, partition));
+        invocation.arg(self.horizon).arg(next_offset);
+        for s in swipes {
+            invocation.key(customer_key(partition, &s.customer));
+            invocation
+                .arg(s.offset)
+                .arg(s.day)
+                .arg(s.spend)
+                .arg(&s.store)
+                .arg(s.fingerprint);
+        }
+        let mut conn = self.conn.clone();
+        let (counted, duplicates, too_late, checkpoint): (u64, u64, u64, u64) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(command("EVALSHA apply_batch"))?;
+        Ok(BatchOutcome {
+            counted,
+            duplicates,
+            too_late,
+            checkpoint,
+        })
+    }
+
+    /// A customer's state, if any.
+    pub async fn customer(
+        &self,
+        partition: u32,
+        customer: &str,
+    ) -> Result<Option<CustomerState>, ScoringError> {
+        let mut conn = self.conn.clone();
+        let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(customer_key(partition, customer))
+            .query_async(&mut conn)
+            .await
+            .map_err(command("HGETALL"))?;
+        parse_state(&fields)
+    }
+
+    /// Every customer of a partition, by customer id.
+    pub async fn partition_customers(
+        &self,
+        partition: u32,
+    ) -> Result<BTreeMap<String, CustomerState>, ScoringError> {
+        let prefix = customer_key(partition, "");
+        let mut conn = self.conn.clone();
+        let mut cursor = 0u64;
+        let mut out = BTreeMap::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("cs:{{p{partition}}}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(command("SCAN"))?;
+            for key in keys {
+                let customer = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
+                if let Some(state) = self.customer(partition, &customer).await? {
+                    out.insert(customer, state);
+                }
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Reads a customer hash back into the domain's state.
+fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState>, ScoringError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let corrupt = |what: &str| ScoringError::Corrupt(what.to_owned());
+    let num = |name: &str| -> Result<i64, ScoringError> {
+        fields
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt(name))
+    };
+    let mut days = BTreeMap::new();
+    let mut stores = BTreeMap::new();
+    for (name, value) in fields {
+        if let Some(day) = name.strip_prefix("d:") {
+            let day: Day = day.parse().map_err(|_| corrupt(name))?;
+            let mut parts = value.split(',');
+            let visits = parts
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| corrupt(name))?;
+            let spend = parts
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| corrupt(name))?;
+            let swipes = parts
+                .map(|p| p.parse().map_err(|_| corrupt(name)))
+                .collect::<Result<_, _>>()?;
+            days.insert(
+                day,
+                DayBucket {
+                    visits,
+                    spend,
+                    swipes,
+                },
+            );
+        } else if let Some(store) = name.strip_prefix("m:") {
+            stores.insert(store.to_owned(), value.parse().map_err(|_| corrupt(name))?);
+        }
+    }
+    Ok(Some(CustomerState {
+        first_day: num("f")? as Day,
+        first_day_spend: num("fs")?,
+        last_day: num("l")? as Day,
+        repeat_days: num("rd")? as u32,
+        repeat_spend: num("rs")?,
+        days,
+        stores,
+    }))
+}

@@ -1,0 +1,410 @@
+//! churn-scoring against a real Redis and a real Kafka-protocol broker (Tansu).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use churn_scoring::store::customer_key;
+use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
+use churnguard_domain::customer::{CustomerState, Day, day_of, local_day, swipe_fingerprint};
+use churnguard_domain::models::{BgNbd, Rfm};
+use churnguard_domain::{CardSwiped, Envelope, partition_for_key};
+use churnguard_eventlog::{EventLog, contract};
+use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_proto::ingest::v1 as pb;
+use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
+use churnguard_telemetry::Telemetry;
+use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
+use purchase_ingest::config::Backend;
+use purchase_ingest::{App, Settings};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "purchases.v1";
+const PARTITIONS: u32 = 4;
+const HORIZON: Day = 120;
+
+/// Normalises bucket fingerprint order, which depends on arrival order.
+fn normalised(mut s: CustomerState) -> CustomerState {
+    for b in s.days.values_mut() {
+        b.swipes.sort_unstable();
+    }
+    s
+}
+
+/// The expected state of every customer, rebuilt from swipes in log order.
+fn reference(swipes: &[ScoredSwipe]) -> BTreeMap<String, CustomerState> {
+    let mut out: BTreeMap<String, CustomerState> = BTreeMap::new();
+    for s in swipes {
+        match out.get_mut(&s.customer) {
+            Some(st) => {
+                st.apply(s.day, s.spend, &s.store, s.fingerprint, HORIZON);
+            }
+            None => {
+                out.insert(
+                    s.customer.clone(),
+                    CustomerState::new(s.day, s.spend, &s.store, s.fingerprint),
+                );
+            }
+        }
+    }
+    out.into_iter().map(|(k, v)| (k, normalised(v))).collect()
+}
+
+async fn all_customers(store: &CustomerStore) -> BTreeMap<String, CustomerState> {
+    let mut out = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        for (c, s) in store.partition_customers(p).await.expect("scan") {
+            out.insert(c, normalised(s));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_redis_script_matches_the_domain_state_with_duplicates_and_disorder() {
+    init_test_logging();
+    let redis = RedisServer::start();
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("connect");
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // 40 customers, 2,000 swipes over ~200 days, 10 % retried (duplicates), arriving
+    // jittered by up to 20 days.
+    let mut swipes = Vec::new();
+    for i in 0..2_000u64 {
+        let customer = format!("c{}", next() % 40);
+        let day = 10_000 + (i / 10) as Day - (next() % 20) as Day;
+        let s = ScoredSwipe {
+            offset: 0,
+            customer,
+            day,
+            spend: (next() % 5_000) as i64,
+            store: format!("store-{}", next() % 3),
+            fingerprint: swipe_fingerprint(&format!("sw-{i}")),
+        };
+        swipes.push(s.clone());
+        if next() % 10 == 0 {
+            swipes.push(s);
+        }
+    }
+    for (offset, s) in swipes.iter_mut().enumerate() {
+        s.offset = offset as u64;
+    }
+    // Apply in uneven batches, and one batch twice: the checkpoint makes the repeat a no-op.
+    let mut at = 0;
+    while at < swipes.len() {
+        let n = 1 + (next() % 97) as usize;
+        let batch = &swipes[at..(at + n).min(swipes.len())];
+        let end = batch.last().map_or(0, |s| s.offset + 1);
+        store.apply_batch(0, batch, end).await.expect("apply");
+        let again = store.apply_batch(0, batch, end).await.expect("apply again");
+        assert_eq!(again.counted, 0, "a replayed batch changes nothing");
+        at += n;
+    }
+    let want = reference(&swipes);
+    let mut got = BTreeMap::new();
+    for customer in want.keys() {
+        let s = store
+            .customer(0, customer)
+            .await
+            .expect("read")
+            .expect("exists");
+        got.insert(customer.clone(), normalised(s));
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        store.checkpoint(0).await.expect("checkpoint"),
+        swipes.len() as u64
+    );
+}
+
+// ---------------------------------------------------------------------------------
+
+/// The CDNOW sample's calibration rows as swipes: one store, noon UTC on the day.
+fn cdnow_swipes() -> Vec<pb::Swipe> {
+    let end = NaiveDate::from_ymd_opt(1997, 9, 30).expect("date");
+    include_str!("../../../crates/domain/tests/data/CDNOW_sample.txt")
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let date = NaiveDate::parse_from_str(f[2], "%Y%m%d").expect("date");
+            (date <= end).then(|| pb::Swipe {
+                swipe_id: format!("cdnow-{i}"),
+                customer: Some(pb::swipe::Customer::CustomerId(format!("cdnow-{}", f[1]))),
+                store_id: "cdnow".into(),
+                terminal_id: "web".into(),
+                employee_id: "web".into(),
+                occurred_at: format!("{}T12:00:00+00:00", date.format("%Y-%m-%d")),
+                amount: Some(pb::Amount {
+                    minor_units: (f[4].parse::<f64>().expect("dollars") * 100.0).round() as i64,
+                    currency: "USD".into(),
+                }),
+                item_count: f[3].parse().expect("cds"),
+            })
+        })
+        .collect()
+}
+
+/// The closed-form summary straight from the raw file (purchases collapsed per day).
+fn cdnow_raw_rfm() -> BTreeMap<String, Rfm> {
+    let end = NaiveDate::from_ymd_opt(1997, 9, 30).expect("date");
+    let mut days: BTreeMap<String, std::collections::BTreeSet<NaiveDate>> = BTreeMap::new();
+    for line in include_str!("../../../crates/domain/tests/data/CDNOW_sample.txt").lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let date = NaiveDate::parse_from_str(f[2], "%Y%m%d").expect("date");
+        if date <= end {
+            days.entry(format!("cdnow-{}", f[1]))
+                .or_default()
+                .insert(date);
+        }
+    }
+    days.into_iter()
+        .map(|(c, d)| {
+            let first = *d.iter().next().expect("first");
+            let last = *d.iter().last().expect("last");
+            let weeks = |x: NaiveDate| (x - first).num_days() as f64 / 7.0;
+            (
+                c,
+                Rfm {
+                    x: (d.len() - 1) as f64,
+                    t_x: weeks(last),
+                    t: weeks(end),
+                },
+            )
+        })
+        .collect()
+}
+
+async fn send_through_ingest(addr: std::net::SocketAddr, swipes: Vec<pb::Swipe>) {
+    let mut client = PurchaseIngestClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(2);
+    let mut answers = client
+        .stream_swipes(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    for batch in swipes.chunks(500) {
+        tx.send(pb::StreamSwipesRequest {
+            swipes: batch.to_vec(),
+        })
+        .await
+        .expect("send");
+        let answer = answers.message().await.expect("answer").expect("one");
+        for r in answer.results {
+            assert!(
+                matches!(r.outcome, Some(pb::swipe_result::Outcome::Accepted(_))),
+                "swipe {} refused: {:?}",
+                r.swipe_id,
+                r.outcome
+            );
+        }
+    }
+}
+
+async fn run_until_caught_up<L: EventLog>(scorer: &Arc<Scorer<L>>) {
+    let mut tasks = Vec::new();
+    for p in 0..PARTITIONS {
+        let scorer = scorer.clone();
+        tasks.push(tokio::spawn(async move {
+            scorer
+                .run_partition(p, CancellationToken::new(), true)
+                .await
+                .expect("scorer")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("partition task");
+    }
+}
+
+struct Pipeline {
+    _broker: Tansu,
+    _redis: RedisServer,
+    redis_url: String,
+    kafka: KafkaSettings,
+}
+
+async fn pipeline_with_cdnow() -> Pipeline {
+    init_test_logging();
+    let broker = Tansu::start();
+    let redis = RedisServer::start();
+    let kafka = KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        ..KafkaSettings::default()
+    };
+    let mut settings = Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        ..Settings::default()
+    };
+    settings.log.backend = Backend::Kafka;
+    settings.topics.partitions = PARTITIONS;
+    settings.limits.max_age_days = 100_000;
+    let historic_now: DateTime<Utc> = DateTime::parse_from_rfc3339("1997-10-01T00:00:00Z")
+        .expect("time")
+        .to_utc();
+    let app = App::build_with_clock(
+        settings,
+        KafkaLog::new(kafka.clone()).expect("log"),
+        Arc::new(Telemetry::tracer_only("test")),
+        Arc::new(move || historic_now),
+    )
+    .await
+    .expect("ingest");
+    let addr = app.local_addr();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(app.run_until({
+        let stop = stop.clone();
+        async move { stop.cancelled().await }
+    }));
+    send_through_ingest(addr, cdnow_swipes()).await;
+    stop.cancel();
+    server.await.expect("ingest task").expect("clean shutdown");
+    Pipeline {
+        redis_url: redis.url(),
+        _broker: broker,
+        _redis: redis,
+        kafka,
+    }
+}
+
+async fn scorer(p: &Pipeline) -> (Arc<Scorer<KafkaLog>>, CustomerStore) {
+    let store = CustomerStore::connect(&p.redis_url, TOPIC, HORIZON)
+        .await
+        .expect("redis");
+    let log = Arc::new(KafkaLog::new(p.kafka.clone()).expect("log"));
+    (
+        Arc::new(Scorer::new(log, store.clone(), TOPIC, 2_000)),
+        store,
+    )
+}
+
+fn sig3(v: f64) -> String {
+    format!("{v:.2e}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cdnow_through_ingest_kafka_and_scoring_gives_the_published_model() {
+    let p = pipeline_with_cdnow().await;
+    let (scorer, store) = scorer(&p).await;
+    run_until_caught_up(&scorer).await;
+
+    let as_of = day_of(NaiveDate::from_ymd_opt(1997, 9, 30).expect("date"));
+    let mut from_redis: BTreeMap<String, Rfm> = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        for (c, s) in store.partition_customers(p).await.expect("scan") {
+            assert_eq!(
+                p,
+                partition_for_key(c.as_bytes(), PARTITIONS),
+                "customer {c} keyed by its partition"
+            );
+            from_redis.insert(c, s.rfm(as_of));
+        }
+    }
+    let raw = cdnow_raw_rfm();
+    assert_eq!(from_redis.len(), 2_357);
+    let rfm: Vec<Rfm> = from_redis.values().copied().collect();
+    let (m, _) = BgNbd::fit(&rfm).expect("fit");
+    assert_eq!(
+        [sig3(m.r), sig3(m.alpha), sig3(m.a), sig3(m.b)],
+        [sig3(0.243), sig3(4.414), sig3(0.793), sig3(2.426)]
+    );
+    let mut worst = 0.0f64;
+    for (c, want) in &raw {
+        let got = from_redis
+            .get(c)
+            .unwrap_or_else(|| panic!("customer {c} missing"));
+        worst = worst.max((m.p_alive(got) - m.p_alive(want)).abs());
+    }
+    assert!(worst <= 1e-6, "largest P(alive) difference {worst}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flushed_redis_is_rebuilt_from_the_log_and_aborts_at_random_points_change_nothing() {
+    let p = pipeline_with_cdnow().await;
+    let (scorer, store) = scorer(&p).await;
+
+    // The checker: expected state from the log itself, in log order, per partition.
+    let reader = KafkaLog::new(p.kafka.clone()).expect("reader");
+    let mut log_swipes = Vec::new();
+    for part in 0..PARTITIONS {
+        let end = reader.end_offset(TOPIC, part).await.expect("end");
+        for r in contract::read_all(&reader, TOPIC, part, end).await {
+            let e =
+                Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE).expect("swipe");
+            log_swipes.push(ScoredSwipe {
+                offset: r.offset,
+                customer: e.data.customer.to_string(),
+                day: local_day(&e.data.occurred_at),
+                spend: e.data.amount.minor_units,
+                store: e.data.store_id.to_string(),
+                fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
+            });
+        }
+    }
+    let expected = reference(&log_swipes);
+
+    // Abort the scorer at pseudo-random moments, then let it finish.
+    for delay_ms in [37u64, 110, 5, 260, 71] {
+        let mut tasks = Vec::new();
+        for part in 0..PARTITIONS {
+            let scorer = scorer.clone();
+            tasks.push(tokio::spawn(async move {
+                scorer
+                    .run_partition(part, CancellationToken::new(), true)
+                    .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+    run_until_caught_up(&scorer).await;
+    assert_eq!(
+        all_customers(&store).await,
+        expected,
+        "state after aborts equals a clean pass"
+    );
+
+    // Flush everything and rebuild from the log.
+    let client = redis::Client::open(p.redis_url.as_str()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    assert!(all_customers(&store).await.is_empty());
+    run_until_caught_up(&scorer).await;
+    assert_eq!(
+        all_customers(&store).await,
+        expected,
+        "a rebuilt Redis equals the clean pass"
+    );
+    let key = customer_key(partition_for_key(b"cdnow-0001", PARTITIONS), "cdnow-0001");
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("exists");
+    assert!(exists, "{key}");
+}
