@@ -22,6 +22,7 @@ layering: ## Fail if the domain crate depends on an I/O crate
 
 bench: ## Throughput benchmarks with the physical limit measured in the same run
 	scripts/with-infra.sh cargo bench --locked -p purchase-ingest --bench ingest
+	scripts/with-infra.sh cargo bench --locked -p churn-scoring --bench scoring
 
 build: ## Build everything
 	cargo build --workspace --locked

@@ -25,16 +25,17 @@ for i = 1, #KEYS - 1 do
     local store = ARGV[a + 4]
     local fp = ARGV[a + 5]
     local field = 'd:' .. day
-    local st = redis.call('HMGET', key, 'f', 'fs', 'l', 'rd', 'rs', 'o')
+    local mix = 'm:' .. store
+    -- One read for everything this record needs, one write for everything it changes.
+    local st = redis.call('HMGET', key, 'f', 'fs', 'l', 'rd', 'rs', 'o', field, mix)
     if not st[1] then
       redis.call('HSET', key, 'f', day, 'fs', spend, 'l', day, 'rd', 0, 'rs', 0, 'o', day,
-        field, '1,' .. spend .. ',' .. fp)
-      redis.call('HINCRBY', key, 'm:' .. store, 1)
+        field, '1,' .. spend .. ',' .. fp, mix, 1)
       counted = counted + 1
     else
       local f, fs, l = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
       local rd, rs, o = tonumber(st[4]), tonumber(st[5]), tonumber(st[6])
-      local bucket = redis.call('HGET', key, field)
+      local bucket = st[7]
       local visits, bspend, fps = 0, 0, ''
       if bucket then
         local v, s, rest = string.match(bucket, '^(%d+),(-?%d+),(.*)$')
@@ -61,13 +62,10 @@ for i = 1, #KEYS - 1 do
         if fps == '' then fps = fp else fps = fps .. ',' .. fp end
         if day < o then o = day end
         if day > l then l = day end
-        redis.call('HSET', key, 'f', f, 'fs', fs, 'l', l, 'rd', rd, 'rs', rs,
-          field, (visits + 1) .. ',' .. (bspend + spend) .. ',' .. fps)
-        redis.call('HINCRBY', key, 'm:' .. store, 1)
         -- Roll the buckets: drop days older than the horizon before the last purchase.
         local cutoff = l - horizon
         if o < cutoff then
-          local oldest = l
+          local oldest = day
           for _, name in ipairs(redis.call('HKEYS', key)) do
             if string.sub(name, 1, 2) == 'd:' then
               local d = tonumber(string.sub(name, 3))
@@ -80,7 +78,9 @@ for i = 1, #KEYS - 1 do
           end
           o = oldest
         end
-        redis.call('HSET', key, 'o', o)
+        redis.call('HSET', key, 'f', f, 'fs', fs, 'l', l, 'rd', rd, 'rs', rs, 'o', o,
+          field, (visits + 1) .. ',' .. (bspend + spend) .. ',' .. fps,
+          mix, (tonumber(st[8]) or 0) + 1)
         counted = counted + 1
       end
     end

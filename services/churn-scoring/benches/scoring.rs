@@ -1,0 +1,247 @@
+//! `make bench` (churn-scoring): swipes/s through the scorer (log read, decode, one Lua
+//! script per partition batch), next to the naive one-script-per-swipe rate and a raw
+//! Redis limit measured against the same Redis in the same run; then Redis bytes per
+//! customer at one million customers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
+use churnguard_domain::customer::swipe_fingerprint;
+use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
+use churnguard_testkit::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "purchases.v1";
+const PARTITIONS: u32 = 4;
+const HORIZON: i32 = 120;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        println!(
+            "churn-scoring benchmarks: {} cores, {PARTITIONS} partitions, horizon {HORIZON} days",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        throughput(400_000, 50_000).await;
+        memory(1_000_000).await;
+    });
+}
+
+/// `n` swipes over `customers` customers, a few days apart, as the log holds them.
+fn records(n: usize, customers: usize) -> Vec<OutgoingRecord> {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    (0..n)
+        .map(|i| {
+            let customer = format!("cust-{}", i % customers);
+            let day = 1 + (i / customers) % 28;
+            let swipe = SwipeDraft {
+                swipe_id: format!("sw-{i}"),
+                customer: CustomerInput::CustomerId(customer.clone()),
+                store_id: format!("store-{}", i % 40),
+                terminal_id: "till-1".into(),
+                employee_id: "emp-1".into(),
+                occurred_at: format!("2026-10-{day:02}T10:15:00+01:00"),
+                amount_minor_units: 1_000 + (i % 5_000) as i64,
+                currency: "EUR".into(),
+                item_count: 2,
+            }
+            .validate(now, &SwipeLimits::default(), None)
+            .expect("valid swipe");
+            OutgoingRecord {
+                key: customer.into_bytes(),
+                timestamp_ms: swipe.occurred_at.timestamp_millis(),
+                payload: swipe.into_envelope().to_json(),
+                headers: vec![Header::new(
+                    "content-type",
+                    "application/cloudevents+json; charset=utf-8",
+                )],
+            }
+        })
+        .collect()
+}
+
+async fn load_log(dir: &std::path::Path, records: Vec<OutgoingRecord>) -> Arc<EmbeddedLog> {
+    let log = Arc::new(EmbeddedLog::open(dir).expect("log"));
+    log.ensure_topic(TOPIC, PARTITIONS).await.expect("topic");
+    let mut chunks = records.into_iter().peekable();
+    while chunks.peek().is_some() {
+        let batch: Vec<OutgoingRecord> = chunks.by_ref().take(5_000).collect();
+        for r in log.append(TOPIC, batch).await {
+            r.expect("append");
+        }
+    }
+    log
+}
+
+async fn score_all(log: Arc<EmbeddedLog>, store: CustomerStore, batch: usize) -> Duration {
+    let scorer = Arc::new(Scorer::new(log, store, TOPIC, batch));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..PARTITIONS)
+        .map(|p| {
+            let scorer = scorer.clone();
+            tokio::spawn(async move {
+                scorer
+                    .run_partition(p, CancellationToken::new(), true)
+                    .await
+                    .expect("scorer")
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("partition");
+    }
+    started.elapsed()
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir_in(base)
+        .expect("bench dir")
+}
+
+async fn throughput(n: usize, customers: usize) {
+    println!("\nthroughput: {n} swipes over {customers} customers");
+    let dir = bench_dir();
+    let log = load_log(dir.path(), records(n, customers)).await;
+    let redis = RedisServer::start();
+
+    // The limit: the same Redis executing one Lua script that does nothing but HSET, as
+    // many times as a batch of the scorer issues commands, per record.
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let raw = redis::Script::new(
+        "for i = 1, tonumber(ARGV[1]) do redis.call('HSET', KEYS[1], 'f' .. (i % 16), i) end return 0",
+    );
+    let ops = 200_000u64;
+    let started = Instant::now();
+    for _ in 0..(ops / 2_000) {
+        let _: i64 = raw
+            .key("raw")
+            .arg(2_000)
+            .invoke_async(&mut conn)
+            .await
+            .expect("raw");
+    }
+    let hset_rate = ops as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  raw HSET inside Lua, one connection                {hset_rate:>10.0} /s   (Redis's limit)"
+    );
+
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let took = score_all(log.clone(), store, 2_000).await;
+    let batched = n as f64 / took.as_secs_f64();
+    println!(
+        "  scorer: log read + decode + one script per batch   {batched:>10.0} /s   {:.2} x raw HSET/s",
+        batched / hset_rate
+    );
+
+    // The naive way: one script call per swipe, 4 partitions in parallel, same Redis.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let naive_n = n / 8;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..PARTITIONS)
+        .map(|p| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut offset = 0u64;
+                for i in (p as usize..naive_n).step_by(PARTITIONS as usize) {
+                    let s = ScoredSwipe {
+                        offset,
+                        customer: format!("cust-{}", i % customers),
+                        day: 20_400 + (i / customers) as i32,
+                        spend: 1_000,
+                        store: "store-1".into(),
+                        fingerprint: swipe_fingerprint(&format!("sw-{i}")),
+                    };
+                    store
+                        .apply_batch(p, std::slice::from_ref(&s), offset + 1)
+                        .await
+                        .expect("apply");
+                    offset += 1;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("naive");
+    }
+    let naive = naive_n as f64 / started.elapsed().as_secs_f64();
+    println!("  naive: one script per swipe                        {naive:>10.0} /s");
+    println!(
+        "  batched / naive: {:.1} x   (target: >= 2 x, and >= 100000 swipes/s)",
+        batched / naive
+    );
+}
+
+async fn memory(customers: usize) {
+    println!("\nmemory: {customers} customers, 2 swipes each on different days");
+    let dir = bench_dir();
+    let log = load_log(dir.path(), records(customers * 2, customers)).await;
+    let redis = RedisServer::start();
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let used = |info: String| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before = used(
+        redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .expect("info"),
+    );
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let took = score_all(log, store, 2_000).await;
+    let after = used(
+        redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .expect("info"),
+    );
+    let keys: u64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("dbsize");
+    println!(
+        "  {} keys; Redis used_memory {} MiB -> {} MiB: {:.0} bytes per customer (all state: summary, day buckets with dedup fingerprints, store mix)",
+        keys,
+        before / (1 << 20),
+        after / (1 << 20),
+        (after - before) as f64 / customers as f64
+    );
+    println!(
+        "  scored {} swipes in {:.1} s",
+        customers * 2,
+        took.as_secs_f64()
+    );
+}
