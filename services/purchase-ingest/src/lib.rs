@@ -154,7 +154,10 @@ impl<L: EventLog> App<L> {
             stop.clone(),
         ));
 
+        // One grace budget for everything shutdown does, from the moment it is asked for.
+        let requested: Arc<std::sync::OnceLock<Instant>> = Arc::default();
         let stop_serving = stop.clone();
+        let requested_at = requested.clone();
         let server = tonic::transport::Server::builder()
             .max_concurrent_streams(self.settings.limits.max_streams_per_connection)
             .add_service(health_service)
@@ -163,6 +166,7 @@ impl<L: EventLog> App<L> {
             .add_service(ingest)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 shutdown.await;
+                let _ = requested_at.set(Instant::now());
                 stop_serving.cancel();
             });
         tracing::info!(addr = %self.local_addr, topic = %self.core.topic, "purchase-ingest serving");
@@ -181,7 +185,11 @@ impl<L: EventLog> App<L> {
         health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
             .await;
-        let flushed = self.core.log.flush(grace).await;
+        let left = requested
+            .get()
+            .map_or(grace, |at| grace.saturating_sub(at.elapsed()))
+            .max(Duration::from_millis(200));
+        let flushed = self.core.log.flush(left).await;
         tracing::info!(flushed = flushed.is_ok(), "purchase-ingest stopped");
         served.map_err(|e| IngestError::Startup(format!("server: {e}")))?;
         flushed.map_err(IngestError::Publish)
