@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use churnguard_domain::customer::{local_day, swipe_fingerprint};
 use churnguard_domain::{CardSwiped, Envelope};
-use churnguard_eventlog::{EventLog, LogError};
+use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{CustomerStore, ScoredSwipe};
@@ -31,8 +31,8 @@ pub struct PartitionStats {
     pub counted: u64,
     pub duplicates: u64,
     pub too_late: u64,
-    /// Records that are not a card-swipe event this scorer understands (dead-letter
-    /// handling is still to come; they are skipped and counted).
+    /// Records that are not a card-swipe event this scorer understands, sent to the
+    /// dead-letter topic.
     pub poison: u64,
 }
 
@@ -41,7 +41,29 @@ pub struct Scorer<L> {
     log: Arc<L>,
     store: CustomerStore,
     topic: String,
+    dead_letters: String,
     batch: usize,
+}
+
+/// The dead-letter topic of `topic`.
+pub fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
+}
+
+/// A poison record, as it goes to the dead-letter topic: the original key and payload,
+/// its origin and the reason in headers.
+fn dead_letter(topic: &str, partition: u32, r: &Record, reason: &str) -> OutgoingRecord {
+    let mut headers = r.headers.clone();
+    headers.push(Header::new("dlq-origin-topic", topic));
+    headers.push(Header::new("dlq-origin-partition", partition.to_string()));
+    headers.push(Header::new("dlq-origin-offset", r.offset.to_string()));
+    headers.push(Header::new("dlq-reason", reason));
+    OutgoingRecord {
+        key: r.key.clone(),
+        payload: r.payload.clone(),
+        headers,
+        timestamp_ms: r.timestamp_ms,
+    }
 }
 
 impl<L: EventLog> Scorer<L> {
@@ -50,8 +72,19 @@ impl<L: EventLog> Scorer<L> {
             log,
             store,
             topic: topic.to_owned(),
+            dead_letters: dead_letter_topic(topic),
             batch,
         }
+    }
+
+    /// Creates the dead-letter topic (one partition per source partition count is not
+    /// needed: it is small and read by people).
+    pub async fn prepare(&self) -> Result<(), ScoringError> {
+        self.log
+            .ensure_topic(&self.dead_letters, 1)
+            .await
+            .map_err(ScoringError::Log)?;
+        Ok(())
     }
 
     /// Applies one partition's records until `stop` is cancelled; with `until_caught_up`
@@ -83,6 +116,7 @@ impl<L: EventLog> Scorer<L> {
             let Some(last) = records.last() else { continue };
             let next = last.offset + 1;
             let mut swipes = Vec::with_capacity(records.len());
+            let mut poison = Vec::new();
             for r in &records {
                 match Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE) {
                     Ok(e) => swipes.push(ScoredSwipe {
@@ -94,9 +128,17 @@ impl<L: EventLog> Scorer<L> {
                         fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
                     }),
                     Err(e) => {
-                        tracing::warn!(partition, offset = r.offset, error = %e, "skipping a record that is not a card swipe");
-                        stats.poison += 1;
+                        tracing::warn!(partition, offset = r.offset, error = %e, "record is not a card swipe: dead-lettered");
+                        poison.push(dead_letter(&self.topic, partition, r, &e.to_string()));
                     }
+                }
+            }
+            // Dead letters are durable before the checkpoint moves past them. A crash in
+            // between sends them again (the origin headers identify repeats); none is lost.
+            if !poison.is_empty() {
+                stats.poison += poison.len() as u64;
+                for result in self.log.append(&self.dead_letters, poison).await {
+                    result.map_err(ScoringError::Log)?;
                 }
             }
             let outcome = self.store.apply_batch(partition, &swipes, next).await?;

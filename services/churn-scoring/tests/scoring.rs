@@ -408,3 +408,97 @@ async fn a_flushed_redis_is_rebuilt_from_the_log_and_aborts_at_random_points_cha
         .expect("exists");
     assert!(exists, "{key}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(churnguard_eventlog::embedded::EmbeddedLog::open(dir.path()).expect("log"));
+    log.ensure_topic(TOPIC, 1).await.expect("topic");
+    let redis = RedisServer::start();
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    let good = |id: &str| churnguard_eventlog::OutgoingRecord {
+        key: b"cust-1".to_vec(),
+        payload: churnguard_domain::SwipeDraft {
+            swipe_id: id.into(),
+            customer: churnguard_domain::CustomerInput::CustomerId("cust-1".into()),
+            store_id: "s1".into(),
+            terminal_id: "t1".into(),
+            employee_id: "e1".into(),
+            occurred_at: "2026-11-20T10:00:00+01:00".into(),
+            amount_minor_units: 100,
+            currency: "EUR".into(),
+            item_count: 1,
+        }
+        .validate(now, &churnguard_domain::SwipeLimits::default(), None)
+        .expect("valid")
+        .into_envelope()
+        .to_json(),
+        headers: vec![],
+        timestamp_ms: 0,
+    };
+    let poison = |payload: &str| churnguard_eventlog::OutgoingRecord {
+        key: b"cust-1".to_vec(),
+        payload: payload.as_bytes().to_vec(),
+        headers: vec![churnguard_eventlog::Header::new(
+            "content-type",
+            "application/json",
+        )],
+        timestamp_ms: 0,
+    };
+    let v2 = String::from_utf8(good("sw-v2").payload)
+        .expect("utf8")
+        .replace("card_swiped.v1", "card_swiped.v2");
+    for r in log
+        .append(
+            TOPIC,
+            vec![good("sw-1"), poison("{not json"), poison(&v2), good("sw-2")],
+        )
+        .await
+    {
+        r.expect("append");
+    }
+    let scorer = Scorer::new(log.clone(), store.clone(), TOPIC, 100);
+    scorer.prepare().await.expect("dlq topic");
+    let stats = scorer
+        .run_partition(0, CancellationToken::new(), true)
+        .await
+        .expect("scorer");
+    assert_eq!((stats.counted, stats.poison), (2, 2));
+    assert_eq!(
+        store.checkpoint(0).await.expect("checkpoint"),
+        4,
+        "the partition moved on"
+    );
+    let state = store
+        .customer(0, "cust-1")
+        .await
+        .expect("read")
+        .expect("state");
+    assert_eq!(state.days.values().map(|b| b.visits).sum::<u32>(), 2);
+
+    let dlq = churn_scoring::dead_letter_topic(TOPIC);
+    let letters = contract::read_all(log.as_ref(), &dlq, 0, 2).await;
+    assert_eq!(letters[0].payload, b"{not json");
+    assert_eq!(letters[1].payload, v2.as_bytes());
+    assert_eq!(
+        letters[0].header("dlq-origin-topic"),
+        Some(TOPIC.as_bytes())
+    );
+    assert_eq!(letters[0].header("dlq-origin-offset"), Some(&b"1"[..]));
+    assert_eq!(letters[1].header("dlq-origin-offset"), Some(&b"2"[..]));
+    assert_eq!(
+        letters[0].header("content-type"),
+        Some(&b"application/json"[..]),
+        "original headers kept"
+    );
+    assert!(
+        String::from_utf8_lossy(letters[1].header("dlq-reason").expect("reason"))
+            .contains("card_swiped.v2")
+    );
+}
