@@ -164,8 +164,11 @@ async fn throughput(n: usize, customers: usize) {
         .map(|p| {
             let store = store.clone();
             tokio::spawn(async move {
-                let mut offset = 0u64;
-                for i in (p as usize..naive_n).step_by(PARTITIONS as usize) {
+                for (offset, i) in (p as usize..naive_n)
+                    .step_by(PARTITIONS as usize)
+                    .enumerate()
+                {
+                    let offset = offset as u64;
                     let s = ScoredSwipe {
                         offset,
                         customer: format!("cust-{}", i % customers),
