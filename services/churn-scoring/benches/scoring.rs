@@ -181,7 +181,6 @@ async fn throughput(n: usize, customers: usize) {
                         .apply_batch(p, std::slice::from_ref(&s), offset + 1)
                         .await
                         .expect("apply");
-                    offset += 1;
                 }
             })
         })
