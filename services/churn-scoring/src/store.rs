@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use churnguard_domain::customer::{CustomerState, Day, DayBucket};
 use churnguard_redis::checkpoint_key;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::CONSUMER;
 use crate::scorer::ScoringError;
@@ -37,9 +40,45 @@ pub fn customer_key(partition: u32, customer: &str) -> String {
     format!("cs:{{p{partition}}}:{customer}")
 }
 
+/// A single Redis or a Redis Cluster. Every key a script touches shares the partition's
+/// hash tag, so the same script runs on either.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct CustomerStore {
-    conn: ConnectionManager,
+    conn: Conn,
     apply: redis::Script,
     topic: String,
     horizon: Day,
@@ -63,12 +102,31 @@ impl CustomerStore {
         let conn = ConnectionManager::new(client)
             .await
             .map_err(command("connect"))?;
-        Ok(Self {
+        Ok(Self::with(Conn::Single(conn), topic, horizon))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes.
+    pub async fn connect_cluster(
+        nodes: &[String],
+        topic: &str,
+        horizon: Day,
+    ) -> Result<Self, ScoringError> {
+        let client =
+            redis::cluster::ClusterClient::new(nodes.to_vec()).map_err(command("connect"))?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(command("connect"))?;
+        Ok(Self::with(Conn::Cluster(conn), topic, horizon))
+    }
+
+    fn with(conn: Conn, topic: &str, horizon: Day) -> Self {
+        Self {
             conn,
             apply: redis::Script::new(include_str!("apply_batch.lua")),
             topic: topic.to_owned(),
             horizon,
-        })
+        }
     }
 
     pub fn horizon(&self) -> Day {
@@ -142,18 +200,37 @@ impl CustomerStore {
     ) -> Result<BTreeMap<String, CustomerState>, ScoringError> {
         let prefix = customer_key(partition, "");
         let mut conn = self.conn.clone();
+        // On a cluster, all of a partition's keys live in one slot: scan that slot's master.
+        let route = match &mut conn {
+            Conn::Single(_) => None,
+            Conn::Cluster(c) => {
+                let slot: u16 = redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(&prefix)
+                    .query_async(c)
+                    .await
+                    .map_err(command("CLUSTER KEYSLOT"))?;
+                Some(RoutingInfo::SingleNode(
+                    SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+                ))
+            }
+        };
         let mut cursor = 0u64;
         let mut out = BTreeMap::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(format!("cs:{{p{partition}}}:*"))
                 .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(command("SCAN"))?;
+                .arg(1000);
+            let reply = match (&mut conn, &route) {
+                (Conn::Cluster(c), Some(route)) => c.route_command(scan, route.clone()).await,
+                (c, _) => scan.query_async::<Value>(c).await,
+            }
+            .map_err(command("SCAN"))?;
+            let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
+                .map_err(|e| ScoringError::Corrupt(format!("SCAN reply: {e}")))?;
             for key in keys {
                 let customer = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
                 if let Some(state) = self.customer(partition, &customer).await? {

@@ -15,7 +15,7 @@ use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_telemetry::Telemetry;
-use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
+use churnguard_testkit::{RedisCluster, RedisServer, Tansu, init_test_logging};
 use purchase_ingest::config::Backend;
 use purchase_ingest::{App, Settings};
 use tokio::sync::mpsc;
@@ -72,6 +72,24 @@ async fn the_redis_script_matches_the_domain_state_with_duplicates_and_disorder(
     let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
         .await
         .expect("connect");
+    script_matches_reference(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_redis_script_matches_the_domain_state_on_a_three_master_cluster() {
+    init_test_logging();
+    let cluster = RedisCluster::start();
+    let store = CustomerStore::connect_cluster(&cluster.urls(), TOPIC, HORIZON)
+        .await
+        .expect("connect");
+    script_matches_reference(store).await;
+}
+
+/// 40 customers, 2,000 swipes over ~200 days, 10 % retried (duplicates), arriving jittered
+/// by up to 20 days. Each customer's swipes go to its partition (as the log places them);
+/// every partition is applied in uneven batches, each batch twice: the checkpoint makes
+/// the repeat a no-op. The result must equal the domain's reference state.
+async fn script_matches_reference(store: CustomerStore) {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
         rng ^= rng << 13;
@@ -79,16 +97,12 @@ async fn the_redis_script_matches_the_domain_state_with_duplicates_and_disorder(
         rng ^= rng << 17;
         rng
     };
-    // 40 customers, 2,000 swipes over ~200 days, 10 % retried (duplicates), arriving
-    // jittered by up to 20 days.
     let mut swipes = Vec::new();
     for i in 0..2_000u64 {
-        let customer = format!("c{}", next() % 40);
-        let day = 10_000 + (i / 10) as Day - (next() % 20) as Day;
         let s = ScoredSwipe {
             offset: 0,
-            customer,
-            day,
+            customer: format!("c{}", next() % 40),
+            day: 10_000 + (i / 10) as Day - (next() % 20) as Day,
             spend: (next() % 5_000) as i64,
             store: format!("store-{}", next() % 3),
             fingerprint: swipe_fingerprint(&format!("sw-{i}")),
@@ -98,35 +112,31 @@ async fn the_redis_script_matches_the_domain_state_with_duplicates_and_disorder(
             swipes.push(s);
         }
     }
-    for (offset, s) in swipes.iter_mut().enumerate() {
-        s.offset = offset as u64;
+    for p in 0..PARTITIONS {
+        let mut mine: Vec<ScoredSwipe> = swipes
+            .iter()
+            .filter(|s| partition_for_key(s.customer.as_bytes(), PARTITIONS) == p)
+            .cloned()
+            .collect();
+        for (offset, s) in mine.iter_mut().enumerate() {
+            s.offset = offset as u64;
+        }
+        let mut at = 0;
+        while at < mine.len() {
+            let n = 1 + (next() % 97) as usize;
+            let batch = &mine[at..(at + n).min(mine.len())];
+            let end = batch.last().map_or(0, |s| s.offset + 1);
+            store.apply_batch(p, batch, end).await.expect("apply");
+            let again = store.apply_batch(p, batch, end).await.expect("apply again");
+            assert_eq!(again.counted, 0, "a replayed batch changes nothing");
+            at += n;
+        }
+        assert_eq!(
+            store.checkpoint(p).await.expect("checkpoint"),
+            mine.len() as u64
+        );
     }
-    // Apply in uneven batches, and one batch twice: the checkpoint makes the repeat a no-op.
-    let mut at = 0;
-    while at < swipes.len() {
-        let n = 1 + (next() % 97) as usize;
-        let batch = &swipes[at..(at + n).min(swipes.len())];
-        let end = batch.last().map_or(0, |s| s.offset + 1);
-        store.apply_batch(0, batch, end).await.expect("apply");
-        let again = store.apply_batch(0, batch, end).await.expect("apply again");
-        assert_eq!(again.counted, 0, "a replayed batch changes nothing");
-        at += n;
-    }
-    let want = reference(&swipes);
-    let mut got = BTreeMap::new();
-    for customer in want.keys() {
-        let s = store
-            .customer(0, customer)
-            .await
-            .expect("read")
-            .expect("exists");
-        got.insert(customer.clone(), normalised(s));
-    }
-    assert_eq!(got, want);
-    assert_eq!(
-        store.checkpoint(0).await.expect("checkpoint"),
-        swipes.len() as u64
-    );
+    assert_eq!(all_customers(&store).await, reference(&swipes));
 }
 
 // ---------------------------------------------------------------------------------
@@ -501,4 +511,37 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_partition_moves_on()
         String::from_utf8_lossy(letters[1].header("dlq-reason").expect("reason"))
             .contains("card_swiped.v2")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cdnow_scored_into_a_three_master_cluster_equals_the_checker() {
+    let p = pipeline_with_cdnow().await;
+    let cluster = RedisCluster::start();
+    let store = CustomerStore::connect_cluster(&cluster.urls(), TOPIC, HORIZON)
+        .await
+        .expect("cluster");
+    let log = Arc::new(KafkaLog::new(p.kafka.clone()).expect("log"));
+    let scorer = Arc::new(Scorer::new(log.clone(), store.clone(), TOPIC, 2_000));
+    run_until_caught_up(&scorer).await;
+
+    let mut log_swipes = Vec::new();
+    for part in 0..PARTITIONS {
+        let end = log.end_offset(TOPIC, part).await.expect("end");
+        assert_eq!(store.checkpoint(part).await.expect("checkpoint"), end);
+        for r in contract::read_all(log.as_ref(), TOPIC, part, end).await {
+            let e =
+                Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE).expect("swipe");
+            log_swipes.push(ScoredSwipe {
+                offset: r.offset,
+                customer: e.data.customer.to_string(),
+                day: local_day(&e.data.occurred_at),
+                spend: e.data.amount.minor_units,
+                store: e.data.store_id.to_string(),
+                fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
+            });
+        }
+    }
+    let got = all_customers(&store).await;
+    assert_eq!(got.len(), 2_357);
+    assert_eq!(got, reference(&log_swipes));
 }
