@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need and a fresh machine lacks. Safe to run again: each step
 # checks first. Binaries built here are cached under $CHURNGUARD_CACHE.
-#   redis-server  Debian package
+#   redis-server  Debian packages redis-server and redis-tools (redis-cli builds test clusters)
 #   tansu 0.6.0   Kafka-protocol broker, `cargo install` (about 20 min cold; cached)
 #   buf           protobuf linter, from the npm registry (only with --lint)
 set -euo pipefail
@@ -27,9 +27,9 @@ if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
   apt_install build-essential
 fi
 
-if ! command -v redis-server >/dev/null; then
-  say "installing redis-server"
-  apt_install redis-server
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  say "installing redis-server and redis-tools"
+  apt_install redis-server redis-tools
   # The package may start a system instance; tests start their own on free ports.
 fi
 
