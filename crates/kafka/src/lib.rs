@@ -6,7 +6,7 @@
 //! a customer's swipes on the same partition number.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use churnguard_domain::partition_for_key;
@@ -113,6 +113,14 @@ pub struct KafkaLog {
     producer: RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     partitions: RwLock<HashMap<String, u32>>,
+    /// One consumer per partition read, kept between reads.
+    readers: Mutex<HashMap<(String, u32), Arc<Mutex<PartitionReader>>>>,
+}
+
+/// A consumer assigned to one partition, and the offset it will deliver next.
+struct PartitionReader {
+    consumer: BaseConsumer,
+    next: Option<u64>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -139,6 +147,7 @@ impl KafkaLog {
             producer: RwLock::new(producer),
             admin,
             partitions: RwLock::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -224,7 +233,8 @@ impl KafkaLog {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
-            .set("fetch.wait.max.ms", "100");
+            .set("fetch.wait.max.ms", "100")
+            .set("queued.max.messages.kbytes", "16384");
         c.create()
             .map_err(|e| LogError::Unavailable(format!("creating a consumer: {e}")))
     }
@@ -347,52 +357,82 @@ impl EventLog for KafkaLog {
                 partition,
             });
         }
-        let consumer = self.consumer()?;
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
-            .map_err(|e| LogError::Unavailable(e.to_string()))?;
-        consumer
-            .assign(&assignment)
-            .map_err(|e| LogError::Unavailable(format!("assigning {topic}/{partition}: {e}")))?;
+        let reader = {
+            let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            match readers.get(&(topic.to_owned(), partition)) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Arc::new(Mutex::new(PartitionReader {
+                        consumer: self.consumer()?,
+                        next: None,
+                    }));
+                    readers.insert((topic.to_owned(), partition), r.clone());
+                    r
+                }
+            }
+        };
+        let topic = topic.to_owned();
         // The first fetch needs a connection: allow that on top of the caller's wait.
         let deadline = Instant::now() + wait + self.settings.request_timeout();
         tokio::task::spawn_blocking(move || {
+            let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            if reader.next != Some(from) {
+                // Not where the reader stands: (re)assign at the requested offset.
+                let mut assignment = TopicPartitionList::new();
+                assignment
+                    .add_partition_offset(&topic, partition as i32, Offset::Offset(from as i64))
+                    .map_err(|e| LogError::Unavailable(e.to_string()))?;
+                reader.consumer.assign(&assignment).map_err(|e| {
+                    LogError::Unavailable(format!("assigning {topic}/{partition}: {e}"))
+                })?;
+                reader.next = Some(from);
+            }
             let mut out: Vec<Record> = Vec::new();
+            let mut failed = None;
             while out.len() < max {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
-                match consumer.poll(left.min(Duration::from_millis(100))) {
+                match reader.consumer.poll(left.min(Duration::from_millis(100))) {
                     None => {}
-                    Some(Ok(m)) => out.push(Record {
-                        partition,
-                        offset: m.offset() as u64,
-                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-                        key: m.key().unwrap_or_default().to_vec(),
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        headers: m
-                            .headers()
-                            .map(|hs| {
-                                hs.iter()
-                                    .map(|h| Header::new(h.key, h.value.unwrap_or_default()))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    }),
+                    Some(Ok(m)) => {
+                        out.push(Record {
+                            partition,
+                            offset: m.offset() as u64,
+                            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                            key: m.key().unwrap_or_default().to_vec(),
+                            payload: m.payload().unwrap_or_default().to_vec(),
+                            headers: m
+                                .headers()
+                                .map(|hs| {
+                                    hs.iter()
+                                        .map(|h| Header::new(h.key, h.value.unwrap_or_default()))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        });
+                    }
                     // At the end: done if we have something, else keep waiting.
                     Some(Err(KafkaError::PartitionEOF(_))) if !out.is_empty() => break,
                     Some(Err(KafkaError::PartitionEOF(_))) => {}
                     Some(Err(e)) => {
-                        if out.is_empty() {
-                            return Err(LogError::Unavailable(format!("reading: {e}")));
-                        }
+                        failed = Some(e.to_string());
                         break;
                     }
                 }
             }
-            Ok(out)
+            if let Some(last) = out.last() {
+                reader.next = Some(last.offset + 1);
+            }
+            match failed {
+                // Start over from a known offset next time.
+                Some(e) if out.is_empty() => {
+                    reader.next = None;
+                    Err(LogError::Unavailable(format!("reading: {e}")))
+                }
+                _ => Ok(out),
+            }
         })
         .await
         .map_err(|_| LogError::Closed)?

@@ -11,6 +11,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{CustomerStore, ScoredSwipe};
 
+impl ScoringError {
+    /// Trouble that passes (a broker or Redis briefly unreachable or slow): retry.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ScoringError::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_timeout()
+                    || source.is_cluster_error()
+            }
+            ScoringError::Log(e) => e.is_retriable(),
+            ScoringError::Corrupt(_) => false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
     #[error("Redis command {command} failed")]
@@ -88,7 +104,8 @@ impl<L: EventLog> Scorer<L> {
     }
 
     /// Applies one partition's records until `stop` is cancelled; with `until_caught_up`
-    /// it also stops once the checkpoint reaches the partition's end.
+    /// it also stops once the checkpoint reaches the partition's end. Passing trouble with
+    /// the log or Redis is retried with backoff; only permanent errors end it.
     pub async fn run_partition(
         &self,
         partition: u32,
@@ -96,6 +113,33 @@ impl<L: EventLog> Scorer<L> {
         until_caught_up: bool,
     ) -> Result<PartitionStats, ScoringError> {
         let mut stats = PartitionStats::default();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self
+                .run_partition_once(partition, &stop, until_caught_up, &mut stats)
+                .await
+            {
+                Ok(()) => return Ok(stats),
+                Err(e) if e.is_retriable() && !stop.is_cancelled() => {
+                    tracing::warn!(partition, error = %e, ?backoff, "scoring interrupted; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(stats),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn run_partition_once(
+        &self,
+        partition: u32,
+        stop: &CancellationToken,
+        until_caught_up: bool,
+        stats: &mut PartitionStats,
+    ) -> Result<(), ScoringError> {
         // Redis's checkpoint is the authority; an empty Redis starts from the beginning.
         let mut from = self.store.checkpoint(partition).await?;
         while !stop.is_cancelled() {
@@ -147,6 +191,6 @@ impl<L: EventLog> Scorer<L> {
             stats.too_late += outcome.too_late;
             from = outcome.checkpoint;
         }
-        Ok(stats)
+        Ok(())
     }
 }
