@@ -114,8 +114,11 @@ pub struct KafkaLog {
     admin: AdminClient<DefaultClientContext>,
     partitions: RwLock<HashMap<String, u32>>,
     /// One consumer per partition read, kept between reads.
-    readers: Mutex<HashMap<(String, u32), Arc<Mutex<PartitionReader>>>>,
+    readers: Readers,
 }
+
+/// The partition readers, by (topic, partition).
+type Readers = Mutex<HashMap<(String, u32), Arc<Mutex<PartitionReader>>>>;
 
 /// A consumer assigned to one partition, and the offset it will deliver next.
 struct PartitionReader {
