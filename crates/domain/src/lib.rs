@@ -10,6 +10,7 @@ pub mod ids;
 pub mod models;
 pub mod money;
 pub mod partition;
+pub mod policy;
 pub mod swipe;
 
 pub use card::{CardTokenizer, TokenizeError};

@@ -1,0 +1,322 @@
+//! What "defected" means for a business: a policy of rules over a customer's own history,
+//! and the state machine active → at_risk → defected → won_back. Each chain configures
+//! its policy and may override it per store format (a restaurant is not a supermarket).
+
+use crate::customer::{CustomerState, Day};
+use crate::models::BgNbd;
+
+/// Where a customer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChurnState {
+    Active,
+    AtRisk,
+    Defected,
+    /// Came back after being counted as defected.
+    WonBack,
+}
+
+impl ChurnState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChurnState::Active => "active",
+            ChurnState::AtRisk => "at_risk",
+            ChurnState::Defected => "defected",
+            ChurnState::WonBack => "won_back",
+        }
+    }
+}
+
+/// A rule that can fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// P(alive) below the threshold.
+    PAliveLow,
+    /// Visit days in the recent window fell below a fraction of the customer's baseline.
+    VisitsDropped,
+    /// Spend in the recent window fell below a fraction of the baseline.
+    SpendDropped,
+    /// Days since the last visit exceed a multiple of the customer's typical gap.
+    Overdue,
+}
+
+/// Thresholds of one rule set; an unset threshold is a rule that never fires. The set
+/// fires when at least `min_rules` of its rules fire.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RuleSet {
+    pub p_alive_below: Option<f64>,
+    pub visits_below_fraction: Option<f64>,
+    pub spend_below_fraction: Option<f64>,
+    pub overdue_gaps: Option<f64>,
+    pub min_rules: usize,
+}
+
+/// A chain's (or a store format's) definition of at risk and defected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefectionPolicy {
+    /// The recent window, in days, ending at the evaluation day.
+    pub recent_days: Day,
+    /// The baseline window, in days, just before the recent one.
+    pub baseline_days: Day,
+    /// Rate rules need at least this many visit days in the baseline.
+    pub min_baseline_visits: u32,
+    pub at_risk: RuleSet,
+    pub defected: RuleSet,
+}
+
+/// The window figures a decision was based on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowFigures {
+    pub recent_visits: u32,
+    pub baseline_visits: u32,
+    pub recent_spend: i64,
+    pub baseline_spend: i64,
+    pub days_since_last: Day,
+    /// Mean days between visit days, if the customer has repeat visits.
+    pub typical_gap: Option<f64>,
+    pub p_alive: f64,
+}
+
+/// An evaluation: the state it implies and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    pub state: ChurnState,
+    pub fired: Vec<Rule>,
+    pub figures: WindowFigures,
+}
+
+impl DefectionPolicy {
+    /// The horizon of day buckets this policy needs.
+    pub fn needed_horizon(&self) -> Day {
+        self.recent_days + self.baseline_days
+    }
+
+    /// The window figures of `c` on day `as_of`.
+    pub fn figures(&self, c: &CustomerState, model: &BgNbd, as_of: Day) -> WindowFigures {
+        let recent_from = as_of - self.recent_days;
+        let baseline_from = recent_from - self.baseline_days;
+        let (mut rv, mut bv, mut rs, mut bs) = (0, 0, 0, 0);
+        for (day, b) in &c.days {
+            if *day > recent_from && *day <= as_of {
+                rv += 1;
+                rs += b.spend;
+            } else if *day > baseline_from && *day <= recent_from {
+                bv += 1;
+                bs += b.spend;
+            }
+        }
+        WindowFigures {
+            recent_visits: rv,
+            baseline_visits: bv,
+            recent_spend: rs,
+            baseline_spend: bs,
+            days_since_last: as_of - c.last_day,
+            typical_gap: (c.repeat_days > 0)
+                .then(|| f64::from(c.last_day - c.first_day) / f64::from(c.repeat_days)),
+            p_alive: model.p_alive(&c.rfm(as_of)),
+        }
+    }
+
+    fn fired(&self, set: &RuleSet, f: &WindowFigures) -> Vec<Rule> {
+        let scale = f64::from(self.recent_days) / f64::from(self.baseline_days);
+        let enough_history = f.baseline_visits >= self.min_baseline_visits;
+        let mut fired = Vec::new();
+        if set.p_alive_below.is_some_and(|t| f.p_alive < t) {
+            fired.push(Rule::PAliveLow);
+        }
+        if enough_history
+            && set.visits_below_fraction.is_some_and(|t| {
+                f64::from(f.recent_visits) < t * f64::from(f.baseline_visits) * scale
+            })
+        {
+            fired.push(Rule::VisitsDropped);
+        }
+        if enough_history
+            && f.baseline_spend > 0
+            && set
+                .spend_below_fraction
+                .is_some_and(|t| (f.recent_spend as f64) < t * f.baseline_spend as f64 * scale)
+        {
+            fired.push(Rule::SpendDropped);
+        }
+        if let (Some(k), Some(gap)) = (set.overdue_gaps, f.typical_gap)
+            && f64::from(f.days_since_last) > k * gap
+        {
+            fired.push(Rule::Overdue);
+        }
+        fired
+    }
+
+    /// The state `c` should be in on day `as_of`, coming from `previous`.
+    pub fn assess(
+        &self,
+        previous: ChurnState,
+        c: &CustomerState,
+        model: &BgNbd,
+        as_of: Day,
+    ) -> Assessment {
+        let figures = self.figures(c, model, as_of);
+        let defected = self.fired(&self.defected, &figures);
+        if !defected.is_empty() && defected.len() >= self.defected.min_rules.max(1) {
+            return Assessment {
+                state: ChurnState::Defected,
+                fired: defected,
+                figures,
+            };
+        }
+        let at_risk = self.fired(&self.at_risk, &figures);
+        if !at_risk.is_empty() && at_risk.len() >= self.at_risk.min_rules.max(1) {
+            return Assessment {
+                state: ChurnState::AtRisk,
+                fired: at_risk,
+                figures,
+            };
+        }
+        let state = match previous {
+            ChurnState::Defected | ChurnState::WonBack => ChurnState::WonBack,
+            ChurnState::Active | ChurnState::AtRisk => ChurnState::Active,
+        };
+        Assessment {
+            state,
+            fired: Vec::new(),
+            figures,
+        }
+    }
+
+    /// Absence detection: the first day after `from` on which, with no new purchase, the
+    /// customer's state would change from `current`; `None` within `limit_days`. This is
+    /// the deadline a timer index holds, so a customer who stops buying is still noticed.
+    pub fn next_deadline(
+        &self,
+        current: ChurnState,
+        c: &CustomerState,
+        model: &BgNbd,
+        from: Day,
+        limit_days: Day,
+    ) -> Option<Day> {
+        ((from + 1)..=(from + limit_days))
+            .find(|day| self.assess(current, c, model, *day).state != current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::customer::swipe_fingerprint;
+
+    const MODEL: BgNbd = BgNbd {
+        r: 0.243,
+        alpha: 4.414,
+        a: 0.793,
+        b: 2.426,
+    };
+
+    /// A family restaurant: dinner out is twice a week; a quarter of a year's memory.
+    fn restaurant() -> DefectionPolicy {
+        DefectionPolicy {
+            recent_days: 28,
+            baseline_days: 56,
+            min_baseline_visits: 4,
+            at_risk: RuleSet {
+                visits_below_fraction: Some(0.6),
+                spend_below_fraction: Some(0.6),
+                overdue_gaps: Some(3.0),
+                min_rules: 1,
+                ..RuleSet::default()
+            },
+            defected: RuleSet {
+                overdue_gaps: Some(8.0),
+                p_alive_below: Some(0.2),
+                min_rules: 1,
+                ..RuleSet::default()
+            },
+        }
+    }
+
+    fn history(days: &[Day]) -> CustomerState {
+        let mut s = CustomerState::new(days[0], 4_000, "r1", swipe_fingerprint("0"));
+        for (i, d) in days.iter().enumerate().skip(1) {
+            s.apply(*d, 4_000, "r1", swipe_fingerprint(&i.to_string()), 200);
+        }
+        s
+    }
+
+    #[test]
+    fn a_family_that_starts_eating_elsewhere_half_the_time_is_flagged() {
+        // Twice a week for twelve weeks...
+        let mut days: Vec<Day> = (0..12).flat_map(|w| [w * 7, w * 7 + 3]).collect();
+        // ...then once a week for four weeks: half their dinners out are elsewhere now.
+        days.extend((12..16).map(|w| w * 7));
+        let s = history(&days);
+        let a = restaurant().assess(ChurnState::Active, &s, &MODEL, 16 * 7 - 1);
+        assert_eq!(a.state, ChurnState::AtRisk, "{a:?}");
+        assert!(a.fired.contains(&Rule::VisitsDropped), "{a:?}");
+        assert_eq!(
+            (a.figures.recent_visits, a.figures.baseline_visits),
+            (4, 16)
+        );
+
+        // The same family still coming twice a week is fine.
+        let steady: Vec<Day> = (0..16).flat_map(|w| [w * 7, w * 7 + 3]).collect();
+        let a = restaurant().assess(ChurnState::Active, &history(&steady), &MODEL, 16 * 7 - 1);
+        assert_eq!(a.state, ChurnState::Active, "{a:?}");
+    }
+
+    #[test]
+    fn silence_leads_to_at_risk_then_defected_and_a_return_is_won_back() {
+        let days: Vec<Day> = (0..16).flat_map(|w| [w * 7, w * 7 + 3]).collect();
+        let s = history(&days);
+        let last = s.last_day;
+        let policy = restaurant();
+        let at_risk = policy
+            .next_deadline(ChurnState::Active, &s, &MODEL, last, 365)
+            .expect("noticed");
+        assert!(
+            at_risk > last && at_risk <= last + 12,
+            "at risk within a dozen days of silence: {at_risk}"
+        );
+        assert_eq!(
+            policy.assess(ChurnState::Active, &s, &MODEL, at_risk).state,
+            ChurnState::AtRisk
+        );
+        let defected = policy
+            .next_deadline(ChurnState::AtRisk, &s, &MODEL, at_risk, 365)
+            .expect("defected");
+        assert!(defected > at_risk);
+        assert_eq!(
+            policy
+                .assess(ChurnState::AtRisk, &s, &MODEL, defected)
+                .state,
+            ChurnState::Defected
+        );
+
+        // They come back, twice a week again for a while: won back, not merely active.
+        let mut back = s.clone();
+        let restart = defected + 10;
+        for (i, d) in (0..6)
+            .flat_map(|w| [restart + w * 7, restart + w * 7 + 3])
+            .enumerate()
+        {
+            back.apply(d, 4_000, "r1", swipe_fingerprint(&format!("back-{i}")), 200);
+        }
+        let a = policy.assess(ChurnState::Defected, &back, &MODEL, back.last_day);
+        assert_eq!(a.state, ChurnState::WonBack, "{a:?}");
+    }
+
+    #[test]
+    fn nothing_changes_without_a_reason() {
+        let days: Vec<Day> = (0..16).flat_map(|w| [w * 7, w * 7 + 3]).collect();
+        let s = history(&days);
+        let policy = restaurant();
+        // Every day of a steady customer's normal gap: no state change, so no signal.
+        for day in s.last_day..s.last_day + 3 {
+            assert_eq!(
+                policy.assess(ChurnState::Active, &s, &MODEL, day).state,
+                ChurnState::Active
+            );
+        }
+        // Too little history: the rate rules stay quiet.
+        let newcomer = history(&[0, 30]);
+        let a = policy.assess(ChurnState::Active, &newcomer, &MODEL, 31);
+        assert!(!a.fired.contains(&Rule::VisitsDropped));
+    }
+}
