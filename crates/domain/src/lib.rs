@@ -11,6 +11,7 @@ pub mod models;
 pub mod money;
 pub mod partition;
 pub mod policy;
+pub mod signal;
 pub mod swipe;
 
 pub use card::{CardTokenizer, TokenizeError};

@@ -3,7 +3,9 @@
 -- or a cluster. It mirrors churnguard_domain::customer::CustomerState::apply.
 --
 -- KEYS[1]      the partition's checkpoint (next offset to apply)
--- KEYS[1 + i]  the customer hash of record i
+-- KEYS[2]      the partition's deadline index (sorted set: customer key -> day due)
+-- KEYS[3]      the partition's stream-time watermark (latest event day seen)
+-- KEYS[3 + i]  the customer hash of record i
 -- ARGV[1]      horizon in days; ARGV[2] the offset after this batch
 -- ARGV[3 + 5(i-1) ..]  per record: offset, day, spend, store, fingerprint
 -- Returns {counted, duplicates, too_late, checkpoint after}.
@@ -15,11 +17,12 @@ if next_offset <= checkpoint then
 end
 
 local counted, duplicates, too_late = 0, 0, 0
-for i = 1, #KEYS - 1 do
+local watermark = tonumber(redis.call('GET', KEYS[3]) or '-1000000000')
+for i = 1, #KEYS - 3 do
   local a = 2 + (i - 1) * 5
   local offset = tonumber(ARGV[a + 1])
   if offset >= checkpoint then
-    local key = KEYS[i + 1]
+    local key = KEYS[i + 3]
     local day = tonumber(ARGV[a + 2])
     local spend = tonumber(ARGV[a + 3])
     local store = ARGV[a + 4]
@@ -27,10 +30,13 @@ for i = 1, #KEYS - 1 do
     local field = 'd:' .. day
     local mix = 'm:' .. store
     -- One read for everything this record needs, one write for everything it changes.
-    local st = redis.call('HMGET', key, 'f', 'fs', 'l', 'rd', 'rs', 'o', field, mix)
+    local st = redis.call('HMGET', key, 'f', 'fs', 'l', 'rd', 'rs', 'o', field, mix, 'n')
     if not st[1] then
       redis.call('HSET', key, 'f', day, 'fs', spend, 'l', day, 'rd', 0, 'rs', 0, 'o', day,
-        field, '1,' .. spend .. ',' .. fp, mix, 1)
+        field, '1,' .. spend .. ',' .. fp, mix, 1, 'n', 1)
+      -- Due for assessment at the purchase's day (stream time); an earlier deadline stays.
+      redis.call('ZADD', KEYS[2], 'LT', day, key)
+      if day > watermark then watermark = day end
       counted = counted + 1
     else
       local f, fs, l = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
@@ -80,11 +86,14 @@ for i = 1, #KEYS - 1 do
         end
         redis.call('HSET', key, 'f', f, 'fs', fs, 'l', l, 'rd', rd, 'rs', rs, 'o', o,
           field, (visits + 1) .. ',' .. (bspend + spend) .. ',' .. fps,
-          mix, (tonumber(st[8]) or 0) + 1)
+          mix, (tonumber(st[8]) or 0) + 1, 'n', (tonumber(st[9]) or 0) + 1)
+        redis.call('ZADD', KEYS[2], 'LT', day, key)
+        if day > watermark then watermark = day end
         counted = counted + 1
       end
     end
   end
 end
+redis.call('SET', KEYS[3], watermark)
 redis.call('SET', KEYS[1], next_offset)
 return {counted, duplicates, too_late, next_offset}

@@ -8,6 +8,7 @@
 
 pub mod scorer;
 pub mod store;
+pub mod timers;
 
 pub use scorer::{PartitionStats, Scorer, ScoringError, dead_letter_topic};
 pub use store::{CustomerStore, ScoredSwipe};

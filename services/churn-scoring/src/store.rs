@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use churnguard_domain::customer::{CustomerState, Day, DayBucket};
+use churnguard_domain::policy::ChurnState;
 use churnguard_redis::checkpoint_key;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
@@ -38,6 +39,21 @@ pub struct BatchOutcome {
 /// The key of a customer's hash.
 pub fn customer_key(partition: u32, customer: &str) -> String {
     format!("cs:{{p{partition}}}:{customer}")
+}
+
+/// The partition's deadline index: customer key -> the day they are due for assessment.
+pub fn deadline_key(partition: u32) -> String {
+    format!("dl:{{p{partition}}}")
+}
+
+/// The partition's stream-time watermark: the latest event day applied.
+pub fn watermark_key(partition: u32) -> String {
+    format!("wm:{{p{partition}}}")
+}
+
+/// The partition's outbox of churn signals waiting to be published.
+pub fn outbox_key(partition: u32) -> String {
+    format!("ob:{{p{partition}}}")
 }
 
 /// A single Redis or a Redis Cluster. Every key a script touches shares the partition's
@@ -80,6 +96,7 @@ impl ConnectionLike for Conn {
 pub struct CustomerStore {
     conn: Conn,
     apply: redis::Script,
+    transition: redis::Script,
     topic: String,
     horizon: Day,
 }
@@ -124,6 +141,7 @@ impl CustomerStore {
         Self {
             conn,
             apply: redis::Script::new(include_str!("apply_batch.lua")),
+            transition: redis::Script::new(include_str!("transition.lua")),
             topic: topic.to_owned(),
             horizon,
         }
@@ -155,6 +173,8 @@ impl CustomerStore {
     ) -> Result<BatchOutcome, ScoringError> {
         let mut invocation = self.apply.prepare_invoke();
         invocation.key(checkpoint_key(CONSUMER, &self.topic, partition));
+        invocation.key(deadline_key(partition));
+        invocation.key(watermark_key(partition));
         invocation.arg(self.horizon).arg(next_offset);
         for s in swipes {
             invocation.key(customer_key(partition, &s.customer));
@@ -176,6 +196,142 @@ impl CustomerStore {
             too_late,
             checkpoint,
         })
+    }
+
+    /// The partition's stream time: the latest event day applied.
+    pub async fn watermark(&self, partition: u32) -> Result<Option<Day>, ScoringError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(watermark_key(partition))
+            .query_async(&mut conn)
+            .await
+            .map_err(command("GET watermark"))
+    }
+
+    /// Customers due for assessment on or before `day`: (customer key, deadline).
+    pub async fn due(
+        &self,
+        partition: u32,
+        day: Day,
+        limit: usize,
+    ) -> Result<Vec<(String, Day)>, ScoringError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(deadline_key(partition))
+            .arg("-inf")
+            .arg(day)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(command("ZRANGE due"))
+    }
+
+    /// What a timer needs of a customer: state, churn state, swipe count.
+    pub async fn for_assessment(
+        &self,
+        key: &str,
+    ) -> Result<Option<(CustomerState, ChurnState, u64)>, ScoringError> {
+        let mut conn = self.conn.clone();
+        let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(command("HGETALL"))?;
+        let churn = match fields.get("st").map(String::as_str) {
+            None | Some("active") => ChurnState::Active,
+            Some("at_risk") => ChurnState::AtRisk,
+            Some("defected") => ChurnState::Defected,
+            Some("won_back") => ChurnState::WonBack,
+            Some(other) => return Err(ScoringError::Corrupt(format!("st = {other}"))),
+        };
+        let n = fields.get("n").and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(parse_state(&fields)?.map(|s| (s, churn, n)))
+    }
+
+    /// Commits a timer decision if nobody else did and no swipe arrived since it was
+    /// read; returns whether it was committed. `state: None` drops a stale deadline.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_transition(
+        &self,
+        partition: u32,
+        key: &str,
+        customer: &str,
+        due: Day,
+        swipes_seen: u64,
+        state: Option<ChurnState>,
+        next_deadline: Option<Day>,
+        signal: Option<&[u8]>,
+    ) -> Result<bool, ScoringError> {
+        let mut conn = self.conn.clone();
+        let committed: i64 = self
+            .transition
+            .key(deadline_key(partition))
+            .key(key)
+            .key(outbox_key(partition))
+            .arg(due)
+            .arg(swipes_seen)
+            .arg(state.map_or("", ChurnState::as_str))
+            .arg(next_deadline.map(|d| d.to_string()).unwrap_or_default())
+            .arg(signal.unwrap_or_default())
+            .arg(customer)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(command("EVALSHA transition"))?;
+        Ok(committed == 1)
+    }
+
+    /// Signals waiting in the outbox: (entry id, customer, payload).
+    pub async fn outbox(
+        &self,
+        partition: u32,
+        limit: usize,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, ScoringError> {
+        let mut conn = self.conn.clone();
+        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+            .arg(outbox_key(partition))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(command("XRANGE outbox"))?;
+        Ok(entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let get = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                (
+                    id,
+                    String::from_utf8_lossy(&get("customer")).into_owned(),
+                    get("signal"),
+                )
+            })
+            .collect())
+    }
+
+    /// Removes published outbox entries.
+    pub async fn ack_outbox(&self, partition: u32, ids: &[String]) -> Result<(), ScoringError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("XDEL")
+            .arg(outbox_key(partition))
+            .arg(ids)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(command("XDEL outbox"))?;
+        Ok(())
     }
 
     /// A customer's state, if any.
