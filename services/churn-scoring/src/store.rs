@@ -36,6 +36,9 @@ pub struct BatchOutcome {
     pub checkpoint: u64,
 }
 
+/// One stream entry as XRANGE returns it: id and field/value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// The key of a customer's hash.
 pub fn customer_key(partition: u32, customer: &str) -> String {
     format!("cs:{{p{partition}}}:{customer}")
@@ -291,7 +294,7 @@ impl CustomerStore {
         limit: usize,
     ) -> Result<Vec<(String, String, Vec<u8>)>, ScoringError> {
         let mut conn = self.conn.clone();
-        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+        let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
             .arg(outbox_key(partition))
             .arg("-")
             .arg("+")

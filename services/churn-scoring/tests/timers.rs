@@ -177,7 +177,10 @@ async fn two_instances_fire_each_deadline_once_and_the_relay_publishes_each_sign
         let (ra, rb) = tokio::join!(a.fire_due(0, day), b.fire_due(0, day));
         lost += ra.expect("a").lost_races + rb.expect("b").lost_races;
     }
-    assert!(lost > 0, "the two instances did race for the same deadlines");
+    assert!(
+        lost > 0,
+        "the two instances did race for the same deadlines"
+    );
     let s = signals(&store).await;
     assert_eq!(
         s.len(),
