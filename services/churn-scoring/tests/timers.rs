@@ -224,3 +224,101 @@ async fn two_instances_fire_each_deadline_once_and_the_relay_publishes_each_sign
         .collect();
     assert_eq!(ids.len(), 60);
 }
+
+/// Replaying history: timers run on stream time (the partition's watermark), so a
+/// customer who went quiet in 2026's data is flagged as the replay passes their deadline,
+/// not when the wall clock says.
+#[tokio::test(flavor = "multi_thread")]
+async fn during_replay_timers_fire_on_stream_time() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    log.ensure_topic(TOPIC, 1).await.expect("topic");
+    let redis = RedisServer::start();
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let scorer = churn_scoring::Scorer::new(log.clone(), store.clone(), TOPIC, 500);
+    let timers = Timers::new(store.clone(), restaurant(), MODEL);
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    let swipe = |customer: &str, date: chrono::NaiveDate, n: usize| {
+        let s = churnguard_domain::SwipeDraft {
+            swipe_id: format!("{customer}-{n}"),
+            customer: churnguard_domain::CustomerInput::CustomerId(customer.into()),
+            store_id: "r1".into(),
+            terminal_id: "t1".into(),
+            employee_id: "e1".into(),
+            occurred_at: format!("{}T19:30:00+01:00", date.format("%Y-%m-%d")),
+            amount_minor_units: 4_000,
+            currency: "EUR".into(),
+            item_count: 3,
+        }
+        .validate(
+            now,
+            &churnguard_domain::SwipeLimits {
+                max_age: chrono::TimeDelta::days(400),
+                ..Default::default()
+            },
+            None,
+        )
+        .expect("valid");
+        churnguard_eventlog::OutgoingRecord {
+            key: customer.as_bytes().to_vec(),
+            timestamp_ms: s.occurred_at.timestamp_millis(),
+            payload: s.into_envelope().to_json(),
+            headers: vec![],
+        }
+    };
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).expect("date");
+    let mut quiet_deadline = None;
+    let mut n = 0;
+    for week in 0..30u64 {
+        let mut batch = Vec::new();
+        for offset_days in [0u64, 3] {
+            let date = start + chrono::Days::new(week * 7 + offset_days);
+            n += 1;
+            batch.push(swipe("steady", date, n));
+            if week < 16 {
+                batch.push(swipe("quiet", date, n));
+            }
+        }
+        for r in log.append(TOPIC, batch).await {
+            r.expect("append");
+        }
+        scorer
+            .run_partition(0, tokio_util::sync::CancellationToken::new(), true)
+            .await
+            .expect("score");
+        let stream_now = store
+            .watermark(0)
+            .await
+            .expect("watermark")
+            .expect("a watermark");
+        if week == 16 {
+            let (state, _, _) = store
+                .for_assessment(&churn_scoring::store::customer_key(0, "quiet"))
+                .await
+                .expect("read")
+                .expect("exists");
+            quiet_deadline =
+                restaurant().next_deadline(ChurnState::Active, &state, &MODEL, state.last_day, 400);
+        }
+        timers.fire_due(0, stream_now).await.expect("fire");
+    }
+    let s = signals(&store).await;
+    assert!(
+        s.iter().all(|x| x.customer == "quiet"),
+        "the steady customer never changed state: {s:?}"
+    );
+    let first = s.first().expect("the quiet customer was noticed");
+    assert_eq!(first.state, "at_risk");
+    let deadline = quiet_deadline.expect("a deadline");
+    let noticed = churnguard_domain::customer::day_of(first.as_of);
+    assert!(
+        noticed >= deadline && noticed < deadline + 7,
+        "noticed on stream day {noticed}, deadline {deadline} (stream time moves in steps of the replay)"
+    );
+    assert!(s.iter().any(|x| x.state == "defected"), "{s:?}");
+}
