@@ -84,17 +84,11 @@ impl BgNbd {
     /// Maximum-likelihood fit over `customers`; returns the parameters and the total
     /// log-likelihood.
     pub fn fit(customers: &[Rfm]) -> Result<(Self, f64), FitError> {
-        let from = |p: &[f64]| Self {
-            r: p[0].exp(),
-            alpha: p[1].exp(),
-            a: p[2].exp(),
-            b: p[3].exp(),
-        };
-        let (p, ll) = fit_log_params(customers.len(), &[0.0; 4], |p| {
-            let m = from(p);
-            customers.iter().map(|c| m.log_likelihood(c)).sum()
-        })?;
-        Ok((from(&p), ll))
+        fit_rfm_model(
+            customers,
+            |[r, alpha, a, b]| Self { r, alpha, a, b },
+            Self::log_likelihood,
+        )
     }
 }
 
@@ -162,17 +156,11 @@ impl MbgNbd {
     }
 
     pub fn fit(customers: &[Rfm]) -> Result<(Self, f64), FitError> {
-        let from = |p: &[f64]| Self {
-            r: p[0].exp(),
-            alpha: p[1].exp(),
-            a: p[2].exp(),
-            b: p[3].exp(),
-        };
-        let (p, ll) = fit_log_params(customers.len(), &[0.0; 4], |p| {
-            let m = from(p);
-            customers.iter().map(|c| m.log_likelihood(c)).sum()
-        })?;
-        Ok((from(&p), ll))
+        fit_rfm_model(
+            customers,
+            |[r, alpha, a, b]| Self { r, alpha, a, b },
+            Self::log_likelihood,
+        )
     }
 }
 
@@ -232,6 +220,20 @@ impl GammaGamma {
         })?;
         Ok((from(&p), ll))
     }
+}
+
+/// Fits a four-parameter purchase model (BG/NBD, MBG/NBD) on log-parameters.
+fn fit_rfm_model<M>(
+    customers: &[Rfm],
+    model: impl Fn([f64; 4]) -> M,
+    ll: impl Fn(&M, &Rfm) -> f64,
+) -> Result<(M, f64), FitError> {
+    let from = |p: &[f64]| model([p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp()]);
+    let (p, total) = fit_log_params(customers.len(), &[0.0; 4], |p| {
+        let m = from(p);
+        customers.iter().map(|c| ll(&m, c)).sum()
+    })?;
+    Ok((from(&p), total))
 }
 
 fn log_sum_exp(a: f64, b: f64) -> f64 {

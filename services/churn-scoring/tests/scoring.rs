@@ -53,6 +53,27 @@ fn reference(swipes: &[ScoredSwipe]) -> BTreeMap<String, CustomerState> {
     out.into_iter().map(|(k, v)| (k, normalised(v))).collect()
 }
 
+/// Every swipe in the purchases topic, partition by partition, in log order.
+async fn swipes_in_log<L: EventLog>(log: &L) -> Vec<ScoredSwipe> {
+    let mut out = Vec::new();
+    for part in 0..PARTITIONS {
+        let end = log.end_offset(TOPIC, part).await.expect("end");
+        for r in contract::read_all(log, TOPIC, part, end).await {
+            let e =
+                Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE).expect("swipe");
+            out.push(ScoredSwipe {
+                offset: r.offset,
+                customer: e.data.customer.to_string(),
+                day: local_day(&e.data.occurred_at),
+                spend: e.data.amount.minor_units,
+                store: e.data.store_id.to_string(),
+                fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
+            });
+        }
+    }
+    out
+}
+
 async fn all_customers(store: &CustomerStore) -> BTreeMap<String, CustomerState> {
     let mut out = BTreeMap::new();
     for p in 0..PARTITIONS {
@@ -349,22 +370,7 @@ async fn a_flushed_redis_is_rebuilt_from_the_log_and_aborts_at_random_points_cha
 
     // The checker: expected state from the log itself, in log order, per partition.
     let reader = KafkaLog::new(p.kafka.clone()).expect("reader");
-    let mut log_swipes = Vec::new();
-    for part in 0..PARTITIONS {
-        let end = reader.end_offset(TOPIC, part).await.expect("end");
-        for r in contract::read_all(&reader, TOPIC, part, end).await {
-            let e =
-                Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE).expect("swipe");
-            log_swipes.push(ScoredSwipe {
-                offset: r.offset,
-                customer: e.data.customer.to_string(),
-                day: local_day(&e.data.occurred_at),
-                spend: e.data.amount.minor_units,
-                store: e.data.store_id.to_string(),
-                fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
-            });
-        }
-    }
+    let log_swipes = swipes_in_log(&reader).await;
     let expected = reference(&log_swipes);
 
     // Abort the scorer at pseudo-random moments, then let it finish.
@@ -524,23 +530,11 @@ async fn cdnow_scored_into_a_three_master_cluster_equals_the_checker() {
     let scorer = Arc::new(Scorer::new(log.clone(), store.clone(), TOPIC, 2_000));
     run_until_caught_up(&scorer).await;
 
-    let mut log_swipes = Vec::new();
     for part in 0..PARTITIONS {
         let end = log.end_offset(TOPIC, part).await.expect("end");
         assert_eq!(store.checkpoint(part).await.expect("checkpoint"), end);
-        for r in contract::read_all(log.as_ref(), TOPIC, part, end).await {
-            let e =
-                Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE).expect("swipe");
-            log_swipes.push(ScoredSwipe {
-                offset: r.offset,
-                customer: e.data.customer.to_string(),
-                day: local_day(&e.data.occurred_at),
-                spend: e.data.amount.minor_units,
-                store: e.data.store_id.to_string(),
-                fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
-            });
-        }
     }
+    let log_swipes = swipes_in_log(log.as_ref()).await;
     let got = all_customers(&store).await;
     assert_eq!(got.len(), 2_357);
     assert_eq!(got, reference(&log_swipes));
