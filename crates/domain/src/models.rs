@@ -4,6 +4,7 @@
 //! one unit (weeks for CDNOW).
 
 use libm::lgamma;
+use serde::{Deserialize, Serialize};
 
 /// One customer's summary: `x` repeat purchases (distinct repeat purchase days), the time
 /// `t_x` of the last purchase and the customer's age `t`, both from the first purchase.
@@ -12,6 +13,49 @@ pub struct Rfm {
     pub x: f64,
     pub t_x: f64,
     pub t: f64,
+}
+
+/// A fitted model set, as stored (versioned) and announced by churn-scoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedModel {
+    /// Increases by one with every refit.
+    pub version: u64,
+    /// When the fit ran (wall clock, RFC 3339).
+    pub fitted_at: String,
+    /// The day the customer summaries were taken at (days since 1970-01-01).
+    pub as_of_day: i32,
+    pub customers: usize,
+    pub bg_nbd: BgNbdParams,
+    pub bg_nbd_log_likelihood: f64,
+    /// Fitted on repeat buyers; absent when there are none yet.
+    pub gamma_gamma: Option<GammaGammaParams>,
+}
+
+/// BG/NBD parameters in their serialised form.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BgNbdParams {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+}
+
+/// Gamma-Gamma parameters in their serialised form.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GammaGammaParams {
+    pub p: f64,
+    pub q: f64,
+    pub gamma: f64,
+}
+
+impl FittedModel {
+    /// The CloudEvents type announcing a refit.
+    pub const EVENT_TYPE: &'static str = "churnguard.scoring.model_fitted.v1";
+
+    pub fn bg_nbd(&self) -> BgNbd {
+        let BgNbdParams { r, alpha, a, b } = self.bg_nbd;
+        BgNbd { r, alpha, a, b }
+    }
 }
 
 /// Why a fit failed.

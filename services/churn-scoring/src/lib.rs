@@ -6,6 +6,7 @@
 //! consumer-group assignment, Redis Cluster connections, absence timers, defection policy
 //! and signals, the gRPC query API, periodic model refits, a binary.
 
+pub mod refit;
 pub mod scorer;
 pub mod store;
 pub mod timers;

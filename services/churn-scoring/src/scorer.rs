@@ -22,7 +22,7 @@ impl ScoringError {
                     || source.is_cluster_error()
             }
             ScoringError::Log(e) => e.is_retriable(),
-            ScoringError::Corrupt(_) => false,
+            ScoringError::Corrupt(_) | ScoringError::Fit(_) => false,
         }
     }
 }
@@ -37,8 +37,10 @@ pub enum ScoringError {
     },
     #[error("stored customer state is corrupt at field {0}")]
     Corrupt(String),
-    #[error("reading the log failed")]
+    #[error("the event log failed")]
     Log(#[source] LogError),
+    #[error("fitting the models failed: {0}")]
+    Fit(String),
 }
 
 /// Counts of one partition's run.

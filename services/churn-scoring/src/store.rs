@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use churnguard_domain::customer::{CustomerState, Day, DayBucket};
+use churnguard_domain::models::FittedModel;
 use churnguard_domain::policy::ChurnState;
 use churnguard_redis::checkpoint_key;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -335,6 +336,50 @@ impl CustomerStore {
             .await
             .map_err(command("XDEL outbox"))?;
         Ok(())
+    }
+
+    /// The next model version number.
+    pub async fn next_model_version(&self) -> Result<u64, ScoringError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("INCR")
+            .arg("model:version")
+            .query_async(&mut conn)
+            .await
+            .map_err(command("INCR model:version"))
+    }
+
+    /// Stores a fitted model under its version and as the current one.
+    pub async fn save_model(&self, model: &FittedModel) -> Result<(), ScoringError> {
+        let json =
+            serde_json::to_string(model).map_err(|e| ScoringError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(format!("model:v{}", model.version))
+            .arg(&json)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(command("SET model"))?;
+        redis::cmd("SET")
+            .arg("model:current")
+            .arg(&json)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(command("SET model:current"))
+    }
+
+    /// The current fitted model, if any.
+    pub async fn current_model(&self) -> Result<Option<FittedModel>, ScoringError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> = redis::cmd("GET")
+            .arg("model:current")
+            .query_async(&mut conn)
+            .await
+            .map_err(command("GET model:current"))?;
+        json.map(|j| {
+            serde_json::from_str(&j)
+                .map_err(|e| ScoringError::Corrupt(format!("model:current: {e}")))
+        })
+        .transpose()
     }
 
     /// A customer's state, if any.

@@ -539,3 +539,56 @@ async fn cdnow_scored_into_a_three_master_cluster_equals_the_checker() {
     assert_eq!(got.len(), 2_357);
     assert_eq!(got, reference(&log_swipes));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refits_are_versioned_stored_and_announced() {
+    let p = pipeline_with_cdnow().await;
+    let (scorer, store) = scorer(&p).await;
+    run_until_caught_up(&scorer).await;
+    let log = KafkaLog::new(p.kafka.clone()).expect("log");
+    log.ensure_topic("churn.models.v1", 1).await.expect("topic");
+    let as_of = day_of(NaiveDate::from_ymd_opt(1997, 9, 30).expect("date"));
+    let now = Utc::now();
+
+    let first =
+        churn_scoring::refit::refit(&store, PARTITIONS, as_of, now, &log, "churn.models.v1")
+            .await
+            .expect("refit");
+    assert_eq!(first.version, 1);
+    assert_eq!(first.customers, 2_357);
+    let b = first.bg_nbd;
+    assert_eq!(
+        [sig3(b.r), sig3(b.alpha), sig3(b.a), sig3(b.b)],
+        [sig3(0.243), sig3(4.414), sig3(0.793), sig3(2.426)]
+    );
+    let g = first.gamma_gamma.expect("gamma-gamma");
+    assert_eq!(
+        [sig3(g.p), sig3(g.q), sig3(g.gamma)],
+        [sig3(6.25), sig3(3.74), sig3(15.44)]
+    );
+
+    let second =
+        churn_scoring::refit::refit(&store, PARTITIONS, as_of, now, &log, "churn.models.v1")
+            .await
+            .expect("refit");
+    assert_eq!(second.version, 2);
+    assert_eq!(
+        store.current_model().await.expect("read"),
+        Some(second.clone())
+    );
+
+    let announced: Vec<u64> = contract::read_all(&log, "churn.models.v1", 0, 2)
+        .await
+        .iter()
+        .map(|r| {
+            Envelope::<churnguard_domain::models::FittedModel>::decode(
+                &r.payload,
+                churnguard_domain::models::FittedModel::EVENT_TYPE,
+            )
+            .expect("a model_fitted event")
+            .data
+            .version
+        })
+        .collect();
+    assert_eq!(announced, [1, 2]);
+}
