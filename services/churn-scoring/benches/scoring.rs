@@ -235,7 +235,7 @@ async fn memory(customers: usize) {
         .await
         .expect("dbsize");
     println!(
-        "  {} keys; Redis used_memory {} MiB -> {} MiB: {:.0} bytes per customer (all state: summary, day buckets with dedup fingerprints, store mix)",
+        "  {} keys; Redis used_memory {} MiB -> {} MiB: {:.0} bytes per customer (all state: summary, day buckets with dedup fingerprints, store mix, deadline-index entry)",
         keys,
         before / (1 << 20),
         after / (1 << 20),
