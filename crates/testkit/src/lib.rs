@@ -229,35 +229,44 @@ pub struct RedisServer {
     child: Child,
 }
 
+/// Starts a private `redis-server` on a free port (nothing persisted, no eviction), with
+/// `extra` arguments, and waits until it listens.
+fn spawn_redis(extra: &[&str]) -> (u16, Child, tempfile::TempDir) {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir for redis");
+    let bin = binary("REDIS_SERVER_BIN", ".cache/churnguard/none", "redis-server");
+    let mut child = Command::new(&bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--maxmemory-policy", "noeviction"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "starting {}: {e} (run `make test` to install it)",
+                bin.display()
+            )
+        });
+    record_pid(&child);
+    wait_for_port(port, &mut child, "redis-server");
+    (port, child, dir)
+}
+
 impl RedisServer {
     pub fn start() -> Self {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("tempdir for redis");
-        let bin = binary("REDIS_SERVER_BIN", ".cache/churnguard/none", "redis-server");
-        let mut child = Command::new(&bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--maxmemory-policy", "noeviction", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "starting {}: {e} (run `make test` to install it)",
-                    bin.display()
-                )
-            });
-        record_pid(&child);
-        wait_for_port(port, &mut child, "redis-server");
+        let (port, child, dir) = spawn_redis(&[]);
         let server = Self {
             port,
             _dir: dir,
@@ -308,44 +317,18 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let bin = binary("REDIS_SERVER_BIN", ".cache/churnguard/none", "redis-server");
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let dir = tempfile::tempdir().expect("tempdir for a cluster node");
-            let mut child = Command::new(&bin)
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args([
+        let nodes: Vec<(u16, Child, tempfile::TempDir)> = (0..3)
+            .map(|_| {
+                spawn_redis(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
                     "nodes.conf",
-                ])
-                .args([
                     "--cluster-node-timeout",
                     "5000",
-                    "--maxmemory-policy",
-                    "noeviction",
-                    "--dir",
                 ])
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-            record_pid(&child);
-            wait_for_port(port, &mut child, "redis-server (cluster node)");
-            nodes.push((port, child, dir));
-        }
+            })
+            .collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|(p, _, _)| format!("127.0.0.1:{p}"))
