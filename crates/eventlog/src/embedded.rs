@@ -211,7 +211,7 @@ impl EventLog for EmbeddedLog {
         let count = records.len();
         let topic = match self.topic(topic) {
             Ok(t) => t,
-            Err(e) => return repeat_error(count, &e),
+            Err(e) => return e.for_each_record(count),
         };
         let mut results: Vec<Option<Result<Appended, LogError>>> =
             (0..count).map(|_| None).collect();
@@ -311,17 +311,6 @@ impl EventLog for EmbeddedLog {
             .await
             .map_err(|_| LogError::TimedOut(timeout))?
     }
-}
-
-fn repeat_error(count: usize, error: &LogError) -> Vec<Result<Appended, LogError>> {
-    (0..count)
-        .map(|_| {
-            Err(match error {
-                LogError::UnknownTopic(t) => LogError::UnknownTopic(t.clone()),
-                other => LogError::Unavailable(other.to_string()),
-            })
-        })
-        .collect()
 }
 
 impl Topic {

@@ -33,6 +33,20 @@ impl LogError {
         move |source| LogError::Io { action, source }
     }
 
+    /// This error as the outcome of each of `count` records of a batch that failed as a
+    /// whole: an unknown topic stays itself, anything else is reported as unavailable with
+    /// its message (the error itself cannot be cloned).
+    pub fn for_each_record<T>(&self, count: usize) -> Vec<Result<T, LogError>> {
+        (0..count)
+            .map(|_| {
+                Err(match self {
+                    LogError::UnknownTopic(t) => LogError::UnknownTopic(t.clone()),
+                    other => LogError::Unavailable(other.to_string()),
+                })
+            })
+            .collect()
+    }
+
     /// Whether trying the same write again later may succeed. A retried write whose
     /// first attempt did in fact land is harmless: event ids make duplicates detectable.
     pub fn is_retriable(&self) -> bool {

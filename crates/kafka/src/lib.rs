@@ -298,15 +298,7 @@ impl EventLog for KafkaLog {
         let count = records.len();
         let partitions = match self.partition_count(topic).await {
             Ok(n) => n,
-            Err(e) => {
-                let msg = e.to_string();
-                return (0..count)
-                    .map(|_| match &e {
-                        LogError::UnknownTopic(t) => Err(LogError::UnknownTopic(t.clone())),
-                        _ => Err(LogError::Unavailable(msg.clone())),
-                    })
-                    .collect();
-            }
+            Err(e) => return e.for_each_record(count),
         };
         let producer = self.producer();
         let queue_timeout = Duration::from_millis(self.settings.queue_timeout_ms);
@@ -337,9 +329,8 @@ impl EventLog for KafkaLog {
                 },
             });
         }
-        if let Some((_, reason)) = producer.client().fatal_error() {
-            self.retire_producer(&producer, &reason);
-        } else if let Some(reason) = broken_state {
+        let fatal = producer.client().fatal_error().map(|(_, reason)| reason);
+        if let Some(reason) = fatal.or(broken_state) {
             self.retire_producer(&producer, &reason);
         }
         results
