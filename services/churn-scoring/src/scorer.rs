@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use churnguard_domain::customer::{local_day, swipe_fingerprint};
-use churnguard_domain::{CardSwiped, Envelope};
 use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
 use tokio_util::sync::CancellationToken;
 
@@ -164,15 +162,8 @@ impl<L: EventLog> Scorer<L> {
             let mut swipes = Vec::with_capacity(records.len());
             let mut poison = Vec::new();
             for r in &records {
-                match Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE) {
-                    Ok(e) => swipes.push(ScoredSwipe {
-                        offset: r.offset,
-                        customer: e.data.customer.to_string(),
-                        day: local_day(&e.data.occurred_at),
-                        spend: e.data.amount.minor_units,
-                        store: e.data.store_id.to_string(),
-                        fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
-                    }),
+                match ScoredSwipe::from_record(r) {
+                    Ok(s) => swipes.push(s),
                     Err(e) => {
                         tracing::warn!(partition, offset = r.offset, error = %e, "record is not a card swipe: dead-lettered");
                         poison.push(dead_letter(&self.topic, partition, r, &e.to_string()));

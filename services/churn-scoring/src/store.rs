@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use churnguard_domain::customer::{CustomerState, Day, DayBucket};
+use churnguard_domain::customer::{CustomerState, Day, DayBucket, local_day, swipe_fingerprint};
 use churnguard_domain::models::FittedModel;
 use churnguard_domain::policy::ChurnState;
+use churnguard_domain::{CardSwiped, DecodeError, Envelope};
+use churnguard_eventlog::Record;
 use churnguard_redis::checkpoint_key;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
@@ -25,6 +27,21 @@ pub struct ScoredSwipe {
     pub spend: i64,
     pub store: String,
     pub fingerprint: u32,
+}
+
+impl ScoredSwipe {
+    /// The swipe a log record carries, or why it is not a card swipe this scorer reads.
+    pub fn from_record(r: &Record) -> Result<Self, DecodeError> {
+        let e = Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE)?;
+        Ok(Self {
+            offset: r.offset,
+            customer: e.data.customer.to_string(),
+            day: local_day(&e.data.occurred_at),
+            spend: e.data.amount.minor_units,
+            store: e.data.store_id.to_string(),
+            fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
+        })
+    }
 }
 
 /// What one batch did.

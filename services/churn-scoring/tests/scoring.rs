@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use churn_scoring::store::customer_key;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
-use churnguard_domain::customer::{CustomerState, Day, day_of, local_day, swipe_fingerprint};
+use churnguard_domain::customer::{CustomerState, Day, day_of, swipe_fingerprint};
 use churnguard_domain::models::{BgNbd, Rfm};
-use churnguard_domain::{CardSwiped, Envelope, partition_for_key};
+use churnguard_domain::{Envelope, partition_for_key};
 use churnguard_eventlog::{EventLog, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::ingest::v1 as pb;
@@ -59,16 +59,7 @@ async fn swipes_in_log<L: EventLog>(log: &L) -> Vec<ScoredSwipe> {
     for part in 0..PARTITIONS {
         let end = log.end_offset(TOPIC, part).await.expect("end");
         for r in contract::read_all(log, TOPIC, part, end).await {
-            let e =
-                Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE).expect("swipe");
-            out.push(ScoredSwipe {
-                offset: r.offset,
-                customer: e.data.customer.to_string(),
-                day: local_day(&e.data.occurred_at),
-                spend: e.data.amount.minor_units,
-                store: e.data.store_id.to_string(),
-                fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
-            });
+            out.push(ScoredSwipe::from_record(&r).expect("swipe"));
         }
     }
     out
