@@ -92,19 +92,19 @@ impl<L: EventLog> Core<L> {
             let timeout = timeout.saturating_sub(started.elapsed());
             let span = self.telemetry.span("purchases.publish", traceparent);
             let traceparent = span.traceparent();
-            let mut event_ids = Vec::with_capacity(valid.len());
+            // Each valid swipe becomes its record (moved, not cloned); its batch position
+            // and event id are kept to answer with.
+            let mut slots = Vec::with_capacity(valid.len());
             let mut records = Vec::with_capacity(valid.len());
-            for (_, swipe) in &valid {
-                event_ids.push(swipe.event_id());
-                records.push(to_record(swipe.clone(), &traceparent));
+            for (i, swipe) in valid {
+                slots.push((i, swipe.event_id()));
+                records.push(to_record(swipe, &traceparent));
             }
             let written =
                 tokio::time::timeout(timeout, self.log.append(&self.topic, records)).await;
             match written {
                 Ok(results) => {
-                    for (((i, _), event_id), result) in
-                        valid.into_iter().zip(event_ids).zip(results)
-                    {
+                    for ((i, event_id), result) in slots.into_iter().zip(results) {
                         outcomes[i] = Some(
                             result
                                 .map(|at| pb::Accepted {
@@ -121,7 +121,7 @@ impl<L: EventLog> Core<L> {
                 }
                 Err(_) => {
                     tracing::warn!(?timeout, trace_id = %span.trace_id(), "event log did not acknowledge in time");
-                    for (i, _) in valid {
+                    for (i, _) in slots {
                         outcomes[i] = Some(Err(IngestError::DeadlineExceeded(timeout)));
                     }
                 }
