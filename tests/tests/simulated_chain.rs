@@ -34,13 +34,8 @@ async fn a_simulated_chain_streams_through_ingest_into_kafka() {
         Arc::new(Telemetry::tracer_only("e2e")),
     )
     .await
-    .expect("build");
-    let addr = app.local_addr();
-    let stop_server = CancellationToken::new();
-    let server = tokio::spawn(app.run_until({
-        let stop = stop_server.clone();
-        async move { stop.cancelled().await }
-    }));
+    .expect("build")
+    .spawn();
 
     let stats = Arc::new(SimStats::default());
     let stop_sim = CancellationToken::new();
@@ -52,7 +47,7 @@ async fn a_simulated_chain_streams_through_ingest_into_kafka() {
         ..SimulatorConfig::default()
     };
     let sim = tokio::spawn(simulator::run(
-        format!("http://{addr}"),
+        app.endpoint(),
         cfg,
         stats.clone(),
         stop_sim.clone(),
@@ -60,8 +55,7 @@ async fn a_simulated_chain_streams_through_ingest_into_kafka() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     stop_sim.cancel();
     sim.await.expect("simulator");
-    stop_server.cancel();
-    server.await.expect("server task").expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 
     let (accepted, invalid, failed) = stats.snapshot();
     assert!(accepted > 500, "the chain got swipes through: {accepted}");

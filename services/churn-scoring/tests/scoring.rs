@@ -285,16 +285,10 @@ async fn pipeline_with_cdnow() -> Pipeline {
         Arc::new(move || historic_now),
     )
     .await
-    .expect("ingest");
-    let addr = app.local_addr();
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(app.run_until({
-        let stop = stop.clone();
-        async move { stop.cancelled().await }
-    }));
-    send_through_ingest(addr, cdnow_swipes()).await;
-    stop.cancel();
-    server.await.expect("ingest task").expect("clean shutdown");
+    .expect("ingest")
+    .spawn();
+    send_through_ingest(app.local_addr(), cdnow_swipes()).await;
+    app.stop().await.expect("clean shutdown");
     Pipeline {
         redis_url: redis.url(),
         _broker: broker,

@@ -171,6 +171,14 @@ async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Duration {
     started.elapsed()
 }
 
+/// purchase-ingest on `log`, serving in the background.
+async fn ingest_app<L: EventLog>(settings: Settings, log: L) -> purchase_ingest::Running {
+    App::build(settings, log, Arc::new(Telemetry::tracer_only("bench")))
+        .await
+        .expect("app")
+        .spawn()
+}
+
 fn ingest_settings(backend: Backend) -> Settings {
     let mut s = Settings {
         listen_addr: "127.0.0.1:0".into(),
@@ -219,28 +227,19 @@ async fn embedded(n: usize) {
     let took = append_all(log.clone(), "bench", n).await;
     report("EventLog::append (embedded)", n, took, Some(limit));
 
-    let app_dir = dir.path().join("app");
-    let app = App::build(
+    let app = ingest_app(
         ingest_settings(Backend::Embedded),
-        EmbeddedLog::open(&app_dir).expect("open"),
-        Arc::new(Telemetry::tracer_only("bench")),
+        EmbeddedLog::open(dir.path().join("app")).expect("open"),
     )
-    .await
-    .expect("app");
-    let addr = app.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let took = stream_all(addr, n).await;
+    .await;
+    let took = stream_all(app.local_addr(), n).await;
     report(
         "swipes through gRPC StreamSwipes (embedded)",
         n,
         took,
         Some(limit),
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    let _ = app.stop().await;
     println!();
 }
 
@@ -297,27 +296,15 @@ async fn kafka(name: &str, broker: Tansu, n: usize) {
     let mut s = ingest_settings(Backend::Kafka);
     s.log.kafka = settings.clone();
     s.topics.purchases = "purchases.bench".into();
-    let app = App::build(
-        s,
-        KafkaLog::new(settings).expect("log"),
-        Arc::new(Telemetry::tracer_only("bench")),
-    )
-    .await
-    .expect("app");
-    let addr = app.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let took = stream_all(addr, n).await;
+    let app = ingest_app(s, KafkaLog::new(settings).expect("log")).await;
+    let took = stream_all(app.local_addr(), n).await;
     report(
         "swipes through gRPC StreamSwipes (KafkaLog)",
         n,
         took,
         Some(limit),
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    let _ = app.stop().await;
     drop(broker);
     println!();
 }

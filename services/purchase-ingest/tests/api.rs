@@ -2,7 +2,6 @@
 //! and, where the behaviour is backend-independent, the embedded log too.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,10 +14,9 @@ use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_telemetry::Telemetry;
 use churnguard_testkit::{Tansu, eventually, init_test_logging};
 use purchase_ingest::config::{Backend, Secret};
-use purchase_ingest::{App, IngestError, Settings};
+use purchase_ingest::{App, Running, Settings};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -56,56 +54,31 @@ fn kafka_settings(broker: &Tansu) -> KafkaSettings {
     }
 }
 
-/// A running server and a way to stop it.
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<Result<(), IngestError>>,
+async fn client(app: &Running) -> PurchaseIngestClient<Channel> {
+    PurchaseIngestClient::connect(app.endpoint())
+        .await
+        .expect("connect to purchase-ingest")
 }
 
-impl Running {
-    async fn client(&self) -> PurchaseIngestClient<Channel> {
-        PurchaseIngestClient::connect(format!("http://{}", self.addr))
-            .await
-            .expect("connect to purchase-ingest")
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
-    }
-
-    async fn shutdown(mut self) -> Result<(), IngestError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.handle.await.expect("server task")
-    }
+async fn channel(app: &Running) -> Channel {
+    Channel::from_shared(app.endpoint())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
 }
 
 async fn spawn_app<L: EventLog>(settings: Settings, log: L) -> Running {
     init_test_logging();
-    let app = App::build_with_clock(
+    App::build_with_clock(
         settings,
         log,
         Arc::new(Telemetry::tracer_only("test")),
         Arc::new(now),
     )
     .await
-    .expect("build purchase-ingest");
-    let addr = app.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        handle,
-    }
+    .expect("build purchase-ingest")
+    .spawn()
 }
 
 fn swipe(id: &str, customer: &str) -> pb::Swipe {
@@ -155,7 +128,7 @@ fn envelope(r: &Record) -> Value {
 
 async fn the_exact_event_comes_out<L: EventLog, R: EventLog>(app_log: L, reader: &R) {
     let app = spawn_app(settings(Backend::Kafka), app_log).await;
-    let mut client = app.client().await;
+    let mut client = client(&app).await;
     let mut req = tonic::Request::new(request(swipe("sw-exact-1", "cust-42")));
     req.metadata_mut().insert(
         "traceparent",
@@ -223,7 +196,7 @@ async fn the_exact_event_comes_out<L: EventLog, R: EventLog>(app_log: L, reader:
         })
     );
     assert_eq!(accepted.event_id.len(), 36, "a UUID");
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,7 +222,7 @@ async fn embedded_a_swipe_comes_out_of_the_topic_as_the_exact_event() {
 
 async fn a_bad_swipe_is_refused_alone<L: EventLog, R: EventLog>(app_log: L, reader: &R) {
     let app = spawn_app(settings(Backend::Kafka), app_log).await;
-    let mut client = app.client().await;
+    let mut client = client(&app).await;
     let mut batch: Vec<pb::Swipe> = (0..5)
         .map(|i| swipe(&format!("sw-b-{i}"), &format!("cust-{i}")))
         .collect();
@@ -307,7 +280,7 @@ async fn a_bad_swipe_is_refused_alone<L: EventLog, R: EventLog>(app_log: L, read
     let mut ids = ids;
     ids.sort();
     assert_eq!(ids, ["sw-b-0", "sw-b-1", "sw-b-3", "sw-b-4"]);
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -338,7 +311,7 @@ async fn kafka_invalid_input_names_every_field_and_writes_nothing() {
     let mut s = settings(Backend::Kafka);
     s.limits.max_batch_swipes = 3;
     let app = spawn_app(s, KafkaLog::new(kafka_settings(&broker)).expect("log")).await;
-    let mut client = app.client().await;
+    let mut client = client(&app).await;
 
     let bad = pb::Swipe {
         swipe_id: String::new(),
@@ -433,7 +406,7 @@ async fn kafka_invalid_input_names_every_field_and_writes_nothing() {
     assert_eq!(fields, ["swipes"]);
 
     assert_eq!(total_records(&reader).await, 0, "nothing was written");
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -445,7 +418,7 @@ async fn kafka_a_duplicate_swipe_id_is_published_with_the_same_event_id() {
         KafkaLog::new(kafka_settings(&broker)).expect("log"),
     )
     .await;
-    let mut client = app.client().await;
+    let mut client = client(&app).await;
     let first = client
         .record_swipe(request(swipe("sw-dup", "cust-7")))
         .await
@@ -487,7 +460,7 @@ async fn kafka_a_duplicate_swipe_id_is_published_with_the_same_event_id() {
         ids,
         [first.event_id.clone(), first.event_id, other.event_id]
     );
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -497,7 +470,7 @@ async fn kafka_raw_card_numbers_are_tokenised_before_anything_is_written() {
     let mut s = settings(Backend::Kafka);
     s.card_token_key = Some(Secret::new("test-key-test-key-test-key-test-key"));
     let app = spawn_app(s, KafkaLog::new(kafka_settings(&broker)).expect("log")).await;
-    let mut client = app.client().await;
+    let mut client = client(&app).await;
     for (id, customer) in [
         (
             "sw-pan-1",
@@ -544,7 +517,7 @@ async fn kafka_raw_card_numbers_are_tokenised_before_anything_is_written() {
         );
         assert!(!String::from_utf8_lossy(&r.key).contains("4111"));
     }
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -563,7 +536,7 @@ async fn kafka_health_and_reflection_work_for_generic_clients() {
         KafkaLog::new(kafka_settings(&broker)).expect("log"),
     )
     .await;
-    let mut health = HealthClient::new(app.channel().await);
+    let mut health = HealthClient::new(channel(&app).await);
     for service in ["", "churnguard.ingest.v1.PurchaseIngest"] {
         let status = eventually(Duration::from_secs(30), "SERVING", || {
             let mut health = health.clone();
@@ -587,7 +560,7 @@ async fn kafka_health_and_reflection_work_for_generic_clients() {
         .await
         .expect("check");
 
-    let mut reflection = ServerReflectionClient::new(app.channel().await);
+    let mut reflection = ServerReflectionClient::new(channel(&app).await);
     let req = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -615,7 +588,7 @@ async fn kafka_health_and_reflection_work_for_generic_clients() {
     use tonic_reflection::pb::v1alpha::ServerReflectionRequest as AlphaReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
-    let mut alpha = AlphaClient::new(app.channel().await);
+    let mut alpha = AlphaClient::new(channel(&app).await);
     let req = AlphaReflectionRequest {
         host: String::new(),
         message_request: Some(AlphaRequest::FileContainingSymbol(
@@ -632,7 +605,7 @@ async fn kafka_health_and_reflection_work_for_generic_clients() {
         .expect("answer")
         .expect("one");
     assert!(answer.message_response.is_some());
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
 
 // ---------------------------------------------------------------------------------
@@ -649,8 +622,8 @@ async fn kafka_broker_killed_mid_stream_no_ok_for_unwritten_swipes_and_service_r
     let s = settings(Backend::Kafka);
     let publish_timeout = s.publish_timeout();
     let app = spawn_app(s, KafkaLog::new(kafka_settings(&broker)).expect("log")).await;
-    let mut client = app.client().await;
-    let health = HealthClient::new(app.channel().await);
+    let mut client = client(&app).await;
+    let health = HealthClient::new(channel(&app).await);
 
     // One gateway stream, batch after batch, for the whole test.
     let (batches, rx) = mpsc::channel::<pb::StreamSwipesRequest>(1);
@@ -797,7 +770,7 @@ async fn kafka_broker_killed_mid_stream_no_ok_for_unwritten_swipes_and_service_r
         accepted.len(),
         failures.len()
     );
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
 
 // ---------------------------------------------------------------------------------
@@ -867,7 +840,7 @@ async fn kafka_shutdown_finishes_in_flight_calls_and_flushes() {
         Duration::from_millis(700),
     );
     let app = spawn_app(settings(Backend::Kafka), log).await;
-    let mut client = app.client().await;
+    let mut client = client(&app).await;
     let in_flight = tokio::spawn(async move {
         client
             .record_swipe(request(swipe("sw-inflight", "cust-1")))
@@ -875,7 +848,7 @@ async fn kafka_shutdown_finishes_in_flight_calls_and_flushes() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stopped = Instant::now();
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
     let answer = in_flight
         .await
         .expect("task")
@@ -902,7 +875,7 @@ async fn embedded_swipes_in_flight_are_bounded_and_the_excess_gets_unavailable()
     let app = spawn_app(s, SlowLog(log.clone(), Duration::from_millis(1_500))).await;
 
     // Five swipes hold every permit while the (slow) log writes them.
-    let mut first = app.client().await;
+    let mut first = client(&app).await;
     let (tx, rx) = mpsc::channel(1);
     let five: Vec<pb::Swipe> = (0..5)
         .map(|i| swipe(&format!("sw-hold-{i}"), "c"))
@@ -917,7 +890,7 @@ async fn embedded_swipes_in_flight_are_bounded_and_the_excess_gets_unavailable()
         .into_inner();
     tokio::time::sleep(Duration::from_millis(150)).await;
 
-    let mut second = app.client().await;
+    let mut second = client(&app).await;
     let started = Instant::now();
     let status = second
         .record_swipe(request(swipe("sw-excess", "c")))
@@ -952,7 +925,7 @@ async fn embedded_swipes_in_flight_are_bounded_and_the_excess_gets_unavailable()
         !ids.contains(&"sw-excess".to_owned()),
         "the refused swipe was not written"
     );
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -962,7 +935,7 @@ async fn kafka_a_paused_broker_gets_bounded_failures_never_ok_then_service_resum
     let s = settings(Backend::Kafka);
     let bound = s.publish_timeout() + Duration::from_secs(2);
     let app = spawn_app(s, KafkaLog::new(kafka_settings(&broker)).expect("log")).await;
-    let mut client = app.client().await;
+    let mut client = client(&app).await;
     let mut accepted = Vec::new();
     for i in 0..20 {
         let a = client
@@ -1012,5 +985,5 @@ async fn kafka_a_paused_broker_gets_bounded_failures_never_ok_then_service_resum
     for id in &accepted {
         assert!(in_log.contains(id), "acknowledged event {id} missing");
     }
-    app.shutdown().await.expect("clean shutdown");
+    app.stop().await.expect("clean shutdown");
 }
