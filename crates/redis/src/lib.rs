@@ -11,21 +11,38 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+
+mod connection;
+
+pub use connection::RedisConnection;
 
 /// Where Redis is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db` of a single Redis.
     pub url: String,
+    /// Nodes of a Redis Cluster (`redis://host:port`); when set, `url` is not used.
+    pub cluster_nodes: Vec<String>,
+}
+
+impl RedisSettings {
+    /// Connects as configured: the cluster when nodes are given, else the single Redis.
+    pub async fn connect(&self) -> Result<RedisConnection, StoreError> {
+        if self.cluster_nodes.is_empty() {
+            RedisConnection::single(&self.url).await
+        } else {
+            RedisConnection::cluster(&self.cluster_nodes).await
+        }
+    }
 }
 
 impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379/".into(),
+            cluster_nodes: Vec::new(),
         }
     }
 }
@@ -50,7 +67,10 @@ impl StoreError {
         match self {
             StoreError::Connect(_) => true,
             StoreError::Command { source, .. } => {
-                source.is_io_error() || source.is_connection_dropped() || source.is_timeout()
+                source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_timeout()
+                    || source.is_cluster_error()
             }
             StoreError::Corrupt(_) => false,
         }
@@ -100,7 +120,7 @@ return current
 /// Checkpoints in Redis.
 #[derive(Clone)]
 pub struct RedisCheckpoints {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     advance: redis::Script,
 }
 
@@ -111,17 +131,33 @@ impl std::fmt::Debug for RedisCheckpoints {
 }
 
 impl RedisCheckpoints {
-    /// Connects (the manager reconnects by itself after Redis restarts).
+    /// Connects to a single Redis or a cluster, as `settings` say.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(StoreError::Connect)?;
-        let conn = ConnectionManager::new(client)
-            .await
-            .map_err(StoreError::Connect)?;
         Ok(Self {
-            conn,
+            conn: settings.connect().await?,
             advance: redis::Script::new(ADVANCE),
         })
     }
+}
+
+/// A partition's checkpoint for one consumer: the next offset to process, if stored.
+pub async fn load_checkpoint(
+    conn: &RedisConnection,
+    consumer: &str,
+    topic: &str,
+    partition: u32,
+) -> Result<Option<u64>, StoreError> {
+    let mut conn = conn.clone();
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(checkpoint_key(consumer, topic, partition))
+        .query_async(&mut conn)
+        .await
+        .map_err(|source| StoreError::Command {
+            command: "GET",
+            source,
+        })?;
+    raw.map(|v| v.parse().map_err(|_| StoreError::Corrupt(v)))
+        .transpose()
 }
 
 impl CheckpointStore for RedisCheckpoints {
@@ -131,17 +167,7 @@ impl CheckpointStore for RedisCheckpoints {
         topic: &str,
         partition: u32,
     ) -> Result<Option<u64>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<String> = redis::cmd("GET")
-            .arg(checkpoint_key(consumer, topic, partition))
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| StoreError::Command {
-                command: "GET",
-                source,
-            })?;
-        raw.map(|v| v.parse().map_err(|_| StoreError::Corrupt(v)))
-            .transpose()
+        load_checkpoint(&self.conn, consumer, topic, partition).await
     }
 
     async fn advance(

@@ -13,18 +13,24 @@ async fn memory_checkpoints_pass_the_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_checkpoints_pass_the_contract() {
     let redis = RedisServer::start();
-    let store = RedisCheckpoints::connect(&RedisSettings { url: redis.url() })
-        .await
-        .expect("connect");
+    let store = RedisCheckpoints::connect(&RedisSettings {
+        url: redis.url(),
+        ..RedisSettings::default()
+    })
+    .await
+    .expect("connect");
     contract::run_all(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_redis_is_reported_and_retriable() {
     let redis = RedisServer::start();
-    let store = RedisCheckpoints::connect(&RedisSettings { url: redis.url() })
-        .await
-        .expect("connect");
+    let store = RedisCheckpoints::connect(&RedisSettings {
+        url: redis.url(),
+        ..RedisSettings::default()
+    })
+    .await
+    .expect("connect");
     store.ping().await.expect("alive");
     drop(redis);
     let err = store.ping().await.expect_err("redis is gone");

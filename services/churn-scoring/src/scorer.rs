@@ -20,6 +20,7 @@ impl ScoringError {
                     || source.is_cluster_error()
             }
             ScoringError::Log(e) => e.is_retriable(),
+            ScoringError::Store(e) => e.is_retriable(),
             ScoringError::Corrupt(_) | ScoringError::Fit(_) => false,
         }
     }
@@ -33,6 +34,8 @@ pub enum ScoringError {
         #[source]
         source: redis::RedisError,
     },
+    #[error("the Redis adapter failed")]
+    Store(#[source] churnguard_redis::StoreError),
     #[error("stored customer state is corrupt at field {0}")]
     Corrupt(String),
     #[error("the event log failed")]

@@ -9,11 +9,7 @@ use churnguard_domain::models::FittedModel;
 use churnguard_domain::policy::ChurnState;
 use churnguard_domain::{CardSwiped, DecodeError, Envelope};
 use churnguard_eventlog::Record;
-use churnguard_redis::checkpoint_key;
-use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use churnguard_redis::{RedisConnection, checkpoint_key, load_checkpoint};
 
 use crate::CONSUMER;
 use crate::scorer::ScoringError;
@@ -77,45 +73,9 @@ pub fn outbox_key(partition: u32) -> String {
     format!("ob:{{p{partition}}}")
 }
 
-/// A single Redis or a Redis Cluster. Every key a script touches shares the partition's
-/// hash tag, so the same script runs on either.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct CustomerStore {
-    conn: Conn,
+    conn: RedisConnection,
     apply: redis::Script,
     transition: redis::Script,
     topic: String,
@@ -136,11 +96,10 @@ fn command(command: &'static str) -> impl FnOnce(redis::RedisError) -> ScoringEr
 
 impl CustomerStore {
     pub async fn connect(url: &str, topic: &str, horizon: Day) -> Result<Self, ScoringError> {
-        let client = redis::Client::open(url).map_err(command("connect"))?;
-        let conn = ConnectionManager::new(client)
+        let conn = RedisConnection::single(url)
             .await
-            .map_err(command("connect"))?;
-        Ok(Self::with(Conn::Single(conn), topic, horizon))
+            .map_err(ScoringError::Store)?;
+        Ok(Self::with(conn, topic, horizon))
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
@@ -149,16 +108,13 @@ impl CustomerStore {
         topic: &str,
         horizon: Day,
     ) -> Result<Self, ScoringError> {
-        let client =
-            redis::cluster::ClusterClient::new(nodes.to_vec()).map_err(command("connect"))?;
-        let conn = client
-            .get_async_connection()
+        let conn = RedisConnection::cluster(nodes)
             .await
-            .map_err(command("connect"))?;
-        Ok(Self::with(Conn::Cluster(conn), topic, horizon))
+            .map_err(ScoringError::Store)?;
+        Ok(Self::with(conn, topic, horizon))
     }
 
-    fn with(conn: Conn, topic: &str, horizon: Day) -> Self {
+    fn with(conn: RedisConnection, topic: &str, horizon: Day) -> Self {
         Self {
             conn,
             apply: redis::Script::new(include_str!("apply_batch.lua")),
@@ -174,13 +130,10 @@ impl CustomerStore {
 
     /// The partition's checkpoint: the next offset to apply (0 when none is stored).
     pub async fn checkpoint(&self, partition: u32) -> Result<u64, ScoringError> {
-        let mut conn = self.conn.clone();
-        let v: Option<u64> = redis::cmd("GET")
-            .arg(checkpoint_key(CONSUMER, &self.topic, partition))
-            .query_async(&mut conn)
+        let stored = load_checkpoint(&self.conn, CONSUMER, &self.topic, partition)
             .await
-            .map_err(command("GET checkpoint"))?;
-        Ok(v.unwrap_or(0))
+            .map_err(ScoringError::Store)?;
+        Ok(stored.unwrap_or(0))
     }
 
     /// Applies a batch of one partition, ending at `next_offset`, in one atomic script.
@@ -420,49 +373,19 @@ impl CustomerStore {
         partition: u32,
     ) -> Result<BTreeMap<String, CustomerState>, ScoringError> {
         let prefix = customer_key(partition, "");
-        let mut conn = self.conn.clone();
-        // On a cluster, all of a partition's keys live in one slot: scan that slot's master.
-        let route = match &mut conn {
-            Conn::Single(_) => None,
-            Conn::Cluster(c) => {
-                let slot: u16 = redis::cmd("CLUSTER")
-                    .arg("KEYSLOT")
-                    .arg(&prefix)
-                    .query_async(c)
-                    .await
-                    .map_err(command("CLUSTER KEYSLOT"))?;
-                Some(RoutingInfo::SingleNode(
-                    SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
-                ))
-            }
-        };
-        let mut cursor = 0u64;
+        let keys = self
+            .conn
+            .scan_tagged(&prefix, &format!("cs:{{p{partition}}}:*"))
+            .await
+            .map_err(ScoringError::Store)?;
         let mut out = BTreeMap::new();
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(format!("cs:{{p{partition}}}:*"))
-                .arg("COUNT")
-                .arg(1000);
-            let reply = match (&mut conn, &route) {
-                (Conn::Cluster(c), Some(route)) => c.route_command(scan, route.clone()).await,
-                (c, _) => scan.query_async::<Value>(c).await,
+        for key in keys {
+            let customer = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
+            if let Some(state) = self.customer(partition, &customer).await? {
+                out.insert(customer, state);
             }
-            .map_err(command("SCAN"))?;
-            let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
-                .map_err(|e| ScoringError::Corrupt(format!("SCAN reply: {e}")))?;
-            for key in keys {
-                let customer = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
-                if let Some(state) = self.customer(partition, &customer).await? {
-                    out.insert(customer, state);
-                }
-            }
-            if next == 0 {
-                return Ok(out);
-            }
-            cursor = next;
         }
+        Ok(out)
     }
 }
 

@@ -1,0 +1,129 @@
+//! One connection type for a single Redis and a Redis Cluster. Every script this project
+//! runs touches keys of one hash tag (one slot), so the same code runs on either.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use crate::StoreError;
+
+/// A reconnecting connection to a single Redis, or a connection to a cluster.
+#[derive(Clone)]
+pub enum RedisConnection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConnection::Single(_) => "RedisConnection::Single",
+            RedisConnection::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+impl RedisConnection {
+    /// A single Redis at `url` (`redis://host:port/db`); reconnects by itself.
+    pub async fn single(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(StoreError::Connect)?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(RedisConnection::Single(conn))
+    }
+
+    /// A Redis Cluster, reached through any of `nodes`.
+    pub async fn cluster(nodes: &[String]) -> Result<Self, StoreError> {
+        let client =
+            redis::cluster::ClusterClient::new(nodes.to_vec()).map_err(StoreError::Connect)?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(RedisConnection::Cluster(conn))
+    }
+
+    /// All keys matching `pattern`, where every match shares the hash tag of `tagged_key`:
+    /// on a cluster, the scan goes to the master owning that slot.
+    pub async fn scan_tagged(
+        &self,
+        tagged_key: &str,
+        pattern: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.clone();
+        let route = match &mut conn {
+            RedisConnection::Single(_) => None,
+            RedisConnection::Cluster(c) => {
+                let slot: u16 = redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(tagged_key)
+                    .query_async(c)
+                    .await
+                    .map_err(|source| StoreError::Command {
+                        command: "CLUSTER KEYSLOT",
+                        source,
+                    })?;
+                Some(RoutingInfo::SingleNode(
+                    SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+                ))
+            }
+        };
+        let mut cursor = 0u64;
+        let mut out = Vec::new();
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let reply = match (&mut conn, &route) {
+                (RedisConnection::Cluster(c), Some(route)) => {
+                    c.route_command(scan, route.clone()).await
+                }
+                (c, _) => scan.query_async::<Value>(c).await,
+            }
+            .map_err(|source| StoreError::Command {
+                command: "SCAN",
+                source,
+            })?;
+            let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
+                .map_err(|e| StoreError::Corrupt(format!("SCAN reply: {e}")))?;
+            out.extend(keys);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Single(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(c) => c.get_db(),
+            RedisConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
