@@ -4,12 +4,12 @@
 //! temporary directory, Kafka against a real broker), and use [`append_numbered`] and
 //! [`verify_acknowledged`] around a crash of their own kind.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use churnguard_domain::partition_for_key;
 
-use crate::{Appended, EventLog, Header, LogError, OutgoingRecord};
+use crate::{Appended, AssignmentChange, EventLog, Header, LogError, Membership, OutgoingRecord};
 
 /// Runs every contract check against `log`, on topics named after `prefix`.
 pub async fn run_all<L: EventLog>(log: &L, prefix: &str) {
@@ -18,6 +18,7 @@ pub async fn run_all<L: EventLog>(log: &L, prefix: &str) {
     unknown_topics_and_partitions_are_errors(log, &format!("{prefix}.unknown")).await;
     batches_land_where_the_partitioner_says_in_order(log, &format!("{prefix}.order")).await;
     reads_start_anywhere_and_wait_for_new_records(log, &format!("{prefix}.tail")).await;
+    group_members_share_partitions(log, &format!("{prefix}.group")).await;
     log.check()
         .await
         .expect("check: a healthy log reports healthy");
@@ -175,6 +176,104 @@ pub async fn reads_start_anywhere_and_wait_for_new_records<L: EventLog>(log: &L,
 pub struct Acked {
     pub at: Appended,
     pub payload: Vec<u8>,
+}
+
+/// A consumer group: one member gets every partition; a second member takes half of
+/// them, each partition owned by exactly one member, after the first released them; when
+/// the second leaves, the first owns all again.
+pub async fn group_members_share_partitions<L: EventLog>(log: &L, topic: &str) {
+    const PARTITIONS: u32 = 4;
+    let all: BTreeSet<u32> = (0..PARTITIONS).collect();
+    log.ensure_topic(topic, PARTITIONS).await.expect("topic");
+    let group = format!("{topic}-members");
+    let mut a = Member::new(log.join_group(&group, topic).await.expect("join a"));
+    a.until(
+        |owned| owned == &all,
+        "the only member owns every partition",
+    )
+    .await;
+
+    let mut b = Member::new(log.join_group(&group, topic).await.expect("join b"));
+    let wait = Duration::from_secs(90);
+    tokio::time::timeout(wait, async {
+        loop {
+            let halves = a.owned.len() == 2 && b.owned.len() == 2;
+            if halves && a.owned.union(&b.owned).copied().collect::<BTreeSet<_>>() == all {
+                break;
+            }
+            tokio::select! {
+                c = a.membership.next() => a.apply(c),
+                c = b.membership.next() => b.apply(c),
+            }
+            assert!(
+                a.owned.is_disjoint(&b.owned),
+                "a partition has two owners: {:?} and {:?}",
+                a.owned,
+                b.owned
+            );
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "two members split the partitions: {:?} {:?}",
+            a.owned, b.owned
+        )
+    });
+
+    drop(b);
+    a.until(
+        |owned| owned == &all,
+        "the member left takes back every partition",
+    )
+    .await;
+}
+
+/// A test member: follows its membership and keeps what it owns.
+struct Member {
+    membership: Membership,
+    owned: BTreeSet<u32>,
+}
+
+impl Member {
+    fn new(membership: Membership) -> Self {
+        Self {
+            membership,
+            owned: BTreeSet::new(),
+        }
+    }
+
+    fn apply(&mut self, change: Option<AssignmentChange>) {
+        match change.expect("membership ended") {
+            AssignmentChange::Assigned(ps) => {
+                for p in ps {
+                    assert!(self.owned.insert(p), "partition {p} assigned twice");
+                }
+            }
+            AssignmentChange::Revoked(ps, done) => {
+                for p in &ps {
+                    assert!(self.owned.remove(p), "partition {p} revoked but not owned");
+                }
+                done.done();
+            }
+        }
+    }
+
+    async fn until(&mut self, goal: impl Fn(&BTreeSet<u32>) -> bool, what: &str) {
+        let wait = Duration::from_secs(90);
+        let reached = tokio::time::timeout(wait, async {
+            while !goal(&self.owned) {
+                let change = self.membership.next().await;
+                self.apply(change);
+            }
+        })
+        .await;
+        assert!(
+            reached.is_ok(),
+            "{what}: owns {:?} after {wait:?}",
+            self.owned
+        );
+    }
 }
 
 /// Appends `count` numbered records (`<tag>-<n>`) in batches of `batch`, returning the

@@ -25,7 +25,10 @@ use churnguard_domain::partition_for_key;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{Appended, EventLog, Header, LogError, OutgoingRecord, Record, check_topic_name};
+use crate::group::LocalGroups;
+use crate::{
+    Appended, EventLog, Header, LogError, Membership, OutgoingRecord, Record, check_topic_name,
+};
 
 /// Largest encoded record accepted.
 pub const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
@@ -50,6 +53,8 @@ struct Inner {
     _lock: File,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     writes: mpsc::Sender<WriteRequest>,
+    /// Consumer groups of this process (the log has one process: see LOCK).
+    groups: LocalGroups,
 }
 
 #[derive(Debug)]
@@ -137,6 +142,7 @@ impl EmbeddedLog {
                 _lock: lock,
                 topics: RwLock::new(topics),
                 writes,
+                groups: LocalGroups::default(),
             }),
         })
     }
@@ -288,6 +294,11 @@ impl EventLog for EmbeddedLog {
 
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         Ok(*self.partition(topic, partition)?.durable_end.borrow())
+    }
+
+    async fn join_group(&self, group: &str, topic: &str) -> Result<Membership, LogError> {
+        let partitions = self.topic(topic)?.partitions.len() as u32;
+        Ok(self.inner.groups.join(group, topic, partitions))
     }
 
     async fn check(&self) -> Result<(), LogError> {

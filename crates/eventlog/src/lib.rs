@@ -14,8 +14,10 @@ use std::time::Duration;
 pub mod contract;
 pub mod embedded;
 mod error;
+pub mod group;
 
 pub use error::LogError;
+pub use group::{AssignmentChange, Membership, Revocation};
 
 /// A record header (`content-type`, `traceparent`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +111,15 @@ pub trait EventLog: Send + Sync + 'static {
         topic: &str,
         partition: u32,
     ) -> impl Future<Output = Result<u64, LogError>> + Send;
+
+    /// Joins consumer group `group` on `topic`: the membership says which of the topic's
+    /// partitions this member works on, and hands them over cooperatively when members
+    /// come and go. Leaves when the membership is dropped.
+    fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> impl Future<Output = Result<Membership, LogError>> + Send;
 
     /// Whether the log can take writes now (health checks).
     fn check(&self) -> impl Future<Output = Result<(), LogError>> + Send;

@@ -6,23 +6,27 @@
 //! a customer's swipes on the same partition number.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use churnguard_domain::partition_for_key;
+use churnguard_eventlog::group::REVOCATION_TIMEOUT;
 use churnguard_eventlog::{
-    Appended, EventLog, Header, LogError, OutgoingRecord, Record, check_topic_name,
+    Appended, AssignmentChange, EventLog, Header, LogError, Membership, OutgoingRecord, Record,
+    Revocation, check_topic_name,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
 /// How to reach the brokers and how long to wait for them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +49,9 @@ pub struct KafkaSettings {
     pub client_id: String,
     /// Replication factor for topics this service creates.
     pub replication_factor: i32,
+    /// A consumer-group member that sends no heartbeat for this long is dropped from the
+    /// group and its partitions move (`session.timeout.ms`).
+    pub group_session_timeout_ms: u64,
 }
 
 impl Default for KafkaSettings {
@@ -58,6 +65,7 @@ impl Default for KafkaSettings {
             request_timeout_ms: 5_000,
             client_id: "churnguard".into(),
             replication_factor: 1,
+            group_session_timeout_ms: 10_000,
         }
     }
 }
@@ -73,6 +81,9 @@ impl KafkaSettings {
         }
         if self.queue_max_messages == 0 {
             return Err(("queue_max_messages", "must be positive".into()));
+        }
+        if self.group_session_timeout_ms < 1_000 {
+            return Err(("group_session_timeout_ms", "must be at least 1000".into()));
         }
         if self.replication_factor < 1 {
             return Err(("replication_factor", "must be at least 1".into()));
@@ -455,6 +466,66 @@ impl EventLog for KafkaLog {
         })
     }
 
+    async fn join_group(&self, group: &str, topic: &str) -> Result<Membership, LogError> {
+        self.partition_count(topic).await?; // the topic must exist
+        static MEMBERS: AtomicU64 = AtomicU64::new(0);
+        let member = format!(
+            "{}-{}-{}",
+            self.settings.client_id,
+            std::process::id(),
+            MEMBERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let (changes, rx) = mpsc::unbounded_channel();
+        let mut config = self.settings.client_config();
+        config
+            .set("client.id", &member)
+            .set("group.id", group)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "latest")
+            .set(
+                "session.timeout.ms",
+                self.settings.group_session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (self.settings.group_session_timeout_ms / 3)
+                    .max(100)
+                    .to_string(),
+            );
+        let consumer: BaseConsumer<GroupContext> = config
+            .create_with_context(GroupContext {
+                topic: topic.to_owned(),
+                changes,
+            })
+            .map_err(|e| LogError::Unavailable(format!("creating a group consumer: {e}")))?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| LogError::Unavailable(format!("joining group {group}: {e}")))?;
+        let leaving = Arc::new(AtomicBool::new(false));
+        let stop = leaving.clone();
+        std::thread::Builder::new()
+            .name(format!("group-{group}"))
+            .spawn(move || {
+                // Polling serves the rebalance callbacks; the partitions are paused, so no
+                // records arrive here (the member reads them through `read`).
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                        tracing::warn!(error = %e, "consumer group trouble");
+                    }
+                }
+                consumer.unsubscribe();
+                let _ = consumer.poll(Duration::from_millis(100));
+                // Dropping closes the consumer: it leaves the group, and the others
+                // take over its partitions at once.
+            })
+            .map_err(|e| LogError::Unavailable(format!("starting the group thread: {e}")))?;
+        Ok(Membership::new(member, rx, move || {
+            leaving.store(true, Ordering::Relaxed);
+        }))
+    }
+
     async fn check(&self) -> Result<(), LogError> {
         let producer = self.producer();
         let timeout = self.settings.request_timeout().min(Duration::from_secs(2));
@@ -471,6 +542,73 @@ impl EventLog for KafkaLog {
             .await
             .map_err(|_| LogError::Closed)?
             .map_err(|_| LogError::TimedOut(timeout))
+    }
+}
+
+/// Turns a Kafka group's rebalances into [`AssignmentChange`]s.
+struct GroupContext {
+    topic: String,
+    changes: mpsc::UnboundedSender<AssignmentChange>,
+}
+
+impl GroupContext {
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<u32> {
+        tpl.elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition() as u32)
+            .collect()
+    }
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    /// Before partitions go: tell the member and wait (bounded) until it has stopped
+    /// working on them, so the next owner does not overlap with it.
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let lost = self.partitions(tpl);
+        if lost.is_empty() {
+            return;
+        }
+        let (revocation, mut done) = Revocation::new();
+        if self
+            .changes
+            .send(AssignmentChange::Revoked(lost, revocation))
+            .is_err()
+        {
+            return; // the member has left
+        }
+        let deadline = Instant::now() + REVOCATION_TIMEOUT;
+        while Instant::now() < deadline {
+            match done.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => return,
+            }
+        }
+        tracing::warn!("a member did not release its partitions in time; handing them over");
+    }
+
+    /// After partitions arrive: pause them (this consumer only keeps the membership;
+    /// records are read from the offsets the member keeps) and tell the member.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                if let Err(e) = consumer.pause(tpl) {
+                    tracing::warn!(error = %e, "pausing assigned partitions");
+                }
+                let gained = self.partitions(tpl);
+                if !gained.is_empty() {
+                    let _ = self.changes.send(AssignmentChange::Assigned(gained));
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
     }
 }
 

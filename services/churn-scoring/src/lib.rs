@@ -6,7 +6,9 @@
 //! consumer-group assignment, Redis Cluster connections, absence timers, defection policy
 //! and signals, the gRPC query API, periodic model refits, a binary.
 
+pub mod config;
 pub mod refit;
+pub mod runner;
 pub mod scorer;
 pub mod store;
 pub mod timers;

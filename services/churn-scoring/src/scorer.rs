@@ -21,7 +21,9 @@ impl ScoringError {
             }
             ScoringError::Log(e) => e.is_retriable(),
             ScoringError::Store(e) => e.is_retriable(),
-            ScoringError::Corrupt(_) | ScoringError::Fit(_) => false,
+            ScoringError::Corrupt(_)
+            | ScoringError::Fit(_)
+            | ScoringError::PartitionFailed { .. } => false,
         }
     }
 }
@@ -42,6 +44,8 @@ pub enum ScoringError {
     Log(#[source] LogError),
     #[error("fitting the models failed: {0}")]
     Fit(String),
+    #[error("work on partition {partition} stopped: {reason}")]
+    PartitionFailed { partition: u32, reason: String },
 }
 
 /// Counts of one partition's run.
@@ -94,6 +98,16 @@ impl<L: EventLog> Scorer<L> {
             dead_letters: dead_letter_topic(topic),
             batch,
         }
+    }
+
+    /// The topic this scorer consumes.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The store it writes to.
+    pub fn store(&self) -> &CustomerStore {
+        &self.store
     }
 
     /// Creates the dead-letter topic (one partition per source partition count is not

@@ -4,13 +4,11 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+pub use churnguard_config::{Backend, EmbeddedSettings, LogSettings};
 use churnguard_domain::{CardTokenizer, SwipeLimits};
-use churnguard_kafka::KafkaSettings;
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
@@ -71,30 +69,6 @@ pub struct Limits {
     pub max_streams_per_connection: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// A local log directory: one machine, no Kafka.
-    Embedded,
-    /// Apache Kafka or another Kafka-protocol broker.
-    Kafka,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogSettings {
-    pub backend: Backend,
-    pub embedded: EmbeddedSettings,
-    pub kafka: KafkaSettings,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmbeddedSettings {
-    /// Directory of the embedded log.
-    pub dir: PathBuf,
-}
-
 /// A secret string that never appears in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -125,7 +99,7 @@ impl Default for Settings {
             card_token_key: None,
             topics: Topics::default(),
             limits: Limits::default(),
-            log: LogSettings::default(),
+            log: LogSettings::for_client("purchase-ingest"),
         }
     }
 }
@@ -156,48 +130,16 @@ impl Default for Limits {
     }
 }
 
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self {
-            backend: Backend::Embedded,
-            embedded: EmbeddedSettings::default(),
-            kafka: KafkaSettings {
-                client_id: "purchase-ingest".into(),
-                ..KafkaSettings::default()
-            },
-        }
-    }
-}
-
-impl Default for EmbeddedSettings {
-    fn default() -> Self {
-        Self {
-            dir: PathBuf::from("data/log"),
-        }
-    }
-}
-
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, IngestError> {
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(IngestError::Config {
-                    key: "--config".into(),
-                    message: format!("file {} does not exist", path.display()),
-                });
-            }
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
-        let settings: Settings = figment.extract().map_err(|e| {
-            let key = e.path.join(".");
-            IngestError::Config {
-                key: if key.is_empty() { "(file)".into() } else { key },
-                message: e.to_string(),
-            }
-        })?;
+        let settings =
+            churnguard_config::load(Settings::default(), file, ENV_PREFIX).map_err(|e| {
+                IngestError::Config {
+                    key: e.key,
+                    message: e.message,
+                }
+            })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -267,11 +209,8 @@ impl Settings {
         if l.max_streams_per_connection < 1 {
             return bad("limits.max_streams_per_connection", "must be positive");
         }
-        if self.log.backend == Backend::Embedded && self.log.embedded.dir.as_os_str().is_empty() {
-            return bad("log.embedded.dir", "must not be empty");
-        }
-        if let Err((key, message)) = self.log.kafka.validate() {
-            return bad(&format!("log.kafka.{key}"), &message);
+        if let Err(e) = self.log.validate() {
+            return bad(&e.key, &e.message);
         }
         Ok(())
     }

@@ -823,6 +823,13 @@ impl<L: EventLog> EventLog for SlowLog<L> {
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         self.0.end_offset(topic, partition).await
     }
+    async fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<churnguard_eventlog::Membership, LogError> {
+        self.0.join_group(group, topic).await
+    }
     async fn check(&self) -> Result<(), LogError> {
         self.0.check().await
     }

@@ -1,0 +1,187 @@
+//! Settings: defaults, then an optional TOML file, then `CHURNGUARD_SCORING_*` environment
+//! variables (`__` separates nesting: `CHURNGUARD_SCORING_REDIS__URL`). Everything is
+//! validated at start; a bad value stops the service with its key named.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use churnguard_config::{ConfigError, LogSettings};
+use churnguard_domain::customer::Day;
+use churnguard_redis::RedisSettings;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "CHURNGUARD_SCORING_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address of the gRPC query API.
+    pub listen_addr: String,
+    /// How long shutdown waits for batches in flight and the API's calls.
+    pub shutdown_grace_ms: u64,
+    /// The consumer group instances of this service share.
+    pub group: String,
+    /// Most records applied in one Redis script.
+    pub batch_records: usize,
+    /// Days of per-day buckets kept per customer, counted back from their last purchase;
+    /// at least the defection policy's recent plus baseline windows.
+    pub horizon_days: Day,
+    /// How often each owned partition's absence timers and signal relay run.
+    pub timer_interval_ms: u64,
+    /// How often the models are refitted on every customer's summary (by the instance
+    /// that owns partition 0). 0 turns periodic refits off.
+    pub refit_interval_secs: u64,
+    pub topics: Topics,
+    pub redis: RedisSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// Card swipes, consumed.
+    pub purchases: String,
+    /// Partition count of the purchases topic when this service creates it.
+    pub partitions: u32,
+    /// Churn state changes, published.
+    pub signals: String,
+    /// Fitted model announcements, published.
+    pub models: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen_addr: "127.0.0.1:50052".into(),
+            shutdown_grace_ms: 10_000,
+            group: "churn-scoring".into(),
+            batch_records: 2_000,
+            horizon_days: 400,
+            timer_interval_ms: 1_000,
+            refit_interval_secs: 24 * 3_600,
+            topics: Topics::default(),
+            redis: RedisSettings::default(),
+            log: LogSettings::for_client("churn-scoring"),
+        }
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            purchases: "purchases.v1".into(),
+            partitions: 6,
+            signals: "churn.signals.v1".into(),
+            models: "churn.models.v1".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings = churnguard_config::load(Settings::default(), file, ENV_PREFIX)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every value, naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
+        if self.listen_addr.parse::<SocketAddr>().is_err() {
+            return bad(
+                "listen_addr",
+                "must be an IP address and port, e.g. 127.0.0.1:50052",
+            );
+        }
+        for (key, value) in [
+            ("shutdown_grace_ms", self.shutdown_grace_ms),
+            ("timer_interval_ms", self.timer_interval_ms),
+        ] {
+            if value == 0 {
+                return bad(key, "must be positive");
+            }
+        }
+        if self.group.trim().is_empty() {
+            return bad("group", "must not be empty");
+        }
+        if !(1..=50_000).contains(&self.batch_records) {
+            return bad("batch_records", "must be between 1 and 50000");
+        }
+        if !(1..=3_660).contains(&self.horizon_days) {
+            return bad("horizon_days", "must be between 1 and 3660");
+        }
+        for (key, topic) in [
+            ("topics.purchases", &self.topics.purchases),
+            ("topics.signals", &self.topics.signals),
+            ("topics.models", &self.topics.models),
+        ] {
+            if churnguard_eventlog::check_topic_name(topic).is_err() {
+                return bad(key, "must be 1-249 characters of [A-Za-z0-9._-]");
+            }
+        }
+        if !(1..=10_000).contains(&self.topics.partitions) {
+            return bad("topics.partitions", "must be between 1 and 10000");
+        }
+        if self.redis.cluster_nodes.is_empty() && self.redis.url.trim().is_empty() {
+            return bad(
+                "redis.url",
+                "must name a Redis (or set redis.cluster_nodes)",
+            );
+        }
+        self.log.validate()
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn timer_interval(&self) -> Duration {
+        Duration::from_millis(self.timer_interval_ms)
+    }
+
+    /// `None` when periodic refits are off.
+    pub fn refit_interval(&self) -> Option<Duration> {
+        (self.refit_interval_secs > 0).then(|| Duration::from_secs(self.refit_interval_secs))
+    }
+}
+
+#[cfg(test)]
+// figment's test jail returns its own large error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use churnguard_config::Backend;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn file_and_environment_override_and_bad_values_name_their_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "scoring.toml",
+                "horizon_days = 200\n[redis]\nurl = \"redis://10.0.0.5:6379/\"\n",
+            )?;
+            jail.set_env("CHURNGUARD_SCORING_LOG__BACKEND", "kafka");
+            let s = Settings::load(Some(Path::new("scoring.toml"))).expect("loads");
+            assert_eq!(s.horizon_days, 200);
+            assert_eq!(s.redis.url, "redis://10.0.0.5:6379/");
+            assert_eq!(s.log.backend, Backend::Kafka);
+            assert_eq!(s.log.kafka.client_id, "churn-scoring");
+
+            jail.set_env("CHURNGUARD_SCORING_BATCH_RECORDS", "0");
+            let e = Settings::load(None).expect_err("zero batch");
+            assert_eq!(e.key, "batch_records");
+            jail.set_env("CHURNGUARD_SCORING_BATCH_RECORDS", "100");
+            jail.set_env("CHURNGUARD_SCORING_TOPICS__SIGNALS", "churn signals");
+            let e = Settings::load(None).expect_err("bad topic");
+            assert_eq!(e.key, "topics.signals");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,326 @@
+//! One scorer instance in its consumer group. It joins the group on the purchases topic
+//! and, for every partition the group gives it, runs two tasks until the partition is
+//! revoked or the instance stops:
+//!
+//! - the consumer loop ([`Scorer::run_partition`]): swipes into Redis, exactly once;
+//! - the partition's absence timers and signal relay: due deadlines are fired on stream
+//!   time (the partition's watermark) while the partition is behind the log, and on the
+//!   wall clock once it has caught up; churn signals then go from the outbox to the log.
+//!
+//! Instances scale out up to the partition count. Correctness does not depend on the
+//! hand-over: the checkpoint check in the batch script and the compare-and-set of timer
+//! decisions make a partition's work count once even if two instances overlap.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use churnguard_domain::customer::{Day, day_of};
+use churnguard_eventlog::{AssignmentChange, EventLog};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::scorer::{Scorer, ScoringError};
+use crate::timers::Timers;
+
+/// The wall clock, injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The real wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// A scorer instance: what it runs and the partitions it owns at the moment.
+pub struct Instance<L> {
+    scorer: Arc<Scorer<L>>,
+    timers: Arc<Timers>,
+    log: Arc<L>,
+    group: String,
+    signals_topic: String,
+    timer_interval: Duration,
+    clock: Clock,
+    refits: Option<Refits>,
+    owned: Mutex<BTreeSet<u32>>,
+}
+
+/// The periodic refit schedule, kept by whichever instance owns partition 0.
+#[derive(Debug, Clone)]
+struct Refits {
+    every: Duration,
+    models_topic: String,
+    partitions: u32,
+}
+
+impl<L> std::fmt::Debug for Instance<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A partition this instance works on, and how to stop its tasks.
+struct Owned {
+    stop: CancellationToken,
+    tasks: JoinSet<Result<(), ScoringError>>,
+}
+
+impl<L: EventLog> Instance<L> {
+    /// An instance of consumer group `group` that publishes churn signals to
+    /// `signals_topic`; timers run every second on the system clock unless changed.
+    pub fn new(
+        scorer: Arc<Scorer<L>>,
+        timers: Arc<Timers>,
+        log: Arc<L>,
+        group: &str,
+        signals_topic: &str,
+    ) -> Self {
+        Self {
+            scorer,
+            timers,
+            log,
+            group: group.to_owned(),
+            signals_topic: signals_topic.to_owned(),
+            timer_interval: Duration::from_secs(1),
+            clock: system_clock(),
+            refits: None,
+            owned: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// How often each owned partition's timers and relay run.
+    pub fn with_timer_interval(mut self, every: Duration) -> Self {
+        self.timer_interval = every;
+        self
+    }
+
+    /// The wall clock the timers use once a partition has caught up.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Refits the models every `every` (and soon after start when none is stored) on the
+    /// summaries of all `partitions`, announcing each on `models_topic`. Only the instance
+    /// that owns partition 0 does it, so one refit runs per period across the group.
+    pub fn with_refits(mut self, every: Duration, models_topic: &str, partitions: u32) -> Self {
+        self.refits = Some(Refits {
+            every,
+            models_topic: models_topic.to_owned(),
+            partitions,
+        });
+        self
+    }
+
+    /// The partitions this instance works on now.
+    pub fn owned(&self) -> BTreeSet<u32> {
+        self.owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_owned(&self, partition: u32, owned: bool) {
+        let mut set = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+        if owned {
+            set.insert(partition);
+        } else {
+            set.remove(&partition);
+        }
+    }
+
+    /// Runs until `stop` is cancelled (then finishes the batches in flight, and leaves the
+    /// group) or a permanent error ends a partition's work.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> Result<(), ScoringError> {
+        self.scorer.prepare().await?;
+        let mut membership = self
+            .log
+            .join_group(&self.group, self.scorer.topic())
+            .await
+            .map_err(ScoringError::Log)?;
+        tracing::info!(member = membership.member(), group = %self.group, "joined the consumer group");
+        let mut owned: HashMap<u32, Owned> = HashMap::new();
+        let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel();
+        let outcome = loop {
+            tokio::select! {
+                () = stop.cancelled() => break Ok(()),
+                e = failed.recv() => if let Some(e) = e { break Err(e) },
+                change = membership.next() => match change {
+                    None => break Err(ScoringError::Log(churnguard_eventlog::LogError::Closed)),
+                    Some(AssignmentChange::Assigned(partitions)) => {
+                        tracing::info!(?partitions, "partitions assigned");
+                        for p in partitions {
+                            owned.insert(p, self.start(p, &stop, failed_tx.clone()));
+                            self.set_owned(p, true);
+                        }
+                    }
+                    Some(AssignmentChange::Revoked(partitions, done)) => {
+                        tracing::info!(?partitions, "partitions revoked");
+                        for p in partitions {
+                            if let Some(o) = owned.remove(&p) {
+                                o.stop.cancel();
+                                o.tasks.join_all().await;
+                            }
+                            self.set_owned(p, false);
+                        }
+                        done.done();
+                    }
+                },
+            }
+        };
+        for (p, o) in owned.drain() {
+            o.stop.cancel();
+            o.tasks.join_all().await;
+            self.set_owned(p, false);
+        }
+        drop(membership); // leaves the group
+        outcome
+    }
+
+    fn start(
+        self: &Arc<Self>,
+        partition: u32,
+        stop: &CancellationToken,
+        failed: tokio::sync::mpsc::UnboundedSender<ScoringError>,
+    ) -> Owned {
+        let stop = stop.child_token();
+        let mut tasks = JoinSet::new();
+        let (me, token, report) = (self.clone(), stop.clone(), failed.clone());
+        tasks.spawn(async move {
+            let result = me
+                .scorer
+                .run_partition(partition, token, false)
+                .await
+                .map(|_| ());
+            if let Err(e) = &result {
+                tracing::error!(partition, error = %e, "scoring stopped");
+                let _ = report.send(ScoringError::PartitionFailed {
+                    partition,
+                    reason: e.to_string(),
+                });
+            }
+            result
+        });
+        let (me, token) = (self.clone(), stop.clone());
+        tasks.spawn(async move {
+            let result = me.timer_loop(partition, token).await;
+            if let Err(e) = &result {
+                tracing::error!(partition, error = %e, "timers stopped");
+                let _ = failed.send(ScoringError::PartitionFailed {
+                    partition,
+                    reason: e.to_string(),
+                });
+            }
+            result
+        });
+        if partition == 0
+            && let Some(refits) = self.refits.clone()
+        {
+            let (me, token) = (self.clone(), stop.clone());
+            tasks.spawn(async move {
+                me.refit_loop(&refits, token).await;
+                Ok(())
+            });
+        }
+        Owned { stop, tasks }
+    }
+
+    /// Refits on schedule. A failed refit (too few customers yet, Redis away) is logged
+    /// and tried again next period; scoring goes on with the stored model.
+    async fn refit_loop(&self, refits: &Refits, stop: CancellationToken) {
+        let store = self.scorer.store();
+        // No model yet: try soon, as data arrives, rather than a period from now.
+        let mut wait = match store.current_model().await {
+            Ok(Some(_)) => refits.every,
+            _ => self.timer_interval.max(Duration::from_secs(5)),
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            match self.refit_once(refits).await {
+                Ok(version) => {
+                    tracing::info!(version, "periodic refit stored");
+                    wait = refits.every;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "periodic refit failed; trying again later");
+                    wait = refits.every.min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// One refit as of the stream time: the latest day applied on any partition.
+    async fn refit_once(&self, refits: &Refits) -> Result<u64, ScoringError> {
+        let store = self.scorer.store();
+        let mut as_of = None;
+        for p in 0..refits.partitions {
+            as_of = as_of.max(store.watermark(p).await?);
+        }
+        let as_of = as_of.ok_or_else(|| ScoringError::Fit("no purchases applied yet".into()))?;
+        let model = crate::refit::refit(
+            store,
+            refits.partitions,
+            as_of,
+            (self.clock)(),
+            self.log.as_ref(),
+            &refits.models_topic,
+        )
+        .await?;
+        Ok(model.version)
+    }
+
+    /// Fires the partition's due deadlines and relays its signals, every
+    /// `timer_interval`, retrying passing trouble.
+    async fn timer_loop(
+        &self,
+        partition: u32,
+        stop: CancellationToken,
+    ) -> Result<(), ScoringError> {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(self.timer_interval) => {}
+            }
+            match self.tick(partition).await {
+                Ok(()) => {}
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(partition, error = %e, "timer round failed; next round retries");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One timer round: the day to fire up to is the partition's stream time while it is
+    /// behind the log (history being replayed), and the wall clock once it has caught up.
+    async fn tick(&self, partition: u32) -> Result<(), ScoringError> {
+        let store = self.scorer.store();
+        let Some(watermark) = store.watermark(partition).await? else {
+            return Ok(()); // nothing applied yet
+        };
+        let checkpoint = store.checkpoint(partition).await?;
+        let end = self
+            .log
+            .end_offset(self.scorer.topic(), partition)
+            .await
+            .map_err(ScoringError::Log)?;
+        let now: Day = if checkpoint >= end {
+            watermark.max(day_of((self.clock)().date_naive()))
+        } else {
+            watermark
+        };
+        self.timers.fire_due(partition, now).await?;
+        while self
+            .timers
+            .relay(partition, self.log.as_ref(), &self.signals_topic)
+            .await?
+            > 0
+        {}
+        Ok(())
+    }
+}

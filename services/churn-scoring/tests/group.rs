@@ -1,0 +1,223 @@
+//! Scale-out: scorer instances in one consumer group (cooperative-sticky on Kafka) share
+//! the partitions, hand them over when members come and go, and the state in Redis is
+//! the same as one clean pass over the log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use churn_scoring::runner::Instance;
+use churn_scoring::timers::Timers;
+use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
+use churnguard_domain::customer::{CustomerState, Day};
+use churnguard_domain::models::BgNbd;
+use churnguard_domain::policy::{DefectionPolicy, RuleSet};
+use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_eventlog::{EventLog, Header, OutgoingRecord, contract};
+use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "purchases.v1";
+const SIGNALS: &str = "churn.signals.v1";
+const PARTITIONS: u32 = 4;
+const HORIZON: Day = 120;
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Swipes `from..to`, over 300 customers, dated in October 2026.
+fn swipes(from: usize, to: usize) -> Vec<OutgoingRecord> {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    (from..to)
+        .map(|i| {
+            let customer = format!("cust-{}", i % 300);
+            let swipe = SwipeDraft {
+                swipe_id: format!("sw-{i}"),
+                customer: CustomerInput::CustomerId(customer.clone()),
+                store_id: format!("store-{}", i % 7),
+                terminal_id: "till-1".into(),
+                employee_id: "emp-1".into(),
+                occurred_at: format!("2026-10-{:02}T10:15:00+01:00", 1 + (i / 300) % 28),
+                amount_minor_units: 1_000 + (i % 900) as i64,
+                currency: "EUR".into(),
+                item_count: 1,
+            }
+            .validate(now, &SwipeLimits::default(), None)
+            .expect("valid swipe");
+            OutgoingRecord {
+                key: customer.into_bytes(),
+                timestamp_ms: swipe.occurred_at.timestamp_millis(),
+                payload: swipe.into_envelope().to_json(),
+                headers: vec![Header::new("content-type", "application/cloudevents+json")],
+            }
+        })
+        .collect()
+}
+
+async fn append<L: EventLog>(log: &L, records: Vec<OutgoingRecord>) {
+    for r in log.append(TOPIC, records).await {
+        r.expect("append");
+    }
+}
+
+fn policy() -> DefectionPolicy {
+    DefectionPolicy {
+        recent_days: 28,
+        baseline_days: 56,
+        min_baseline_visits: 4,
+        at_risk: RuleSet {
+            overdue_gaps: Some(3.0),
+            min_rules: 1,
+            ..RuleSet::default()
+        },
+        defected: RuleSet {
+            overdue_gaps: Some(8.0),
+            min_rules: 1,
+            ..RuleSet::default()
+        },
+    }
+}
+
+fn instance<L: EventLog>(log: &Arc<L>, store: &CustomerStore) -> Arc<Instance<L>> {
+    let model = BgNbd {
+        r: 0.243,
+        alpha: 4.414,
+        a: 0.793,
+        b: 2.426,
+    };
+    let scorer = Arc::new(Scorer::new(log.clone(), store.clone(), TOPIC, 500));
+    let timers = Arc::new(Timers::new(store.clone(), policy(), model));
+    Arc::new(
+        Instance::new(scorer, timers, log.clone(), "churn-scoring", SIGNALS)
+            .with_timer_interval(Duration::from_millis(200)),
+    )
+}
+
+fn normalised(mut s: CustomerState) -> CustomerState {
+    for b in s.days.values_mut() {
+        b.swipes.sort_unstable();
+    }
+    s
+}
+
+/// The checker: every customer's state rebuilt from the log, in log order.
+async fn expected<L: EventLog>(log: &L) -> BTreeMap<String, CustomerState> {
+    let mut out: BTreeMap<String, CustomerState> = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let end = log.end_offset(TOPIC, p).await.expect("end");
+        for r in contract::read_all(log, TOPIC, p, end).await {
+            let s = ScoredSwipe::from_record(&r).expect("swipe");
+            match out.get_mut(&s.customer) {
+                Some(st) => {
+                    st.apply(s.day, s.spend, &s.store, s.fingerprint, HORIZON);
+                }
+                None => {
+                    out.insert(
+                        s.customer.clone(),
+                        CustomerState::new(s.day, s.spend, &s.store, s.fingerprint),
+                    );
+                }
+            }
+        }
+    }
+    out.into_iter().map(|(k, v)| (k, normalised(v))).collect()
+}
+
+async fn stored(store: &CustomerStore) -> BTreeMap<String, CustomerState> {
+    let mut out = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        for (c, s) in store.partition_customers(p).await.expect("scan") {
+            out.insert(c, normalised(s));
+        }
+    }
+    out
+}
+
+async fn caught_up<L: EventLog>(log: &L, store: &CustomerStore) -> bool {
+    for p in 0..PARTITIONS {
+        let end = log.end_offset(TOPIC, p).await.expect("end");
+        if store.checkpoint(p).await.expect("checkpoint") < end {
+            return false;
+        }
+    }
+    true
+}
+
+/// Two instances split the partitions while swipes flow; the second leaves and the
+/// first takes everything back; the result equals one clean pass.
+async fn instances_share_and_hand_over<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
+    log.ensure_topic(TOPIC, PARTITIONS).await.expect("topic");
+    log.ensure_topic(SIGNALS, PARTITIONS).await.expect("topic");
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("redis");
+    append(log.as_ref(), swipes(0, 3_000)).await;
+
+    let all: BTreeSet<u32> = (0..PARTITIONS).collect();
+    let (a, a_stop) = (instance(&log, &store), CancellationToken::new());
+    let a_run = tokio::spawn(a.clone().run(a_stop.clone()));
+    eventually(WAIT, "the first instance owns every partition", || async {
+        (a.owned() == all).then_some(())
+    })
+    .await;
+
+    let (b, b_stop) = (instance(&log, &store), CancellationToken::new());
+    let b_run = tokio::spawn(b.clone().run(b_stop.clone()));
+    append(log.as_ref(), swipes(3_000, 6_000)).await;
+    eventually(WAIT, "two instances split the partitions", || async {
+        let (oa, ob) = (a.owned(), b.owned());
+        (oa.len() == 2 && ob.len() == 2 && oa.is_disjoint(&ob)).then_some(())
+    })
+    .await;
+    append(log.as_ref(), swipes(6_000, 9_000)).await;
+
+    b_stop.cancel();
+    b_run.await.expect("b task").expect("b ends cleanly");
+    eventually(
+        WAIT,
+        "the remaining instance takes every partition back",
+        || async { (a.owned() == all).then_some(()) },
+    )
+    .await;
+    append(log.as_ref(), swipes(9_000, 12_000)).await;
+    eventually(
+        WAIT,
+        "every partition is applied up to the end of the log",
+        || async { caught_up(log.as_ref(), &store).await.then_some(()) },
+    )
+    .await;
+    a_stop.cancel();
+    a_run.await.expect("a task").expect("a ends cleanly");
+
+    let want = expected(log.as_ref()).await;
+    assert_eq!(want.len(), 300);
+    assert_eq!(
+        stored(&store).await,
+        want,
+        "state equals one clean pass over the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_group_members_share_partitions_and_hand_them_over() {
+    init_test_logging();
+    let broker = Tansu::start();
+    let redis = RedisServer::start();
+    let log = KafkaLog::new(KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        ..KafkaSettings::default()
+    })
+    .expect("log");
+    instances_share_and_hand_over(Arc::new(log), &redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_group_members_share_partitions_and_hand_them_over() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("dir");
+    let redis = RedisServer::start();
+    let log = EmbeddedLog::open(dir.path()).expect("log");
+    instances_share_and_hand_over(Arc::new(log), &redis).await;
+}
