@@ -4,45 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
+use churnguard_eventlog::{EventLog, Header, OutgoingRecord, Record};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ScoringError;
 use crate::store::{CustomerStore, ScoredSwipe};
-
-impl ScoringError {
-    /// Trouble that passes (a broker or Redis briefly unreachable or slow): retry.
-    pub fn is_retriable(&self) -> bool {
-        match self {
-            ScoringError::Redis { source, .. } => {
-                source.is_io_error()
-                    || source.is_connection_dropped()
-                    || source.is_timeout()
-                    || source.is_cluster_error()
-            }
-            ScoringError::Log(e) => e.is_retriable(),
-            ScoringError::Store(e) => e.is_retriable(),
-            ScoringError::Corrupt(_) | ScoringError::Fit(_) => false,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScoringError {
-    #[error("Redis command {command} failed")]
-    Redis {
-        command: &'static str,
-        #[source]
-        source: redis::RedisError,
-    },
-    #[error("the Redis adapter failed")]
-    Store(#[source] churnguard_redis::StoreError),
-    #[error("stored customer state is corrupt at field {0}")]
-    Corrupt(String),
-    #[error("the event log failed")]
-    Log(#[source] LogError),
-    #[error("fitting the models failed: {0}")]
-    Fit(String),
-}
 
 /// Counts of one partition's run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
