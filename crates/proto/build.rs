@@ -4,7 +4,10 @@
 use prost::Message;
 use std::{env, fs, path::PathBuf};
 
-const PROTOS: &[&str] = &["churnguard/ingest/v1/ingest.proto"];
+const PROTOS: &[&str] = &[
+    "churnguard/ingest/v1/ingest.proto",
+    "churnguard/scoring/v1/scoring.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

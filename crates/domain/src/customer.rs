@@ -146,6 +146,18 @@ impl CustomerState {
         }
     }
 
+    /// The customer's home store: the one with the most swipes in their store mix, the
+    /// smallest store id on a tie. Defections count against it, and its policy applies.
+    pub fn home_store(&self) -> Option<&str> {
+        let mut home: Option<(&str, u32)> = None;
+        for (store, n) in &self.stores {
+            if home.is_none_or(|(_, best)| *n > best) {
+                home = Some((store, *n));
+            }
+        }
+        home.map(|(s, _)| s)
+    }
+
     /// Mean spend per repeat purchase day, in major units (for Gamma-Gamma).
     pub fn spend(&self) -> Spend {
         let x = f64::from(self.repeat_days);
@@ -266,6 +278,16 @@ mod tests {
             Applied::TooLate
         );
         assert_eq!(s.repeat_days, 2);
+    }
+
+    #[test]
+    fn the_home_store_has_the_most_swipes_and_ties_go_to_the_smallest_id() {
+        let mut s = CustomerState::new(1, 100, "b", swipe_fingerprint("1"));
+        assert_eq!(s.home_store(), Some("b"));
+        s.apply(2, 100, "a", swipe_fingerprint("2"), H);
+        assert_eq!(s.home_store(), Some("a"), "one each: the smallest id");
+        s.apply(3, 100, "b", swipe_fingerprint("3"), H);
+        assert_eq!(s.home_store(), Some("b"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod models;
 pub mod money;
 pub mod partition;
 pub mod policy;
+pub mod risk;
 pub mod signal;
 pub mod swipe;
 

@@ -2,7 +2,12 @@
 //! and the state machine active → at_risk → defected → won_back. Each chain configures
 //! its policy and may override it per store format (a restaurant is not a supermarket).
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
 use crate::customer::{CustomerState, Day};
+use crate::error::{FieldViolation, Violations};
 use crate::models::BgNbd;
 
 /// Where a customer stands.
@@ -40,8 +45,9 @@ pub enum Rule {
 }
 
 /// Thresholds of one rule set; an unset threshold is a rule that never fires. The set
-/// fires when at least `min_rules` of its rules fire.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// fires when at least `min_rules` of its rules fire (at least one in any case).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RuleSet {
     pub p_alive_below: Option<f64>,
     pub visits_below_fraction: Option<f64>,
@@ -51,16 +57,141 @@ pub struct RuleSet {
 }
 
 /// A chain's (or a store format's) definition of at risk and defected.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DefectionPolicy {
     /// The recent window, in days, ending at the evaluation day.
     pub recent_days: Day,
     /// The baseline window, in days, just before the recent one.
     pub baseline_days: Day,
     /// Rate rules need at least this many visit days in the baseline.
+    #[serde(default)]
     pub min_baseline_visits: u32,
     pub at_risk: RuleSet,
     pub defected: RuleSet,
+}
+
+impl RuleSet {
+    fn check(&self, path: &str, v: &mut Vec<FieldViolation>) {
+        let mut fraction = |name: &str, value: Option<f64>| {
+            if let Some(x) = value
+                && !(x > 0.0 && x <= 1.0)
+            {
+                v.push(FieldViolation::new(
+                    format!("{path}.{name}"),
+                    format!("must be in (0, 1], not {x}"),
+                ));
+            }
+        };
+        fraction("p_alive_below", self.p_alive_below);
+        fraction("visits_below_fraction", self.visits_below_fraction);
+        fraction("spend_below_fraction", self.spend_below_fraction);
+        if let Some(k) = self.overdue_gaps
+            && !(k.is_finite() && k > 0.0)
+        {
+            v.push(FieldViolation::new(
+                format!("{path}.overdue_gaps"),
+                format!("must be a positive number of gaps, not {k}"),
+            ));
+        }
+        let rules = self.rules();
+        if rules == 0 {
+            v.push(FieldViolation::new(
+                path.to_owned(),
+                "sets no rule: at least one threshold is needed",
+            ));
+        } else if self.min_rules > rules {
+            v.push(FieldViolation::new(
+                format!("{path}.min_rules"),
+                format!("is {} but only {rules} rules are set", self.min_rules),
+            ));
+        }
+    }
+
+    /// How many of the rules have a threshold.
+    fn rules(&self) -> usize {
+        [
+            self.p_alive_below.is_some(),
+            self.visits_below_fraction.is_some(),
+            self.spend_below_fraction.is_some(),
+            self.overdue_gaps.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count()
+    }
+}
+
+/// The policies of one chain: a default, overrides per store format, and which format
+/// each store has. Stores not listed use the default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBook {
+    pub default: DefectionPolicy,
+    /// Store format (e.g. `restaurant`) -> its policy.
+    #[serde(default)]
+    pub formats: BTreeMap<String, DefectionPolicy>,
+    /// Store id -> its format, which must be a key of `formats`.
+    #[serde(default)]
+    pub store_formats: BTreeMap<String, String>,
+}
+
+impl From<DefectionPolicy> for PolicyBook {
+    /// One policy for every store.
+    fn from(default: DefectionPolicy) -> Self {
+        Self {
+            default,
+            formats: BTreeMap::new(),
+            store_formats: BTreeMap::new(),
+        }
+    }
+}
+
+impl PolicyBook {
+    /// The policy that applies to a store.
+    pub fn for_store(&self, store: &str) -> &DefectionPolicy {
+        self.store_formats
+            .get(store)
+            .and_then(|format| self.formats.get(format))
+            .unwrap_or(&self.default)
+    }
+
+    /// The policy that applies to a customer: their home store's
+    /// ([`CustomerState::home_store`]), or the default.
+    pub fn for_customer(&self, c: &CustomerState) -> &DefectionPolicy {
+        c.home_store().map_or(&self.default, |s| self.for_store(s))
+    }
+
+    /// The longest bucket horizon any of the policies needs.
+    pub fn needed_horizon(&self) -> Day {
+        self.formats
+            .values()
+            .map(DefectionPolicy::needed_horizon)
+            .fold(self.default.needed_horizon(), Day::max)
+    }
+
+    /// Every problem, each naming its field (`default.recent_days`,
+    /// `formats.restaurant.at_risk.p_alive_below`, `store_formats.s-12`, ...).
+    pub fn validate(&self) -> Result<(), Violations> {
+        let mut v = Vec::new();
+        self.default.check("default", &mut v);
+        for (name, policy) in &self.formats {
+            policy.check(&format!("formats.{name}"), &mut v);
+        }
+        for (store, format) in &self.store_formats {
+            if !self.formats.contains_key(format) {
+                v.push(FieldViolation::new(
+                    format!("store_formats.{store}"),
+                    format!("names format {format:?}, which is not in formats"),
+                ));
+            }
+        }
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(Violations(v))
+        }
+    }
 }
 
 /// The window figures a decision was based on.
@@ -85,6 +216,33 @@ pub struct Assessment {
 }
 
 impl DefectionPolicy {
+    fn check(&self, path: &str, v: &mut Vec<FieldViolation>) {
+        for (name, days) in [
+            ("recent_days", self.recent_days),
+            ("baseline_days", self.baseline_days),
+        ] {
+            if days <= 0 {
+                v.push(FieldViolation::new(
+                    format!("{path}.{name}"),
+                    format!("must be a positive number of days, not {days}"),
+                ));
+            }
+        }
+        self.at_risk.check(&format!("{path}.at_risk"), v);
+        self.defected.check(&format!("{path}.defected"), v);
+    }
+
+    /// Validates one policy on its own; fields are named from `path`.
+    pub fn validate(&self, path: &str) -> Result<(), Violations> {
+        let mut v = Vec::new();
+        self.check(path, &mut v);
+        if v.is_empty() {
+            Ok(())
+        } else {
+            Err(Violations(v))
+        }
+    }
+
     /// The horizon of day buckets this policy needs.
     pub fn needed_horizon(&self) -> Day {
         self.recent_days + self.baseline_days
@@ -318,5 +476,123 @@ mod tests {
         let newcomer = history(&[0, 30]);
         let a = policy.assess(ChurnState::Active, &newcomer, &MODEL, 31);
         assert!(!a.fired.contains(&Rule::VisitsDropped));
+    }
+
+    /// A supermarket: a weekly shop; one week in four elsewhere is normal.
+    fn supermarket() -> DefectionPolicy {
+        DefectionPolicy {
+            recent_days: 28,
+            baseline_days: 56,
+            min_baseline_visits: 4,
+            at_risk: RuleSet {
+                visits_below_fraction: Some(0.3),
+                overdue_gaps: Some(5.0),
+                min_rules: 1,
+                ..RuleSet::default()
+            },
+            defected: RuleSet {
+                overdue_gaps: Some(12.0),
+                min_rules: 1,
+                ..RuleSet::default()
+            },
+        }
+    }
+
+    fn chain() -> PolicyBook {
+        PolicyBook {
+            default: supermarket(),
+            formats: BTreeMap::from([("restaurant".to_owned(), restaurant())]),
+            store_formats: BTreeMap::from([("r1".to_owned(), "restaurant".to_owned())]),
+        }
+    }
+
+    fn history_at(store: &str, days: &[Day]) -> CustomerState {
+        let mut s = CustomerState::new(days[0], 4_000, store, swipe_fingerprint("0"));
+        for (i, d) in days.iter().enumerate().skip(1) {
+            s.apply(*d, 4_000, store, swipe_fingerprint(&i.to_string()), 200);
+        }
+        s
+    }
+
+    #[test]
+    fn the_restaurant_format_flags_the_half_elsewhere_family_and_the_supermarket_default_does_not()
+    {
+        let book = chain();
+        book.validate().expect("valid");
+        let mut days: Vec<Day> = (0..12).flat_map(|w| [w * 7, w * 7 + 3]).collect();
+        days.extend((12..16).map(|w| w * 7));
+        let as_of = 16 * 7 - 1;
+
+        let family_at_restaurant = history_at("r1", &days);
+        assert_eq!(book.for_customer(&family_at_restaurant), &restaurant());
+        let a = book.for_customer(&family_at_restaurant).assess(
+            ChurnState::Active,
+            &family_at_restaurant,
+            &MODEL,
+            as_of,
+        );
+        assert_eq!(a.state, ChurnState::AtRisk, "{a:?}");
+
+        // The same pattern at a supermarket (not listed: the chain default) is no alarm.
+        let same_at_supermarket = history_at("s7", &days);
+        assert_eq!(book.for_customer(&same_at_supermarket), &supermarket());
+        let a = book.for_customer(&same_at_supermarket).assess(
+            ChurnState::Active,
+            &same_at_supermarket,
+            &MODEL,
+            as_of,
+        );
+        assert_eq!(a.state, ChurnState::Active, "{a:?}");
+    }
+
+    #[test]
+    fn a_policy_book_reads_from_config_and_refuses_unknown_fields() {
+        let json = r#"{
+            "default": {"recent_days": 28, "baseline_days": 56,
+                        "at_risk": {"overdue_gaps": 5.0}, "defected": {"overdue_gaps": 12.0}},
+            "formats": {"restaurant": {"recent_days": 28, "baseline_days": 56,
+                        "min_baseline_visits": 4,
+                        "at_risk": {"visits_below_fraction": 0.6, "overdue_gaps": 3.0, "min_rules": 1},
+                        "defected": {"overdue_gaps": 8.0}}},
+            "store_formats": {"r1": "restaurant"}
+        }"#;
+        let book: PolicyBook = serde_json::from_str(json).expect("parses");
+        book.validate().expect("valid");
+        assert_eq!(
+            book.for_store("r1").at_risk.visits_below_fraction,
+            Some(0.6)
+        );
+        assert_eq!(book.for_store("other").at_risk.overdue_gaps, Some(5.0));
+        assert_eq!(book.needed_horizon(), 84);
+
+        let typo = json.replace("\"overdue_gaps\": 3.0", "\"overdue_gap\": 3.0");
+        let e = serde_json::from_str::<PolicyBook>(&typo).expect_err("unknown field");
+        assert!(e.to_string().contains("overdue_gap"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_every_bad_field() {
+        let mut book = chain();
+        book.store_formats.insert("c9".into(), "cafe".into());
+        book.default.recent_days = 0;
+        if let Some(r) = book.formats.get_mut("restaurant") {
+            r.at_risk.visits_below_fraction = Some(1.5);
+            r.defected.min_rules = 3;
+        }
+        book.default.at_risk = RuleSet::default();
+        let v = book.validate().expect_err("invalid");
+        let fields: Vec<&str> = v.fields().collect();
+        assert_eq!(
+            fields,
+            [
+                "default.recent_days",
+                "default.at_risk",
+                "formats.restaurant.at_risk.visits_below_fraction",
+                "formats.restaurant.defected.min_rules",
+                "store_formats.c9",
+            ],
+            "{v}"
+        );
+        assert!(v.to_string().contains("cafe"), "{v}");
     }
 }

@@ -368,6 +368,7 @@ pub async fn read_all<L: EventLog>(
         );
         out.extend(batch);
     }
+    out.truncate(count as usize);
     out
 }
 

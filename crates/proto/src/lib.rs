@@ -8,6 +8,14 @@ pub mod ingest {
     }
 }
 
+/// `churnguard.scoring.v1`: defection risk, at-risk lists, store stats, the model.
+pub mod scoring {
+    pub mod v1 {
+        #![allow(missing_debug_implementations, clippy::all)]
+        tonic::include_proto!("churnguard.scoring.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every churnguard proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/churnguard_descriptor.bin"));

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use churnguard_config::{ConfigError, LogSettings};
 use churnguard_domain::customer::Day;
+use churnguard_domain::policy::{DefectionPolicy, PolicyBook, RuleSet};
+use churnguard_domain::risk::ValueHorizon;
 use churnguard_redis::RedisSettings;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +35,12 @@ pub struct Settings {
     /// How often the models are refitted on every customer's summary (by the instance
     /// that owns partition 0). 0 turns periodic refits off.
     pub refit_interval_secs: u64,
+    /// How often the query API's health check probes Redis.
+    pub health_probe_interval_ms: u64,
+    /// What "at risk" and "defected" mean for this chain, per store format.
+    pub policy: PolicyBook,
+    /// How lifetime value and value at risk are counted.
+    pub value: ValueHorizon,
     pub topics: Topics,
     pub redis: RedisSettings,
     pub log: LogSettings,
@@ -61,10 +69,37 @@ impl Default for Settings {
             horizon_days: 400,
             timer_interval_ms: 1_000,
             refit_interval_secs: 24 * 3_600,
+            health_probe_interval_ms: 1_000,
+            policy: default_policy().into(),
+            value: ValueHorizon::default(),
             topics: Topics::default(),
             redis: RedisSettings::default(),
             log: LogSettings::for_client("churn-scoring"),
         }
+    }
+}
+
+/// A general-retail default: at risk when a regular's visits or spend over the last four
+/// weeks fall below half of their own previous eight weeks, or they are three typical gaps
+/// overdue; defected when P(alive) drops below 0.2 or they are eight typical gaps overdue.
+pub fn default_policy() -> DefectionPolicy {
+    DefectionPolicy {
+        recent_days: 28,
+        baseline_days: 56,
+        min_baseline_visits: 4,
+        at_risk: RuleSet {
+            visits_below_fraction: Some(0.5),
+            spend_below_fraction: Some(0.5),
+            overdue_gaps: Some(3.0),
+            min_rules: 1,
+            ..RuleSet::default()
+        },
+        defected: RuleSet {
+            p_alive_below: Some(0.2),
+            overdue_gaps: Some(8.0),
+            min_rules: 1,
+            ..RuleSet::default()
+        },
     }
 }
 
@@ -99,6 +134,7 @@ impl Settings {
         for (key, value) in [
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),
+            ("health_probe_interval_ms", self.health_probe_interval_ms),
         ] {
             if value == 0 {
                 return bad(key, "must be positive");
@@ -131,7 +167,29 @@ impl Settings {
                 "must name a Redis (or set redis.cluster_nodes)",
             );
         }
+        if let Err(v) = self.policy.validate()
+            && let Some(first) = v.0.first()
+        {
+            return bad(&format!("policy.{}", first.field), &first.description);
+        }
+        let needed = self.policy.needed_horizon();
+        if self.horizon_days < needed {
+            return bad(
+                "horizon_days",
+                &format!("must cover the policy's recent and baseline windows ({needed} days)"),
+            );
+        }
+        if self.value.periods == 0 || self.value.period_days < 1 {
+            return bad("value", "periods and period_days must be positive");
+        }
+        if !(0.0..1.0).contains(&self.value.discount) {
+            return bad("value.discount", "must be in [0, 1)");
+        }
         self.log.validate()
+    }
+
+    pub fn health_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.health_probe_interval_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -1,19 +1,25 @@
 //! churn-scoring: consumes `purchases.v1` and keeps each customer's state in Redis,
 //! exactly once. See ARCHITECTURE.md for the key layout.
 //!
-//! Built so far: the per-partition consumer loop, the Redis store (one atomic script per
-//! batch, checkpoint included) and the dead-letter topic. Still to come (issue 3):
-//! consumer-group assignment, Redis Cluster connections, absence timers, defection policy
-//! and signals, the gRPC query API, periodic model refits, a binary.
+//! The parts: [`runner`] (one instance in the consumer group: per owned partition the
+//! consumer loop of [`scorer`], the absence [`timers`] and the signal relay, plus the
+//! scheduled [`refit`]), [`store`] (the Redis layout and its atomic scripts), [`api`] and
+//! [`query`] (the gRPC query side), and [`app`], which puts them together for the binary.
 
+pub mod api;
+pub mod app;
 pub mod config;
+pub mod error;
+pub mod query;
 pub mod refit;
 pub mod runner;
 pub mod scorer;
 pub mod store;
 pub mod timers;
 
-pub use scorer::{PartitionStats, Scorer, ScoringError, dead_letter_topic};
+pub use app::{App, Running};
+pub use error::ScoringError;
+pub use scorer::{PartitionStats, Scorer, dead_letter_topic};
 pub use store::{CustomerStore, ScoredSwipe};
 
 /// The consumer name under which checkpoints are kept.

@@ -7,7 +7,7 @@ use churnguard_domain::envelope::{CONTENT_TYPE, Envelope, event_id};
 use churnguard_domain::models::{BgNbd, BgNbdParams, FittedModel, GammaGamma, GammaGammaParams};
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 
-use crate::scorer::ScoringError;
+use crate::error::ScoringError;
 use crate::store::CustomerStore;
 
 /// Fits on the summaries of all `partitions` as of `as_of`, stores the new version and

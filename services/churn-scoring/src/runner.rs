@@ -12,16 +12,19 @@
 //! decisions make a partition's work count once even if two instances overlap.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use churnguard_domain::customer::{Day, day_of};
+use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::{AssignmentChange, EventLog};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::scorer::{Scorer, ScoringError};
+use crate::error::ScoringError;
+use crate::scorer::Scorer;
 use crate::timers::Timers;
 
 /// The wall clock, injectable so tests can move time.
@@ -43,6 +46,8 @@ pub struct Instance<L> {
     clock: Clock,
     refits: Option<Refits>,
     owned: Mutex<BTreeSet<u32>>,
+    /// The version of the fitted model the timers use (0: none yet).
+    model_version: AtomicU64,
 }
 
 /// The periodic refit schedule, kept by whichever instance owns partition 0.
@@ -87,6 +92,7 @@ impl<L: EventLog> Instance<L> {
             clock: system_clock(),
             refits: None,
             owned: Mutex::new(BTreeSet::new()),
+            model_version: AtomicU64::new(0),
         }
     }
 
@@ -314,6 +320,13 @@ impl<L: EventLog> Instance<L> {
         } else {
             watermark
         };
+        // Another instance may have refitted: decide with the newest models.
+        if let Some(fitted) = store.current_model().await?
+            && self.model_version.swap(fitted.version, Ordering::Relaxed) != fitted.version
+        {
+            self.timers.set_model(ScoringModel::from(&fitted));
+            tracing::info!(version = fitted.version, "timers use a newly fitted model");
+        }
         self.timers.fire_due(partition, now).await?;
         while self
             .timers

@@ -7,46 +7,8 @@ use std::time::Duration;
 use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ScoringError;
 use crate::store::{CustomerStore, ScoredSwipe};
-
-impl ScoringError {
-    /// Trouble that passes (a broker or Redis briefly unreachable or slow): retry.
-    pub fn is_retriable(&self) -> bool {
-        match self {
-            ScoringError::Redis { source, .. } => {
-                source.is_io_error()
-                    || source.is_connection_dropped()
-                    || source.is_timeout()
-                    || source.is_cluster_error()
-            }
-            ScoringError::Log(e) => e.is_retriable(),
-            ScoringError::Store(e) => e.is_retriable(),
-            ScoringError::Corrupt(_)
-            | ScoringError::Fit(_)
-            | ScoringError::PartitionFailed { .. } => false,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScoringError {
-    #[error("Redis command {command} failed")]
-    Redis {
-        command: &'static str,
-        #[source]
-        source: redis::RedisError,
-    },
-    #[error("the Redis adapter failed")]
-    Store(#[source] churnguard_redis::StoreError),
-    #[error("stored customer state is corrupt at field {0}")]
-    Corrupt(String),
-    #[error("the event log failed")]
-    Log(#[source] LogError),
-    #[error("fitting the models failed: {0}")]
-    Fit(String),
-    #[error("work on partition {partition} stopped: {reason}")]
-    PartitionFailed { partition: u32, reason: String },
-}
 
 /// Counts of one partition's run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,12 +94,17 @@ impl<L: EventLog> Scorer<L> {
         let mut stats = PartitionStats::default();
         let mut backoff = Duration::from_millis(100);
         loop {
+            let before = stats;
             match self
                 .run_partition_once(partition, &stop, until_caught_up, &mut stats)
                 .await
             {
                 Ok(()) => return Ok(stats),
                 Err(e) if e.is_retriable() && !stop.is_cancelled() => {
+                    if stats != before {
+                        // It got somewhere since the last trouble: start the backoff over.
+                        backoff = Duration::from_millis(100);
+                    }
                     tracing::warn!(partition, error = %e, ?backoff, "scoring interrupted; retrying");
                     tokio::select! {
                         () = stop.cancelled() => return Ok(stats),
@@ -175,6 +142,17 @@ impl<L: EventLog> Scorer<L> {
                 r = self.log.read(&self.topic, partition, from, self.batch, Duration::from_millis(500)) => r.map_err(ScoringError::Log)?,
             };
             let Some(last) = records.last() else { continue };
+            // The purchases topic is neither compacted nor transactional, so its offsets
+            // are dense: a read that does not start where asked, or skips, would move the
+            // checkpoint past records never applied. Refuse it and read again.
+            if records[0].offset != from || last.offset + 1 - from != records.len() as u64 {
+                return Err(ScoringError::Log(LogError::Unavailable(format!(
+                    "partition {partition}: asked for offset {from}, got {}..={} ({} records)",
+                    records[0].offset,
+                    last.offset,
+                    records.len()
+                ))));
+            }
             let next = last.offset + 1;
             let mut swipes = Vec::with_capacity(records.len());
             let mut poison = Vec::new();

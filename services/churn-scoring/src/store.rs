@@ -12,7 +12,7 @@ use churnguard_eventlog::Record;
 use churnguard_redis::{RedisConnection, checkpoint_key, load_checkpoint};
 
 use crate::CONSUMER;
-use crate::scorer::ScoringError;
+use crate::error::ScoringError;
 
 /// One swipe, ready for the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,48 @@ pub fn outbox_key(partition: u32) -> String {
     format!("ob:{{p{partition}}}")
 }
 
+/// The partition's count of customers per home store: store -> customers at home there.
+pub fn home_counts_key(partition: u32) -> String {
+    format!("hc:{{p{partition}}}")
+}
+
+/// The partition's at-risk customers of one home store: customer -> value at risk in
+/// whole minor units, as of their last assessment.
+pub fn at_risk_key(partition: u32, store: &str) -> String {
+    format!("ar:{{p{partition}}}:{store}")
+}
+
+/// The partition's day stats of one home store: `<day>:defected`, `<day>:won_back`,
+/// `<day>:lost` (value at risk of the defections, whole minor units) -> count or sum.
+pub fn day_stats_key(partition: u32, store: &str) -> String {
+    format!("ds:{{p{partition}}}:{store}")
+}
+
+/// What a timer reads of a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessable {
+    pub state: CustomerState,
+    pub churn: ChurnState,
+    /// The swipe count, for the compare-and-set.
+    pub swipes: u64,
+    /// The home store recorded at the last committed assessment.
+    pub home: Option<String>,
+}
+
+/// A timer's decision, as `transition.lua` commits it.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    pub state: ChurnState,
+    pub next_deadline: Option<Day>,
+    /// The signal to publish when the state changed.
+    pub signal: Option<&'a [u8]>,
+    /// The home store as read with the state, and the one now.
+    pub old_home: Option<&'a str>,
+    pub home: &'a str,
+    pub value_at_risk_minor: i64,
+    pub as_of: Day,
+}
+
 #[derive(Clone)]
 pub struct CustomerStore {
     conn: RedisConnection,
@@ -95,6 +137,16 @@ fn command(command: &'static str) -> impl FnOnce(redis::RedisError) -> ScoringEr
 }
 
 impl CustomerStore {
+    /// Connects as configured: a Redis Cluster when nodes are given, else one Redis.
+    pub async fn open(
+        settings: &churnguard_redis::RedisSettings,
+        topic: &str,
+        horizon: Day,
+    ) -> Result<Self, ScoringError> {
+        let conn = settings.connect().await.map_err(ScoringError::Store)?;
+        Ok(Self::with(conn, topic, horizon))
+    }
+
     pub async fn connect(url: &str, topic: &str, horizon: Day) -> Result<Self, ScoringError> {
         let conn = RedisConnection::single(url)
             .await
@@ -126,6 +178,11 @@ impl CustomerStore {
 
     pub fn horizon(&self) -> Day {
         self.horizon
+    }
+
+    /// The connection, for the query side's reads.
+    pub(crate) fn connection(&self) -> RedisConnection {
+        self.conn.clone()
     }
 
     /// The partition's checkpoint: the next offset to apply (0 when none is stored).
@@ -204,11 +261,8 @@ impl CustomerStore {
             .map_err(command("ZRANGE due"))
     }
 
-    /// What a timer needs of a customer: state, churn state, swipe count.
-    pub async fn for_assessment(
-        &self,
-        key: &str,
-    ) -> Result<Option<(CustomerState, ChurnState, u64)>, ScoringError> {
+    /// What a timer (or the query API) needs of a customer.
+    pub async fn for_assessment(&self, key: &str) -> Result<Option<Assessable>, ScoringError> {
         let mut conn = self.conn.clone();
         let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(key)
@@ -222,13 +276,19 @@ impl CustomerStore {
             Some("won_back") => ChurnState::WonBack,
             Some(other) => return Err(ScoringError::Corrupt(format!("st = {other}"))),
         };
-        let n = fields.get("n").and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok(parse_state(&fields)?.map(|s| (s, churn, n)))
+        let swipes = fields.get("n").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let home = fields.get("h").cloned();
+        Ok(parse_state(&fields)?.map(|state| Assessable {
+            state,
+            churn,
+            swipes,
+            home,
+        }))
     }
 
     /// Commits a timer decision if nobody else did and no swipe arrived since it was
-    /// read; returns whether it was committed. `state: None` drops a stale deadline.
-    #[allow(clippy::too_many_arguments)]
+    /// read; returns whether it was committed. `None` drops a stale deadline. The
+    /// query API's indices (home store, at-risk set, day stats) change in the same step.
     pub async fn commit_transition(
         &self,
         partition: u32,
@@ -236,22 +296,37 @@ impl CustomerStore {
         customer: &str,
         due: Day,
         swipes_seen: u64,
-        state: Option<ChurnState>,
-        next_deadline: Option<Day>,
-        signal: Option<&[u8]>,
+        decision: Option<Decision<'_>>,
     ) -> Result<bool, ScoringError> {
         let mut conn = self.conn.clone();
-        let committed: i64 = self
-            .transition
+        let mut invocation = self.transition.prepare_invoke();
+        invocation
             .key(deadline_key(partition))
             .key(key)
             .key(outbox_key(partition))
             .arg(due)
-            .arg(swipes_seen)
-            .arg(state.map_or("", ChurnState::as_str))
-            .arg(next_deadline.map(|d| d.to_string()).unwrap_or_default())
-            .arg(signal.unwrap_or_default())
-            .arg(customer)
+            .arg(swipes_seen);
+        match decision {
+            None => {
+                invocation.arg("").arg("").arg("").arg(customer);
+            }
+            Some(d) => {
+                invocation
+                    .key(home_counts_key(partition))
+                    .key(at_risk_key(partition, d.old_home.unwrap_or(d.home)))
+                    .key(at_risk_key(partition, d.home))
+                    .key(day_stats_key(partition, d.home))
+                    .arg(d.state.as_str())
+                    .arg(d.next_deadline.map(|n| n.to_string()).unwrap_or_default())
+                    .arg(d.signal.unwrap_or_default())
+                    .arg(customer)
+                    .arg(d.old_home.unwrap_or_default())
+                    .arg(d.home)
+                    .arg(d.value_at_risk_minor)
+                    .arg(d.as_of);
+            }
+        }
+        let committed: i64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(command("EVALSHA transition"))?;

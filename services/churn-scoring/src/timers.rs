@@ -5,14 +5,16 @@
 //! outcome with a compare-and-set, so exactly one instance fires each deadline, and a
 //! state change goes to the outbox in the same step. The relay then publishes it.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use churnguard_domain::customer::Day;
-use churnguard_domain::models::BgNbd;
-use churnguard_domain::policy::DefectionPolicy;
+use churnguard_domain::policy::PolicyBook;
+use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
 use churnguard_domain::signal::ChurnStateChanged;
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 
-use crate::scorer::ScoringError;
-use crate::store::CustomerStore;
+use crate::error::ScoringError;
+use crate::store::{CustomerStore, Decision};
 
 /// Counts of one firing round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,31 +28,55 @@ pub struct FireStats {
 #[derive(Debug, Clone)]
 pub struct Timers {
     store: CustomerStore,
-    policy: DefectionPolicy,
-    model: BgNbd,
+    policies: PolicyBook,
+    /// The current models; replaced after a refit (clones share it).
+    model: Arc<RwLock<ScoringModel>>,
     /// How far ahead a next deadline is searched, in days.
     lookahead: Day,
-    /// Periods (of four weeks) of the CLV horizon, and the discount per period.
-    clv_periods: u32,
-    discount: f64,
+    /// The horizon over which CLV and value at risk are counted.
+    horizon: ValueHorizon,
 }
 
 impl Timers {
-    pub fn new(store: CustomerStore, policy: DefectionPolicy, model: BgNbd) -> Self {
+    /// `policies`: the chain's policy book (a single [`DefectionPolicy`] converts into one
+    /// for every store); `model`: BG/NBD, with Gamma-Gamma when fitted.
+    ///
+    /// [`DefectionPolicy`]: churnguard_domain::policy::DefectionPolicy
+    pub fn new(
+        store: CustomerStore,
+        policies: impl Into<PolicyBook>,
+        model: impl Into<ScoringModel>,
+    ) -> Self {
         Self {
             store,
-            policy,
-            model,
+            policies: policies.into(),
+            model: Arc::new(RwLock::new(model.into())),
             lookahead: 400,
-            clv_periods: 13,
-            discount: 0.01,
+            horizon: ValueHorizon::default(),
         }
+    }
+
+    /// The same timers counting value over another horizon.
+    pub fn with_value_horizon(mut self, horizon: ValueHorizon) -> Self {
+        self.horizon = horizon;
+        self
+    }
+
+    /// The models decisions are made with now.
+    pub fn model(&self) -> ScoringModel {
+        *self.model.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Uses `model` from now on (after a refit).
+    pub fn set_model(&self, model: ScoringModel) {
+        *self.model.write().unwrap_or_else(PoisonError::into_inner) = model;
     }
 
     /// Fires every deadline of `partition` due on or before `now` (a day: stream time
     /// while replaying history, the wall clock once caught up).
     pub async fn fire_due(&self, partition: u32, now: Day) -> Result<FireStats, ScoringError> {
         let mut stats = FireStats::default();
+        let model = self.model();
         loop {
             let due = self.store.due(partition, now, 200).await?;
             if due.is_empty() {
@@ -61,48 +87,53 @@ impl Timers {
                     .rsplit_once('}')
                     .map_or(key.as_str(), |(_, c)| c.trim_start_matches(':'))
                     .to_owned();
-                let Some((state, previous, swipes)) = self.store.for_assessment(&key).await? else {
+                let Some(read) = self.store.for_assessment(&key).await? else {
                     // A deadline without a customer (state flushed): drop it.
                     self.store
-                        .commit_transition(
-                            partition, &key, &customer, deadline, 0, None, None, None,
-                        )
+                        .commit_transition(partition, &key, &customer, deadline, 0, None)
                         .await?;
                     continue;
                 };
-                let a = self.policy.assess(previous, &state, &self.model, now);
-                let next =
-                    self.policy
-                        .next_deadline(a.state, &state, &self.model, now, self.lookahead);
-                let signal = (a.state != previous).then(|| {
-                    let rfm = state.rfm(now);
-                    let spend = state.spend();
-                    let per_visit = if spend.x > 0.0 {
-                        spend.mean_spend * 100.0
-                    } else {
-                        state.first_day_spend as f64
-                    };
-                    let v = self
-                        .model
-                        .value(&rfm, per_visit, self.clv_periods, 4.0, self.discount);
-                    let home = state
-                        .stores
-                        .iter()
-                        .max_by_key(|(_, n)| **n)
-                        .map(|(s, _)| s.clone());
+                let previous = read.churn;
+                let r = risk::assess(
+                    previous,
+                    &read.state,
+                    &self.policies,
+                    &model,
+                    &self.horizon,
+                    now,
+                );
+                let next = self.policies.for_customer(&read.state).next_deadline(
+                    r.assessment.state,
+                    &read.state,
+                    &model.bg_nbd,
+                    now,
+                    self.lookahead,
+                );
+                let signal = (r.assessment.state != previous).then(|| {
                     ChurnStateChanged::new(
                         &customer,
-                        home,
+                        r.home_store.clone(),
                         previous,
-                        &a,
-                        v.clv,
-                        v.value_at_risk,
+                        &r.assessment,
+                        r.clv,
+                        r.value_at_risk,
                         now,
                     )
                     .into_envelope()
                     .to_json()
                 });
                 stats.assessed += 1;
+                let decision = Decision {
+                    state: r.assessment.state,
+                    next_deadline: next,
+                    signal: signal.as_deref(),
+                    old_home: read.home.as_deref(),
+                    // A stored customer has swiped somewhere.
+                    home: r.home_store.as_deref().unwrap_or_default(),
+                    value_at_risk_minor: r.value_at_risk_minor(),
+                    as_of: now,
+                };
                 let committed = self
                     .store
                     .commit_transition(
@@ -110,10 +141,8 @@ impl Timers {
                         &key,
                         &customer,
                         deadline,
-                        swipes,
-                        Some(a.state),
-                        next,
-                        signal.as_deref(),
+                        read.swipes,
+                        Some(decision),
                     )
                     .await?;
                 if !committed {

@@ -94,7 +94,7 @@ async fn silence_becomes_at_risk_then_defected_on_the_policys_days_and_a_return_
         .await
         .expect("read")
         .expect("exists")
-        .0;
+        .state;
     let policy = restaurant();
     let at_risk_day = policy
         .next_deadline(ChurnState::Active, &state, &MODEL, last, 400)
@@ -297,11 +297,12 @@ async fn during_replay_timers_fire_on_stream_time() {
             .expect("watermark")
             .expect("a watermark");
         if week == 16 {
-            let (state, _, _) = store
+            let state = store
                 .for_assessment(&churn_scoring::store::customer_key(0, "quiet"))
                 .await
                 .expect("read")
-                .expect("exists");
+                .expect("exists")
+                .state;
             quiet_deadline =
                 restaurant().next_deadline(ChurnState::Active, &state, &MODEL, state.last_day, 400);
         }

@@ -1,0 +1,582 @@
+//! The gRPC query API `churnguard.scoring.v1.ChurnScoring`, with health and reflection
+//! as in purchase-ingest. [`ApiServer::bind`] binds, [`ApiServer::run_until`] serves until
+//! shutdown, [`ApiServer::spawn`] runs it on a background task; the binary mounts it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, TimeDelta};
+use churnguard_domain::customer::{Day, day_of};
+use churnguard_domain::models::FittedModel;
+use churnguard_domain::partition_for_key;
+use churnguard_domain::policy::{ChurnState, PolicyBook, Rule};
+use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
+use churnguard_proto::scoring::v1 as pb;
+use churnguard_proto::scoring::v1::churn_scoring_server::{ChurnScoring, ChurnScoringServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+
+use crate::error::ScoringError;
+use crate::query::{AtRisk, DayStats, sort_at_risk};
+use crate::store::{CustomerStore, customer_key};
+
+/// The fully-qualified gRPC service name, as health checks report it.
+pub const SERVICE_NAME: &str = "churnguard.scoring.v1.ChurnScoring";
+
+/// Page size when the caller asks for none, and the most one page may hold.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: u32 = 1_000;
+
+/// What the queries read and how they compute: the store, the chain's policies, the
+/// purchases topic's partition count (to find a customer's partition) and the value
+/// horizon, the same as the timers use.
+#[derive(Debug, Clone)]
+pub struct QueryState {
+    store: CustomerStore,
+    policies: PolicyBook,
+    partitions: u32,
+    horizon: ValueHorizon,
+}
+
+/// A customer's risk as the API computed it, with what it was computed from.
+#[derive(Debug, Clone)]
+pub struct CustomerRisk {
+    pub customer: String,
+    pub as_of: Day,
+    pub recorded: ChurnState,
+    pub risk: risk::Risk,
+    pub model_version: u64,
+}
+
+impl QueryState {
+    pub fn new(store: CustomerStore, policies: PolicyBook, partitions: u32) -> Self {
+        Self {
+            store,
+            policies,
+            partitions: partitions.max(1),
+            horizon: ValueHorizon::default(),
+        }
+    }
+
+    pub fn with_value_horizon(mut self, horizon: ValueHorizon) -> Self {
+        self.horizon = horizon;
+        self
+    }
+
+    async fn model(&self) -> Result<FittedModel, ScoringError> {
+        self.store
+            .current_model()
+            .await?
+            .ok_or(ScoringError::NoModel)
+    }
+
+    /// A customer's risk on `as_of` (default: their partition's stream time).
+    pub async fn customer_risk(
+        &self,
+        customer: &str,
+        as_of: Option<Day>,
+    ) -> Result<CustomerRisk, ScoringError> {
+        if customer.is_empty() {
+            return Err(ScoringError::invalid("customer_id", "is required"));
+        }
+        let partition = partition_for_key(customer.as_bytes(), self.partitions);
+        let read = self
+            .store
+            .for_assessment(&customer_key(partition, customer))
+            .await?
+            .ok_or_else(|| ScoringError::UnknownCustomer(customer.to_owned()))?;
+        let as_of = match as_of {
+            Some(day) => day,
+            None => self
+                .store
+                .watermark(partition)
+                .await?
+                .unwrap_or(read.state.last_day)
+                .max(read.state.last_day),
+        };
+        if as_of < read.state.first_day {
+            return Err(ScoringError::invalid(
+                "as_of",
+                format!(
+                    "is before the customer's first purchase ({})",
+                    date(read.state.first_day)
+                ),
+            ));
+        }
+        let fitted = self.model().await?;
+        let risk = risk::assess(
+            read.churn,
+            &read.state,
+            &self.policies,
+            &ScoringModel::from(&fitted),
+            &self.horizon,
+            as_of,
+        );
+        Ok(CustomerRisk {
+            customer: customer.to_owned(),
+            as_of,
+            recorded: read.churn,
+            risk,
+            model_version: fitted.version,
+        })
+    }
+
+    /// A page of `store`'s at-risk customers after `cursor`, merged over partitions;
+    /// with the cursor of the next page when there may be more.
+    pub async fn at_risk(
+        &self,
+        store: &str,
+        limit: usize,
+        cursor: Option<&AtRisk>,
+    ) -> Result<(Vec<AtRisk>, Option<AtRisk>), ScoringError> {
+        let mut all = Vec::new();
+        for p in 0..self.partitions {
+            // One more than a page: it tells whether a next page exists.
+            all.extend(self.store.at_risk_page(p, store, cursor, limit + 1).await?);
+        }
+        sort_at_risk(&mut all);
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let next = if more { all.last().cloned() } else { None };
+        Ok((all, next))
+    }
+
+    /// `store`'s defection figures for the days `from..=to`, and its home customers now.
+    pub async fn store_stats(
+        &self,
+        store: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<(DayStats, u64), ScoringError> {
+        let mut total = DayStats::default();
+        let mut customers = 0;
+        for p in 0..self.partitions {
+            let s = self.store.day_stats(p, store, from, to).await?;
+            total.defected += s.defected;
+            total.won_back += s.won_back;
+            total.value_lost += s.value_lost;
+            customers += self.store.home_customers(p, store).await?;
+        }
+        Ok((total, customers))
+    }
+}
+
+/// A day as `YYYY-MM-DD`.
+fn date(day: Day) -> String {
+    NaiveDate::default()
+        .checked_add_signed(TimeDelta::days(i64::from(day)))
+        .map_or_else(|| day.to_string(), |d| d.to_string())
+}
+
+/// Parses a `YYYY-MM-DD` request field.
+fn parse_day(field: &str, value: &str) -> Result<Day, ScoringError> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map(day_of)
+        .map_err(|_| ScoringError::invalid(field, format!("{value:?} is not a YYYY-MM-DD date")))
+}
+
+fn state(s: ChurnState) -> pb::ChurnState {
+    match s {
+        ChurnState::Active => pb::ChurnState::Active,
+        ChurnState::AtRisk => pb::ChurnState::AtRisk,
+        ChurnState::Defected => pb::ChurnState::Defected,
+        ChurnState::WonBack => pb::ChurnState::WonBack,
+    }
+}
+
+fn rule(r: Rule) -> pb::Rule {
+    match r {
+        Rule::PAliveLow => pb::Rule::PAliveLow,
+        Rule::VisitsDropped => pb::Rule::VisitsDropped,
+        Rule::SpendDropped => pb::Rule::SpendDropped,
+        Rule::Overdue => pb::Rule::Overdue,
+    }
+}
+
+impl CustomerRisk {
+    fn into_proto(self, policies: &PolicyBook, horizon: &ValueHorizon) -> pb::CustomerRisk {
+        let a = &self.risk.assessment;
+        let f = &a.figures;
+        let policy = self
+            .risk
+            .home_store
+            .as_deref()
+            .map_or(&policies.default, |s| policies.for_store(s));
+        pb::CustomerRisk {
+            customer_id: self.customer,
+            as_of: date(self.as_of),
+            state: state(self.recorded).into(),
+            assessed_state: state(a.state).into(),
+            reasons: a.fired.iter().map(|r| rule(*r).into()).collect(),
+            p_alive: f.p_alive,
+            expected_purchases: self.risk.expected_purchases,
+            horizon_days: horizon.days().max(0) as u32,
+            expected_spend_per_visit: self.risk.spend_per_visit,
+            clv: self.risk.clv,
+            value_at_risk: self.risk.value_at_risk,
+            window: Some(pb::WindowFigures {
+                recent_days: policy.recent_days.max(0) as u32,
+                baseline_days: policy.baseline_days.max(0) as u32,
+                recent_visits: f.recent_visits,
+                baseline_visits: f.baseline_visits,
+                recent_spend_minor_units: f.recent_spend,
+                baseline_spend_minor_units: f.baseline_spend,
+                days_since_last_visit: f.days_since_last,
+                typical_gap_days: f.typical_gap,
+            }),
+            home_store_id: self.risk.home_store.unwrap_or_default(),
+            model_version: self.model_version,
+        }
+    }
+}
+
+/// The gRPC face of [`QueryState`]; errors become statuses in [`ScoringError::status`].
+#[derive(Debug, Clone)]
+pub struct ScoringApi {
+    state: Arc<QueryState>,
+}
+
+impl ScoringApi {
+    pub fn new(state: Arc<QueryState>) -> Self {
+        Self { state }
+    }
+}
+
+/// Logs what the caller will not see, once, at the boundary.
+fn status(e: ScoringError) -> Status {
+    let status = e.status();
+    if matches!(
+        status.code(),
+        tonic::Code::Internal | tonic::Code::Unavailable
+    ) {
+        tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "query failed");
+    }
+    status
+}
+
+#[tonic::async_trait]
+impl ChurnScoring for ScoringApi {
+    async fn get_customer_risk(
+        &self,
+        request: Request<pb::GetCustomerRiskRequest>,
+    ) -> Result<Response<pb::GetCustomerRiskResponse>, Status> {
+        let r = request.into_inner();
+        let as_of = (!r.as_of.is_empty())
+            .then(|| parse_day("as_of", &r.as_of))
+            .transpose()
+            .map_err(status)?;
+        let risk = self
+            .state
+            .customer_risk(&r.customer_id, as_of)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetCustomerRiskResponse {
+            risk: Some(risk.into_proto(&self.state.policies, &self.state.horizon)),
+        }))
+    }
+
+    async fn list_at_risk_customers(
+        &self,
+        request: Request<pb::ListAtRiskCustomersRequest>,
+    ) -> Result<Response<pb::ListAtRiskCustomersResponse>, Status> {
+        let r = request.into_inner();
+        if r.store_id.is_empty() {
+            return Err(status(ScoringError::invalid("store_id", "is required")));
+        }
+        if r.page_size > MAX_PAGE {
+            return Err(status(ScoringError::invalid(
+                "page_size",
+                format!("is {}; at most {MAX_PAGE} are allowed", r.page_size),
+            )));
+        }
+        let limit = if r.page_size == 0 {
+            DEFAULT_PAGE
+        } else {
+            r.page_size as usize
+        };
+        let cursor = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(AtRisk::from_page_token(&r.page_token).ok_or_else(|| {
+                status(ScoringError::invalid(
+                    "page_token",
+                    "is not a token this service issued",
+                ))
+            })?)
+        };
+        let (page, next) = self
+            .state
+            .at_risk(&r.store_id, limit, cursor.as_ref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListAtRiskCustomersResponse {
+            customers: page
+                .into_iter()
+                .map(|e| pb::AtRiskCustomer {
+                    customer_id: e.customer,
+                    value_at_risk_minor_units: e.value_at_risk,
+                })
+                .collect(),
+            next_page_token: next.map(|n| n.page_token()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_store_defection_stats(
+        &self,
+        request: Request<pb::GetStoreDefectionStatsRequest>,
+    ) -> Result<Response<pb::GetStoreDefectionStatsResponse>, Status> {
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        if r.store_id.is_empty() {
+            violations.push(churnguard_domain::FieldViolation::new(
+                "store_id",
+                "is required",
+            ));
+        }
+        let mut day = |field: &str, value: &str| match parse_day(field, value) {
+            Ok(d) => Some(d),
+            Err(ScoringError::InvalidArgument(v)) => {
+                violations.extend(v.0);
+                None
+            }
+            Err(_) => None,
+        };
+        let from = day("from_date", &r.from_date);
+        let to = day("to_date", &r.to_date);
+        if let (Some(f), Some(t)) = (from, to)
+            && t < f
+        {
+            violations.push(churnguard_domain::FieldViolation::new(
+                "to_date",
+                "is before from_date",
+            ));
+        }
+        let (Some(from), Some(to), true) = (from, to, violations.is_empty()) else {
+            return Err(status(ScoringError::InvalidArgument(
+                churnguard_domain::Violations(violations),
+            )));
+        };
+        let (stats, customers) = self
+            .state
+            .store_stats(&r.store_id, from, to)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetStoreDefectionStatsResponse {
+            store_id: r.store_id,
+            defected: stats.defected,
+            won_back: stats.won_back,
+            value_lost_minor_units: stats.value_lost,
+            home_customers: customers,
+            defection_rate: if customers == 0 {
+                0.0
+            } else {
+                stats.defected as f64 / customers as f64
+            },
+        }))
+    }
+
+    async fn get_model(
+        &self,
+        _request: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::GetModelResponse>, Status> {
+        let m = self.state.model().await.map_err(status)?;
+        Ok(Response::new(pb::GetModelResponse {
+            version: m.version,
+            fitted_at: m.fitted_at,
+            as_of: date(m.as_of_day),
+            customers: m.customers as u64,
+            bg_nbd: Some(pb::BgNbdParameters {
+                r: m.bg_nbd.r,
+                alpha: m.bg_nbd.alpha,
+                a: m.bg_nbd.a,
+                b: m.bg_nbd.b,
+            }),
+            bg_nbd_log_likelihood: m.bg_nbd_log_likelihood,
+            gamma_gamma: m.gamma_gamma.map(|g| pb::GammaGammaParameters {
+                p: g.p,
+                q: g.q,
+                gamma: g.gamma,
+            }),
+        }))
+    }
+}
+
+/// A bound, ready-to-run query API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<QueryState>,
+    health_probe_interval: Duration,
+    shutdown_grace: Duration,
+}
+
+impl ApiServer {
+    /// Binds `addr` (port 0 picks a free one).
+    pub async fn bind(addr: &str, state: QueryState) -> Result<Self, ScoringError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ScoringError::Startup(format!("binding {addr}: {e}")))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| ScoringError::Startup(e.to_string()))?;
+        Ok(Self {
+            listener,
+            local_addr,
+            state: Arc::new(state),
+            health_probe_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+        })
+    }
+
+    /// How often Redis is probed for health, and how long in-flight calls may take to
+    /// finish at shutdown.
+    pub fn with_timings(
+        mut self,
+        health_probe_interval: Duration,
+        shutdown_grace: Duration,
+    ) -> Self {
+        self.health_probe_interval = health_probe_interval;
+        self.shutdown_grace = shutdown_grace;
+        self
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight calls
+    /// finish within the grace period and reports NOT_SERVING.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ScoringError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(churnguard_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ScoringError::Startup(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(churnguard_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ScoringError::Startup(format!("reflection: {e}")))?;
+
+        let stop = CancellationToken::new();
+        let probe = tokio::spawn(probe_health(
+            self.state.store.clone(),
+            health.clone(),
+            self.health_probe_interval,
+            stop.clone(),
+        ));
+        let stop_serving = stop.clone();
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(ChurnScoringServer::new(ScoringApi::new(self.state.clone())))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                shutdown.await;
+                stop_serving.cancel();
+            });
+        tracing::info!(addr = %self.local_addr, "churn-scoring query API serving");
+
+        let grace = self.shutdown_grace;
+        let mut server = std::pin::pin!(server);
+        let served = tokio::select! {
+            r = &mut server => r,
+            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "in-flight queries did not finish within the grace period");
+                Ok(())
+            }
+        };
+        stop.cancel();
+        let _ = probe.await;
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        tracing::info!("churn-scoring query API stopped");
+        served.map_err(|e| ScoringError::Startup(format!("server: {e}")))
+    }
+
+    /// Serves on a background task until [`Running::stop`] (or drop).
+    pub fn spawn(self) -> Running {
+        let addr = self.local_addr;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+/// A query API running on a background task: where it listens, and a way to stop it
+/// gracefully. Dropping it also stops the server.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ScoringError>>,
+}
+
+impl Running {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://host:port`, for gRPC clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful shutdown: finishes in-flight calls, returns how it went.
+    pub async fn stop(mut self) -> Result<(), ScoringError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task)
+            .await
+            .map_err(|e| ScoringError::Startup(format!("server task: {e}")))?
+    }
+}
+
+/// Reports SERVING while Redis answers, NOT_SERVING while it does not.
+async fn probe_health(
+    store: CustomerStore,
+    health: tonic_health::server::HealthReporter,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        let ok = matches!(
+            tokio::time::timeout(every.max(Duration::from_secs(2)), store.ping()).await,
+            Ok(Ok(()))
+        );
+        let status = if ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(ok) {
+            tracing::info!(healthy = ok, "Redis health changed");
+            last = Some(ok);
+        }
+        health.set_service_status(SERVICE_NAME, status).await;
+        health.set_service_status("", status).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The service put together: the scorer instance in its consumer group (consumer loops,
+//! absence timers, signal relay, scheduled refits) and the gRPC query API, sharing one
+//! Redis store. The binary (`main.rs`) only loads settings, opens the log and calls this.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use churnguard_domain::risk::ScoringModel;
+use churnguard_eventlog::EventLog;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiServer, QueryState};
+use crate::config::Settings;
+use crate::error::ScoringError;
+use crate::runner::{Clock, Instance, system_clock};
+use crate::scorer::Scorer;
+use crate::store::CustomerStore;
+use crate::timers::Timers;
+
+/// A built, not yet running, churn-scoring service.
+#[derive(Debug)]
+pub struct App<L> {
+    instance: Arc<Instance<L>>,
+    log: Arc<L>,
+    api: ApiServer,
+    grace: Duration,
+}
+
+impl<L: EventLog> App<L> {
+    pub async fn build(settings: Settings, log: Arc<L>) -> Result<Self, ScoringError> {
+        Self::build_with_clock(settings, log, system_clock()).await
+    }
+
+    /// As [`App::build`], with the wall clock the timers use once caught up.
+    pub async fn build_with_clock(
+        settings: Settings,
+        log: Arc<L>,
+        clock: Clock,
+    ) -> Result<Self, ScoringError> {
+        let topics = &settings.topics;
+        // The broker is the authority on the partition count of an existing topic.
+        let partitions = log
+            .ensure_topic(&topics.purchases, topics.partitions)
+            .await
+            .map_err(ScoringError::Log)?;
+        log.ensure_topic(&topics.signals, partitions)
+            .await
+            .map_err(ScoringError::Log)?;
+        log.ensure_topic(&topics.models, 1)
+            .await
+            .map_err(ScoringError::Log)?;
+        let store =
+            CustomerStore::open(&settings.redis, &topics.purchases, settings.horizon_days).await?;
+        let model = match store.current_model().await? {
+            Some(fitted) => ScoringModel::from(&fitted),
+            None => {
+                tracing::info!("no fitted model yet: timers use the prior until the first refit");
+                ScoringModel::prior()
+            }
+        };
+        let timers = Arc::new(
+            Timers::new(store.clone(), settings.policy.clone(), model)
+                .with_value_horizon(settings.value),
+        );
+        let scorer = Arc::new(Scorer::new(
+            log.clone(),
+            store.clone(),
+            &topics.purchases,
+            settings.batch_records,
+        ));
+        let log_handle = log.clone();
+        let mut instance = Instance::new(scorer, timers, log, &settings.group, &topics.signals)
+            .with_timer_interval(settings.timer_interval())
+            .with_clock(clock);
+        if let Some(every) = settings.refit_interval() {
+            instance = instance.with_refits(every, &topics.models, partitions);
+        }
+        let api = ApiServer::bind(
+            &settings.listen_addr,
+            QueryState::new(store, settings.policy.clone(), partitions)
+                .with_value_horizon(settings.value),
+        )
+        .await?
+        .with_timings(settings.health_probe_interval(), settings.shutdown_grace());
+        Ok(Self {
+            instance: Arc::new(instance),
+            log: log_handle,
+            api,
+            grace: settings.shutdown_grace(),
+        })
+    }
+
+    /// Where the query API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.api.local_addr()
+    }
+
+    /// Starts scoring and serving on background tasks.
+    pub fn spawn(self) -> Running<L> {
+        let stop = CancellationToken::new();
+        let scoring = tokio::spawn(self.instance.clone().run(stop.clone()));
+        Running {
+            instance: self.instance,
+            log: self.log,
+            api: self.api.spawn(),
+            scoring,
+            stop,
+            grace: self.grace,
+        }
+    }
+}
+
+/// A running service: scoring in its consumer group, and the query API.
+#[derive(Debug)]
+pub struct Running<L> {
+    instance: Arc<Instance<L>>,
+    log: Arc<L>,
+    api: api::Running,
+    scoring: JoinHandle<Result<(), ScoringError>>,
+    stop: CancellationToken,
+    grace: Duration,
+}
+
+impl<L: EventLog> Running<L> {
+    /// Where the query API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.api.local_addr()
+    }
+
+    /// `http://host:port`, for gRPC clients.
+    pub fn endpoint(&self) -> String {
+        self.api.endpoint()
+    }
+
+    /// The partitions this instance works on now.
+    pub fn owned(&self) -> BTreeSet<u32> {
+        self.instance.owned()
+    }
+
+    /// Runs until `signal` completes, then stops gracefully; if scoring fails first,
+    /// stops the API and returns the failure.
+    pub async fn until(mut self, signal: impl Future<Output = ()>) -> Result<(), ScoringError> {
+        tokio::select! {
+            () = signal => self.stop().await,
+            r = &mut self.scoring => {
+                let _ = self.api.stop().await;
+                joined(r)
+            }
+        }
+    }
+
+    /// Graceful shutdown: the batches in flight are applied (each with its checkpoint, in
+    /// one script), the group is left, signals handed to the log are flushed, and the API
+    /// finishes its calls.
+    pub async fn stop(self) -> Result<(), ScoringError> {
+        self.stop.cancel();
+        let scored = joined(self.scoring.await);
+        let flushed = self.log.flush(self.grace).await.map_err(ScoringError::Log);
+        let served = self.api.stop().await;
+        scored.and(flushed).and(served)
+    }
+}
+
+fn joined(r: Result<Result<(), ScoringError>, tokio::task::JoinError>) -> Result<(), ScoringError> {
+    r.map_err(|e| ScoringError::Startup(format!("scoring task: {e}")))?
+}

@@ -1,0 +1,94 @@
+//! churn-scoring's one error type, and the one place it becomes a gRPC status.
+
+use churnguard_domain::{FieldViolation, Violations};
+use churnguard_eventlog::LogError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoringError {
+    #[error("Redis command {command} failed")]
+    Redis {
+        command: &'static str,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("the Redis adapter failed")]
+    Store(#[source] churnguard_redis::StoreError),
+    #[error("stored customer state is corrupt at field {0}")]
+    Corrupt(String),
+    #[error("the event log failed: {0}")]
+    Log(#[source] LogError),
+    #[error("fitting the models failed: {0}")]
+    Fit(String),
+    #[error("invalid request: {0}")]
+    InvalidArgument(Violations),
+    #[error("no customer {0}")]
+    UnknownCustomer(String),
+    #[error("no model has been fitted yet")]
+    NoModel,
+    #[error("starting the query API failed: {0}")]
+    Startup(String),
+    #[error("work on partition {partition} stopped: {reason}")]
+    PartitionFailed { partition: u32, reason: String },
+}
+
+impl ScoringError {
+    /// One bad request field.
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        ScoringError::InvalidArgument(Violations(vec![FieldViolation::new(field, description)]))
+    }
+
+    /// Trouble that passes (a broker or Redis briefly unreachable or slow): retry.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ScoringError::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_timeout()
+                    || source.is_cluster_error()
+            }
+            ScoringError::Log(e) => e.is_retriable(),
+            ScoringError::Store(e) => e.is_retriable(),
+            ScoringError::Corrupt(_)
+            | ScoringError::Fit(_)
+            | ScoringError::InvalidArgument(_)
+            | ScoringError::UnknownCustomer(_)
+            | ScoringError::NoModel
+            | ScoringError::Startup(_)
+            | ScoringError::PartitionFailed { .. } => false,
+        }
+    }
+
+    /// The status a caller sees. Internal details stay in our logs, never in the status.
+    pub fn status(&self) -> Status {
+        match self {
+            ScoringError::InvalidArgument(v) => Status::with_error_details(
+                Code::InvalidArgument,
+                self.to_string(),
+                ErrorDetails::with_bad_request(
+                    v.0.iter()
+                        .map(|f| {
+                            tonic_types::FieldViolation::new(f.field.clone(), f.description.clone())
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            ScoringError::UnknownCustomer(_) => Status::not_found(self.to_string()),
+            ScoringError::NoModel => Status::failed_precondition(
+                "no model has been fitted yet: risk figures need a first refit",
+            ),
+            e if e.is_retriable() => Status::unavailable("customer state is unavailable: retry"),
+            ScoringError::Redis { .. }
+            | ScoringError::Store(_)
+            | ScoringError::Corrupt(_)
+            | ScoringError::Log(_)
+            | ScoringError::Fit(_)
+            | ScoringError::Startup(_)
+            | ScoringError::PartitionFailed { .. } => {
+                Status::internal("the request could not be answered")
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The query side's Redis reads: the at-risk index, the day stats and the home-store
+//! counts that `transition.lua` maintains (see the key functions in [`crate::store`]).
+//! Each read touches one partition's keys; the API merges partitions.
+
+use std::collections::BTreeMap;
+
+use churnguard_domain::customer::Day;
+
+use crate::error::ScoringError;
+use crate::store::{CustomerStore, at_risk_key, day_stats_key, home_counts_key};
+
+/// A customer in an at-risk list: value at risk in whole minor units first, so that the
+/// list order is value descending, then customer id ascending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtRisk {
+    pub value_at_risk: i64,
+    pub customer: String,
+}
+
+impl AtRisk {
+    /// Whether `self` comes after `cursor` in list order.
+    fn after(&self, cursor: &AtRisk) -> bool {
+        self.value_at_risk < cursor.value_at_risk
+            || (self.value_at_risk == cursor.value_at_risk && self.customer > cursor.customer)
+    }
+
+    /// The opaque page token that continues after this entry.
+    pub fn page_token(&self) -> String {
+        hex::encode(format!("{}\n{}", self.value_at_risk, self.customer))
+    }
+
+    /// Reads a page token back; `None` if it is not one of ours.
+    pub fn from_page_token(token: &str) -> Option<Self> {
+        let raw = String::from_utf8(hex::decode(token).ok()?).ok()?;
+        let (value, customer) = raw.split_once('\n')?;
+        Some(Self {
+            value_at_risk: value.parse().ok()?,
+            customer: customer.to_owned(),
+        })
+    }
+}
+
+/// Sorts into list order.
+pub fn sort_at_risk(entries: &mut [AtRisk]) {
+    entries.sort_by(|a, b| {
+        b.value_at_risk
+            .cmp(&a.value_at_risk)
+            .then_with(|| a.customer.cmp(&b.customer))
+    });
+}
+
+/// A store's defection figures over a period, summed over partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayStats {
+    pub defected: u64,
+    pub won_back: u64,
+    pub value_lost: i64,
+}
+
+fn command(command: &'static str) -> impl FnOnce(redis::RedisError) -> ScoringError {
+    move |source| ScoringError::Redis { command, source }
+}
+
+impl CustomerStore {
+    /// The first `limit` at-risk customers of `store` in `partition` after `cursor`, in
+    /// list order. Redis orders equal scores by member descending, so whole groups of
+    /// equal values are read before the page is cut.
+    pub async fn at_risk_page(
+        &self,
+        partition: u32,
+        store: &str,
+        cursor: Option<&AtRisk>,
+        limit: usize,
+    ) -> Result<Vec<AtRisk>, ScoringError> {
+        let mut conn = self.connection();
+        let key = at_risk_key(partition, store);
+        let max = cursor.map_or_else(|| "+inf".to_owned(), |c| c.value_at_risk.to_string());
+        let chunk = limit.clamp(16, 1_000);
+        let mut out: Vec<AtRisk> = Vec::new();
+        let mut offset = 0;
+        loop {
+            let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(&max)
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(chunk)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .map_err(command("ZRANGE at-risk"))?;
+            let read = entries.len();
+            offset += read;
+            for (customer, score) in entries {
+                let entry = AtRisk {
+                    value_at_risk: score as i64,
+                    customer,
+                };
+                if out.len() >= limit
+                    && out
+                        .last()
+                        .is_some_and(|last| entry.value_at_risk < last.value_at_risk)
+                {
+                    sort_at_risk(&mut out);
+                    out.truncate(limit);
+                    return Ok(out);
+                }
+                if cursor.is_none_or(|c| entry.after(c)) {
+                    out.push(entry);
+                }
+            }
+            if read < chunk {
+                break;
+            }
+        }
+        sort_at_risk(&mut out);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// `store`'s day stats in `partition` for the days `from..=to`.
+    pub async fn day_stats(
+        &self,
+        partition: u32,
+        store: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<DayStats, ScoringError> {
+        let mut conn = self.connection();
+        let fields: BTreeMap<String, i64> = redis::cmd("HGETALL")
+            .arg(day_stats_key(partition, store))
+            .query_async(&mut conn)
+            .await
+            .map_err(command("HGETALL day stats"))?;
+        let mut stats = DayStats::default();
+        for (field, value) in fields {
+            let (day, kind) = field
+                .split_once(':')
+                .ok_or_else(|| ScoringError::Corrupt(format!("day stats field {field}")))?;
+            let day: Day = day
+                .parse()
+                .map_err(|_| ScoringError::Corrupt(format!("day stats field {field}")))?;
+            if day < from || day > to {
+                continue;
+            }
+            match kind {
+                "defected" => stats.defected += value.max(0) as u64,
+                "won_back" => stats.won_back += value.max(0) as u64,
+                "lost" => stats.value_lost += value,
+                _ => return Err(ScoringError::Corrupt(format!("day stats field {field}"))),
+            }
+        }
+        Ok(stats)
+    }
+
+    /// How many of `partition`'s customers have `store` as their home store.
+    pub async fn home_customers(&self, partition: u32, store: &str) -> Result<u64, ScoringError> {
+        let mut conn = self.connection();
+        let n: Option<u64> = redis::cmd("HGET")
+            .arg(home_counts_key(partition))
+            .arg(store)
+            .query_async(&mut conn)
+            .await
+            .map_err(command("HGET home counts"))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> Result<(), ScoringError> {
+        let mut conn = self.connection();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(command("PING"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_strangers_are_refused() {
+        let e = AtRisk {
+            value_at_risk: 12_345,
+            customer: "cust:7\nodd".into(),
+        };
+        assert_eq!(AtRisk::from_page_token(&e.page_token()), Some(e));
+        assert_eq!(AtRisk::from_page_token("zz"), None);
+        assert_eq!(AtRisk::from_page_token(&hex::encode("no-newline")), None);
+    }
+
+    #[test]
+    fn list_order_is_value_descending_then_customer() {
+        let mut v = vec![
+            AtRisk {
+                value_at_risk: 5,
+                customer: "b".into(),
+            },
+            AtRisk {
+                value_at_risk: 9,
+                customer: "z".into(),
+            },
+            AtRisk {
+                value_at_risk: 5,
+                customer: "a".into(),
+            },
+        ];
+        sort_at_risk(&mut v);
+        let order: Vec<&str> = v.iter().map(|e| e.customer.as_str()).collect();
+        assert_eq!(order, ["z", "a", "b"]);
+        assert!(v[2].after(&v[1]) && !v[1].after(&v[2]));
+    }
+}
