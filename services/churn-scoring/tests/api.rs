@@ -23,7 +23,7 @@ use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
-use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
+use churnguard_testkit::{RedisCluster, RedisServer, Tansu, eventually, init_test_logging};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -186,12 +186,9 @@ struct Chain<L: EventLog> {
 }
 
 impl<L: EventLog> Chain<L> {
-    async fn new(log: Arc<L>, redis: &RedisServer) -> Self {
+    async fn new(log: Arc<L>, store: CustomerStore) -> Self {
         log.ensure_topic(TOPIC, PARTITIONS).await.expect("topic");
         log.ensure_topic(MODELS, 1).await.expect("models topic");
-        let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
-            .await
-            .expect("store");
         Self {
             scorer: Scorer::new(log.clone(), store.clone(), TOPIC, 500),
             timers: Timers::new(store.clone(), policies(), TIMER_MODEL),
@@ -455,7 +452,10 @@ async fn flushall(redis: &RedisServer) {
 
 async fn scenario<L: EventLog>(log: L) {
     let redis = RedisServer::start();
-    let mut chain = Chain::new(Arc::new(log), &redis).await;
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let mut chain = Chain::new(Arc::new(log), store).await;
     let api = ApiServer::bind(
         "127.0.0.1:0",
         QueryState::new(chain.store.clone(), policies(), PARTITIONS),
@@ -573,44 +573,8 @@ async fn scenario<L: EventLog>(log: L) {
 
     // The at-risk list of the restaurant: by value at risk as the timers committed it
     // (their at_risk signals carry it), paged two at a time.
-    let signals = chain.signals().await;
-    let mut want: Vec<(String, i64)> = signals
-        .iter()
-        .filter(|s| s.state == "at_risk")
-        .map(|s| (s.customer.clone(), s.value_at_risk.round() as i64))
-        .collect();
-    want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let names: Vec<&str> = want.iter().map(|(c, _)| c.as_str()).collect();
-    assert_eq!(
-        names,
-        ["diner-d", "back-1", "diner-b", "diner-c", "diner-a"],
-        "{want:?}"
-    );
-    assert_eq!(want[2].1, want[3].1, "b and c are worth the same");
-    let mut pages = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = c
-            .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
-                store_id: "r1".into(),
-                page_size: 2,
-                page_token: token.clone(),
-            })
-            .await
-            .expect("list")
-            .into_inner();
-        assert!(page.customers.len() <= 2);
-        pages.push(
-            page.customers
-                .into_iter()
-                .map(|e| (e.customer_id, e.value_at_risk_minor_units))
-                .collect::<Vec<_>>(),
-        );
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let want = expected_at_risk(&chain).await;
+    let pages = pages_of_two(&mut c).await;
     assert_eq!(pages.len(), 3, "{pages:?}");
     assert_eq!(pages.concat(), want);
     let one_page = c
@@ -805,6 +769,55 @@ async fn scenario<L: EventLog>(log: L) {
     api.stop().await.expect("stop");
 }
 
+/// The restaurant's at-risk customers after [`CHECK_WEEK`], by value at risk as the timers
+/// committed it (their at_risk signals carry it).
+async fn expected_at_risk<L: EventLog>(chain: &Chain<L>) -> Vec<(String, i64)> {
+    let mut want: Vec<(String, i64)> = chain
+        .signals()
+        .await
+        .iter()
+        .filter(|s| s.state == "at_risk")
+        .map(|s| (s.customer.clone(), s.value_at_risk.round() as i64))
+        .collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let names: Vec<&str> = want.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        names,
+        ["diner-d", "back-1", "diner-b", "diner-c", "diner-a"],
+        "{want:?}"
+    );
+    assert_eq!(want[2].1, want[3].1, "b and c are worth the same");
+    want
+}
+
+/// The restaurant's at-risk list, paged two at a time.
+async fn pages_of_two(c: &mut ChurnScoringClient<Channel>) -> Vec<Vec<(String, i64)>> {
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
+                store_id: "r1".into(),
+                page_size: 2,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(page.customers.len() <= 2);
+        pages.push(
+            page.customers
+                .into_iter()
+                .map(|e| (e.customer_id, e.value_at_risk_minor_units))
+                .collect::<Vec<_>>(),
+        );
+        if page.next_page_token.is_empty() {
+            return pages;
+        }
+        token = page.next_page_token;
+    }
+}
+
 async fn health_and_reflection(api: &Running) {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
@@ -902,4 +915,48 @@ async fn embedded_log_swipes_to_query_api_risk_lists_stats_model_errors_and_rebu
     init_test_logging();
     let dir = tempfile::tempdir().expect("tempdir");
     scenario(EmbeddedLog::open(dir.path()).expect("log")).await;
+}
+
+/// The indices' keys share the partition's hash tag: on a three-master cluster the
+/// transition script and the query reads work unchanged (no CROSSSLOT).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_at_risk_index_and_stats_work_on_a_three_master_cluster() {
+    init_test_logging();
+    let cluster = RedisCluster::start();
+    let store = CustomerStore::connect_cluster(&cluster.urls(), TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    let mut chain = Chain::new(log, store.clone()).await;
+    for w in 0..=CHECK_WEEK {
+        chain.live_week(w).await;
+    }
+    let api = ApiServer::bind(
+        "127.0.0.1:0",
+        QueryState::new(store, policies(), PARTITIONS),
+    )
+    .await
+    .expect("bind")
+    .spawn();
+    let mut c = client(&api).await;
+    let want = expected_at_risk(&chain).await;
+    assert_eq!(pages_of_two(&mut c).await.concat(), want);
+    for w in CHECK_WEEK + 1..WEEKS {
+        chain.live_week(w).await;
+    }
+    let year = c
+        .get_store_defection_stats(pb::GetStoreDefectionStatsRequest {
+            store_id: "r1".into(),
+            from_date: "2026-01-01".into(),
+            to_date: "2026-12-31".into(),
+        })
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(
+        (year.defected, year.won_back, year.home_customers),
+        (5, 1, 11)
+    );
+    api.stop().await.expect("stop");
 }
