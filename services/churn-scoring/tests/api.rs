@@ -574,9 +574,14 @@ async fn scenario<L: EventLog>(log: L) {
     // The at-risk list of the restaurant: by value at risk as the timers committed it
     // (their at_risk signals carry it), paged two at a time.
     let want = expected_at_risk(&chain).await;
-    let pages = pages_of_two(&mut c).await;
-    assert_eq!(pages.len(), 3, "{pages:?}");
-    assert_eq!(pages.concat(), want);
+    let by_two = pages(&mut c, 2).await;
+    assert_eq!(by_two.len(), 3, "{by_two:?}");
+    assert_eq!(by_two.concat(), want);
+    // Three at a time cuts between the two customers of equal value.
+    let by_three = pages(&mut c, 3).await;
+    assert_eq!(by_three.len(), 2, "{by_three:?}");
+    assert_eq!(by_three[0].last().map(|e| e.0.as_str()), Some("diner-b"));
+    assert_eq!(by_three.concat(), want);
     let one_page = c
         .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
             store_id: "r1".into(),
@@ -790,21 +795,21 @@ async fn expected_at_risk<L: EventLog>(chain: &Chain<L>) -> Vec<(String, i64)> {
     want
 }
 
-/// The restaurant's at-risk list, paged two at a time.
-async fn pages_of_two(c: &mut ChurnScoringClient<Channel>) -> Vec<Vec<(String, i64)>> {
+/// The restaurant's at-risk list, paged `size` at a time.
+async fn pages(c: &mut ChurnScoringClient<Channel>, size: u32) -> Vec<Vec<(String, i64)>> {
     let mut pages = Vec::new();
     let mut token = String::new();
     loop {
         let page = c
             .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
                 store_id: "r1".into(),
-                page_size: 2,
+                page_size: size,
                 page_token: token.clone(),
             })
             .await
             .expect("list")
             .into_inner();
-        assert!(page.customers.len() <= 2);
+        assert!(page.customers.len() <= size as usize);
         pages.push(
             page.customers
                 .into_iter()
@@ -941,7 +946,7 @@ async fn the_at_risk_index_and_stats_work_on_a_three_master_cluster() {
     .spawn();
     let mut c = client(&api).await;
     let want = expected_at_risk(&chain).await;
-    assert_eq!(pages_of_two(&mut c).await.concat(), want);
+    assert_eq!(pages(&mut c, 2).await.concat(), want);
     for w in CHECK_WEEK + 1..WEEKS {
         chain.live_week(w).await;
     }
