@@ -102,7 +102,9 @@ async fn score_all(log: Arc<EmbeddedLog>, store: CustomerStore, batch: usize) ->
 }
 
 fn bench_dir() -> tempfile::TempDir {
+    // The workspace's target/ may not exist when CARGO_TARGET_DIR points elsewhere.
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    std::fs::create_dir_all(&base).expect("bench dir base");
     tempfile::Builder::new()
         .prefix("bench-")
         .tempdir_in(base)

@@ -470,11 +470,23 @@ fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState
         return Ok(None);
     }
     let corrupt = |what: &str| ScoringError::Corrupt(what.to_owned());
-    let num = |name: &str| -> Result<i64, ScoringError> {
-        fields
-            .get(name)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| corrupt(name))
+    // s = "first,first_spend,last,repeat_days,repeat_spend,oldest_bucket"
+    let summary: Vec<i64> = fields
+        .get("s")
+        .ok_or_else(|| corrupt("s"))?
+        .split(',')
+        .map(|v| v.parse().map_err(|_| corrupt("s")))
+        .collect::<Result<_, _>>()?;
+    let &[
+        first_day,
+        first_day_spend,
+        last_day,
+        repeat_days,
+        repeat_spend,
+        _oldest,
+    ] = summary.as_slice()
+    else {
+        return Err(corrupt("s"));
     };
     let mut days = BTreeMap::new();
     let mut stores = BTreeMap::new();
@@ -506,11 +518,11 @@ fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState
         }
     }
     Ok(Some(CustomerState {
-        first_day: num("f")? as Day,
-        first_day_spend: num("fs")?,
-        last_day: num("l")? as Day,
-        repeat_days: num("rd")? as u32,
-        repeat_spend: num("rs")?,
+        first_day: first_day as Day,
+        first_day_spend,
+        last_day: last_day as Day,
+        repeat_days: repeat_days as u32,
+        repeat_spend,
         days,
         stores,
     }))
