@@ -8,8 +8,8 @@ STORES ?= 5
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-run: ## Run the main job: purchase-ingest on the embedded log (./data/log) fed by a simulated chain of $(STORES) stores; Ctrl-C stops it
-	cargo run --locked -p purchase-ingest -- --simulate-stores $(STORES)
+run: ## Run the main job: every service in one process on the embedded log (./data/log) and a private Redis, fed by a simulated chain of $(STORES) stores (with 12 weeks of history on the first start); Ctrl-C stops it
+	scripts/run-local.sh --simulate-stores $(STORES)
 
 test: ## Install what is missing, then run every test against a real broker (Tansu) and Redis
 	scripts/with-infra.sh cargo test --workspace --locked

@@ -4,6 +4,7 @@
 #   redis-server  Debian packages redis-server and redis-tools (redis-cli builds test clusters)
 #   tansu 0.6.0   Kafka-protocol broker, `cargo install` (about 20 min cold; cached)
 #   buf           protobuf linter, from the npm registry (only with --lint)
+# With --no-broker, Tansu is skipped (`make run` needs only Redis).
 set -euo pipefail
 
 CACHE="${CHURNGUARD_CACHE:-$HOME/.cache/churnguard}"
@@ -33,7 +34,7 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   # The package may start a system instance; tests start their own on free ports.
 fi
 
-if [ ! -x "$TANSU_ROOT/bin/tansu" ]; then
+if [ "${1:-}" != "--no-broker" ] && [ ! -x "$TANSU_ROOT/bin/tansu" ]; then
   say "building tansu $TANSU_VERSION into $TANSU_ROOT (about 20 minutes on 2 cores, once)"
   mkdir -p "$CACHE"
   cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql \

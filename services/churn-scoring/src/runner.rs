@@ -265,6 +265,17 @@ impl<L: EventLog> Instance<L> {
         let store = self.scorer.store();
         let mut as_of = None;
         for p in 0..refits.partitions {
+            // Fitting on half-replayed history would bias the model: wait for the log.
+            let end = self
+                .log
+                .end_offset(self.scorer.topic(), p)
+                .await
+                .map_err(ScoringError::Log)?;
+            if store.checkpoint(p).await? < end {
+                return Err(ScoringError::Fit(format!(
+                    "partition {p} is still being applied; the fit waits for it"
+                )));
+            }
             as_of = as_of.max(store.watermark(p).await?);
         }
         let as_of = as_of.ok_or_else(|| ScoringError::Fit("no purchases applied yet".into()))?;

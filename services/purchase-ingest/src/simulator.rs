@@ -163,3 +163,106 @@ async fn run_store(
         }
     }
 }
+
+/// How the chain's customers behave in [`backfill`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Habit {
+    /// Keeps coming at their own rate.
+    Loyal,
+    /// Stops coming from this day (of the history) on: a defector.
+    StopsOn(u32),
+    /// Comes half as often from this day on: starting to go elsewhere.
+    HalvesOn(u32),
+}
+
+/// A chain's recent history, as a store export would bring it on the first start: `days`
+/// days up to now, `customers_per_store` customers per store, each with a visit rate of
+/// their own (half a visit to three visits a week). A quarter of them stop coming at some
+/// point (defectors) and a tenth start coming half as often, so churn scoring has
+/// something to find. Swipe ids are deterministic. Sent in time order through
+/// StreamSwipes; returns once every batch is answered.
+pub async fn backfill(
+    endpoint: String,
+    cfg: &SimulatorConfig,
+    days: u32,
+    stats: Arc<SimStats>,
+) -> Result<(), tonic::Status> {
+    let mut client = PurchaseIngestClient::connect(endpoint)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let today = Utc::now();
+    let customers: Vec<(u32, u32, f64, Habit)> = (0..cfg.stores)
+        .flat_map(|store| (0..cfg.customers_per_store).map(move |c| (store, c)))
+        .map(|(store, c)| {
+            let mut rng = fastrand::Rng::with_seed(u64::from(store) << 32 | u64::from(c));
+            let per_week = 0.5 + 2.5 * rng.f64();
+            let habit = match rng.u32(0..20) {
+                0..5 => {
+                    Habit::StopsOn(rng.u32(days / 3..days.saturating_sub(14).max(days / 3 + 1)))
+                }
+                5..7 => {
+                    Habit::HalvesOn(rng.u32(days / 3..days.saturating_sub(28).max(days / 3 + 1)))
+                }
+                _ => Habit::Loyal,
+            };
+            (store, c, per_week, habit)
+        })
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut batch = Vec::new();
+    for day in 0..days {
+        let date = today - chrono::TimeDelta::days(i64::from(days - day));
+        for &(store, c, per_week, habit) in &customers {
+            let rate = match habit {
+                Habit::StopsOn(d) if day >= d => 0.0,
+                Habit::HalvesOn(d) if day >= d => per_week / 2.0,
+                _ => per_week,
+            };
+            if rng.f64() >= rate / 7.0 {
+                continue;
+            }
+            let offset = FixedOffset::east_opt(
+                STORE_OFFSETS_SECS[store as usize % STORE_OFFSETS_SECS.len()],
+            )
+            .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+            let at = (date + chrono::TimeDelta::minutes(i64::from(rng.u32(0..600))))
+                .with_timezone(&offset);
+            batch.push(pb::Swipe {
+                swipe_id: format!("hist-{store}-{c}-{day}"),
+                customer: Some(pb::swipe::Customer::CustomerId(format!("cust-{store}-{c}"))),
+                store_id: format!("store-{store}"),
+                terminal_id: format!("till-{}", rng.u32(1..=4)),
+                employee_id: format!("emp-{store}-{}", rng.u32(1..=12)),
+                occurred_at: at.to_rfc3339(),
+                amount: Some(pb::Amount {
+                    minor_units: i64::from(rng.u32(500..=12_000)),
+                    currency: "EUR".into(),
+                }),
+                item_count: rng.u32(1..=12),
+            });
+        }
+        if batch.len() >= 500 || day + 1 == days {
+            let requests: Vec<pb::StreamSwipesRequest> = std::mem::take(&mut batch)
+                .chunks(500)
+                .map(|swipes| pb::StreamSwipesRequest {
+                    swipes: swipes.to_vec(),
+                })
+                .collect();
+            let mut answers = client
+                .stream_swipes(tokio_stream::iter(requests))
+                .await?
+                .into_inner();
+            while let Some(answer) = answers.message().await? {
+                for r in answer.results {
+                    match r.outcome {
+                        Some(pb::swipe_result::Outcome::Accepted(_)) => {
+                            stats.accepted.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => stats.failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }
+        }
+    }
+    Ok(())
+}

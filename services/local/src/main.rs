@@ -1,0 +1,231 @@
+//! `churnguard-local [--simulate-stores N] [--history-days D]` (what `make run` starts)
+//!
+//! Every service in one process on the embedded log (`data/log`): purchase-ingest's gRPC
+//! API on 127.0.0.1:50051 and churn-scoring's query API on 127.0.0.1:50052, fed by a
+//! simulated chain of N stores. On the first start (an empty log) the chain's last D days
+//! of history are loaded first, so churn scoring has defectors to find. Every ten seconds
+//! a summary is logged, read through the ChurnScoring API like any client would. Redis
+//! comes from `CHURNGUARD_SCORING_REDIS__URL`; settings are the services' own
+//! (`CHURNGUARD_INGEST_*`, `CHURNGUARD_SCORING_*`), except that both use ingest's log.
+//!
+//! The embedded log belongs to one process, which is why the services share this one;
+//! past one machine each service runs its own binary on Kafka.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use churnguard_config::{Backend, shutdown_signal};
+use churnguard_eventlog::EventLog;
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_proto::scoring::v1 as pb;
+use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
+use churnguard_telemetry::Telemetry;
+use purchase_ingest::simulator::{self, SimStats, SimulatorConfig};
+use tokio_util::sync::CancellationToken;
+
+struct Args {
+    stores: u32,
+    history_days: u32,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        stores: 5,
+        history_days: 84,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut number = |name: &str| -> anyhow::Result<u32> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{name} needs a number"))
+        };
+        match arg.as_str() {
+            "--simulate-stores" => args.stores = number("--simulate-stores")?,
+            "--history-days" => args.history_days = number("--history-days")?,
+            "-h" | "--help" => {
+                println!("usage: churnguard-local [--simulate-stores N] [--history-days D]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    if args.history_days > 89 {
+        bail!("--history-days must be below 90: older swipes are refused by purchase-ingest");
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let ingest_settings = purchase_ingest::Settings::load(None).unwrap_or_else(|e| {
+        eprintln!("churnguard-local: {e}");
+        std::process::exit(2);
+    });
+    let mut scoring_settings = churn_scoring::config::Settings::load(None).unwrap_or_else(|e| {
+        eprintln!("churnguard-local: {e}");
+        std::process::exit(2);
+    });
+    if ingest_settings.log.backend != Backend::Embedded {
+        bail!("churnguard-local runs on the embedded log; run each service's binary on Kafka");
+    }
+    scoring_settings.log = ingest_settings.log.clone();
+    scoring_settings.topics.purchases = ingest_settings.topics.purchases.clone();
+    scoring_settings.topics.partitions = ingest_settings.topics.partitions;
+    let telemetry = Arc::new(Telemetry::init("churnguard-local"));
+
+    let dir = &ingest_settings.log.embedded.dir;
+    let log = EmbeddedLog::open(dir)
+        .with_context(|| format!("opening the embedded log at {}", dir.display()))?;
+    let topic = ingest_settings.topics.purchases.clone();
+    let ingest = purchase_ingest::App::build(ingest_settings, log.clone(), telemetry)
+        .await?
+        .spawn();
+    tracing::info!(addr = %ingest.local_addr(), "purchase-ingest serving");
+
+    let stats = Arc::new(SimStats::default());
+    let sim_config = SimulatorConfig {
+        stores: args.stores,
+        ..SimulatorConfig::default()
+    };
+    if is_empty(&log, &topic).await? && args.history_days > 0 {
+        tracing::info!(
+            days = args.history_days,
+            stores = args.stores,
+            "empty log: loading the chain's history first"
+        );
+        simulator::backfill(
+            ingest.endpoint(),
+            &sim_config,
+            args.history_days,
+            stats.clone(),
+        )
+        .await
+        .context("loading the simulated history")?;
+        let (accepted, _, failed) = stats.snapshot();
+        tracing::info!(accepted, failed, "history loaded");
+    }
+
+    let scoring = churn_scoring::App::build(scoring_settings, Arc::new(log.clone()))
+        .await?
+        .spawn();
+    tracing::info!(addr = %scoring.local_addr(), "churn-scoring serving");
+
+    let stop = CancellationToken::new();
+    let sim = tokio::spawn(simulator::run(
+        ingest.endpoint(),
+        sim_config,
+        stats.clone(),
+        stop.clone(),
+    ));
+    let report = tokio::spawn(report(
+        scoring.endpoint(),
+        args.stores,
+        stats.clone(),
+        stop.clone(),
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    stop.cancel();
+    let _ = sim.await;
+    let _ = report.await;
+    let scored = scoring.stop().await;
+    let ingested = ingest.stop().await;
+    scored?;
+    ingested?;
+    Ok(())
+}
+
+/// Whether the purchases topic holds nothing yet (or does not exist).
+async fn is_empty(log: &EmbeddedLog, topic: &str) -> anyhow::Result<bool> {
+    let partitions = log.ensure_topic(topic, 1).await?;
+    for p in 0..partitions {
+        if log.end_offset(topic, p).await? > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Every ten seconds: swipes so far, the model, and per store the customers at risk and
+/// the defections of the last 28 days, read through the ChurnScoring API.
+async fn report(endpoint: String, stores: u32, stats: Arc<SimStats>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        let (accepted, invalid, failed) = stats.snapshot();
+        tracing::info!(accepted, invalid, failed, "simulated stores: swipes so far");
+        let Ok(mut client) = ChurnScoringClient::connect(endpoint.clone()).await else {
+            continue;
+        };
+        match client.get_model(pb::GetModelRequest {}).await {
+            Ok(m) => {
+                let m = m.into_inner();
+                let bg = m.bg_nbd.unwrap_or_default();
+                tracing::info!(
+                    version = m.version,
+                    customers = m.customers,
+                    r = bg.r,
+                    alpha = bg.alpha,
+                    a = bg.a,
+                    b = bg.b,
+                    "model"
+                );
+            }
+            Err(s) => tracing::info!(status = %s.message(), "model: none yet"),
+        }
+        let today = chrono::Utc::now().date_naive();
+        let period = (
+            (today - chrono::Days::new(28)).to_string(),
+            today.to_string(),
+        );
+        for store in 0..stores {
+            let store_id = format!("store-{store}");
+            let at_risk = client
+                .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
+                    store_id: store_id.clone(),
+                    page_size: 3,
+                    page_token: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner().customers)
+                .unwrap_or_default();
+            let top: Vec<String> = at_risk
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} ({:.2})",
+                        c.customer_id,
+                        c.value_at_risk_minor_units as f64 / 100.0
+                    )
+                })
+                .collect();
+            let stats = client
+                .get_store_defection_stats(pb::GetStoreDefectionStatsRequest {
+                    store_id: store_id.clone(),
+                    from_date: period.0.clone(),
+                    to_date: period.1.clone(),
+                })
+                .await
+                .map(|r| r.into_inner());
+            match stats {
+                Ok(s) => tracing::info!(
+                    store = %store_id,
+                    home_customers = s.home_customers,
+                    defected_28d = s.defected,
+                    won_back_28d = s.won_back,
+                    defection_rate = format!("{:.1}%", s.defection_rate * 100.0),
+                    value_lost = format!("{:.2}", s.value_lost_minor_units as f64 / 100.0),
+                    top_at_risk = ?top,
+                    "store"
+                ),
+                Err(s) => tracing::warn!(store = %store_id, status = %s.message(), "store stats"),
+            }
+        }
+    }
+}
