@@ -219,6 +219,39 @@ mod tests {
     }
 
     #[test]
+    fn a_store_format_gets_its_own_policy_as_the_readme_shows() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "scoring.toml",
+                r#"
+[policy.formats.restaurant]
+recent_days = 28
+baseline_days = 56
+min_baseline_visits = 4
+at_risk = { visits_below_fraction = 0.6, overdue_gaps = 3.0, min_rules = 1 }
+defected = { overdue_gaps = 8.0, p_alive_below = 0.2, min_rules = 1 }
+
+[policy.store_formats]
+"store-7" = "restaurant"
+"#,
+            )?;
+            let s = Settings::load(Some(Path::new("scoring.toml"))).expect("loads");
+            let restaurant = s.policy.for_store("store-7");
+            assert_eq!(restaurant.at_risk.visits_below_fraction, Some(0.6));
+            assert_eq!(restaurant.defected.overdue_gaps, Some(8.0));
+            assert_eq!(s.policy.for_store("store-1"), &default_policy());
+
+            jail.create_file(
+                "typo.toml",
+                "[policy.store_formats]\n\"store-7\" = \"bistro\"\n",
+            )?;
+            let e = Settings::load(Some(Path::new("typo.toml"))).expect_err("unknown format");
+            assert_eq!(e.key, "policy.store_formats.store-7");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn file_and_environment_override_and_bad_values_name_their_key() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
