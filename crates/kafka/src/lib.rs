@@ -660,6 +660,11 @@ impl ConsumerContext for GroupContext {
                     tracing::warn!(error = %e, "pausing assigned partitions");
                 }
                 let gained = self.partitions(tpl);
+                let cooperative = matches!(
+                    consumer.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                );
+                tracing::debug!(cooperative, ?gained, "partitions assigned");
                 if !gained.is_empty() {
                     let _ = self.changes.send(AssignmentChange::Assigned(gained));
                 }

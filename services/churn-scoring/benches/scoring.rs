@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use churn_scoring::timers::Timers;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
 use churnguard_domain::customer::swipe_fingerprint;
+use churnguard_domain::risk::ScoringModel;
 use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
@@ -224,7 +226,40 @@ async fn memory(customers: usize) {
     let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
         .await
         .expect("store");
-    let took = score_all(log, store, 2_000).await;
+    let took = score_all(log, store.clone(), 2_000).await;
+    let after_scoring = used(
+        redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .expect("info"),
+    );
+    // One timer round, as live: every customer assessed once, which adds their churn state
+    // and home store, the per-store home counts and (for those at risk) the at-risk index.
+    let timers = Arc::new(Timers::new(
+        store.clone(),
+        churn_scoring::config::default_policy(),
+        ScoringModel::prior(),
+    ));
+    let fired = Instant::now();
+    let rounds: Vec<_> = (0..PARTITIONS)
+        .map(|p| {
+            let (timers, store) = (timers.clone(), store.clone());
+            tokio::spawn(async move {
+                let now = store
+                    .watermark(p)
+                    .await
+                    .expect("watermark")
+                    .expect("applied");
+                timers.fire_due(p, now).await.expect("timers").assessed
+            })
+        })
+        .collect();
+    let mut assessed = 0;
+    for r in rounds {
+        assessed += r.await.expect("timer round");
+    }
+    let fired = fired.elapsed();
     let after = used(
         redis::cmd("INFO")
             .arg("memory")
@@ -237,9 +272,15 @@ async fn memory(customers: usize) {
         .await
         .expect("dbsize");
     println!(
-        "  {} keys; Redis used_memory {} MiB -> {} MiB: {:.0} bytes per customer (all state: summary, day buckets with dedup fingerprints, store mix, deadline-index entry)",
-        keys,
+        "  after scoring: Redis used_memory {} MiB -> {} MiB: {:.0} bytes per customer (summary, day buckets with dedup fingerprints, store mix, deadline-index entry)",
         before / (1 << 20),
+        after_scoring / (1 << 20),
+        (after_scoring - before) as f64 / customers as f64
+    );
+    println!(
+        "  after one timer round ({assessed} assessed in {:.1} s): {} keys, {} MiB: {:.0} bytes per customer (plus churn state, home store, per-store indices)",
+        fired.as_secs_f64(),
+        keys,
         after / (1 << 20),
         (after - before) as f64 / customers as f64
     );
