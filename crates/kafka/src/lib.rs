@@ -265,11 +265,15 @@ impl EventLog for KafkaLog {
                 "a topic needs at least one partition".into(),
             ));
         }
+        // The log is the system of record: everything else is rebuilt by replaying it, so
+        // its topics keep every record (the broker's default would delete after 7 days).
         let new = NewTopic::new(
             topic,
             partitions as i32,
             TopicReplication::Fixed(self.settings.replication_factor),
-        );
+        )
+        .set("retention.ms", "-1")
+        .set("retention.bytes", "-1");
         let opts = AdminOptions::new()
             .operation_timeout(Some(Timeout::After(self.settings.request_timeout())));
         let results = self

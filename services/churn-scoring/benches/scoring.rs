@@ -3,6 +3,9 @@
 //! Redis limit measured against the same Redis in the same run; then Redis bytes per
 //! customer at one million customers.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,9 +13,8 @@ use churn_scoring::timers::Timers;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
 use churnguard_domain::customer::swipe_fingerprint;
 use churnguard_domain::risk::ScoringModel;
-use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
+use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_testkit::RedisServer;
 use tokio_util::sync::CancellationToken;
 
@@ -37,35 +39,15 @@ fn main() {
 
 /// `n` swipes over `customers` customers, a few days apart, as the log holds them.
 fn records(n: usize, customers: usize) -> Vec<OutgoingRecord> {
-    let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
-        .expect("time")
-        .to_utc();
     (0..n)
         .map(|i| {
-            let customer = format!("cust-{}", i % customers);
-            let day = 1 + (i / customers) % 28;
-            let swipe = SwipeDraft {
-                swipe_id: format!("sw-{i}"),
-                customer: CustomerInput::CustomerId(customer.clone()),
-                store_id: format!("store-{}", i % 40),
-                terminal_id: "till-1".into(),
-                employee_id: "emp-1".into(),
-                occurred_at: format!("2026-10-{day:02}T10:15:00+01:00"),
-                amount_minor_units: 1_000 + (i % 5_000) as i64,
-                currency: "EUR".into(),
-                item_count: 2,
-            }
-            .validate(now, &SwipeLimits::default(), None)
-            .expect("valid swipe");
-            OutgoingRecord {
-                key: customer.into_bytes(),
-                timestamp_ms: swipe.occurred_at.timestamp_millis(),
-                payload: swipe.into_envelope().to_json(),
-                headers: vec![Header::new(
-                    "content-type",
-                    "application/cloudevents+json; charset=utf-8",
-                )],
-            }
+            common::card_swipe(
+                i,
+                &format!("cust-{}", i % customers),
+                &format!("store-{}", i % 40),
+                &format!("2026-10-{:02}T10:15:00+01:00", 1 + (i / customers) % 28),
+                1_000 + (i % 5_000) as i64,
+            )
         })
         .collect()
 }

@@ -2,56 +2,38 @@
 //! the partitions, hand them over when members come and go, and the state in Redis is
 //! the same as one clean pass over the log.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use churn_scoring::runner::Instance;
 use churn_scoring::timers::Timers;
-use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
-use churnguard_domain::customer::{CustomerState, Day};
+use churn_scoring::{CustomerStore, Scorer};
 use churnguard_domain::models::BgNbd;
 use churnguard_domain::policy::{DefectionPolicy, RuleSet};
-use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_eventlog::{EventLog, Header, OutgoingRecord, contract};
+use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
+use common::{HORIZON, PARTITIONS, TOPIC, caught_up, log_ends, reference, stored, swipes_in_log};
 use tokio_util::sync::CancellationToken;
 
-const TOPIC: &str = "purchases.v1";
 const SIGNALS: &str = "churn.signals.v1";
-const PARTITIONS: u32 = 4;
-const HORIZON: Day = 120;
 const WAIT: Duration = Duration::from_secs(120);
 
 /// Swipes `from..to`, over 300 customers, dated in October 2026.
 fn swipes(from: usize, to: usize) -> Vec<OutgoingRecord> {
-    let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
-        .expect("time")
-        .to_utc();
     (from..to)
         .map(|i| {
-            let customer = format!("cust-{}", i % 300);
-            let swipe = SwipeDraft {
-                swipe_id: format!("sw-{i}"),
-                customer: CustomerInput::CustomerId(customer.clone()),
-                store_id: format!("store-{}", i % 7),
-                terminal_id: "till-1".into(),
-                employee_id: "emp-1".into(),
-                occurred_at: format!("2026-10-{:02}T10:15:00+01:00", 1 + (i / 300) % 28),
-                amount_minor_units: 1_000 + (i % 900) as i64,
-                currency: "EUR".into(),
-                item_count: 1,
-            }
-            .validate(now, &SwipeLimits::default(), None)
-            .expect("valid swipe");
-            OutgoingRecord {
-                key: customer.into_bytes(),
-                timestamp_ms: swipe.occurred_at.timestamp_millis(),
-                payload: swipe.into_envelope().to_json(),
-                headers: vec![Header::new("content-type", "application/cloudevents+json")],
-            }
+            common::card_swipe(
+                i,
+                &format!("cust-{}", i % 300),
+                &format!("store-{}", i % 7),
+                &format!("2026-10-{:02}T10:15:00+01:00", 1 + (i / 300) % 28),
+                1_000 + (i % 900) as i64,
+            )
         })
         .collect()
 }
@@ -93,56 +75,6 @@ fn instance<L: EventLog>(log: &Arc<L>, store: &CustomerStore) -> Arc<Instance<L>
         Instance::new(scorer, timers, log.clone(), "churn-scoring", SIGNALS)
             .with_timer_interval(Duration::from_millis(200)),
     )
-}
-
-fn normalised(mut s: CustomerState) -> CustomerState {
-    for b in s.days.values_mut() {
-        b.swipes.sort_unstable();
-    }
-    s
-}
-
-/// The checker: every customer's state rebuilt from the log, in log order.
-async fn expected<L: EventLog>(log: &L) -> BTreeMap<String, CustomerState> {
-    let mut out: BTreeMap<String, CustomerState> = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        let end = log.end_offset(TOPIC, p).await.expect("end");
-        for r in contract::read_all(log, TOPIC, p, end).await {
-            let s = ScoredSwipe::from_record(&r).expect("swipe");
-            match out.get_mut(&s.customer) {
-                Some(st) => {
-                    st.apply(s.day, s.spend, &s.store, s.fingerprint, HORIZON);
-                }
-                None => {
-                    out.insert(
-                        s.customer.clone(),
-                        CustomerState::new(s.day, s.spend, &s.store, s.fingerprint),
-                    );
-                }
-            }
-        }
-    }
-    out.into_iter().map(|(k, v)| (k, normalised(v))).collect()
-}
-
-async fn stored(store: &CustomerStore) -> BTreeMap<String, CustomerState> {
-    let mut out = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        for (c, s) in store.partition_customers(p).await.expect("scan") {
-            out.insert(c, normalised(s));
-        }
-    }
-    out
-}
-
-async fn caught_up<L: EventLog>(log: &L, store: &CustomerStore) -> bool {
-    for p in 0..PARTITIONS {
-        let end = log.end_offset(TOPIC, p).await.expect("end");
-        if store.checkpoint(p).await.expect("checkpoint") < end {
-            return false;
-        }
-    }
-    true
 }
 
 /// Two instances split the partitions while swipes flow; the second leaves and the
@@ -191,7 +123,7 @@ async fn instances_share_and_hand_over<L: EventLog>(log: Arc<L>, redis: &RedisSe
     a_stop.cancel();
     a_run.await.expect("a task").expect("a ends cleanly");
 
-    let want = expected(log.as_ref()).await;
+    let want = reference(&swipes_in_log(log.as_ref(), &log_ends(log.as_ref()).await).await);
     assert_eq!(want.len(), 300);
     assert_eq!(
         stored(&store).await,

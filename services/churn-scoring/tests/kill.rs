@@ -2,48 +2,30 @@
 //! Kafka, and started again each time; afterwards Redis holds exactly what one clean pass
 //! over the log gives (the checker rebuilds it from the log up to the stored offsets).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use churn_scoring::{CustomerStore, ScoredSwipe};
-use churnguard_domain::customer::{CustomerState, Day};
-use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
-use churnguard_eventlog::{EventLog, Header, OutgoingRecord, contract};
+use churnguard_domain::customer::CustomerState;
+use churnguard_eventlog::{EventLog, OutgoingRecord, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
-
-const TOPIC: &str = "purchases.v1";
-const PARTITIONS: u32 = 4;
-const HORIZON: Day = 120;
+use common::{HORIZON, PARTITIONS, TOPIC, caught_up, checkpoints, expected_at_checkpoints, stored};
 
 fn swipes(from: usize, to: usize) -> Vec<OutgoingRecord> {
-    let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
-        .expect("time")
-        .to_utc();
     (from..to)
         .map(|i| {
-            let customer = format!("cust-{}", (i * 7919) % 500);
-            let swipe = SwipeDraft {
-                swipe_id: format!("sw-{i}"),
-                customer: CustomerInput::CustomerId(customer.clone()),
-                store_id: format!("store-{}", i % 5),
-                terminal_id: "till-1".into(),
-                employee_id: "emp-1".into(),
-                occurred_at: format!("2026-10-{:02}T18:30:00+01:00", 1 + (i / 400) % 28),
-                amount_minor_units: 500 + (i % 1_300) as i64,
-                currency: "EUR".into(),
-                item_count: 1,
-            }
-            .validate(now, &SwipeLimits::default(), None)
-            .expect("valid swipe");
-            OutgoingRecord {
-                key: customer.into_bytes(),
-                timestamp_ms: swipe.occurred_at.timestamp_millis(),
-                payload: swipe.into_envelope().to_json(),
-                headers: vec![Header::new("content-type", "application/cloudevents+json")],
-            }
+            common::card_swipe(
+                i,
+                &format!("cust-{}", (i * 7919) % 500),
+                &format!("store-{}", i % 5),
+                &format!("2026-10-{:02}T18:30:00+01:00", 1 + (i / 400) % 28),
+                500 + (i % 1_300) as i64,
+            )
         })
         .collect()
 }
@@ -77,36 +59,6 @@ fn start_scorer(broker: &Tansu, redis: &RedisServer) -> Child {
         .expect("start the churn-scoring binary")
 }
 
-fn normalised(mut s: CustomerState) -> CustomerState {
-    for b in s.days.values_mut() {
-        b.swipes.sort_unstable();
-    }
-    s
-}
-
-/// The checker: expected state from the log, per partition up to the stored offset.
-async fn expected(log: &KafkaLog, store: &CustomerStore) -> BTreeMap<String, CustomerState> {
-    let mut out: BTreeMap<String, CustomerState> = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        let upto = store.checkpoint(p).await.expect("checkpoint");
-        for r in contract::read_all(log, TOPIC, p, upto).await {
-            let s = ScoredSwipe::from_record(&r).expect("swipe");
-            match out.get_mut(&s.customer) {
-                Some(st) => {
-                    st.apply(s.day, s.spend, &s.store, s.fingerprint, HORIZON);
-                }
-                None => {
-                    out.insert(
-                        s.customer.clone(),
-                        CustomerState::new(s.day, s.spend, &s.store, s.fingerprint),
-                    );
-                }
-            }
-        }
-    }
-    out.into_iter().map(|(k, v)| (k, normalised(v))).collect()
-}
-
 /// Which records below the checkpoints are missing from Redis (for a failure message).
 async fn explain(log: &KafkaLog, store: &CustomerStore, have: &BTreeMap<String, CustomerState>) {
     for p in 0..PARTITIONS {
@@ -126,34 +78,9 @@ async fn explain(log: &KafkaLog, store: &CustomerStore, have: &BTreeMap<String, 
     }
 }
 
-/// Whether every partition is applied up to the end of the log.
-async fn caught_up(log: &KafkaLog, store: &CustomerStore) -> bool {
-    for p in 0..PARTITIONS {
-        let end = log.end_offset(TOPIC, p).await.expect("end");
-        if store.checkpoint(p).await.expect("checkpoint") < end {
-            return false;
-        }
-    }
-    true
-}
-
 /// The sum of the stored checkpoints.
 async fn progress(store: &CustomerStore) -> u64 {
-    let mut sum = 0;
-    for p in 0..PARTITIONS {
-        sum += store.checkpoint(p).await.expect("checkpoint");
-    }
-    sum
-}
-
-async fn stored(store: &CustomerStore) -> BTreeMap<String, CustomerState> {
-    let mut out = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        for (c, s) in store.partition_customers(p).await.expect("scan") {
-            out.insert(c, normalised(s));
-        }
-    }
-    out
+    checkpoints(store).await.iter().sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -218,7 +145,8 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
             Duration::from_secs(60),
             "the scorer applies a batch",
             || async {
-                (progress(&store).await > before || caught_up(&log, &store).await).then_some(())
+                (progress(&store).await > before || caught_up(log.as_ref(), &store).await)
+                    .then_some(())
             },
         )
         .await;
@@ -227,7 +155,10 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
         scorer.wait().expect("reaped");
         kills += 1;
         // Whatever a kill cut short, Redis equals the checker up to its own offsets.
-        let (have, want) = (stored(&store).await, expected(&log, &store).await);
+        let (have, want) = (
+            stored(&store).await,
+            expected_at_checkpoints(log.as_ref(), &store).await,
+        );
         if have != want {
             explain(&log, &store, &have).await;
         }
@@ -242,13 +173,13 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
     eventually(
         Duration::from_secs(180),
         "the scorer reaches the end of the log",
-        || async { caught_up(&log, &store).await.then_some(()) },
+        || async { caught_up(log.as_ref(), &store).await.then_some(()) },
     )
     .await;
     scorer.kill().expect("stop");
     scorer.wait().expect("reaped");
 
-    let want = expected(&log, &store).await;
+    let want = expected_at_checkpoints(log.as_ref(), &store).await;
     let total: u64 = want
         .values()
         .flat_map(|s| s.days.values())

@@ -1,5 +1,7 @@
 //! churn-scoring against a real Redis and a real Kafka-protocol broker (Tansu).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use churn_scoring::store::customer_key;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
-use churnguard_domain::customer::{CustomerState, Day, day_of, swipe_fingerprint};
+use churnguard_domain::customer::{Day, day_of, swipe_fingerprint};
 use churnguard_domain::models::{BgNbd, Rfm};
 use churnguard_domain::{Envelope, partition_for_key};
 use churnguard_eventlog::{EventLog, contract};
@@ -16,64 +18,12 @@ use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_telemetry::Telemetry;
 use churnguard_testkit::{RedisCluster, RedisServer, Tansu, init_test_logging};
+use common::{HORIZON, PARTITIONS, TOPIC, log_ends, reference, stored, swipes_in_log};
 use purchase_ingest::config::Backend;
 use purchase_ingest::{App, Settings};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-
-const TOPIC: &str = "purchases.v1";
-const PARTITIONS: u32 = 4;
-const HORIZON: Day = 120;
-
-/// Normalises bucket fingerprint order, which depends on arrival order.
-fn normalised(mut s: CustomerState) -> CustomerState {
-    for b in s.days.values_mut() {
-        b.swipes.sort_unstable();
-    }
-    s
-}
-
-/// The expected state of every customer, rebuilt from swipes in log order.
-fn reference(swipes: &[ScoredSwipe]) -> BTreeMap<String, CustomerState> {
-    let mut out: BTreeMap<String, CustomerState> = BTreeMap::new();
-    for s in swipes {
-        match out.get_mut(&s.customer) {
-            Some(st) => {
-                st.apply(s.day, s.spend, &s.store, s.fingerprint, HORIZON);
-            }
-            None => {
-                out.insert(
-                    s.customer.clone(),
-                    CustomerState::new(s.day, s.spend, &s.store, s.fingerprint),
-                );
-            }
-        }
-    }
-    out.into_iter().map(|(k, v)| (k, normalised(v))).collect()
-}
-
-/// Every swipe in the purchases topic, partition by partition, in log order.
-async fn swipes_in_log<L: EventLog>(log: &L) -> Vec<ScoredSwipe> {
-    let mut out = Vec::new();
-    for part in 0..PARTITIONS {
-        let end = log.end_offset(TOPIC, part).await.expect("end");
-        for r in contract::read_all(log, TOPIC, part, end).await {
-            out.push(ScoredSwipe::from_record(&r).expect("swipe"));
-        }
-    }
-    out
-}
-
-async fn all_customers(store: &CustomerStore) -> BTreeMap<String, CustomerState> {
-    let mut out = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        for (c, s) in store.partition_customers(p).await.expect("scan") {
-            out.insert(c, normalised(s));
-        }
-    }
-    out
-}
 
 // ---------------------------------------------------------------------------------
 
@@ -148,7 +98,7 @@ async fn script_matches_reference(store: CustomerStore) {
             mine.len() as u64
         );
     }
-    assert_eq!(all_customers(&store).await, reference(&swipes));
+    assert_eq!(stored(&store).await, reference(&swipes));
 }
 
 // ---------------------------------------------------------------------------------
@@ -355,7 +305,7 @@ async fn a_flushed_redis_is_rebuilt_from_the_log_and_aborts_at_random_points_cha
 
     // The checker: expected state from the log itself, in log order, per partition.
     let reader = KafkaLog::new(p.kafka.clone()).expect("reader");
-    let log_swipes = swipes_in_log(&reader).await;
+    let log_swipes = swipes_in_log(&reader, &log_ends(&reader).await).await;
     let expected = reference(&log_swipes);
 
     // Abort the scorer at pseudo-random moments, then let it finish.
@@ -379,7 +329,7 @@ async fn a_flushed_redis_is_rebuilt_from_the_log_and_aborts_at_random_points_cha
     }
     run_until_caught_up(&scorer).await;
     assert_eq!(
-        all_customers(&store).await,
+        stored(&store).await,
         expected,
         "state after aborts equals a clean pass"
     );
@@ -394,10 +344,10 @@ async fn a_flushed_redis_is_rebuilt_from_the_log_and_aborts_at_random_points_cha
         .query_async(&mut conn)
         .await
         .expect("flush");
-    assert!(all_customers(&store).await.is_empty());
+    assert!(stored(&store).await.is_empty());
     run_until_caught_up(&scorer).await;
     assert_eq!(
-        all_customers(&store).await,
+        stored(&store).await,
         expected,
         "a rebuilt Redis equals the clean pass"
     );
@@ -519,8 +469,8 @@ async fn cdnow_scored_into_a_three_master_cluster_equals_the_checker() {
         let end = log.end_offset(TOPIC, part).await.expect("end");
         assert_eq!(store.checkpoint(part).await.expect("checkpoint"), end);
     }
-    let log_swipes = swipes_in_log(log.as_ref()).await;
-    let got = all_customers(&store).await;
+    let log_swipes = swipes_in_log(log.as_ref(), &log_ends(log.as_ref()).await).await;
+    let got = stored(&store).await;
     assert_eq!(got.len(), 2_357);
     assert_eq!(got, reference(&log_swipes));
 }
