@@ -7,6 +7,8 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
+use futures_util::{StreamExt, stream};
+
 use churnguard_domain::customer::Day;
 use churnguard_domain::policy::PolicyBook;
 use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
@@ -23,6 +25,14 @@ pub struct FireStats {
     pub changed: u64,
     /// Decisions another instance (or a newer swipe) got to first.
     pub lost_races: u64,
+}
+
+/// What firing one deadline did.
+enum Fired {
+    /// The customer's state was gone: the stale deadline was dropped.
+    Dropped,
+    /// Assessed; `committed` unless another instance or a new swipe got there first.
+    Assessed { committed: bool, changed: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -73,85 +83,111 @@ impl Timers {
     }
 
     /// Fires every deadline of `partition` due on or before `now` (a day: stream time
-    /// while replaying history, the wall clock once caught up).
+    /// while replaying history, the wall clock once caught up). Customers are independent
+    /// (each commit is its own compare-and-set), so up to `IN_FLIGHT` of them are assessed
+    /// at once: their reads and commits share the connection's pipeline.
     pub async fn fire_due(&self, partition: u32, now: Day) -> Result<FireStats, ScoringError> {
+        const IN_FLIGHT: usize = 64;
         let mut stats = FireStats::default();
         let model = self.model();
         loop {
-            let due = self.store.due(partition, now, 200).await?;
+            let due = self.store.due(partition, now, 500).await?;
             if due.is_empty() {
                 return Ok(stats);
             }
-            for (key, deadline) in due {
-                let customer = key
-                    .rsplit_once('}')
-                    .map_or(key.as_str(), |(_, c)| c.trim_start_matches(':'))
-                    .to_owned();
-                let Some(read) = self.store.for_assessment(&key).await? else {
-                    // A deadline without a customer (state flushed): drop it.
-                    self.store
-                        .commit_transition(partition, &key, &customer, deadline, 0, None)
-                        .await?;
-                    continue;
-                };
-                let previous = read.churn;
-                let r = risk::assess(
-                    previous,
-                    &read.state,
-                    &self.policies,
-                    &model,
-                    &self.horizon,
-                    now,
-                );
-                let next = self.policies.for_customer(&read.state).next_deadline(
-                    r.assessment.state,
-                    &read.state,
-                    &model.bg_nbd,
-                    now,
-                    self.lookahead,
-                );
-                let signal = (r.assessment.state != previous).then(|| {
-                    ChurnStateChanged::new(
-                        &customer,
-                        r.home_store.clone(),
-                        previous,
-                        &r.assessment,
-                        r.clv,
-                        r.value_at_risk,
-                        now,
-                    )
-                    .into_envelope()
-                    .to_json()
-                });
-                stats.assessed += 1;
-                let decision = Decision {
-                    state: r.assessment.state,
-                    next_deadline: next,
-                    signal: signal.as_deref(),
-                    old_home: read.home.as_deref(),
-                    // A stored customer has swiped somewhere.
-                    home: r.home_store.as_deref().unwrap_or_default(),
-                    value_at_risk_minor: r.value_at_risk_minor(),
-                    as_of: now,
-                };
-                let committed = self
-                    .store
-                    .commit_transition(
-                        partition,
-                        &key,
-                        &customer,
-                        deadline,
-                        read.swipes,
-                        Some(decision),
-                    )
-                    .await?;
-                if !committed {
-                    stats.lost_races += 1;
-                } else if signal.is_some() {
-                    stats.changed += 1;
+            let mut fired = stream::iter(due)
+                .map(|(key, deadline)| self.fire_one(partition, key, deadline, now, &model))
+                .buffer_unordered(IN_FLIGHT);
+            while let Some(outcome) = fired.next().await {
+                match outcome? {
+                    Fired::Dropped => {}
+                    Fired::Assessed { committed, changed } => {
+                        stats.assessed += 1;
+                        if !committed {
+                            stats.lost_races += 1;
+                        } else if changed {
+                            stats.changed += 1;
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Assesses one due customer and commits the decision.
+    async fn fire_one(
+        &self,
+        partition: u32,
+        key: String,
+        deadline: Day,
+        now: Day,
+        model: &ScoringModel,
+    ) -> Result<Fired, ScoringError> {
+        let customer = key
+            .rsplit_once('}')
+            .map_or(key.as_str(), |(_, c)| c.trim_start_matches(':'))
+            .to_owned();
+        let Some(read) = self.store.for_assessment(&key).await? else {
+            // A deadline without a customer (state flushed): drop it.
+            self.store
+                .commit_transition(partition, &key, &customer, deadline, 0, None)
+                .await?;
+            return Ok(Fired::Dropped);
+        };
+        let previous = read.churn;
+        let r = risk::assess(
+            previous,
+            &read.state,
+            &self.policies,
+            model,
+            &self.horizon,
+            now,
+        );
+        let next = self.policies.for_customer(&read.state).next_deadline(
+            r.assessment.state,
+            &read.state,
+            &model.bg_nbd,
+            now,
+            self.lookahead,
+        );
+        let signal = (r.assessment.state != previous).then(|| {
+            ChurnStateChanged::new(
+                &customer,
+                r.home_store.clone(),
+                previous,
+                &r.assessment,
+                r.clv,
+                r.value_at_risk,
+                now,
+            )
+            .into_envelope()
+            .to_json()
+        });
+        let decision = Decision {
+            state: r.assessment.state,
+            next_deadline: next,
+            signal: signal.as_deref(),
+            old_home: read.home.as_deref(),
+            // A stored customer has swiped somewhere.
+            home: r.home_store.as_deref().unwrap_or_default(),
+            value_at_risk_minor: r.value_at_risk_minor(),
+            as_of: now,
+        };
+        let committed = self
+            .store
+            .commit_transition(
+                partition,
+                &key,
+                &customer,
+                deadline,
+                read.swipes,
+                Some(decision),
+            )
+            .await?;
+        Ok(Fired::Assessed {
+            committed,
+            changed: signal.is_some(),
+        })
     }
 
     /// Publishes the partition's outbox to `topic` (keyed by customer), then removes what
