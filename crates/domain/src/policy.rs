@@ -351,6 +351,65 @@ impl DefectionPolicy {
         from: Day,
         limit_days: Day,
     ) -> Option<Day> {
+        let end = from + limit_days;
+        // With no new purchase the figures only change on a few days: when a day bucket
+        // enters the recent window, moves to the baseline or leaves it; when the days
+        // since the last visit pass an overdue threshold; when P(alive), which only falls
+        // as time passes, drops below a threshold. Assessing those days (and a day either
+        // side, against rounding) finds the same first change as trying every day.
+        // The first day counts too: the state may already be due to change.
+        let mut days: Vec<Day> = vec![from + 1];
+        for d in c.days.keys() {
+            days.extend([
+                *d,
+                d + self.recent_days,
+                d + self.recent_days + self.baseline_days,
+            ]);
+        }
+        let sets = [&self.at_risk, &self.defected];
+        if c.repeat_days > 0 {
+            let gap = f64::from(c.last_day - c.first_day) / f64::from(c.repeat_days);
+            for k in sets.iter().filter_map(|s| s.overdue_gaps) {
+                let edge = c.last_day as f64 + k * gap;
+                if edge.is_finite() && edge < f64::from(end) {
+                    days.push(edge.floor() as Day);
+                }
+            }
+        }
+        for t in sets.iter().filter_map(|s| s.p_alive_below) {
+            let below = |day: Day| model.p_alive(&c.rfm(day)) < t;
+            if below(end) {
+                // Falling in time: the first day below is found by bisection.
+                let (mut lo, mut hi) = (from, end);
+                while hi - lo > 1 {
+                    let mid = lo + (hi - lo) / 2;
+                    if below(mid) { hi = mid } else { lo = mid }
+                }
+                days.push(hi);
+            }
+        }
+        let mut candidates: Vec<Day> = days
+            .into_iter()
+            .flat_map(|d| [d - 1, d, d + 1])
+            .filter(|d| *d > from && *d <= end)
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .find(|day| self.assess(current, c, model, *day).state != current)
+    }
+
+    /// The first change found by trying every day: the reference for `next_deadline`.
+    #[cfg(test)]
+    fn next_deadline_by_scan(
+        &self,
+        current: ChurnState,
+        c: &CustomerState,
+        model: &BgNbd,
+        from: Day,
+        limit_days: Day,
+    ) -> Option<Day> {
         ((from + 1)..=(from + limit_days))
             .find(|day| self.assess(current, c, model, *day).state != current)
     }
@@ -594,5 +653,54 @@ mod tests {
             "{v}"
         );
         assert!(v.to_string().contains("cafe"), "{v}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// The candidate days give the same deadline as trying every day.
+        #[test]
+        fn next_deadline_equals_a_day_by_day_scan(
+            gaps in proptest::collection::vec(1i32..30, 1..25),
+            recent in 7i32..40,
+            baseline in 14i32..90,
+            visits in proptest::option::of(0.2f64..0.9),
+            spend in proptest::option::of(0.2f64..0.9),
+            overdue in proptest::option::of(1.5f64..6.0),
+            p_alive in proptest::option::of(0.05f64..0.6),
+            defect_overdue in proptest::option::of(4.0f64..12.0),
+            state in 0usize..4,
+            wait in 0i32..60,
+        ) {
+            let mut days = vec![0];
+            for g in &gaps {
+                days.push(days[days.len() - 1] + g);
+            }
+            let s = history(&days);
+            let policy = DefectionPolicy {
+                recent_days: recent,
+                baseline_days: baseline,
+                min_baseline_visits: 2,
+                at_risk: RuleSet {
+                    visits_below_fraction: visits,
+                    spend_below_fraction: spend,
+                    overdue_gaps: overdue,
+                    min_rules: 1,
+                    ..RuleSet::default()
+                },
+                defected: RuleSet {
+                    overdue_gaps: defect_overdue,
+                    p_alive_below: p_alive,
+                    min_rules: 1,
+                    ..RuleSet::default()
+                },
+            };
+            let current = [ChurnState::Active, ChurnState::AtRisk, ChurnState::Defected, ChurnState::WonBack][state];
+            let from = s.last_day + wait;
+            proptest::prop_assert_eq!(
+                policy.next_deadline(current, &s, &MODEL, from, 400),
+                policy.next_deadline_by_scan(current, &s, &MODEL, from, 400)
+            );
+        }
     }
 }
