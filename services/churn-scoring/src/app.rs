@@ -55,6 +55,7 @@ impl<L: EventLog> App<L> {
             .map_err(ScoringError::Log)?;
         let store =
             CustomerStore::open(&settings.redis, &topics.purchases, settings.horizon_days).await?;
+        store.check_partition_count(partitions).await?;
         let model = match store.current_model().await? {
             Some(fitted) => ScoringModel::from(&fitted),
             None => {

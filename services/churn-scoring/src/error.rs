@@ -27,7 +27,7 @@ pub enum ScoringError {
     UnknownCustomer(String),
     #[error("no model has been fitted yet")]
     NoModel,
-    #[error("starting the query API failed: {0}")]
+    #[error("churn-scoring could not start: {0}")]
     Startup(String),
     #[error("work on partition {partition} stopped: {reason}")]
     PartitionFailed { partition: u32, reason: String },

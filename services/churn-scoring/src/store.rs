@@ -185,6 +185,37 @@ impl CustomerStore {
         self.conn.clone()
     }
 
+    /// Records the purchases topic's partition count with the state, or checks it
+    /// against the one recorded. Customers are placed by partition, so state built under
+    /// another count is wrong everywhere: the answer then is a rebuild from the log into an
+    /// empty Redis, never a silent mix.
+    pub async fn check_partition_count(&self, partitions: u32) -> Result<(), ScoringError> {
+        let key = format!("cg:partitions:{}", self.topic);
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(partitions)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map_err(command("SET NX partitions"))?;
+        let stored: u32 = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(command("GET partitions"))?;
+        if stored == partitions {
+            Ok(())
+        } else {
+            Err(ScoringError::Startup(format!(
+                "the state in Redis was built for {stored} partitions of {}, which now has \
+                 {partitions}: customers have moved between partitions. Rebuild: empty this \
+                 Redis (FLUSHALL) and start again; the log replays into it",
+                self.topic
+            )))
+        }
+    }
+
     /// The partition's checkpoint: the next offset to apply (0 when none is stored).
     pub async fn checkpoint(&self, partition: u32) -> Result<u64, ScoringError> {
         let stored = load_checkpoint(&self.conn, CONSUMER, &self.topic, partition)
