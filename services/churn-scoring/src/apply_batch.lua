@@ -11,8 +11,8 @@
 -- Returns {counted, duplicates, too_late, checkpoint after}.
 --
 -- The summary lives in one field, s = 'first,first_spend,last,repeat_days,repeat_spend,
--- oldest_bucket': the cost of HMGET/HSET on a listpack hash grows with the number of
--- fields named, so each record names four (s, its day bucket, its store, n). Numbers are
+-- oldest_bucket,swipes': the cost of HMGET/HSET on a listpack hash grows with the number
+-- of fields named, so each record names three (s, its day bucket, its store). Numbers are
 -- passed as strings made with format('%d'): Lua's own number-to-string and redis.call's
 -- both go through floating-point printf.
 local checkpoint = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -42,10 +42,10 @@ for i = 1, #KEYS - 3 do
     local field = 'd:' .. day_s
     local mix = 'm:' .. ARGV[a + 4]
     -- One read for everything this record needs, one write for everything it changes.
-    local st = call('HMGET', key, 's', field, mix, 'n')
+    local st = call('HMGET', key, 's', field, mix)
     if not st[1] then
-      call('HSET', key, 's', day_s .. ',' .. spend_s .. ',' .. day_s .. ',0,0,' .. day_s,
-        field, '1,' .. spend_s .. ',' .. fp, mix, '1', 'n', '1')
+      call('HSET', key, 's', day_s .. ',' .. spend_s .. ',' .. day_s .. ',0,0,' .. day_s .. ',1',
+        field, '1,' .. spend_s .. ',' .. fp, mix, '1')
       -- Due for assessment at the purchase's day (stream time); an earlier deadline stays.
       due[#due + 1] = day_s
       due[#due + 1] = key
@@ -63,8 +63,9 @@ for i = 1, #KEYS - 3 do
       if bucket and (fps == fp or find(',' .. fps .. ',', ',' .. fp .. ',', 1, true)) then
         duplicates = duplicates + 1
       else
-        local f, fs, rd, rs, o
-        f, fs, l, rd, rs, o = match(st[1], '^(-?%d+),(-?%d+),(-?%d+),(%d+),(-?%d+),(-?%d+)$')
+        local f, fs, rd, rs, o, n
+        f, fs, l, rd, rs, o, n =
+          match(st[1], '^(-?%d+),(-?%d+),(-?%d+),(%d+),(-?%d+),(-?%d+),(%d+)$')
         l = tonumber(l)
         if day < l - horizon then
           too_late = too_late + 1
@@ -107,9 +108,8 @@ for i = 1, #KEYS - 3 do
           else
             value = '1,' .. spend_s .. ',' .. fp
           end
-          call('HSET', key, 's', format('%d,%d,%d,%d,%d,%d', f, fs, l, rd, rs, o),
-            field, value, mix, format('%d', (tonumber(st[3]) or 0) + 1),
-            'n', format('%d', (tonumber(st[4]) or 0) + 1))
+          call('HSET', key, 's', format('%d,%d,%d,%d,%d,%d,%d', f, fs, l, rd, rs, o, tonumber(n) + 1),
+            field, value, mix, format('%d', (tonumber(st[3]) or 0) + 1))
           due[#due + 1] = day_s
           due[#due + 1] = key
           if day > watermark then watermark = day end

@@ -307,7 +307,12 @@ impl CustomerStore {
             Some("won_back") => ChurnState::WonBack,
             Some(other) => return Err(ScoringError::Corrupt(format!("st = {other}"))),
         };
-        let swipes = fields.get("n").and_then(|v| v.parse().ok()).unwrap_or(0);
+        // The swipe count is the last value of the summary field.
+        let swipes = fields
+            .get("s")
+            .and_then(|s| s.rsplit(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let home = fields.get("h").cloned();
         Ok(parse_state(&fields)?.map(|state| Assessable {
             state,
@@ -501,7 +506,7 @@ fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState
         return Ok(None);
     }
     let corrupt = |what: &str| ScoringError::Corrupt(what.to_owned());
-    // s = "first,first_spend,last,repeat_days,repeat_spend,oldest_bucket"
+    // s = "first,first_spend,last,repeat_days,repeat_spend,oldest_bucket,swipes"
     let summary: Vec<i64> = fields
         .get("s")
         .ok_or_else(|| corrupt("s"))?
@@ -515,6 +520,7 @@ fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState
         repeat_days,
         repeat_spend,
         _oldest,
+        _swipes,
     ] = summary.as_slice()
     else {
         return Err(corrupt("s"));

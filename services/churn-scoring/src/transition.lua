@@ -21,7 +21,9 @@ if ARGV[3] == '' then
   redis.call('ZREM', KEYS[1], KEYS[2])
   return 1
 end
-if tonumber(redis.call('HGET', KEYS[2], 'n') or '0') ~= tonumber(ARGV[2]) then
+-- The swipe count is the last value of the summary field s (see apply_batch.lua).
+local summary = redis.call('HGET', KEYS[2], 's') or ''
+if tonumber(string.match(summary, '(%d+)$') or '0') ~= tonumber(ARGV[2]) then
   return 0
 end
 local old_home = redis.call('HGET', KEYS[2], 'h') or ''
