@@ -12,6 +12,7 @@
 //! decisions make a partition's work count once even if two instances overlap.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 use churnguard_domain::customer::{Day, day_of};
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::{AssignmentChange, EventLog};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +71,7 @@ impl<L> std::fmt::Debug for Instance<L> {
 /// A partition this instance works on, and how to stop its tasks.
 struct Owned {
     stop: CancellationToken,
-    tasks: JoinSet<Result<(), ScoringError>>,
+    tasks: JoinSet<()>,
 }
 
 impl<L: EventLog> Instance<L> {
@@ -128,13 +130,10 @@ impl<L: EventLog> Instance<L> {
             .clone()
     }
 
-    fn set_owned(&self, partition: u32, owned: bool) {
-        let mut set = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
-        if owned {
-            set.insert(partition);
-        } else {
-            set.remove(&partition);
-        }
+    /// Shows observers the partitions being worked on.
+    fn publish_owned(&self, owned: &HashMap<u32, Owned>) {
+        *self.owned.lock().unwrap_or_else(PoisonError::into_inner) =
+            owned.keys().copied().collect();
     }
 
     /// Runs until `stop` is cancelled (then finishes the batches in flight, and leaves the
@@ -158,9 +157,9 @@ impl<L: EventLog> Instance<L> {
                     Some(AssignmentChange::Assigned(partitions)) => {
                         tracing::info!(?partitions, "partitions assigned");
                         for p in partitions {
-                            owned.insert(p, self.start(p, &stop, failed_tx.clone()));
-                            self.set_owned(p, true);
+                            owned.insert(p, self.start(p, &stop, &failed_tx));
                         }
+                        self.publish_owned(&owned);
                     }
                     Some(AssignmentChange::Revoked(partitions, done)) => {
                         tracing::info!(?partitions, "partitions revoked");
@@ -169,18 +168,18 @@ impl<L: EventLog> Instance<L> {
                                 o.stop.cancel();
                                 o.tasks.join_all().await;
                             }
-                            self.set_owned(p, false);
                         }
+                        self.publish_owned(&owned);
                         done.done();
                     }
                 },
             }
         };
-        for (p, o) in owned.drain() {
+        for (_, o) in owned.drain() {
             o.stop.cancel();
             o.tasks.join_all().await;
-            self.set_owned(p, false);
         }
+        self.publish_owned(&owned);
         drop(membership); // leaves the group
         outcome
     }
@@ -189,48 +188,43 @@ impl<L: EventLog> Instance<L> {
         self: &Arc<Self>,
         partition: u32,
         stop: &CancellationToken,
-        failed: tokio::sync::mpsc::UnboundedSender<ScoringError>,
+        failed: &UnboundedSender<ScoringError>,
     ) -> Owned {
         let stop = stop.child_token();
         let mut tasks = JoinSet::new();
-        let (me, token, report) = (self.clone(), stop.clone(), failed.clone());
-        tasks.spawn(async move {
-            let result = me
-                .scorer
-                .run_partition(partition, token, false)
-                .await
-                .map(|_| ());
-            if let Err(e) = &result {
-                tracing::error!(partition, error = %e, "scoring stopped");
-                let _ = report.send(ScoringError::PartitionFailed {
-                    partition,
-                    reason: e.to_string(),
-                });
-            }
-            result
-        });
         let (me, token) = (self.clone(), stop.clone());
-        tasks.spawn(async move {
-            let result = me.timer_loop(partition, token).await;
-            if let Err(e) = &result {
-                tracing::error!(partition, error = %e, "timers stopped");
-                let _ = failed.send(ScoringError::PartitionFailed {
-                    partition,
-                    reason: e.to_string(),
-                });
-            }
-            result
-        });
+        tasks.spawn(reporting(
+            partition,
+            "scoring",
+            failed.clone(),
+            async move {
+                me.scorer
+                    .run_partition(partition, token, false)
+                    .await
+                    .map(|_| ())
+            },
+        ));
+        let (me, token) = (self.clone(), stop.clone());
+        tasks.spawn(reporting(partition, "timers", failed.clone(), async move {
+            me.timer_loop(partition, token).await
+        }));
         if partition == 0
             && let Some(refits) = self.refits.clone()
         {
             let (me, token) = (self.clone(), stop.clone());
-            tasks.spawn(async move {
-                me.refit_loop(&refits, token).await;
-                Ok(())
-            });
+            tasks.spawn(async move { me.refit_loop(&refits, token).await });
         }
         Owned { stop, tasks }
+    }
+
+    /// Whether `partition` is applied up to the end of the log.
+    async fn caught_up(&self, partition: u32) -> Result<bool, ScoringError> {
+        let end = self
+            .log
+            .end_offset(self.scorer.topic(), partition)
+            .await
+            .map_err(ScoringError::Log)?;
+        Ok(self.scorer.store().checkpoint(partition).await? >= end)
     }
 
     /// Refits on schedule. A failed refit (too few customers yet, Redis away) is logged
@@ -266,12 +260,7 @@ impl<L: EventLog> Instance<L> {
         let mut as_of = None;
         for p in 0..refits.partitions {
             // Fitting on half-replayed history would bias the model: wait for the log.
-            let end = self
-                .log
-                .end_offset(self.scorer.topic(), p)
-                .await
-                .map_err(ScoringError::Log)?;
-            if store.checkpoint(p).await? < end {
+            if !self.caught_up(p).await? {
                 return Err(ScoringError::Fit(format!(
                     "partition {p} is still being applied; the fit waits for it"
                 )));
@@ -320,13 +309,7 @@ impl<L: EventLog> Instance<L> {
         let Some(watermark) = store.watermark(partition).await? else {
             return Ok(()); // nothing applied yet
         };
-        let checkpoint = store.checkpoint(partition).await?;
-        let end = self
-            .log
-            .end_offset(self.scorer.topic(), partition)
-            .await
-            .map_err(ScoringError::Log)?;
-        let now: Day = if checkpoint >= end {
+        let now: Day = if self.caught_up(partition).await? {
             watermark.max(day_of((self.clock)().date_naive()))
         } else {
             watermark
@@ -346,5 +329,22 @@ impl<L: EventLog> Instance<L> {
             > 0
         {}
         Ok(())
+    }
+}
+
+/// Runs one of a partition's tasks; a permanent failure is logged and reported, so the
+/// instance stops instead of going on without that partition's work.
+async fn reporting(
+    partition: u32,
+    what: &'static str,
+    failed: UnboundedSender<ScoringError>,
+    task: impl Future<Output = Result<(), ScoringError>>,
+) {
+    if let Err(e) = task.await {
+        tracing::error!(partition, error = %e, "{what} stopped");
+        let _ = failed.send(ScoringError::PartitionFailed {
+            partition,
+            reason: e.to_string(),
+        });
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use churn_scoring::runner::Instance;
 use churn_scoring::timers::Timers;
 use churn_scoring::{CustomerStore, Scorer};
-use churnguard_domain::models::BgNbd;
 use churnguard_domain::policy::{DefectionPolicy, RuleSet};
+use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
@@ -63,14 +63,8 @@ fn policy() -> DefectionPolicy {
 }
 
 fn instance<L: EventLog>(log: &Arc<L>, store: &CustomerStore) -> Arc<Instance<L>> {
-    let model = BgNbd {
-        r: 0.243,
-        alpha: 4.414,
-        a: 0.793,
-        b: 2.426,
-    };
     let scorer = Arc::new(Scorer::new(log.clone(), store.clone(), TOPIC, 500));
-    let timers = Arc::new(Timers::new(store.clone(), policy(), model));
+    let timers = Arc::new(Timers::new(store.clone(), policy(), ScoringModel::prior()));
     Arc::new(
         Instance::new(scorer, timers, log.clone(), "churn-scoring", SIGNALS)
             .with_timer_interval(Duration::from_millis(200)),
