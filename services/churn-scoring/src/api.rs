@@ -469,11 +469,17 @@ impl ApiServer {
             .map_err(|e| ScoringError::Startup(format!("reflection: {e}")))?;
 
         let stop = CancellationToken::new();
-        let probe = tokio::spawn(probe_health(
-            self.state.store.clone(),
+        let store = self.state.store.clone();
+        let probe = tokio::spawn(churnguard_telemetry::health::follow(
             health.clone(),
+            SERVICE_NAME,
+            "Redis",
             self.health_probe_interval,
             stop.clone(),
+            move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            },
         ));
         let stop_serving = stop.clone();
         let server = tonic::transport::Server::builder()
@@ -547,36 +553,5 @@ impl Running {
         (&mut self.task)
             .await
             .map_err(|e| ScoringError::Startup(format!("server task: {e}")))?
-    }
-}
-
-/// Reports SERVING while Redis answers, NOT_SERVING while it does not.
-async fn probe_health(
-    store: CustomerStore,
-    health: tonic_health::server::HealthReporter,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    let mut last = None;
-    loop {
-        let ok = matches!(
-            tokio::time::timeout(every.max(Duration::from_secs(2)), store.ping()).await,
-            Ok(Ok(()))
-        );
-        let status = if ok {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        if last != Some(ok) {
-            tracing::info!(healthy = ok, "Redis health changed");
-            last = Some(ok);
-        }
-        health.set_service_status(SERVICE_NAME, status).await;
-        health.set_service_status("", status).await;
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
     }
 }

@@ -147,11 +147,17 @@ impl<L: EventLog> App<L> {
             .max_decoding_message_size(max_message);
 
         let stop = CancellationToken::new();
-        let probe = tokio::spawn(probe_health(
-            self.core.log.clone(),
+        let log = self.core.log.clone();
+        let probe = tokio::spawn(churnguard_telemetry::health::follow(
             health.clone(),
+            SERVICE_NAME,
+            "event log",
             Duration::from_millis(self.settings.health_probe_interval_ms),
             stop.clone(),
+            move || {
+                let log = log.clone();
+                async move { log.check().await }
+            },
         ));
 
         // One grace budget for everything shutdown does, from the moment it is asked for.
@@ -239,37 +245,6 @@ impl Running {
         (&mut self.task)
             .await
             .map_err(|e| IngestError::Startup(format!("server task: {e}")))?
-    }
-}
-
-/// Reports SERVING while the log answers, NOT_SERVING while it does not.
-async fn probe_health<L: EventLog>(
-    log: Arc<L>,
-    health: tonic_health::server::HealthReporter,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    let mut last = None;
-    loop {
-        let ok = matches!(
-            tokio::time::timeout(every.max(Duration::from_secs(2)), log.check()).await,
-            Ok(Ok(()))
-        );
-        let status = if ok {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        if last != Some(ok) {
-            tracing::info!(healthy = ok, "event log health changed");
-            last = Some(ok);
-        }
-        health.set_service_status(SERVICE_NAME, status).await;
-        health.set_service_status("", status).await;
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
     }
 }
 
