@@ -79,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
     let dir = &ingest_settings.log.embedded.dir;
     let log = EmbeddedLog::open(dir)
         .with_context(|| format!("opening the embedded log at {}", dir.display()))?;
-    let topic = ingest_settings.topics.purchases.clone();
+    let (topic, partitions) = (
+        ingest_settings.topics.purchases.clone(),
+        ingest_settings.topics.partitions,
+    );
     let ingest = purchase_ingest::App::build(ingest_settings, log.clone(), telemetry)
         .await?
         .spawn();
@@ -90,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         stores: args.stores,
         ..SimulatorConfig::default()
     };
-    if is_empty(&log, &topic).await? && args.history_days > 0 {
+    if is_empty(&log, &topic, partitions).await? && args.history_days > 0 {
         tracing::info!(
             days = args.history_days,
             stores = args.stores,
@@ -139,9 +142,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether the purchases topic holds nothing yet (or does not exist).
-async fn is_empty(log: &EmbeddedLog, topic: &str) -> anyhow::Result<bool> {
-    let partitions = log.ensure_topic(topic, 1).await?;
+/// Whether the purchases topic (which purchase-ingest has made sure of) holds nothing yet.
+async fn is_empty(log: &EmbeddedLog, topic: &str, partitions: u32) -> anyhow::Result<bool> {
+    let partitions = log.ensure_topic(topic, partitions).await?;
     for p in 0..partitions {
         if log.end_offset(topic, p).await? > 0 {
             return Ok(false);
