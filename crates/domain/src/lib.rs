@@ -6,6 +6,7 @@ pub mod card;
 pub mod customer;
 pub mod envelope;
 pub mod error;
+pub mod feedback;
 pub mod ids;
 pub mod models;
 pub mod money;

@@ -1,0 +1,9 @@
+//! Complaints and defector outreach: the words both sides of the feedback service share,
+//! the business-time calendar its SLA clocks run on, and the complaint aggregate.
+
+pub mod vocab;
+
+pub use vocab::{
+    Channel, ContactMethod, DefectionReason, Level, OutreachOutcome, Remedy, Severity, Touchpoint,
+    UnknownValue,
+};
