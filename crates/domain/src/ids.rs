@@ -89,6 +89,16 @@ id_type!(
     /// This is the partition key of the purchases topic.
     CustomerKey
 );
+id_type!(
+    /// One complaint: the key of its event stream. The adapter derives it from the filing's
+    /// idempotency key, so a retried filing lands on the same stream.
+    ComplaintId
+);
+id_type!(
+    /// One defector-outreach case: the key of its event stream, derived from the churn
+    /// signal that opened it.
+    OutreachCaseId
+);
 
 #[cfg(test)]
 mod tests {

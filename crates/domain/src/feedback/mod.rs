@@ -1,6 +1,8 @@
 //! Complaints and defector outreach: the words both sides of the feedback service share,
 //! the business-time calendar its SLA clocks run on, and the complaint aggregate.
 
+pub mod complaint;
+pub mod outreach;
 pub mod vocab;
 
 pub use vocab::{
