@@ -1595,3 +1595,960 @@ impl Check {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(minutes: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+            .expect("fixed time")
+            .with_timezone(&Utc)
+            + TimeDelta::minutes(minutes)
+    }
+
+    fn ctx() -> Context {
+        Context::default()
+    }
+
+    fn filing(severity: &str) -> FileComplaint {
+        FileComplaint {
+            expected_version: None,
+            complaint_id: ComplaintId::parse("c-1").expect("id"),
+            idempotency_key: "key-1".into(),
+            customer: CustomerInput::CustomerId("cust-1".into()),
+            contact: SealedContact::new(vec![1, 2, 3, 4]),
+            store_id: "store-1".into(),
+            channel: "till".into(),
+            touchpoint: "staff".into(),
+            severity: severity.into(),
+            description: "Rude at the till, refused the coupon".into(),
+            occurred_at: t(-60),
+        }
+    }
+
+    /// Given `history` was handled in order (each at its own time), the state and every
+    /// event so far. Panics (in tests only) if a step is refused.
+    fn given(history: Vec<(i64, ComplaintCommand)>) -> (Option<Complaint>, Vec<ComplaintEvent>) {
+        let mut state = None;
+        let mut log = Vec::new();
+        for (at, cmd) in history {
+            let events = handle(state.as_ref(), cmd, t(at), &ctx()).expect("given step accepted");
+            for e in &events {
+                state = apply(state, e);
+            }
+            log.extend(events);
+        }
+        (state, log)
+    }
+
+    fn when(
+        state: &Option<Complaint>,
+        at: i64,
+        cmd: ComplaintCommand,
+    ) -> Result<Vec<ComplaintEvent>, ComplaintError> {
+        handle(state.as_ref(), cmd, t(at), &ctx())
+    }
+
+    fn file(severity: &str) -> ComplaintCommand {
+        ComplaintCommand::FileComplaint(filing(severity))
+    }
+    fn ack(method: &str) -> ComplaintCommand {
+        ComplaintCommand::AcknowledgeComplaint(AcknowledgeComplaint {
+            expected_version: None,
+            method: method.into(),
+            note: "called, apologised".into(),
+        })
+    }
+    fn update(note: &str, from_customer: bool) -> ComplaintCommand {
+        ComplaintCommand::AddComplaintUpdate(AddComplaintUpdate {
+            expected_version: None,
+            note: note.into(),
+            from_customer,
+        })
+    }
+    fn wait() -> ComplaintCommand {
+        ComplaintCommand::WaitOnCustomer(WaitOnCustomer {
+            expected_version: None,
+            note: "asked for the receipt".into(),
+        })
+    }
+    fn escalate(reason: &str) -> ComplaintCommand {
+        ComplaintCommand::EscalateComplaint(EscalateComplaint {
+            expected_version: None,
+            reason: reason.into(),
+        })
+    }
+    fn resolve(remedies: &[&str]) -> ComplaintCommand {
+        ComplaintCommand::ResolveComplaint(ResolveComplaint {
+            expected_version: None,
+            remedies: remedies.iter().map(|r| r.to_string()).collect(),
+            summary: "refunded the coupon value and apologised in person".into(),
+        })
+    }
+    fn reopen() -> ComplaintCommand {
+        ComplaintCommand::ReopenComplaint(ReopenComplaint {
+            expected_version: None,
+            reason: "refund never arrived".into(),
+        })
+    }
+    fn good_survey() -> SatisfactionInput {
+        SatisfactionInput {
+            score: 4,
+            ownership: 5,
+            felt_valued: 4,
+            speed: 3,
+            sincere_regret: 5,
+            reason: String::new(),
+        }
+    }
+    fn survey(s: SatisfactionInput) -> ComplaintCommand {
+        ComplaintCommand::RecordSatisfaction(RecordSatisfaction {
+            expected_version: None,
+            satisfaction: s,
+        })
+    }
+    fn good_root_cause() -> RootCauseInput {
+        RootCauseInput {
+            whys: vec![
+                "the cashier refused the coupon".into(),
+                "the till rejected it".into(),
+                "the promotion was not loaded at this store".into(),
+            ],
+            category: "signage_and_advertising".into(),
+            corrective_action: "promotions are loaded centrally the day before".into(),
+        }
+    }
+    fn root_cause(r: RootCauseInput) -> ComplaintCommand {
+        ComplaintCommand::RecordRootCause(RecordRootCause {
+            expected_version: None,
+            root_cause: r,
+        })
+    }
+    fn warning(s: &Complaint, clock: SlaClock, fraction: u8, at: i64) -> ComplaintCommand {
+        let run = s.clock_run(clock).expect("clock running");
+        ComplaintCommand::RaiseSlaWarning(RaiseSlaWarning {
+            expected_version: None,
+            clock,
+            started_at: run.started_at,
+            fraction_percent: fraction,
+            due_at: t(at),
+        })
+    }
+    fn breach(s: &Complaint, clock: SlaClock, due: i64) -> ComplaintCommand {
+        let run = s.clock_run(clock).expect("clock running");
+        ComplaintCommand::RecordSlaBreach(RecordSlaBreach {
+            expected_version: None,
+            clock,
+            started_at: run.started_at,
+            due_at: t(due),
+        })
+    }
+
+    fn fields(r: Result<Vec<ComplaintEvent>, ComplaintError>) -> Vec<String> {
+        match r {
+            Err(ComplaintError::Invalid(v)) => v.fields().map(str::to_owned).collect(),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn state_of(s: &Option<Complaint>) -> &Complaint {
+        s.as_ref().expect("complaint exists")
+    }
+
+    #[test]
+    fn a_full_lifecycle_replays_to_the_same_state() {
+        let (state, log) = given(vec![
+            (0, file("moderate")),
+            (10, ack("phone")),
+            (20, update("looked at the CCTV", false)),
+            (30, wait()),
+            (90, update("here is the receipt", true)),
+            (100, escalate("customer asks for the regional manager")),
+            (120, resolve(&["apology", "refund"])),
+            (2000, survey(good_survey())),
+            (2100, root_cause(good_root_cause())),
+            (3000, reopen()),
+            (3100, resolve(&["compensation"])),
+        ]);
+        let s = state_of(&state);
+        assert_eq!(s.version, log.len() as u64);
+        assert_eq!(s.status, ComplaintStatus::Resolved);
+        assert_eq!(s.level, Level::RegionalManager);
+        assert_eq!(
+            s.pauses,
+            vec![Pause {
+                from: t(30),
+                to: Some(t(90))
+            }]
+        );
+        assert_eq!(s.resolutions.len(), 2);
+        assert_eq!(
+            s.resolutions[0].satisfaction.as_ref().map(|x| x.score),
+            Some(4)
+        );
+        assert_eq!(s.reopenings.len(), 1);
+        assert_eq!(s.resolved_at, Some(t(3100)));
+        assert_eq!(
+            s.first_response.as_ref().map(|f| (f.at, f.method)),
+            Some((t(10), ContactMethod::Phone))
+        );
+        assert!(
+            log.iter()
+                .any(|e| matches!(e, ComplaintEvent::CustomerResponded { .. }))
+        );
+
+        // Replaying the log, and the log after a trip through JSON, rebuilds it exactly.
+        assert_eq!(replay(&log), state);
+        let json = serde_json::to_string(&log).expect("json");
+        assert!(json.contains(r#""type":"complaint_filed""#), "{json}");
+        assert!(json.contains(r#""kind":"manual""#), "{json}");
+        let back: Vec<ComplaintEvent> = serde_json::from_str(&json).expect("decode");
+        assert_eq!(replay(&back), state);
+    }
+
+    #[test]
+    fn the_clocks_run_as_the_status_says() {
+        let (state, _) = given(vec![(0, file("minor"))]);
+        let s = state_of(&state);
+        assert_eq!(
+            s.running_clocks(),
+            vec![
+                ClockRun {
+                    clock: SlaClock::FirstResponse,
+                    level: Level::StoreManager,
+                    started_at: t(0)
+                },
+                ClockRun {
+                    clock: SlaClock::Resolution,
+                    level: Level::StoreManager,
+                    started_at: t(0)
+                },
+            ]
+        );
+        let (state, _) = given(vec![
+            (0, file("minor")),
+            (5, ack("letter")),
+            (9, update("ordered a part", false)),
+        ]);
+        let clocks: Vec<_> = state_of(&state)
+            .running_clocks()
+            .iter()
+            .map(|r| (r.clock, r.started_at))
+            .collect();
+        assert_eq!(
+            clocks,
+            vec![(SlaClock::Update, t(9)), (SlaClock::Resolution, t(0))]
+        );
+    }
+
+    #[test]
+    fn every_invalid_input_names_its_field_and_emits_nothing() {
+        let bad_filing = FileComplaint {
+            expected_version: None,
+            complaint_id: ComplaintId::parse("c-1").expect("id"),
+            idempotency_key: "has space".into(),
+            customer: CustomerInput::CardToken("4111 1111 1111 1111".into()),
+            contact: SealedContact::new(vec![]),
+            store_id: "".into(),
+            channel: "pigeon".into(),
+            touchpoint: "vibes".into(),
+            severity: "urgent".into(),
+            description: "   ".into(),
+            occurred_at: t(60 * 24),
+        };
+        assert_eq!(
+            fields(when(&None, 0, ComplaintCommand::FileComplaint(bad_filing))),
+            [
+                "idempotency_key",
+                "customer.card_token",
+                "contact",
+                "store_id",
+                "channel",
+                "touchpoint",
+                "severity",
+                "description",
+                "occurred_at"
+            ]
+        );
+        let mut old = filing("minor");
+        old.occurred_at = t(-60 * 24 * 400);
+        old.customer = CustomerInput::Missing;
+        assert_eq!(
+            fields(when(&None, 0, ComplaintCommand::FileComplaint(old))),
+            ["customer", "occurred_at"]
+        );
+        let mut pan = filing("minor");
+        pan.customer = CustomerInput::CardNumber("4111111111111111".into());
+        assert_eq!(
+            fields(when(&None, 0, ComplaintCommand::FileComplaint(pan))),
+            ["customer.card_number"]
+        );
+
+        let (open, _) = given(vec![(0, file("major"))]);
+        assert_eq!(fields(when(&open, 1, ack("fax"))), ["method"]);
+        assert_eq!(fields(when(&open, 1, ack("email"))), ["method"]);
+        assert_eq!(fields(when(&open, 1, update(" ", false))), ["note"]);
+        assert_eq!(fields(when(&open, 1, escalate(""))), ["reason"]);
+        assert_eq!(fields(when(&open, 1, resolve(&[]))), ["remedies"]);
+        assert_eq!(
+            fields(when(&open, 1, resolve(&["refund", "hug", "refund"]))),
+            ["remedies[1]", "remedies[2]"]
+        );
+        let no_summary = ComplaintCommand::ResolveComplaint(ResolveComplaint {
+            expected_version: None,
+            remedies: vec!["fix".into()],
+            summary: String::new(),
+        });
+        assert_eq!(fields(when(&open, 1, no_summary)), ["summary"]);
+        let bad_rc = RootCauseInput {
+            whys: vec!["a".into(), "".into()],
+            category: "weather".into(),
+            corrective_action: "".into(),
+        };
+        assert_eq!(
+            fields(when(&open, 1, root_cause(bad_rc))),
+            [
+                "root_cause.whys[1]",
+                "root_cause.category",
+                "root_cause.corrective_action"
+            ]
+        );
+        let too_many = RootCauseInput {
+            whys: vec!["why".into(); 6],
+            ..good_root_cause()
+        };
+        assert_eq!(
+            fields(when(&open, 1, root_cause(too_many))),
+            ["root_cause.whys"]
+        );
+        let no_whys = RootCauseInput {
+            whys: vec![],
+            ..good_root_cause()
+        };
+        assert_eq!(
+            fields(when(&open, 1, root_cause(no_whys))),
+            ["root_cause.whys"]
+        );
+
+        let s = state_of(&open);
+        let mut w = warning(s, SlaClock::Resolution, 0, 10);
+        if let ComplaintCommand::RaiseSlaWarning(c) = &mut w {
+            c.due_at = c.started_at;
+        }
+        assert_eq!(fields(when(&open, 1, w)), ["fraction_percent", "due_at"]);
+        assert_eq!(
+            fields(when(&open, 1, breach(s, SlaClock::Resolution, 30))),
+            ["due_at"]
+        );
+
+        let (acked, _) = given(vec![(0, file("minor")), (1, ack("phone"))]);
+        assert_eq!(fields(when(&acked, 2, wait_with(""))), ["note"]);
+
+        let (resolved, _) = given(vec![(0, file("minor")), (1, resolve(&["fix"]))]);
+        let bad = SatisfactionInput {
+            score: 0,
+            ownership: 6,
+            felt_valued: 1,
+            speed: 5,
+            sincere_regret: 9,
+            reason: String::new(),
+        };
+        assert_eq!(
+            fields(when(&resolved, 2, survey(bad))),
+            [
+                "satisfaction.score",
+                "satisfaction.ownership",
+                "satisfaction.sincere_regret"
+            ]
+        );
+        assert_eq!(fields(when(&resolved, 2, reopen_with(""))), ["reason"]);
+    }
+
+    fn wait_with(note: &str) -> ComplaintCommand {
+        ComplaintCommand::WaitOnCustomer(WaitOnCustomer {
+            expected_version: None,
+            note: note.into(),
+        })
+    }
+    fn reopen_with(reason: &str) -> ComplaintCommand {
+        ComplaintCommand::ReopenComplaint(ReopenComplaint {
+            expected_version: None,
+            reason: reason.into(),
+        })
+    }
+
+    #[test]
+    fn a_low_score_needs_a_reason() {
+        let (resolved, _) = given(vec![(0, file("minor")), (1, resolve(&["apology"]))]);
+        for score in [1, 2] {
+            let s = SatisfactionInput {
+                score,
+                ..good_survey()
+            };
+            assert_eq!(
+                fields(when(&resolved, 2, survey(s))),
+                ["satisfaction.reason"]
+            );
+        }
+        let s = SatisfactionInput {
+            score: 2,
+            reason: "nobody called back".into(),
+            ..good_survey()
+        };
+        let events = when(&resolved, 2, survey(s)).expect("accepted");
+        assert!(matches!(
+            &events[..],
+            [ComplaintEvent::SatisfactionRecorded { satisfaction, .. }]
+                if satisfaction.reason.as_deref() == Some("nobody called back")
+        ));
+        let s = SatisfactionInput {
+            score: 3,
+            ..good_survey()
+        };
+        assert!(when(&resolved, 2, survey(s)).is_ok());
+    }
+
+    #[test]
+    fn commands_out_of_order_are_invalid_transitions() {
+        let (open, _) = given(vec![(0, file("minor"))]);
+        let transition = |r: Result<Vec<ComplaintEvent>, ComplaintError>| match r {
+            Err(ComplaintError::InvalidTransition {
+                from_status,
+                command,
+            }) => (from_status, command),
+            other => panic!("expected InvalidTransition, got {other:?}"),
+        };
+        assert_eq!(
+            transition(when(&open, 1, reopen())),
+            (ComplaintStatus::Open, "reopen_complaint")
+        );
+        assert_eq!(
+            transition(when(&open, 1, survey(good_survey()))),
+            (ComplaintStatus::Open, "record_satisfaction")
+        );
+        assert_eq!(
+            transition(when(&open, 1, wait())),
+            (ComplaintStatus::Open, "wait_on_customer")
+        );
+
+        let (resolved, _) = given(vec![
+            (0, file("minor")),
+            (1, ack("letter")),
+            (2, resolve(&["fix"])),
+        ]);
+        assert_eq!(
+            transition(when(&resolved, 3, resolve(&["fix"]))),
+            (ComplaintStatus::Resolved, "resolve_complaint")
+        );
+        assert_eq!(
+            transition(when(&resolved, 3, ack("phone"))),
+            (ComplaintStatus::Resolved, "acknowledge_complaint")
+        );
+        assert_eq!(
+            transition(when(&resolved, 3, escalate("why not"))),
+            (ComplaintStatus::Resolved, "escalate_complaint")
+        );
+
+        let (surveyed, _) = given(vec![
+            (0, file("minor")),
+            (1, resolve(&["fix"])),
+            (2, survey(good_survey())),
+        ]);
+        assert_eq!(
+            when(&surveyed, 3, survey(good_survey())),
+            Err(ComplaintError::AlreadyRecorded {
+                what: "satisfaction"
+            })
+        );
+        assert_eq!(when(&None, 0, ack("phone")), Err(ComplaintError::NotFound));
+    }
+
+    #[test]
+    fn reopening_a_resolved_complaint_restarts_the_level_clocks() {
+        let (state, _) = given(vec![
+            (0, file("minor")),
+            (5, ack("phone")),
+            (60, resolve(&["replacement"])),
+            (61, survey(good_survey())),
+            (500, reopen()),
+        ]);
+        let s = state_of(&state);
+        assert_eq!(s.status, ComplaintStatus::Acknowledged);
+        assert_eq!(s.resolved_at, None);
+        assert_eq!(s.current_resolution(), None);
+        assert_eq!(
+            s.clock_run(SlaClock::Resolution).map(|r| r.started_at),
+            Some(t(500))
+        );
+        // A new resolution gets its own survey.
+        let (state, _) = given(vec![
+            (0, file("minor")),
+            (60, resolve(&["replacement"])),
+            (61, survey(good_survey())),
+            (500, reopen()),
+            (600, resolve(&["refund"])),
+            (601, survey(good_survey())),
+        ]);
+        let s = state_of(&state);
+        assert_eq!(s.status, ComplaintStatus::Resolved);
+        assert!(s.resolutions.iter().all(|r| r.satisfaction.is_some()));
+        // Never acknowledged: reopening goes back to open, first response still owed.
+        assert_eq!(s.first_response, None);
+        let reopened = apply(
+            state.clone(),
+            &ComplaintEvent::ComplaintReopened {
+                reason: "x".into(),
+                at: t(700),
+            },
+        );
+        assert_eq!(reopened.map(|c| c.status), Some(ComplaintStatus::Open));
+    }
+
+    #[test]
+    fn version_conflicts_are_refused() {
+        let (state, _) = given(vec![(0, file("minor")), (1, ack("phone"))]);
+        let cmd = ComplaintCommand::EscalateComplaint(EscalateComplaint {
+            expected_version: Some(1),
+            reason: "stale view".into(),
+        });
+        assert_eq!(
+            when(&state, 2, cmd),
+            Err(ComplaintError::VersionConflict {
+                expected: 1,
+                current: 2
+            })
+        );
+        let cmd = ComplaintCommand::EscalateComplaint(EscalateComplaint {
+            expected_version: Some(2),
+            reason: "fresh view".into(),
+        });
+        assert!(when(&state, 2, cmd).is_ok());
+        let mut f = filing("minor");
+        f.expected_version = Some(3);
+        assert_eq!(
+            when(&None, 0, ComplaintCommand::FileComplaint(f)),
+            Err(ComplaintError::VersionConflict {
+                expected: 3,
+                current: 0
+            })
+        );
+    }
+
+    #[test]
+    fn a_retried_filing_changes_nothing_and_another_key_is_refused() {
+        let (state, _) = given(vec![(0, file("minor"))]);
+        assert_eq!(when(&state, 5, file("minor")), Ok(vec![]));
+        let mut other = filing("minor");
+        other.idempotency_key = "key-2".into();
+        assert_eq!(
+            when(&state, 5, ComplaintCommand::FileComplaint(other)),
+            Err(ComplaintError::AlreadyExists)
+        );
+    }
+
+    #[test]
+    fn major_complaints_need_a_personal_first_response() {
+        for severity in ["major", "critical"] {
+            let (open, _) = given(vec![(0, file(severity))]);
+            assert_eq!(fields(when(&open, 1, ack("letter"))), ["method"]);
+            assert!(when(&open, 1, ack("in_person")).is_ok());
+        }
+        let (open, _) = given(vec![(0, file("moderate"))]);
+        assert!(when(&open, 1, ack("email")).is_ok());
+    }
+
+    #[test]
+    fn timer_commands_are_idempotent_and_stale_ones_are_ignored() {
+        let (state, _) = given(vec![(0, file("minor"))]);
+        let s = state_of(&state);
+        let events = when(&state, 45, warning(s, SlaClock::FirstResponse, 75, 60)).expect("ok");
+        assert_eq!(events.len(), 1);
+        let state = events.iter().fold(state.clone(), apply);
+        let s = state_of(&state);
+        // The same warning again: nothing. Another fraction: a new warning.
+        assert_eq!(
+            when(&state, 46, warning(s, SlaClock::FirstResponse, 75, 60)),
+            Ok(vec![])
+        );
+        assert_eq!(
+            when(&state, 46, warning(s, SlaClock::FirstResponse, 90, 60)).map(|e| e.len()),
+            Ok(1)
+        );
+
+        // Breach once; the second is a no-op even though the level moved on.
+        let cmd = breach(s, SlaClock::FirstResponse, 60);
+        let events = when(&state, 61, cmd.clone()).expect("ok");
+        assert_eq!(events.len(), 2);
+        let after = events.iter().fold(state.clone(), apply);
+        assert_eq!(when(&after, 62, cmd), Ok(vec![]));
+
+        // A run that ended (the complaint was answered) makes its warning stale.
+        let (acked, _) = given(vec![(0, file("minor")), (10, ack("phone"))]);
+        let stale = ComplaintCommand::RaiseSlaWarning(RaiseSlaWarning {
+            expected_version: None,
+            clock: SlaClock::FirstResponse,
+            started_at: t(0),
+            fraction_percent: 50,
+            due_at: t(60),
+        });
+        assert_eq!(when(&acked, 30, stale), Ok(vec![]));
+        // An update restarted the update clock: the old run's breach is stale.
+        let old_update_run = state_of(&acked)
+            .clock_run(SlaClock::Update)
+            .expect("running");
+        let (updated, _) = given(vec![
+            (0, file("minor")),
+            (10, ack("phone")),
+            (20, update("on it", false)),
+        ]);
+        let stale = ComplaintCommand::RecordSlaBreach(RecordSlaBreach {
+            expected_version: None,
+            clock: SlaClock::Update,
+            started_at: old_update_run.started_at,
+            due_at: t(40),
+        });
+        assert_eq!(when(&updated, 41, stale), Ok(vec![]));
+
+        // Paused or resolved: no timer event.
+        let (waiting, _) = given(vec![(0, file("minor")), (10, ack("phone")), (20, wait())]);
+        let w = state_of(&waiting);
+        assert_eq!(
+            when(&waiting, 50, breach(w, SlaClock::Resolution, 40)),
+            Ok(vec![])
+        );
+        let (resolved, _) = given(vec![(0, file("minor")), (10, resolve(&["fix"]))]);
+        assert!(state_of(&resolved).running_clocks().is_empty());
+    }
+
+    #[test]
+    fn breaches_climb_the_chain_and_stay_breached_at_the_owner() {
+        let (mut state, _) = given(vec![(0, file("moderate"))]);
+        let mut now = 0;
+        let chain = [
+            (Level::StoreManager, Some(Level::RegionalManager)),
+            (Level::RegionalManager, Some(Level::Owner)),
+            (Level::Owner, None),
+        ];
+        for (from, to) in chain {
+            let s = state_of(&state).clone();
+            assert_eq!(s.level, from);
+            let started = s
+                .clock_run(SlaClock::Resolution)
+                .expect("running")
+                .started_at;
+            assert_eq!(
+                started,
+                t(now),
+                "each level's clock starts when it takes over"
+            );
+            now += 120;
+            let events = when(&state, now, breach(&s, SlaClock::Resolution, now)).expect("ok");
+            match to {
+                Some(to) => assert!(matches!(
+                    &events[..],
+                    [
+                        ComplaintEvent::SlaBreached { run, .. },
+                        ComplaintEvent::ComplaintEscalated { from: f, to: t2, reason: EscalationReason::Breach { clock: SlaClock::Resolution }, .. },
+                    ] if run.level == from && *f == from && *t2 == to
+                )),
+                None => assert!(matches!(&events[..], [ComplaintEvent::SlaBreached { .. }])),
+            }
+            state = events.iter().fold(state, apply);
+        }
+        let s = state_of(&state);
+        assert_eq!(s.level, Level::Owner);
+        assert!(s.is_breached());
+        assert_eq!(s.breaches.len(), 3);
+        assert_eq!(
+            when(&state, now + 1, escalate("more")),
+            Err(ComplaintError::NoLevelAbove(Level::Owner))
+        );
+    }
+
+    #[test]
+    fn critical_complaints_start_higher() {
+        let (state, _) = given(vec![(0, file("critical"))]);
+        assert_eq!(state_of(&state).level, Level::RegionalManager);
+        let owner_first = Context {
+            critical_starts_at: Level::Owner,
+            ..Context::default()
+        };
+        let events = handle(None, file("critical"), t(0), &owner_first).expect("ok");
+        assert_eq!(replay(&events).map(|c| c.level), Some(Level::Owner));
+        let events = handle(None, file("major"), t(0), &owner_first).expect("ok");
+        assert_eq!(replay(&events).map(|c| c.level), Some(Level::StoreManager));
+    }
+
+    #[test]
+    fn contact_details_are_checked_before_sealing_and_never_printed() {
+        let good = ContactDetails {
+            name: "Ada Lovelace".into(),
+            phone: "+44 20 7946 0000".into(),
+            email: "ada@example.com".into(),
+            address: String::new(),
+        };
+        assert_eq!(good.validate(), Ok(()));
+        assert_eq!(
+            ContactDetails::from_plaintext(&good.to_plaintext()),
+            Some(good.clone())
+        );
+        assert!(!format!("{good:?}").contains("Ada"));
+        let bad = ContactDetails {
+            name: String::new(),
+            phone: "call me".into(),
+            email: "ada@localhost".into(),
+            address: String::new(),
+        };
+        let fields: Vec<String> = bad
+            .validate()
+            .expect_err("bad")
+            .fields()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(fields, ["contact.name", "contact.phone", "contact.email"]);
+        let unreachable = ContactDetails {
+            name: "Ada".into(),
+            ..ContactDetails::default()
+        };
+        let fields: Vec<String> = unreachable
+            .validate()
+            .expect_err("bad")
+            .fields()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(fields, ["contact"]);
+
+        let sealed = SealedContact::new(vec![0xde, 0xad]);
+        assert_eq!(format!("{sealed:?}"), "SealedContact(<2 bytes>)");
+        assert_eq!(
+            serde_json::to_string(&sealed).ok().as_deref(),
+            Some("\"dead\"")
+        );
+    }
+
+    fn customer(
+        churn_state: ChurnState,
+        clv_minor: i64,
+        value_at_risk_minor: i64,
+    ) -> CustomerContext {
+        CustomerContext {
+            value_at_risk_minor,
+            clv_minor,
+            churn_state,
+        }
+    }
+
+    #[test]
+    fn priority_orders_as_documented() {
+        let plain = customer(ChurnState::Active, 1_000, 0);
+        let first = IncidentHistory::default();
+        let p = |s, c: &CustomerContext, i: &IncidentHistory| priority(s, c, i).score;
+
+        // Severity alone.
+        let by_severity: Vec<u32> = Severity::ALL
+            .iter()
+            .map(|s| p(*s, &plain, &first))
+            .collect();
+        assert!(
+            by_severity.windows(2).all(|w| w[0] < w[1]),
+            "{by_severity:?}"
+        );
+        // An at-risk, high-value customer moves up past the same complaint from an active one.
+        let slipping = customer(ChurnState::AtRisk, 600_000, 200_000);
+        assert!(p(Severity::Moderate, &slipping, &first) > p(Severity::Moderate, &plain, &first));
+        // ... even past a bare major complaint.
+        assert!(p(Severity::Moderate, &slipping, &first) > p(Severity::Major, &plain, &first));
+        // A repeat incident moves up; the same touchpoint failing again more so.
+        let repeat = IncidentHistory {
+            complaints_last_90d: 2,
+            same_touchpoint_before: false,
+        };
+        let same = IncidentHistory {
+            complaints_last_90d: 2,
+            same_touchpoint_before: true,
+        };
+        assert!(p(Severity::Minor, &plain, &repeat) > p(Severity::Minor, &plain, &first));
+        assert!(p(Severity::Minor, &plain, &same) > p(Severity::Minor, &plain, &repeat));
+        // Value at risk only counts for a customer who is slipping.
+        let active_rich = customer(ChurnState::Active, 1_000, 900_000);
+        assert_eq!(
+            p(Severity::Minor, &active_rich, &first),
+            p(Severity::Minor, &plain, &first)
+        );
+        let parts = priority(Severity::Major, &slipping, &same);
+        assert_eq!(
+            parts.score,
+            parts.severity_points + parts.value_points + parts.churn_points + parts.incident_points
+        );
+    }
+
+    fn any_churn() -> impl Strategy<Value = ChurnState> {
+        prop_oneof![
+            Just(ChurnState::Active),
+            Just(ChurnState::AtRisk),
+            Just(ChurnState::Defected),
+            Just(ChurnState::WonBack)
+        ]
+    }
+
+    fn any_context() -> impl Strategy<Value = (CustomerContext, IncidentHistory)> {
+        (
+            any_churn(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<u32>(),
+            any::<bool>(),
+        )
+            .prop_map(|(churn_state, clv_minor, value_at_risk_minor, n, same)| {
+                (
+                    CustomerContext {
+                        value_at_risk_minor,
+                        clv_minor,
+                        churn_state,
+                    },
+                    IncidentHistory {
+                        complaints_last_90d: n,
+                        same_touchpoint_before: same,
+                    },
+                )
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn critical_always_outranks_minor((c1, i1) in any_context(), (c2, i2) in any_context()) {
+            prop_assert!(priority(Severity::Critical, &c1, &i1).score > priority(Severity::Minor, &c2, &i2).score);
+        }
+
+        #[test]
+        fn more_incidents_never_lower_priority((c, i) in any_context(), extra in 0u32..10) {
+            let more = IncidentHistory {
+                complaints_last_90d: i.complaints_last_90d.saturating_add(extra),
+                ..i
+            };
+            prop_assert!(priority(Severity::Moderate, &c, &more).score >= priority(Severity::Moderate, &c, &i).score);
+        }
+    }
+
+    /// Commands that are well-formed; whether they fit the state is up to `handle`.
+    fn any_command(state: Option<Complaint>) -> BoxedStrategy<ComplaintCommand> {
+        let Some(s) = state else {
+            return prop_oneof![
+                Just("minor"),
+                Just("moderate"),
+                Just("major"),
+                Just("critical")
+            ]
+            .prop_map(file)
+            .boxed();
+        };
+        let run_started = |clock| s.clock_run(clock).map_or(s.level_since, |r| r.started_at);
+        let clocks: Vec<(SlaClock, DateTime<Utc>)> = SlaClock::ALL
+            .iter()
+            .map(|c| (*c, run_started(*c)))
+            .collect();
+        let timer = (
+            0usize..3,
+            prop_oneof![Just(50u8), Just(75u8)],
+            any::<bool>(),
+        )
+            .prop_map(move |(i, fraction, is_breach)| {
+                let (clock, started_at) = clocks[i];
+                if is_breach {
+                    ComplaintCommand::RecordSlaBreach(RecordSlaBreach {
+                        expected_version: None,
+                        clock,
+                        started_at,
+                        due_at: started_at + TimeDelta::minutes(1),
+                    })
+                } else {
+                    ComplaintCommand::RaiseSlaWarning(RaiseSlaWarning {
+                        expected_version: None,
+                        clock,
+                        started_at,
+                        fraction_percent: fraction,
+                        due_at: started_at + TimeDelta::minutes(1),
+                    })
+                }
+            });
+        prop_oneof![
+            if s.severity >= Severity::Major {
+                prop_oneof![Just("phone"), Just("in_person")].boxed()
+            } else {
+                prop_oneof![
+                    Just("phone"),
+                    Just("in_person"),
+                    Just("letter"),
+                    Just("email")
+                ]
+                .boxed()
+            }
+            .prop_map(ack),
+            any::<bool>().prop_map(|c| update("note", c)),
+            Just(wait()),
+            Just(escalate("manual")),
+            proptest::sample::subsequence(
+                vec!["apology", "refund", "replacement", "compensation", "fix"],
+                1..=3
+            )
+            .prop_map(|r| resolve(&r)),
+            Just(reopen()),
+            (1u8..=5, 1u8..=5).prop_map(|(score, f)| survey(SatisfactionInput {
+                score,
+                ownership: f,
+                felt_valued: f,
+                speed: f,
+                sincere_regret: f,
+                reason: "because".into(),
+            })),
+            Just(root_cause(good_root_cause())),
+            timer.clone(),
+            timer,
+        ]
+        .boxed()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any sequence of valid commands: the events handle returned, replayed from the
+        /// start (also after a JSON round trip), give the state built step by step; the
+        /// version counts the events; the level never goes down; refusals emit nothing.
+        #[test]
+        fn replaying_handled_events_rebuilds_the_state(seeds in proptest::collection::vec(any::<u64>(), 1..40)) {
+            use proptest::strategy::ValueTree;
+            use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+            let mut state: Option<Complaint> = None;
+            let mut log: Vec<ComplaintEvent> = Vec::new();
+            let mut now = t(0);
+            for seed in seeds {
+                let mut bytes = [0u8; 32];
+                bytes[..8].copy_from_slice(&seed.to_le_bytes());
+                let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+                let cmd = any_command(state.clone()).new_tree(&mut runner).expect("tree").current();
+                now += TimeDelta::minutes((seed % 300) as i64 + 1);
+                let level_before = state.as_ref().map(|s| s.level);
+                match handle(state.as_ref(), cmd, now, &ctx()) {
+                    Ok(events) => {
+                        for e in &events {
+                            state = apply(state, e);
+                        }
+                        log.extend(events);
+                    }
+                    Err(ComplaintError::Invalid(v)) => prop_assert!(false, "valid command refused: {v}"),
+                    Err(_) => {}
+                }
+                let s = state.as_ref().expect("filed first");
+                prop_assert_eq!(s.version, log.len() as u64);
+                prop_assert!(level_before.is_none_or(|l| l <= s.level));
+            }
+            prop_assert_eq!(&replay(&log), &state);
+            let json = serde_json::to_vec(&log).expect("json");
+            let back: Vec<ComplaintEvent> = serde_json::from_slice(&json).expect("decode");
+            prop_assert_eq!(&replay(&back), &state);
+        }
+    }
+}

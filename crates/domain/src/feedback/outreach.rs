@@ -595,3 +595,308 @@ impl DefectionReasons {
         rows
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    fn t(hours: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+            .expect("fixed time")
+            .with_timezone(&Utc)
+            + TimeDelta::hours(hours)
+    }
+
+    fn opening(case: &str, signal: &str, store: &str, value: i64) -> OpenOutreach {
+        OpenOutreach {
+            expected_version: None,
+            case_id: OutreachCaseId::parse(case).expect("id"),
+            signal_id: signal.into(),
+            customer: "cust-1".into(),
+            home_store: store.into(),
+            state: "defected".into(),
+            value_at_risk_minor: value,
+            clv_minor: value * 2,
+            due_at: t(48),
+        }
+    }
+
+    fn record(reason: &str, free_text: &str, outcome: &str) -> OutreachCommand {
+        OutreachCommand::RecordOutreach(RecordOutreach {
+            expected_version: None,
+            reason: reason.into(),
+            free_text: free_text.into(),
+            outcome: outcome.into(),
+            method: "phone".into(),
+        })
+    }
+
+    fn run(steps: Vec<(i64, OutreachCommand)>) -> (Option<OutreachCase>, Vec<OutreachEvent>) {
+        let mut state = None;
+        let mut log = Vec::new();
+        for (at, cmd) in steps {
+            let events = handle(state.as_ref(), cmd, t(at)).expect("accepted");
+            for e in &events {
+                state = apply(state, e);
+            }
+            log.extend(events);
+        }
+        (state, log)
+    }
+
+    fn fields(r: Result<Vec<OutreachEvent>, OutreachError>) -> Vec<String> {
+        match r {
+            Err(OutreachError::Invalid(v)) => v.fields().map(str::to_owned).collect(),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_case_opens_records_and_replays() {
+        let (state, log) = run(vec![
+            (
+                0,
+                OutreachCommand::OpenOutreach(opening("o-1", "sig-1", "store-1", 50_000)),
+            ),
+            (2, record("", "", "not_reached")),
+            (5, record("price", "", "reached")),
+            (9, record("other", "the new manager", "lost")),
+        ]);
+        let s = state.as_ref().expect("opened");
+        assert_eq!(s.version, 4);
+        assert_eq!(s.status, OutreachStatus::Closed);
+        assert_eq!(s.attempts.len(), 3);
+        assert_eq!(s.attempts[0].reason, None);
+        assert_eq!(replay(&log), state);
+        let json = serde_json::to_string(&log).expect("json");
+        assert!(json.contains(r#""type":"outreach_recorded""#), "{json}");
+        let back: Vec<OutreachEvent> = serde_json::from_str(&json).expect("decode");
+        assert_eq!(replay(&back), state);
+        // Closed: nothing more to record.
+        assert_eq!(
+            handle(state.as_ref(), record("price", "", "reached"), t(10)),
+            Err(OutreachError::InvalidTransition {
+                from_status: OutreachStatus::Closed,
+                command: "record_outreach"
+            })
+        );
+    }
+
+    #[test]
+    fn opening_is_idempotent_per_signal() {
+        let (state, _) = run(vec![(
+            0,
+            OutreachCommand::OpenOutreach(opening("o-1", "sig-1", "s1", 1)),
+        )]);
+        let again = OutreachCommand::OpenOutreach(opening("o-1", "sig-1", "s1", 1));
+        assert_eq!(handle(state.as_ref(), again, t(1)), Ok(vec![]));
+        let other = OutreachCommand::OpenOutreach(opening("o-1", "sig-2", "s1", 1));
+        assert_eq!(
+            handle(state.as_ref(), other, t(1)),
+            Err(OutreachError::AlreadyExists)
+        );
+        assert_eq!(
+            handle(None, record("price", "", "reached"), t(1)),
+            Err(OutreachError::NotFound)
+        );
+    }
+
+    #[test]
+    fn bad_input_names_its_field_and_emits_nothing() {
+        let bad = OpenOutreach {
+            signal_id: "".into(),
+            customer: "a b".into(),
+            home_store: "".into(),
+            state: "active".into(),
+            value_at_risk_minor: -1,
+            clv_minor: -1,
+            due_at: t(0),
+            ..opening("o-1", "sig-1", "s1", 1)
+        };
+        assert_eq!(
+            fields(handle(None, OutreachCommand::OpenOutreach(bad), t(0))),
+            [
+                "signal_id",
+                "customer",
+                "home_store",
+                "state",
+                "value_at_risk_minor",
+                "clv_minor",
+                "due_at"
+            ]
+        );
+        let (state, _) = run(vec![(
+            0,
+            OutreachCommand::OpenOutreach(opening("o-1", "sig-1", "s1", 1)),
+        )]);
+        let s = state.as_ref();
+        assert_eq!(
+            fields(handle(s, record("", "", "reached"), t(1))),
+            ["reason"]
+        );
+        assert_eq!(
+            fields(handle(s, record("other", " ", "lost"), t(1))),
+            ["free_text"]
+        );
+        assert_eq!(
+            fields(handle(s, record("weather", "", "maybe"), t(1))),
+            ["outcome", "reason"]
+        );
+        let bad_method = OutreachCommand::RecordOutreach(RecordOutreach {
+            expected_version: None,
+            reason: "price".into(),
+            free_text: String::new(),
+            outcome: "reached".into(),
+            method: "carrier_pigeon".into(),
+        });
+        assert_eq!(fields(handle(s, bad_method, t(1))), ["method"]);
+    }
+
+    #[test]
+    fn version_conflicts_are_refused() {
+        let (state, _) = run(vec![(
+            0,
+            OutreachCommand::OpenOutreach(opening("o-1", "sig-1", "s1", 1)),
+        )]);
+        let stale = OutreachCommand::RecordOutreach(RecordOutreach {
+            expected_version: Some(0),
+            reason: "price".into(),
+            free_text: String::new(),
+            outcome: "reached".into(),
+            method: "phone".into(),
+        });
+        assert_eq!(
+            handle(state.as_ref(), stale, t(1)),
+            Err(OutreachError::VersionConflict {
+                expected: 0,
+                current: 1
+            })
+        );
+    }
+
+    #[test]
+    fn overdue_until_someone_is_reached() {
+        let (state, _) = run(vec![
+            (
+                0,
+                OutreachCommand::OpenOutreach(opening("o-1", "sig-1", "s1", 1)),
+            ),
+            (1, record("", "", "not_reached")),
+        ]);
+        let s = state.expect("opened");
+        assert!(!s.is_overdue(t(47)));
+        assert!(s.is_overdue(t(49)));
+        let reached = handle(Some(&s), record("staff", "", "reached"), t(50)).expect("ok");
+        let s = reached.iter().fold(Some(s), apply).expect("still there");
+        assert!(!s.is_overdue(t(51)));
+    }
+
+    #[test]
+    fn defection_reasons_sum_per_store_and_cause_over_a_period() {
+        let mut model = DefectionReasons::new();
+        let feed = |model: &mut DefectionReasons, case: &str, log: &[OutreachEvent]| {
+            let id = OutreachCaseId::parse(case).expect("id");
+            for (i, e) in log.iter().enumerate() {
+                model.add_outreach(&id, i as u64 + 1, e);
+            }
+        };
+        let (_, lost) = run(vec![
+            (
+                0,
+                OutreachCommand::OpenOutreach(opening("o-1", "sig-1", "s1", 30_000)),
+            ),
+            (1, record("price", "", "reached")),
+            (2, record("price", "", "lost")),
+        ]);
+        let (_, won) = run(vec![
+            (
+                0,
+                OutreachCommand::OpenOutreach(opening("o-2", "sig-2", "s1", 10_000)),
+            ),
+            (1, record("staff", "", "won_back")),
+        ]);
+        let (_, later) = run(vec![
+            (
+                24 * 10,
+                OutreachCommand::OpenOutreach(OpenOutreach {
+                    due_at: t(24 * 12),
+                    ..opening("o-3", "sig-3", "s1", 5_000)
+                }),
+            ),
+            (24 * 10 + 1, record("price", "", "lost")),
+        ]);
+        feed(&mut model, "o-1", &lost);
+        feed(&mut model, "o-1", &lost); // redelivered: ignored
+        feed(&mut model, "o-2", &won);
+        feed(&mut model, "o-3", &later);
+
+        let complaint = crate::feedback::complaint::handle(
+            None,
+            crate::feedback::complaint::ComplaintCommand::FileComplaint(
+                crate::feedback::complaint::FileComplaint {
+                    expected_version: None,
+                    complaint_id: ComplaintId::parse("c-1").expect("id"),
+                    idempotency_key: "k".into(),
+                    customer: crate::swipe::CustomerInput::CustomerId("cust-1".into()),
+                    contact: crate::feedback::complaint::SealedContact::new(vec![1]),
+                    store_id: "s1".into(),
+                    channel: "web".into(),
+                    touchpoint: "staff".into(),
+                    severity: "minor".into(),
+                    description: "ignored at the counter".into(),
+                    occurred_at: t(0),
+                },
+            ),
+            t(1),
+            &crate::feedback::complaint::Context::default(),
+        )
+        .expect("filed");
+        let cid = ComplaintId::parse("c-1").expect("id");
+        model.add_complaint(&cid, 1, &complaint[0]);
+
+        let day = t(0).date_naive();
+        let rows = model.between(day, day);
+        let got: Vec<(Cause, Tally)> = rows.iter().map(|r| (r.cause, r.tally)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Cause::Reason(DefectionReason::Price),
+                    Tally {
+                        defectors: 1,
+                        lost: 1,
+                        value_lost_minor: 30_000,
+                        ..Tally::default()
+                    }
+                ),
+                (
+                    Cause::Reason(DefectionReason::Staff),
+                    Tally {
+                        defectors: 1,
+                        won_back: 1,
+                        value_saved_minor: 10_000,
+                        ..Tally::default()
+                    }
+                ),
+                (
+                    Cause::Touchpoint(Touchpoint::Staff),
+                    Tally {
+                        complaints: 1,
+                        ..Tally::default()
+                    }
+                ),
+            ]
+        );
+        let all = model.between(day, day + chrono::Days::new(30));
+        let price = all
+            .iter()
+            .find(|r| r.cause == Cause::Reason(DefectionReason::Price))
+            .expect("price row");
+        assert_eq!(
+            (price.tally.defectors, price.tally.value_lost_minor),
+            (2, 35_000)
+        );
+        assert!(all.iter().all(|r| r.store.as_str() == "s1"));
+    }
+}
