@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn an_unknown_value_names_the_vocabulary_and_the_choices() {
-        let e = "urgent".parse::<Severity>().unwrap_err();
+        let e = "urgent".parse::<Severity>().expect_err("not a severity");
         assert_eq!(
             e.to_string(),
             "unknown severity \"urgent\"; expected one of: minor, moderate, major, critical"
