@@ -18,6 +18,10 @@ use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_testkit::RedisServer;
 use tokio_util::sync::CancellationToken;
 
+// The allocator of the churn-scoring binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOPIC: &str = "purchases.v1";
 const PARTITIONS: u32 = 4;
 const HORIZON: i32 = 120;
@@ -95,6 +99,33 @@ fn bench_dir() -> tempfile::TempDir {
         .expect("bench dir")
 }
 
+/// CPU seconds Redis has used (INFO cpu: user + system of the main thread and children).
+async fn redis_cpu_secs(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn)
+        .await
+        .expect("info");
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn own_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name in parentheses; utime and stime are 14th and 15th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    ticks / 100.0
+}
+
 async fn throughput(n: usize, customers: usize) {
     println!("\nthroughput: {n} swipes over {customers} customers");
     let dir = bench_dir();
@@ -129,11 +160,43 @@ async fn throughput(n: usize, customers: usize) {
     let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
         .await
         .expect("store");
+    // The scorer's own share: reading the log and decoding every record, with no Redis.
+    let started = Instant::now();
+    let mut decoded = 0usize;
+    for p in 0..PARTITIONS {
+        let mut from = 0;
+        loop {
+            let records = log
+                .read(TOPIC, p, from, 2_000, Duration::from_millis(1))
+                .await
+                .expect("read");
+            let Some(last) = records.last() else { break };
+            from = last.offset + 1;
+            for r in &records {
+                ScoredSwipe::from_record(r).expect("a swipe");
+                decoded += 1;
+            }
+        }
+    }
+    let decode_rate = decoded as f64 / started.elapsed().as_secs_f64();
+    println!("  log read + decode alone, one task                  {decode_rate:>10.0} /s");
+
+    let redis_cpu_before = redis_cpu_secs(&mut conn).await;
+    let own_cpu_before = own_cpu_secs();
     let took = score_all(log.clone(), store, 2_000).await;
+    let redis_cpu = redis_cpu_secs(&mut conn).await - redis_cpu_before;
+    let own_cpu = own_cpu_secs() - own_cpu_before;
     let batched = n as f64 / took.as_secs_f64();
     println!(
-        "  scorer: log read + decode + one script per batch   {batched:>10.0} /s   {:.2} x raw HSET/s",
+        "  scorer: read + decode + fold + commit per batch    {batched:>10.0} /s   {:.2} x raw HSET/s",
         batched / hset_rate
+    );
+    println!(
+        "    busy: Redis {:.0} % of a core, the scorer {:.0} % ({:.1} us of Redis, {:.1} us of scorer CPU per swipe)",
+        100.0 * redis_cpu / took.as_secs_f64(),
+        100.0 * own_cpu / took.as_secs_f64(),
+        1e6 * redis_cpu / n as f64,
+        1e6 * own_cpu / n as f64,
     );
 
     // The naive way: one script call per swipe, 4 partitions in parallel, same Redis.
@@ -164,7 +227,7 @@ async fn throughput(n: usize, customers: usize) {
                         fingerprint: swipe_fingerprint(&format!("sw-{i}")),
                     };
                     store
-                        .apply_batch(p, std::slice::from_ref(&s), offset + 1)
+                        .apply_batch(p, offset, std::slice::from_ref(&s), offset + 1)
                         .await
                         .expect("apply");
                 }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod app;
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod query;

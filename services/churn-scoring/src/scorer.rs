@@ -173,7 +173,10 @@ impl<L: EventLog> Scorer<L> {
                     result.map_err(ScoringError::Log)?;
                 }
             }
-            let outcome = self.store.apply_batch(partition, &swipes, next).await?;
+            let outcome = self
+                .store
+                .apply_batch(partition, from, &swipes, next)
+                .await?;
             stats.counted += outcome.counted;
             stats.duplicates += outcome.duplicates;
             stats.too_late += outcome.too_late;

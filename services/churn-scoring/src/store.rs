@@ -1,8 +1,8 @@
-//! Customer state in Redis: `cs:{p<partition>}:<customer>` hashes, changed only by
-//! `apply_batch.lua`, which checks and advances the partition's checkpoint in the same
-//! atomic step.
+//! Customer state in Redis: `cs:{p<partition>}:<customer>` hashes. Swipes change them
+//! only through `commit_batch.lua`, which checks and advances the partition's checkpoint
+//! in the same atomic step (see [`CustomerStore::apply_batch`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use churnguard_domain::customer::{CustomerState, Day, DayBucket, local_day, swipe_fingerprint};
 use churnguard_domain::models::FittedModel;
@@ -12,6 +12,7 @@ use churnguard_eventlog::Record;
 use churnguard_redis::{RedisConnection, checkpoint_key, load_checkpoint};
 
 use crate::CONSUMER;
+use crate::batch::{Effect, Pending};
 use crate::error::ScoringError;
 
 /// One swipe, ready for the store.
@@ -118,7 +119,7 @@ pub struct Decision<'a> {
 #[derive(Clone)]
 pub struct CustomerStore {
     conn: RedisConnection,
-    apply: redis::Script,
+    commit: redis::Script,
     transition: redis::Script,
     topic: String,
     horizon: Day,
@@ -169,7 +170,7 @@ impl CustomerStore {
     fn with(conn: RedisConnection, topic: &str, horizon: Day) -> Self {
         Self {
             conn,
-            apply: redis::Script::new(include_str!("apply_batch.lua")),
+            commit: redis::Script::new(include_str!("commit_batch.lua")),
             transition: redis::Script::new(include_str!("transition.lua")),
             topic: topic.to_owned(),
             horizon,
@@ -224,40 +225,158 @@ impl CustomerStore {
         Ok(stored.unwrap_or(0))
     }
 
-    /// Applies a batch of one partition, ending at `next_offset`, in one atomic script.
-    /// Records below the stored checkpoint are skipped: applying a batch twice changes
-    /// nothing.
+    /// Applies a batch of one partition: the records read from offset `from` up to
+    /// `next_offset` (poison records left out). Exactly once, in three steps:
+    /// 1. one pipeline reads the checkpoint and then, per customer, the fields the batch
+    ///    touches (summary, the buckets of its days, the store-mix entries of its stores);
+    /// 2. [`Pending`] applies the records in log order, in Rust; the rare customer whose
+    ///    buckets fall out of the horizon has its field names listed (HKEYS) first;
+    /// 3. `commit_batch.lua` writes the result and moves the checkpoint only if it is
+    ///    still the one read in step 1: a batch applied twice, or by two instances at
+    ///    once, lands once.
+    ///
+    /// Records below the stored checkpoint are skipped. When the checkpoint is behind
+    /// `from` (Redis lost state) or moved meanwhile, nothing is written and the outcome
+    /// carries the checkpoint to read from.
     pub async fn apply_batch(
         &self,
         partition: u32,
+        from: u64,
         swipes: &[ScoredSwipe],
         next_offset: u64,
     ) -> Result<BatchOutcome, ScoringError> {
-        let mut invocation = self.apply.prepare_invoke();
-        invocation.key(checkpoint_key(CONSUMER, &self.topic, partition));
-        invocation.key(deadline_key(partition));
-        invocation.key(watermark_key(partition));
-        invocation.arg(self.horizon).arg(next_offset);
-        for s in swipes {
-            invocation.key(customer_key(partition, &s.customer));
-            invocation
-                .arg(s.offset)
-                .arg(s.day)
-                .arg(s.spend)
-                .arg(&s.store)
-                .arg(s.fingerprint);
-        }
         let mut conn = self.conn.clone();
-        let (counted, duplicates, too_late, checkpoint): (u64, u64, u64, u64) = invocation
-            .invoke_async(&mut conn)
+        let checkpoint_key = checkpoint_key(CONSUMER, &self.topic, partition);
+        // Each customer's records, in log order, in the order customers first appear.
+        let mut order: Vec<&str> = Vec::new();
+        let mut by_customer: HashMap<&str, Vec<&ScoredSwipe>> = HashMap::new();
+        for s in swipes {
+            by_customer
+                .entry(&s.customer)
+                .or_insert_with(|| {
+                    order.push(&s.customer);
+                    Vec::new()
+                })
+                .push(s);
+        }
+        let keys: Vec<String> = order.iter().map(|c| customer_key(partition, c)).collect();
+        let fields: Vec<Vec<String>> = order
+            .iter()
+            .map(|c| Pending::fields(by_customer[c].iter().copied()))
+            .collect();
+        let mut read = redis::pipe();
+        read.cmd("GET").arg(&checkpoint_key);
+        for (key, fields) in keys.iter().zip(&fields) {
+            read.cmd("HMGET").arg(key).arg(fields);
+        }
+        let mut replies: Vec<redis::Value> = read
+            .query_async(&mut conn)
             .await
-            .map_err(command("EVALSHA apply_batch"))?;
-        Ok(BatchOutcome {
-            counted,
-            duplicates,
-            too_late,
+            .map_err(command("HMGET batch"))?;
+        let mut replies = replies.drain(..);
+        let checkpoint: Option<String> = replies
+            .next()
+            .map(redis::from_redis_value)
+            .transpose()
+            .map_err(|e| ScoringError::Corrupt(format!("checkpoint: {e}")))?
+            .flatten();
+        let checkpoint: u64 = match checkpoint {
+            Some(c) => c
+                .parse()
+                .map_err(|_| ScoringError::Corrupt(format!("checkpoint {c}")))?,
+            None => 0,
+        };
+        let unchanged = |checkpoint| BatchOutcome {
             checkpoint,
-        })
+            ..BatchOutcome::default()
+        };
+        if checkpoint < from || checkpoint >= next_offset {
+            return Ok(unchanged(checkpoint));
+        }
+
+        let mut outcome = BatchOutcome::default();
+        let mut latest: Option<Day> = None;
+        let mut pending = Vec::with_capacity(order.len());
+        for (((customer, key), fields), values) in order.iter().zip(keys).zip(&fields).zip(replies)
+        {
+            let values: Vec<Option<String>> = redis::from_redis_value(values)
+                .map_err(|e| ScoringError::Corrupt(format!("HMGET reply: {e}")))?;
+            let records = &by_customer[customer];
+            let mut p = Pending::read(key, fields, values).map_err(ScoringError::Corrupt)?;
+            for r in records.iter().filter(|r| r.offset >= checkpoint) {
+                match p.apply(r, self.horizon) {
+                    Effect::Counted => {
+                        outcome.counted += 1;
+                        latest = Some(latest.map_or(r.day, |l| l.max(r.day)));
+                    }
+                    Effect::Duplicate => outcome.duplicates += 1,
+                    Effect::TooLate => outcome.too_late += 1,
+                }
+            }
+            if p.changed() {
+                pending.push(p);
+            }
+        }
+        // Buckets falling out of the horizon: list the hash's fields to drop them.
+        let rolling: Vec<usize> = (0..pending.len())
+            .filter(|i| pending[*i].needs_listing())
+            .collect();
+        if !rolling.is_empty() {
+            let mut list = redis::pipe();
+            for i in &rolling {
+                list.cmd("HKEYS").arg(&pending[*i].key);
+            }
+            let names: Vec<Vec<String>> = list
+                .query_async(&mut conn)
+                .await
+                .map_err(command("HKEYS"))?;
+            for (i, names) in rolling.iter().zip(names) {
+                pending[*i].roll(&names);
+            }
+        }
+
+        // EVALSHA built as one command (a script invocation would copy every argument
+        // into a buffer of its own first); a Redis that lost its scripts gets it again.
+        let mut commit = redis::cmd("EVALSHA");
+        commit
+            .arg(self.commit.get_hash())
+            .arg(3 + pending.len())
+            .arg(&checkpoint_key)
+            .arg(deadline_key(partition))
+            .arg(watermark_key(partition));
+        for p in &pending {
+            commit.arg(&p.key);
+        }
+        commit
+            .arg(checkpoint)
+            .arg(next_offset)
+            .arg(latest.map(|d| d.to_string()).unwrap_or_default());
+        for p in &pending {
+            let (set, delete, due) = p.writes();
+            commit
+                .arg(set.len())
+                .arg(set)
+                .arg(delete.len())
+                .arg(delete)
+                .arg(due);
+        }
+        let reply = match commit.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.commit
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(command("SCRIPT LOAD commit_batch"))?;
+                commit.query_async(&mut conn).await
+            }
+            reply => reply,
+        };
+        let (committed, checkpoint): (u8, u64) = reply.map_err(command("EVALSHA commit_batch"))?;
+        if committed == 0 {
+            return Ok(unchanged(checkpoint));
+        }
+        outcome.checkpoint = checkpoint;
+        Ok(outcome)
     }
 
     /// The partition's stream time: the latest event day applied.

@@ -260,7 +260,7 @@ impl<L: EventLog> Chain<L> {
                         .collect();
                     from = self
                         .store
-                        .apply_batch(p, &swipes, next)
+                        .apply_batch(p, from, &swipes, next)
                         .await
                         .expect("apply")
                         .checkpoint;

@@ -88,8 +88,12 @@ async fn script_matches_reference(store: CustomerStore) {
             let n = 1 + (next() % 97) as usize;
             let batch = &mine[at..(at + n).min(mine.len())];
             let end = batch.last().map_or(0, |s| s.offset + 1);
-            store.apply_batch(p, batch, end).await.expect("apply");
-            let again = store.apply_batch(p, batch, end).await.expect("apply again");
+            let from = batch[0].offset;
+            store.apply_batch(p, from, batch, end).await.expect("apply");
+            let again = store
+                .apply_batch(p, from, batch, end)
+                .await
+                .expect("apply again");
             assert_eq!(again.counted, 0, "a replayed batch changes nothing");
             at += n;
         }

@@ -60,7 +60,10 @@ async fn regular(store: &CustomerStore, customer: &str, first_offset: u64) -> (u
         })
         .collect();
     let next = first_offset + swipes.len() as u64;
-    store.apply_batch(0, &swipes, next).await.expect("apply");
+    store
+        .apply_batch(0, first_offset, &swipes, next)
+        .await
+        .expect("apply");
     (next, *days.last().expect("days"))
 }
 
@@ -142,7 +145,7 @@ async fn silence_becomes_at_risk_then_defected_on_the_policys_days_and_a_return_
         })
         .collect();
     store
-        .apply_batch(0, &back, offset + 4)
+        .apply_batch(0, offset, &back, offset + 4)
         .await
         .expect("apply");
     let today = defected_day + 20;
