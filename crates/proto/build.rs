@@ -7,6 +7,7 @@ use std::{env, fs, path::PathBuf};
 const PROTOS: &[&str] = &[
     "churnguard/ingest/v1/ingest.proto",
     "churnguard/scoring/v1/scoring.proto",
+    "churnguard/feedback/v1/feedback.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -16,6 +16,14 @@ pub mod scoring {
     }
 }
 
+/// `churnguard.feedback.v1`: complaints, SLA clocks and escalation, defector outreach.
+pub mod feedback {
+    pub mod v1 {
+        #![allow(missing_debug_implementations, clippy::all)]
+        tonic::include_proto!("churnguard.feedback.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every churnguard proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/churnguard_descriptor.bin"));
