@@ -1,0 +1,26 @@
+//! feedback: complaints, SLA escalation and defector outreach, event-sourced.
+//!
+//! Every accepted command becomes one record on `feedback.events.v1`, keyed by the
+//! complaint: a [`journal::Commit`] holding the command's events (a breach and the
+//! escalation it causes land together or not at all). The log is the system of record;
+//! Redis holds the read model ([`projection`]), which replaying the topic rebuilds.
+//!
+//! Concurrency: a commit names the version it was decided on. The projection applies a
+//! commit only if the complaint is still at that version, in log order, so of two
+//! commands decided on the same version the first in the log wins and the other is
+//! rejected, on every replay alike. The writer projects up to its own record and answers
+//! from the outcome ([`service::Complaints::execute`]): OK only when its commit won.
+
+pub mod error;
+pub mod journal;
+pub mod projection;
+pub mod service;
+
+pub use error::FeedbackError;
+pub use service::Complaints;
+
+/// The consumer name under which the projection's checkpoints are kept.
+pub const CONSUMER: &str = "feedback";
+
+/// The topic of complaint commits.
+pub const EVENTS_TOPIC: &str = "feedback.events.v1";

@@ -1,0 +1,143 @@
+//! Executing complaint commands: decide on the read model's state with the pure
+//! aggregate, append the commit to the log, project up to it, and answer from the
+//! outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use churnguard_domain::feedback::complaint::{Complaint, ComplaintCommand, Context, handle};
+use churnguard_domain::ids::ComplaintId;
+use churnguard_eventlog::EventLog;
+
+use crate::error::FeedbackError;
+use crate::journal::Commit;
+use crate::projection::Projection;
+
+/// The clock commands are decided at; tests pass a fake one.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// How long a writer waits for the projection to reach its record.
+const PROJECTION_DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct Complaints<L> {
+    log: Arc<L>,
+    projection: Projection,
+    context: Context,
+    clock: Clock,
+}
+
+impl<L> std::fmt::Debug for Complaints<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Complaints")
+            .field("projection", &self.projection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: EventLog> Complaints<L> {
+    pub fn new(log: Arc<L>, projection: Projection, context: Context, clock: Clock) -> Self {
+        Self {
+            log,
+            projection,
+            context,
+            clock,
+        }
+    }
+
+    pub fn projection(&self) -> &Projection {
+        &self.projection
+    }
+
+    /// A complaint as it stands, after everything in the log before this call.
+    pub async fn get(&self, id: &ComplaintId) -> Result<Option<Complaint>, FeedbackError> {
+        let partition = self.projection.partition_of(id);
+        self.projection
+            .catch_up(self.log.as_ref(), partition, None)
+            .await?;
+        self.projection.load(id).await
+    }
+
+    /// Runs one command. `idempotency_key` makes a retry take effect once: a command
+    /// whose key was used already answers with the complaint as it is.
+    ///
+    /// Errors: the aggregate's refusal (bad input naming the fields, wrong status,
+    /// `VersionConflict` against the caller's expected version), or [`FeedbackError::Conflict`]
+    /// when a concurrent command decided on the same version came first in the log.
+    pub async fn execute(
+        &self,
+        id: &ComplaintId,
+        command: ComplaintCommand,
+        idempotency_key: Option<&str>,
+    ) -> Result<Complaint, FeedbackError> {
+        let partition = self.projection.partition_of(id);
+        // Decide on the latest state: everything in the log before us is projected.
+        self.projection
+            .catch_up(self.log.as_ref(), partition, None)
+            .await?;
+        let state = self.projection.load(id).await?;
+        let base_version = state.as_ref().map_or(0, |s| s.version);
+        if let Some(key) = idempotency_key {
+            let (_, used) = self.projection.outcome(id, base_version, Some(key)).await?;
+            if used.is_some() {
+                return state
+                    .ok_or_else(|| FeedbackError::Corrupt(format!("{key} used on no complaint")));
+            }
+        }
+        let now = (self.clock)();
+        let events = handle(state.as_ref(), command, now, &self.context)?;
+        if events.is_empty() {
+            // Nothing to change (a retried filing, a timer that already fired).
+            return state
+                .ok_or_else(|| FeedbackError::Corrupt("no events for a new complaint".into()));
+        }
+        let commit = Commit {
+            complaint_id: id.clone(),
+            base_version,
+            commit_id: uuid::Uuid::new_v4().to_string(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            events,
+        };
+        let appended = self
+            .log
+            .append(self.projection.topic(), vec![commit.to_record(now)])
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| {
+                Err(churnguard_eventlog::LogError::Unavailable(
+                    "the log answered no result".into(),
+                ))
+            })?;
+        let started = Instant::now();
+        loop {
+            let reached = self
+                .projection
+                .catch_up(
+                    self.log.as_ref(),
+                    appended.partition,
+                    Some(appended.offset + 1),
+                )
+                .await?;
+            if reached > appended.offset {
+                break;
+            }
+            if started.elapsed() > PROJECTION_DEADLINE {
+                return Err(FeedbackError::Timeout {
+                    partition: appended.partition,
+                    offset: appended.offset,
+                });
+            }
+        }
+        let (winner, _) = self.projection.outcome(id, base_version, None).await?;
+        let now_state = self.projection.load(id).await?;
+        let current = now_state.as_ref().map_or(0, |s| s.version);
+        match (winner, now_state) {
+            (Some(w), Some(s)) if w == commit.commit_id => Ok(s),
+            _ => Err(FeedbackError::Conflict {
+                expected: base_version,
+                current,
+            }),
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The complaint write path against the embedded log and a real Kafka-protocol broker
+//! (Tansu), with a real Redis: lifecycle, replay into an empty Redis, concurrent commands,
+//! idempotency keys and bad input.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use churnguard_domain::CustomerInput;
+use churnguard_domain::feedback::complaint::{
+    AcknowledgeComplaint, AddComplaintUpdate, ComplaintCommand, ComplaintError, ComplaintStatus,
+    Context, FileComplaint, RecordRootCause, RecordSatisfaction, ResolveComplaint, RootCauseInput,
+    SatisfactionInput, SealedContact, replay,
+};
+use churnguard_domain::ids::ComplaintId;
+use churnguard_eventlog::EventLog;
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_redis::RedisConnection;
+use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
+use feedback::journal::Commit;
+use feedback::projection::Projection;
+use feedback::{Complaints, EVENTS_TOPIC, FeedbackError};
+
+const PARTITIONS: u32 = 3;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
+        .single()
+        .expect("time")
+}
+
+fn id(s: &str) -> ComplaintId {
+    ComplaintId::parse(s).expect("id")
+}
+
+fn filing(complaint: &str, severity: &str) -> ComplaintCommand {
+    ComplaintCommand::FileComplaint(FileComplaint {
+        expected_version: None,
+        complaint_id: id(complaint),
+        idempotency_key: format!("file-{complaint}"),
+        customer: CustomerInput::CustomerId("cust-1".into()),
+        contact: SealedContact::new(vec![9, 8, 7, 6]),
+        store_id: "store-1".into(),
+        channel: "till".into(),
+        touchpoint: "staff".into(),
+        severity: severity.into(),
+        description: "Rude at the till, refused the coupon".into(),
+        occurred_at: now() - chrono::TimeDelta::hours(2),
+    })
+}
+
+fn update(note: &str, expected: Option<u64>) -> ComplaintCommand {
+    ComplaintCommand::AddComplaintUpdate(AddComplaintUpdate {
+        expected_version: expected,
+        note: note.into(),
+        from_customer: false,
+    })
+}
+
+async fn setup<L: EventLog>(log: Arc<L>, redis: &RedisServer) -> Complaints<L> {
+    log.ensure_topic(EVENTS_TOPIC, PARTITIONS)
+        .await
+        .expect("topic");
+    let conn = RedisConnection::single(&redis.url()).await.expect("redis");
+    Complaints::new(
+        log,
+        Projection::new(conn, EVENTS_TOPIC, PARTITIONS),
+        Context::default(),
+        Arc::new(now),
+    )
+}
+
+/// Every read-model hash, field by field.
+async fn read_model(redis: &RedisServer) -> BTreeMap<String, BTreeMap<String, String>> {
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("fc:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut all = BTreeMap::new();
+    for k in keys {
+        let h: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .expect("hgetall");
+        all.insert(k, h);
+    }
+    all
+}
+
+async fn flush(redis: &RedisServer) {
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+}
+
+/// Every commit in the log, in order per partition.
+async fn commits<L: EventLog>(log: &L) -> Vec<Commit> {
+    let mut all = Vec::new();
+    for p in 0..PARTITIONS {
+        let end = log.end_offset(EVENTS_TOPIC, p).await.expect("end");
+        let mut from = 0;
+        while from < end {
+            let records = log
+                .read(
+                    EVENTS_TOPIC,
+                    p,
+                    from,
+                    500,
+                    std::time::Duration::from_millis(500),
+                )
+                .await
+                .expect("read");
+            for r in &records {
+                all.push(Commit::decode(&r.payload).expect("a commit"));
+            }
+            from = records.last().map_or(from, |r| r.offset + 1);
+        }
+    }
+    all
+}
+
+async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
+    let svc = setup(log.clone(), redis).await;
+    let c1 = id("c-1");
+
+    // The lifecycle, end to end.
+    let filed = svc
+        .execute(&c1, filing("c-1", "major"), None)
+        .await
+        .expect("file");
+    assert_eq!((filed.version, filed.status), (1, ComplaintStatus::Open));
+    let again = svc
+        .execute(&c1, filing("c-1", "major"), None)
+        .await
+        .expect("a retried filing");
+    assert_eq!(again.version, 1, "a retried filing changes nothing");
+    let letter = svc
+        .execute(
+            &c1,
+            ComplaintCommand::AcknowledgeComplaint(AcknowledgeComplaint {
+                expected_version: Some(1),
+                method: "letter".into(),
+                note: String::new(),
+            }),
+            None,
+        )
+        .await
+        .expect_err("a letter is no first response to a major complaint");
+    assert_eq!(
+        letter.violations().map(|v| v.fields().collect::<Vec<_>>()),
+        Some(vec!["method"])
+    );
+    let acked = svc
+        .execute(
+            &c1,
+            ComplaintCommand::AcknowledgeComplaint(AcknowledgeComplaint {
+                expected_version: Some(1),
+                method: "phone".into(),
+                note: "Called, apologised, will check the till staff rota".into(),
+            }),
+            Some("ack-1"),
+        )
+        .await
+        .expect("acknowledge");
+    assert_eq!(acked.status, ComplaintStatus::Acknowledged);
+    // The same key again: once.
+    let retried = svc
+        .execute(&c1, update("a retried update", None), Some("upd-1"))
+        .await
+        .expect("update");
+    let retried_again = svc
+        .execute(&c1, update("a retried update", None), Some("upd-1"))
+        .await
+        .expect("update retried");
+    assert_eq!(retried.version, retried_again.version);
+    assert_eq!(retried_again.updates.len(), 1, "one update for one key");
+    let stale = svc
+        .execute(&c1, update("stale", Some(1)), None)
+        .await
+        .expect_err("stale expected version");
+    assert!(matches!(
+        stale,
+        FeedbackError::Complaint(ComplaintError::VersionConflict { expected: 1, .. })
+    ));
+    let resolved = svc
+        .execute(
+            &c1,
+            ComplaintCommand::ResolveComplaint(ResolveComplaint {
+                expected_version: None,
+                remedies: vec!["apology".into(), "compensation".into()],
+                summary: "Voucher and a personal apology from the manager".into(),
+            }),
+            None,
+        )
+        .await
+        .expect("resolve");
+    assert_eq!(resolved.status, ComplaintStatus::Resolved);
+    svc.execute(
+        &c1,
+        ComplaintCommand::RecordSatisfaction(RecordSatisfaction {
+            expected_version: None,
+            satisfaction: SatisfactionInput {
+                score: 4,
+                ownership: 5,
+                felt_valued: 4,
+                speed: 3,
+                sincere_regret: 5,
+                reason: String::new(),
+            },
+        }),
+        None,
+    )
+    .await
+    .expect("satisfaction");
+    let last = svc
+        .execute(
+            &c1,
+            ComplaintCommand::RecordRootCause(RecordRootCause {
+                expected_version: None,
+                root_cause: RootCauseInput {
+                    whys: vec![
+                        "The cashier refused the coupon".into(),
+                        "The till rejected it".into(),
+                        "The promotion was not loaded at this store".into(),
+                    ],
+                    category: "quality_and_price".into(),
+                    corrective_action: "Promotions are checked on every till each Monday".into(),
+                },
+            }),
+            None,
+        )
+        .await
+        .expect("root cause");
+
+    // Bad input: every bad field named, nothing written.
+    let ends_before: Vec<u64> = {
+        let mut v = Vec::new();
+        for p in 0..PARTITIONS {
+            v.push(log.end_offset(EVENTS_TOPIC, p).await.expect("end"));
+        }
+        v
+    };
+    let bad = svc
+        .execute(&id("c-bad"), filing("c-bad", "urgent"), None)
+        .await
+        .expect_err("bad severity");
+    assert_eq!(
+        bad.violations().map(|v| v.fields().collect::<Vec<_>>()),
+        Some(vec!["severity"])
+    );
+    for p in 0..PARTITIONS {
+        assert_eq!(
+            log.end_offset(EVENTS_TOPIC, p).await.expect("end"),
+            ends_before[p as usize],
+            "nothing appended for bad input"
+        );
+    }
+    assert!(svc.get(&id("c-bad")).await.expect("get").is_none());
+
+    // Concurrent commands decided on one version: exactly the acknowledged ones land.
+    svc.execute(&id("c-2"), filing("c-2", "minor"), None)
+        .await
+        .expect("file c-2");
+    let svc = Arc::new(svc);
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                svc.execute(&id("c-2"), update(&format!("note {i}"), Some(1)), None)
+                    .await
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    let mut lost = 0;
+    for (i, r) in racers.into_iter().enumerate() {
+        match r.await.expect("racer") {
+            Ok(_) => won.push(format!("note {i}")),
+            Err(FeedbackError::Conflict { expected: 1, .. })
+            | Err(FeedbackError::Complaint(ComplaintError::VersionConflict {
+                expected: 1, ..
+            })) => lost += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "one command wins version 1");
+    assert_eq!(lost, 7);
+    let c2 = svc.get(&id("c-2")).await.expect("get").expect("c-2");
+    assert_eq!(c2.version, 2);
+    assert_eq!(
+        c2.updates
+            .iter()
+            .map(|u| u.note.clone())
+            .collect::<Vec<_>>(),
+        won,
+        "the winner's update is there and no other"
+    );
+    // Without an expected version, racing writers retry on conflict and none is lost.
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                loop {
+                    match svc
+                        .execute(
+                            &id("c-2"),
+                            update(&format!("w{i}"), None),
+                            Some(&format!("w{i}")),
+                        )
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(FeedbackError::Conflict { .. }) => continue,
+                        Err(e) => panic!("unexpected error {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let c2 = svc.get(&id("c-2")).await.expect("get").expect("c-2");
+    let mut notes: Vec<String> = c2.updates.iter().map(|u| u.note.clone()).collect();
+    notes.sort();
+    assert_eq!(notes.len(), 7, "{notes:?}");
+    assert!((0..6).all(|i| notes.contains(&format!("w{i}"))));
+
+    // The read model equals the log's story, and a replay into an empty Redis rebuilds it
+    // byte for byte.
+    let log_commits = commits(log.as_ref()).await;
+    let c1_commits: Vec<_> = log_commits
+        .iter()
+        .filter(|c| c.complaint_id == c1)
+        .collect();
+    // File, acknowledge, update, resolve, satisfaction, root cause: the refused and
+    // retried commands appended nothing.
+    assert_eq!(
+        c1_commits.len(),
+        6,
+        "every accepted c-1 commit is in the log, once"
+    );
+    let before = read_model(redis).await;
+    assert_eq!(svc.get(&c1).await.expect("get"), Some(last.clone()));
+    flush(redis).await;
+    assert!(read_model(redis).await.is_empty());
+    for p in 0..PARTITIONS {
+        svc.projection()
+            .catch_up(log.as_ref(), p, None)
+            .await
+            .expect("replay");
+    }
+    let after = read_model(redis).await;
+    assert_eq!(after, before, "replay rebuilds the read model identically");
+    let replayed = replay(
+        c1_commits
+            .iter()
+            .filter(|c| {
+                after[&feedback::projection::complaint_key(
+                    svc.projection().partition_of(&c1),
+                    "c-1",
+                )]
+                    .get(&format!("w:{}", c.base_version))
+                    == Some(&c.commit_id)
+            })
+            .flat_map(|c| c.events.iter()),
+    );
+    assert_eq!(
+        replayed,
+        Some(last),
+        "the accepted commits replay to the state"
+    );
+    // c-2: the filing, the race's winner and the six writers were accepted; every losing
+    // attempt is in the log too, rejected the same way on every replay.
+    let c2_key =
+        feedback::projection::complaint_key(svc.projection().partition_of(&id("c-2")), "c-2");
+    let c2_commits: Vec<_> = log_commits
+        .iter()
+        .filter(|c| c.complaint_id == id("c-2"))
+        .collect();
+    let accepted = c2_commits
+        .iter()
+        .filter(|c| after[&c2_key].get(&format!("w:{}", c.base_version)) == Some(&c.commit_id))
+        .count();
+    assert_eq!(accepted, 8);
+    assert!(c2_commits.len() >= 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn complaints_on_the_embedded_log() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    let redis = RedisServer::start();
+    lifecycle_replay_and_conflicts(log, &redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn complaints_on_a_kafka_protocol_broker() {
+    init_test_logging();
+    let broker = Tansu::start();
+    let log = Arc::new(
+        KafkaLog::new(KafkaSettings {
+            bootstrap_servers: broker.bootstrap(),
+            ..KafkaSettings::default()
+        })
+        .expect("log"),
+    );
+    let redis = RedisServer::start();
+    lifecycle_replay_and_conflicts(log, &redis).await;
+}
