@@ -15,6 +15,8 @@ pub mod error;
 pub mod journal;
 pub mod projection;
 pub mod service;
+pub mod sla_clock;
+pub mod timers;
 
 pub use error::FeedbackError;
 pub use service::Complaints;
