@@ -538,3 +538,161 @@ async fn sla_timers_on_a_kafka_protocol_broker() {
     let redis = RedisServer::start();
     sla_timers(log, &redis).await;
 }
+
+/// Two `timers::run` loops tick every 2 ms of wall time while the fake clock moves an
+/// hour of business-calendar time at a step, from a Friday afternoon over the bank
+/// holiday to the owner's breach: every alarm fires once, within the step after it fell
+/// due, and the complaint climbs to the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_run_loops_on_a_moving_fake_clock() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    let redis = RedisServer::start();
+    log.ensure_topic(EVENTS_TOPIC, PARTITIONS)
+        .await
+        .expect("topic");
+    let start = london("2025-08-22 16:30:00");
+    let fake = FakeClock(Arc::new(Mutex::new(start)));
+    let a = Arc::new(instance(log.clone(), &redis, &fake).await);
+    let b = Arc::new(instance(log.clone(), &redis, &fake).await);
+    let c = id("c-run");
+    a.execute(
+        &c,
+        ComplaintCommand::FileComplaint(FileComplaint {
+            expected_version: None,
+            complaint_id: c.clone(),
+            idempotency_key: "file-c-run".into(),
+            customer: CustomerInput::CustomerId("cust-2".into()),
+            contact: SealedContact::new(vec![4, 5, 6]),
+            store_id: "s-7".into(),
+            channel: "till".into(),
+            touchpoint: "staff".into(),
+            severity: "major".into(),
+            description: "Nobody answered".into(),
+            occurred_at: start - TimeDelta::minutes(10),
+        }),
+        None,
+    )
+    .await
+    .expect("file");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let partitions: Vec<u32> = (0..PARTITIONS).collect();
+    let loops: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|svc| {
+            let mut stop = stop_rx.clone();
+            let partitions = partitions.clone();
+            let clock = fake.clock();
+            tokio::spawn(async move {
+                feedback::timers::run(
+                    &svc,
+                    &partitions,
+                    clock,
+                    std::time::Duration::from_millis(2),
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )
+                .await;
+            })
+        })
+        .collect();
+    let step = TimeDelta::hours(1);
+    let end = london("2025-09-05 17:00:00");
+    let mut t = start;
+    while t < end {
+        t += step;
+        fake.set(t);
+        // Wait (in wall time) until the loops have fired everything due by now.
+        let waited = std::time::Instant::now();
+        while next_due(&a).await.is_some_and(|d| d <= t) {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(10),
+                "the timer loops fire what is due by {}",
+                show(t)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    stop_tx.send(true).expect("stop");
+    for l in loops {
+        l.await.expect("loop");
+    }
+
+    let p = a.projection().partition_of(&c);
+    a.catch_up(p).await.expect("catch up");
+    let state = a.projection().load(&c).await.expect("load").expect("c-run");
+    assert_eq!(state.level, Level::Owner);
+    assert!(a.projection().deadlines(p).await.expect("index").is_empty());
+    let hash: BTreeMap<String, String> = {
+        let client = redis::Client::open(redis.url()).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        redis::cmd("HGETALL")
+            .arg(complaint_key(p, "c-run"))
+            .query_async(&mut conn)
+            .await
+            .expect("hash")
+    };
+    let log_commits = commits(log.as_ref(), p).await;
+    let mut marks = Vec::new();
+    let mut escalations = Vec::new();
+    for e in log_commits
+        .iter()
+        .filter(|cm| hash.get(&format!("w:{}", cm.base_version)) == Some(&cm.commit_id))
+        .flat_map(|cm| cm.events.iter())
+    {
+        match e {
+            ComplaintEvent::SlaWarningRaised {
+                run,
+                fraction_percent,
+                due_at,
+                at,
+            } => marks.push((*run, Some(*fraction_percent), *due_at, *at)),
+            ComplaintEvent::SlaBreached { run, due_at, at } => {
+                marks.push((*run, None, *due_at, *at));
+            }
+            ComplaintEvent::ComplaintEscalated { to, at, .. } => escalations.push((*to, *at)),
+            _ => {}
+        }
+    }
+    for (run, kind, due, at) in &marks {
+        assert!(
+            *due <= *at && *at - *due < step,
+            "{run:?} {kind:?} due {} fired {}",
+            show(*due),
+            show(*at)
+        );
+    }
+    let mut keys: Vec<_> = marks.iter().map(|(r, k, _, _)| (*r, *k)).collect();
+    keys.sort_by_key(|(r, k)| (r.started_at, r.clock, *k));
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "each alarm once");
+    assert_eq!(
+        marks.iter().filter(|m| m.1.is_none()).count(),
+        state.breaches.len()
+    );
+    // Never acknowledged: the first response breaches at every level, and each breach
+    // below the owner moves the complaint up at that instant.
+    assert_eq!(
+        escalations.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        vec![Level::RegionalManager, Level::Owner]
+    );
+    // The store manager's first response: 4 h from Friday 16:30 is Tuesday 12:30.
+    assert!(marks.iter().any(|(r, k, due, _)| {
+        r.level == Level::StoreManager
+            && k.is_none()
+            && r.clock.as_str() == "first_response"
+            && *due == london("2025-08-26 12:30:00")
+    }));
+    println!(
+        "{} alarms, {} records on the partition, {} escalations",
+        marks.len(),
+        log_commits.len(),
+        escalations.len()
+    );
+}
