@@ -5,20 +5,34 @@
 -- key carries the partition's hash tag: one atomic step on a single Redis or a cluster.
 --
 -- KEYS[1]      the partition's checkpoint
--- KEYS[1 + i]  the hash of changed complaint i
--- ARGV[1]      the checkpoint read; ARGV[2] the offset after the batch
--- then per complaint: n, and n HSET arguments (field, value, ...)
+-- KEYS[2]      the partition's deadline index (sorted set: complaint -> epoch second of
+--              its next SLA alarm)
+-- KEYS[2 + i]  the hash of changed complaint i
+-- ARGV[1]      the checkpoint read; ARGV[2] the offset after the batch; ARGV[3] 1 when
+--              the index is kept (an SLA policy is configured), else 0
+-- then per complaint: n, n HSET arguments (field, value, ...), the complaint's index
+-- member, and its next alarm ('' for none: the member is removed)
 -- Returns {1, checkpoint after} when written, {0, checkpoint now} when it had moved.
 local call, tonumber, unpack = redis.call, tonumber, unpack
 local checkpoint = tonumber(call('GET', KEYS[1]) or '0')
 if checkpoint ~= tonumber(ARGV[1]) then
   return {0, checkpoint}
 end
-local a = 3
-for i = 2, #KEYS do
+local index = ARGV[3] == '1'
+local a = 4
+for i = 3, #KEYS do
   local n = tonumber(ARGV[a])
   call('HSET', KEYS[i], unpack(ARGV, a + 1, a + n))
   a = a + n + 1
+  local member, due = ARGV[a], ARGV[a + 1]
+  a = a + 2
+  if index then
+    if due == '' then
+      call('ZREM', KEYS[2], member)
+    else
+      call('ZADD', KEYS[2], due, member)
+    end
+  end
 end
 call('SET', KEYS[1], ARGV[2])
 return {1, tonumber(ARGV[2])}

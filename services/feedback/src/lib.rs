@@ -10,11 +10,17 @@
 //! commands decided on the same version the first in the log wins and the other is
 //! rejected, on every replay alike. The writer projects up to its own record and answers
 //! from the outcome ([`service::Complaints::execute`]): OK only when its commit won.
+//!
+//! SLA timers: the projection also keeps a per-partition deadline index of each
+//! complaint's next alarm ([`sla_clock`]); [`timers::fire_due`] fires what is due through
+//! the same write path, so racing timer instances record each warning and breach once.
 
 pub mod error;
 pub mod journal;
 pub mod projection;
 pub mod service;
+pub mod sla_clock;
+pub mod timers;
 
 pub use error::FeedbackError;
 pub use service::Complaints;

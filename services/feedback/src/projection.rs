@@ -13,11 +13,19 @@
 //! command projects up to its own record), and each record takes effect once. A commit is
 //! accepted when the complaint is still at its base version and its idempotency key is
 //! new; otherwise it is rejected, the same way on every replay.
+//!
+//! With an SLA policy ([`Projection::with_sla`]), the same step keeps the partition's
+//! deadline index `fd:{p<partition>}`: a sorted set of complaint → the epoch second of its
+//! next SLA alarm ([`crate::sla_clock::next_alarm`]), removed when it has none (resolved,
+//! waiting on the customer, everything fired). It is a function of the complaint's state
+//! alone, so replaying the log rebuilds it identically.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use churnguard_domain::feedback::complaint::{Complaint, apply};
+use churnguard_domain::feedback::sla::{Directory, SlaPolicy};
 use churnguard_domain::ids::ComplaintId;
 use churnguard_domain::partition_for_key;
 use churnguard_eventlog::{EventLog, Record};
@@ -26,10 +34,23 @@ use churnguard_redis::{RedisConnection, checkpoint_key};
 use crate::CONSUMER;
 use crate::error::FeedbackError;
 use crate::journal::Commit;
+use crate::sla_clock;
 
 /// The hash of a complaint.
 pub fn complaint_key(partition: u32, complaint: &str) -> String {
     format!("fc:{{p{partition}}}:{complaint}")
+}
+
+/// The deadline index of a partition.
+pub fn deadline_key(partition: u32) -> String {
+    format!("fd:{{p{partition}}}")
+}
+
+/// The SLA configuration the deadline index is computed with.
+#[derive(Debug, Clone)]
+pub struct Sla {
+    pub policy: SlaPolicy,
+    pub directory: Directory,
 }
 
 /// What one projected batch did.
@@ -57,6 +78,7 @@ pub struct Projection {
     commit: redis::Script,
     topic: String,
     partitions: u32,
+    sla: Option<Arc<Sla>>,
 }
 
 impl std::fmt::Debug for Projection {
@@ -75,7 +97,19 @@ impl Projection {
             commit: redis::Script::new(include_str!("commit.lua")),
             topic: topic.to_owned(),
             partitions,
+            sla: None,
         }
+    }
+
+    /// Keeps the deadline index with this SLA policy and directory. Without, the
+    /// projection keeps no index (and no timer can run on it).
+    pub fn with_sla(mut self, policy: SlaPolicy, directory: Directory) -> Self {
+        self.sla = Some(Arc::new(Sla { policy, directory }));
+        self
+    }
+
+    pub fn sla(&self) -> Option<&Sla> {
+        self.sla.as_deref()
     }
 
     pub fn topic(&self) -> &str {
@@ -228,7 +262,12 @@ impl Projection {
         }
 
         let mut commit = self.commit.prepare_invoke();
-        commit.key(&checkpoint_key).arg(checkpoint).arg(next);
+        commit
+            .key(&checkpoint_key)
+            .key(deadline_key(partition))
+            .arg(checkpoint)
+            .arg(next)
+            .arg(u8::from(self.sla.is_some()));
         for id in &order {
             let cur = &current[id];
             if cur.changed.is_empty() {
@@ -246,10 +285,17 @@ impl Projection {
                 set.push(f.clone());
                 set.push(v.clone());
             }
+            let due = self
+                .sla
+                .as_ref()
+                .and_then(|sla| sla_clock::next_alarm(state, &sla.policy, &sla.directory))
+                .map_or_else(String::new, |a| a.due_at.timestamp().to_string());
             commit
                 .key(complaint_key(partition, id))
                 .arg(set.len())
-                .arg(set);
+                .arg(set)
+                .arg(*id)
+                .arg(due);
         }
         let (written, checkpoint): (u8, u64) = commit
             .invoke_async(&mut conn)
@@ -320,6 +366,33 @@ impl Projection {
             serde_json::from_str(&j).map_err(|e| FeedbackError::Corrupt(format!("{key}: {e}")))
         })
         .transpose()
+    }
+
+    /// The complaints of `partition` whose next alarm is due at or before `now_secs`
+    /// (epoch seconds), earliest first.
+    pub async fn due(&self, partition: u32, now_secs: i64) -> Result<Vec<String>, FeedbackError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(deadline_key(partition))
+            .arg("-inf")
+            .arg(now_secs)
+            .arg("BYSCORE")
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("ZRANGE deadlines"))
+    }
+
+    /// The whole deadline index of `partition`: complaint and epoch second, earliest first.
+    pub async fn deadlines(&self, partition: u32) -> Result<Vec<(String, i64)>, FeedbackError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(deadline_key(partition))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("ZRANGE deadlines"))
     }
 
     /// The commit accepted on `base_version`, and the version a key was used for.

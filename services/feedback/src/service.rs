@@ -58,6 +58,13 @@ impl<L: EventLog> Complaints<L> {
         self.projection.load(id).await
     }
 
+    /// Projects `partition` up to the end of the log as it is now.
+    pub async fn catch_up(&self, partition: u32) -> Result<u64, FeedbackError> {
+        self.projection
+            .catch_up(self.log.as_ref(), partition, None)
+            .await
+    }
+
     /// Runs one command. `idempotency_key` makes a retry take effect once: a command
     /// whose key was used already answers with the complaint as it is.
     ///
@@ -70,6 +77,19 @@ impl<L: EventLog> Complaints<L> {
         command: ComplaintCommand,
         idempotency_key: Option<&str>,
     ) -> Result<Complaint, FeedbackError> {
+        self.execute_applied(id, command, idempotency_key)
+            .await
+            .map(|(c, _)| c)
+    }
+
+    /// As [`Complaints::execute`], also saying whether this call's commit took effect
+    /// (`false`: the command changed nothing, e.g. a timer alarm already recorded).
+    pub async fn execute_applied(
+        &self,
+        id: &ComplaintId,
+        command: ComplaintCommand,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Complaint, bool), FeedbackError> {
         let partition = self.projection.partition_of(id);
         // Decide on the latest state: everything in the log before us is projected.
         self.projection
@@ -81,6 +101,7 @@ impl<L: EventLog> Complaints<L> {
             let (_, used) = self.projection.outcome(id, base_version, Some(key)).await?;
             if used.is_some() {
                 return state
+                    .map(|s| (s, false))
                     .ok_or_else(|| FeedbackError::Corrupt(format!("{key} used on no complaint")));
             }
         }
@@ -89,6 +110,7 @@ impl<L: EventLog> Complaints<L> {
         if events.is_empty() {
             // Nothing to change (a retried filing, a timer that already fired).
             return state
+                .map(|s| (s, false))
                 .ok_or_else(|| FeedbackError::Corrupt("no events for a new complaint".into()));
         }
         let commit = Commit {
@@ -133,7 +155,7 @@ impl<L: EventLog> Complaints<L> {
         let now_state = self.projection.load(id).await?;
         let current = now_state.as_ref().map_or(0, |s| s.version);
         match (winner, now_state) {
-            (Some(w), Some(s)) if w == commit.commit_id => Ok(s),
+            (Some(w), Some(s)) if w == commit.commit_id => Ok((s, true)),
             _ => Err(FeedbackError::Conflict {
                 expected: base_version,
                 current,

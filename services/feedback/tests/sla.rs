@@ -1,0 +1,698 @@
+//! SLA timers against the embedded log and a real Redis: the deadline index, alarms fired
+//! to the second on a fake clock, automatic escalation up the chain, two timer instances
+//! racing, and a replay into an empty Redis rebuilding the index.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use churnguard_domain::CustomerInput;
+use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
+use churnguard_domain::feedback::complaint::{
+    AcknowledgeComplaint, AddComplaintUpdate, ComplaintCommand, ComplaintEvent, Context,
+    FileComplaint, SealedContact, WaitOnCustomer,
+};
+use churnguard_domain::feedback::sla::{
+    BusinessDuration, DirectoryConfig, PerLevel, PerSeverity, RegionEntry, SlaPolicy, StoreEntry,
+    Targets,
+};
+use churnguard_domain::feedback::vocab::Level;
+use churnguard_domain::ids::ComplaintId;
+use churnguard_eventlog::EventLog;
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_redis::RedisConnection;
+use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
+use feedback::journal::Commit;
+use feedback::projection::{Projection, complaint_key};
+use feedback::service::Clock;
+use feedback::timers::{Fired, fire_due};
+use feedback::{Complaints, EVENTS_TOPIC};
+
+const PARTITIONS: u32 = 3;
+const HOUR: i64 = 3600;
+
+/// A UTC instant from a London wall-clock time.
+fn london(s: &str) -> DateTime<Utc> {
+    // Every instant of this test is in August or September 2025: BST, UTC+1.
+    let local = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("date");
+    Utc.from_utc_datetime(&(local - TimeDelta::hours(1)))
+}
+
+fn show(t: DateTime<Utc>) -> String {
+    (t + TimeDelta::hours(1))
+        .format("%a %Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn h(hours: i64) -> BusinessDuration {
+    BusinessDuration::from_secs(hours * HOUR)
+}
+
+fn policy() -> SlaPolicy {
+    let targets = |first: i64, update: i64, resolution: i64| Targets {
+        first_response: h(first),
+        update_interval: h(update),
+        resolution: h(resolution),
+    };
+    SlaPolicy {
+        targets: PerSeverity {
+            minor: targets(16, 40, 80),
+            moderate: targets(8, 24, 40),
+            major: targets(4, 8, 24),
+            critical: targets(1, 4, 8),
+        },
+        warnings: vec![0.5, 0.75],
+        escalation: PerLevel {
+            store_manager: h(8),
+            regional_manager: h(16),
+            owner: h(24),
+        },
+        critical_starts_at: Level::RegionalManager,
+    }
+}
+
+/// Store s-7: Mon-Fri 09:00-17:00 in London, with the August 2025 bank holiday.
+fn directory() -> DirectoryConfig {
+    let day = vec!["09:00-17:00".to_owned()];
+    DirectoryConfig {
+        owner: "e-1".into(),
+        regions: BTreeMap::from([(
+            "north".into(),
+            RegionEntry {
+                manager: "e-20".into(),
+            },
+        )]),
+        stores: BTreeMap::from([(
+            "s-7".into(),
+            StoreEntry {
+                manager: "e-71".into(),
+                region: "north".into(),
+                calendar: None,
+            },
+        )]),
+        calendars: BTreeMap::from([(
+            "uk-high-street".into(),
+            CalendarConfig {
+                timezone: "Europe/London".into(),
+                hours: WeekHours {
+                    monday: day.clone(),
+                    tuesday: day.clone(),
+                    wednesday: day.clone(),
+                    thursday: day.clone(),
+                    friday: day,
+                    ..WeekHours::default()
+                },
+                holidays: vec!["2025-08-25".into()],
+            },
+        )]),
+        default_calendar: "uk-high-street".into(),
+    }
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+struct FakeClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl FakeClock {
+    fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().expect("clock") = t;
+    }
+    fn clock(&self) -> Clock {
+        let me = self.0.clone();
+        Arc::new(move || *me.lock().expect("clock"))
+    }
+}
+
+async fn instance<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+    clock: &FakeClock,
+) -> Complaints<L> {
+    let conn = RedisConnection::single(&redis.url()).await.expect("redis");
+    Complaints::new(
+        log,
+        Projection::new(conn, EVENTS_TOPIC, PARTITIONS)
+            .with_sla(policy(), directory().build().expect("directory")),
+        Context::default(),
+        clock.clock(),
+    )
+}
+
+/// Every hash and the deadline indexes, as Redis holds them.
+async fn read_model(redis: &RedisServer) -> BTreeMap<String, String> {
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let mut all = BTreeMap::new();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("fc:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    for k in keys {
+        let h: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .expect("hgetall");
+        all.insert(k, format!("{h:?}"));
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("fd:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    for k in keys {
+        let z: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(&k)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .expect("zrange");
+        all.insert(k, format!("{z:?}"));
+    }
+    all
+}
+
+async fn flush(redis: &RedisServer) {
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+}
+
+/// Every commit in a partition, in log order.
+async fn commits<L: EventLog>(log: &L, p: u32) -> Vec<Commit> {
+    let mut all = Vec::new();
+    let end = log.end_offset(EVENTS_TOPIC, p).await.expect("end");
+    let mut from = 0;
+    while from < end {
+        let records = log
+            .read(
+                EVENTS_TOPIC,
+                p,
+                from,
+                500,
+                std::time::Duration::from_millis(500),
+            )
+            .await
+            .expect("read");
+        for r in &records {
+            all.push(Commit::decode(&r.payload).expect("a commit"));
+        }
+        from = records.last().map_or(from, |r| r.offset + 1);
+    }
+    all
+}
+
+/// The earliest entry of every partition's deadline index.
+async fn next_due<L: EventLog>(svc: &Complaints<L>) -> Option<DateTime<Utc>> {
+    let mut best: Option<i64> = None;
+    for p in 0..PARTITIONS {
+        svc.catch_up(p).await.expect("catch up");
+        if let Some((_, s)) = svc.projection().deadlines(p).await.expect("index").first() {
+            best = Some(best.map_or(*s, |b| b.min(*s)));
+        }
+    }
+    best.map(|s| DateTime::from_timestamp(s, 0).expect("instant"))
+}
+
+/// Both timer instances tick at once on every partition.
+async fn tick_both<L: EventLog>(a: &Complaints<L>, b: &Complaints<L>, now: DateTime<Utc>) -> Fired {
+    let mut total = Fired::default();
+    for p in 0..PARTITIONS {
+        let (x, y) = tokio::join!(fire_due(a, p, now), fire_due(b, p, now));
+        total += x.expect("timer a");
+        total += y.expect("timer b");
+    }
+    total
+}
+
+fn id(s: &str) -> ComplaintId {
+    ComplaintId::parse(s).expect("id")
+}
+
+async fn sla_timers<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
+    log.ensure_topic(EVENTS_TOPIC, PARTITIONS)
+        .await
+        .expect("topic");
+    let fake = FakeClock(Arc::new(Mutex::new(london("2025-08-22 16:30:00"))));
+    let a = instance(log.clone(), redis, &fake).await;
+    let b = instance(log.clone(), redis, &fake).await;
+    let c = id("c-sla");
+
+    // A major complaint filed on Friday 22 August 2025 at 16:30, half an hour before
+    // closing, before the bank holiday weekend.
+    a.execute(
+        &c,
+        ComplaintCommand::FileComplaint(FileComplaint {
+            expected_version: None,
+            complaint_id: c.clone(),
+            idempotency_key: "file-c-sla".into(),
+            customer: CustomerInput::CustomerId("cust-1".into()),
+            contact: SealedContact::new(vec![1, 2, 3]),
+            store_id: "s-7".into(),
+            channel: "till".into(),
+            touchpoint: "staff".into(),
+            severity: "major".into(),
+            description: "Charged twice for the same basket".into(),
+            occurred_at: london("2025-08-22 16:00:00"),
+        }),
+        None,
+    )
+    .await
+    .expect("file");
+    let p = a.projection().partition_of(&c);
+    // The index holds the first alarm: 50 % of the 4 h first response, on Tuesday (Monday
+    // is the bank holiday).
+    assert_eq!(
+        a.projection().deadlines(p).await.expect("index"),
+        vec![(
+            "c-sla".to_owned(),
+            london("2025-08-26 10:30:00").timestamp()
+        )]
+    );
+
+    // What people do, and when.
+    let mut actions: Vec<(DateTime<Utc>, ComplaintCommand)> = vec![
+        // Tuesday 10:00: the store manager phones the customer (before the 50 % warning
+        // of the first response, due 10:30).
+        (
+            london("2025-08-26 10:00:00"),
+            ComplaintCommand::AcknowledgeComplaint(AcknowledgeComplaint {
+                expected_version: None,
+                method: "phone".into(),
+                note: "Called, refund being checked".into(),
+            }),
+        ),
+        // Tuesday 13:00: the store asks for the bank statement; the clocks stop.
+        (
+            london("2025-08-26 13:00:00"),
+            ComplaintCommand::WaitOnCustomer(WaitOnCustomer {
+                expected_version: None,
+                note: "Please send the bank statement".into(),
+            }),
+        ),
+        // Wednesday 10:00: the customer answers; the clocks run again.
+        (
+            london("2025-08-27 10:00:00"),
+            ComplaintCommand::AddComplaintUpdate(AddComplaintUpdate {
+                expected_version: None,
+                note: "Statement attached".into(),
+                from_customer: true,
+            }),
+        ),
+    ];
+    actions.reverse();
+
+    let mut fired = Fired::default();
+    let mut steps = 0;
+    let wall = std::time::Instant::now();
+    loop {
+        steps += 1;
+        assert!(steps < 200, "the timeline does not end");
+        let due = next_due(&a).await;
+        let action = actions.last().map(|(t, _)| *t);
+        let t = match (due, action) {
+            (Some(d), Some(x)) => d.min(x),
+            (Some(d), None) => d,
+            (None, Some(x)) => x,
+            (None, None) => break,
+        };
+        if due == Some(t) {
+            // A second early, nothing fires.
+            fake.set(t - TimeDelta::seconds(1));
+            let early = tick_both(&a, &b, t - TimeDelta::seconds(1)).await;
+            assert_eq!(
+                (early.warnings, early.breaches),
+                (0, 0),
+                "nothing fires before {}",
+                show(t)
+            );
+        }
+        fake.set(t);
+        if action == Some(t) {
+            let (_, cmd) = actions.pop().expect("action");
+            a.execute(&c, cmd, None).await.expect("action");
+        }
+        if due == Some(t) {
+            let f = tick_both(&a, &b, t).await;
+            assert!(
+                f.warnings + f.breaches >= 1,
+                "something fires at {}",
+                show(t)
+            );
+            fired += f;
+        }
+    }
+    let wall = wall.elapsed();
+
+    // The story as the log tells it: only accepted commits count.
+    let before = read_model(redis).await;
+    let hash: BTreeMap<String, String> = {
+        let client = redis::Client::open(redis.url()).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        redis::cmd("HGETALL")
+            .arg(complaint_key(p, "c-sla"))
+            .query_async(&mut conn)
+            .await
+            .expect("hash")
+    };
+    let log_commits = commits(log.as_ref(), p).await;
+    let accepted: Vec<&Commit> = log_commits
+        .iter()
+        .filter(|cm| hash.get(&format!("w:{}", cm.base_version)) == Some(&cm.commit_id))
+        .collect();
+    let mut timeline = Vec::new();
+    for e in accepted.iter().flat_map(|cm| cm.events.iter()) {
+        let line = match e {
+            ComplaintEvent::SlaWarningRaised {
+                run,
+                fraction_percent,
+                due_at,
+                at,
+            } => {
+                assert_eq!(at, due_at, "fired at the second it fell due");
+                format!(
+                    "{} warning {}% {} at {} (run since {})",
+                    show(*due_at),
+                    fraction_percent,
+                    run.clock,
+                    run.level,
+                    show(run.started_at)
+                )
+            }
+            ComplaintEvent::SlaBreached { run, due_at, at } => {
+                assert_eq!(at, due_at, "fired at the second it fell due");
+                format!(
+                    "{} breach {} at {} (run since {})",
+                    show(*due_at),
+                    run.clock,
+                    run.level,
+                    show(run.started_at)
+                )
+            }
+            ComplaintEvent::ComplaintEscalated { from, to, at, .. } => {
+                format!("{} escalated {from} -> {to}", show(*at))
+            }
+            other => format!("{} {}", show(other.at()), other.event_type()),
+        };
+        timeline.push(line);
+    }
+    println!("{}", timeline.join("\n"));
+    println!(
+        "{steps} steps, {} log records on the partition, {} accepted, {:?} of wall time, {fired:?}",
+        log_commits.len(),
+        accepted.len(),
+        wall
+    );
+    let expected = [
+        "Fri 2025-08-22 16:30:00 churnguard.feedback.complaint_filed.v1",
+        "Tue 2025-08-26 10:00:00 churnguard.feedback.complaint_acknowledged.v1",
+        // Resolution at the store manager (8 h from Friday 16:30): 30 min on Friday,
+        // then Tuesday from 09:00.
+        "Tue 2025-08-26 12:30:00 warning 50% resolution at store_manager (run since Fri 2025-08-22 16:30:00)",
+        "Tue 2025-08-26 13:00:00 churnguard.feedback.waiting_on_customer.v1",
+        "Wed 2025-08-27 10:00:00 churnguard.feedback.complaint_updated.v1",
+        "Wed 2025-08-27 10:00:00 churnguard.feedback.customer_responded.v1",
+        // Paused Tuesday 13:00 to Wednesday 10:00 (5 business hours): 4.5 h had run.
+        "Wed 2025-08-27 11:30:00 warning 75% resolution at store_manager (run since Fri 2025-08-22 16:30:00)",
+        "Wed 2025-08-27 13:30:00 breach resolution at store_manager (run since Fri 2025-08-22 16:30:00)",
+        "Wed 2025-08-27 13:30:00 escalated store_manager -> regional_manager",
+        // The regional manager's clocks start at the breach: update 8 h, resolution 16 h.
+        "Thu 2025-08-28 09:30:00 warning 50% update at regional_manager (run since Wed 2025-08-27 13:30:00)",
+        "Thu 2025-08-28 11:30:00 warning 75% update at regional_manager (run since Wed 2025-08-27 13:30:00)",
+        "Thu 2025-08-28 13:30:00 warning 50% resolution at regional_manager (run since Wed 2025-08-27 13:30:00)",
+        "Thu 2025-08-28 13:30:00 breach update at regional_manager (run since Wed 2025-08-27 13:30:00)",
+        "Thu 2025-08-28 13:30:00 escalated regional_manager -> owner",
+        // The owner's: update 8 h, resolution 24 h, from Thursday 13:30.
+        "Fri 2025-08-29 09:30:00 warning 50% update at owner (run since Thu 2025-08-28 13:30:00)",
+        "Fri 2025-08-29 11:30:00 warning 75% update at owner (run since Thu 2025-08-28 13:30:00)",
+        "Fri 2025-08-29 13:30:00 breach update at owner (run since Thu 2025-08-28 13:30:00)",
+        "Mon 2025-09-01 09:30:00 warning 50% resolution at owner (run since Thu 2025-08-28 13:30:00)",
+        "Mon 2025-09-01 15:30:00 warning 75% resolution at owner (run since Thu 2025-08-28 13:30:00)",
+        "Tue 2025-09-02 13:30:00 breach resolution at owner (run since Thu 2025-08-28 13:30:00)",
+    ];
+    assert_eq!(timeline, expected);
+    // Each alarm once, though two instances fired every one of them.
+    let warnings = timeline.iter().filter(|l| l.contains(" warning ")).count() as u64;
+    let breaches = timeline.iter().filter(|l| l.contains(" breach ")).count() as u64;
+    assert_eq!((warnings, breaches), (9, 4));
+    assert_eq!(
+        (fired.warnings, fired.breaches),
+        (warnings, breaches),
+        "each alarm recorded by exactly one of the two instances"
+    );
+    // Everything fired: the complaint has no alarm left, the index is empty.
+    assert!(a.projection().deadlines(p).await.expect("index").is_empty());
+
+    // A replay into an empty Redis rebuilds the index and the hashes identically, also
+    // and part way: up to the escalation to the owner, the index holds the owner's first
+    // alarm.
+    flush(redis).await;
+    assert!(read_model(redis).await.is_empty());
+    for q in 0..PARTITIONS {
+        a.catch_up(q).await.expect("replay");
+    }
+    assert_eq!(
+        read_model(redis).await,
+        before,
+        "replay rebuilds identically"
+    );
+    flush(redis).await;
+    let to_owner = log_commits
+        .iter()
+        .position(|cm| {
+            cm.events.iter().any(|e| {
+                matches!(
+                    e,
+                    ComplaintEvent::ComplaintEscalated {
+                        to: Level::Owner,
+                        ..
+                    }
+                )
+            })
+        })
+        .expect("escalated to the owner") as u64;
+    let records = log
+        .read(
+            EVENTS_TOPIC,
+            p,
+            0,
+            500,
+            std::time::Duration::from_millis(500),
+        )
+        .await
+        .expect("read");
+    let upto: Vec<_> = records
+        .into_iter()
+        .filter(|r| r.offset <= to_owner)
+        .collect();
+    a.projection()
+        .project(p, 0, &upto, to_owner + 1)
+        .await
+        .expect("partial replay");
+    assert_eq!(
+        a.projection().deadlines(p).await.expect("index"),
+        vec![(
+            "c-sla".to_owned(),
+            london("2025-08-29 09:30:00").timestamp()
+        )],
+        "after the escalation to the owner, the index holds the owner's first alarm"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sla_timers_on_the_embedded_log() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    let redis = RedisServer::start();
+    sla_timers(log, &redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sla_timers_on_a_kafka_protocol_broker() {
+    init_test_logging();
+    let broker = Tansu::start();
+    let log = Arc::new(
+        KafkaLog::new(KafkaSettings {
+            bootstrap_servers: broker.bootstrap(),
+            ..KafkaSettings::default()
+        })
+        .expect("log"),
+    );
+    let redis = RedisServer::start();
+    sla_timers(log, &redis).await;
+}
+
+/// Two `timers::run` loops tick every 2 ms of wall time while the fake clock moves an
+/// hour of business-calendar time at a step, from a Friday afternoon over the bank
+/// holiday to the owner's breach: every alarm fires once, within the step after it fell
+/// due, and the complaint climbs to the owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_run_loops_on_a_moving_fake_clock() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    let redis = RedisServer::start();
+    log.ensure_topic(EVENTS_TOPIC, PARTITIONS)
+        .await
+        .expect("topic");
+    let start = london("2025-08-22 16:30:00");
+    let fake = FakeClock(Arc::new(Mutex::new(start)));
+    let a = Arc::new(instance(log.clone(), &redis, &fake).await);
+    let b = Arc::new(instance(log.clone(), &redis, &fake).await);
+    let c = id("c-run");
+    a.execute(
+        &c,
+        ComplaintCommand::FileComplaint(FileComplaint {
+            expected_version: None,
+            complaint_id: c.clone(),
+            idempotency_key: "file-c-run".into(),
+            customer: CustomerInput::CustomerId("cust-2".into()),
+            contact: SealedContact::new(vec![4, 5, 6]),
+            store_id: "s-7".into(),
+            channel: "till".into(),
+            touchpoint: "staff".into(),
+            severity: "major".into(),
+            description: "Nobody answered".into(),
+            occurred_at: start - TimeDelta::minutes(10),
+        }),
+        None,
+    )
+    .await
+    .expect("file");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let partitions: Vec<u32> = (0..PARTITIONS).collect();
+    let loops: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|svc| {
+            let mut stop = stop_rx.clone();
+            let partitions = partitions.clone();
+            let clock = fake.clock();
+            tokio::spawn(async move {
+                feedback::timers::run(
+                    &svc,
+                    &partitions,
+                    clock,
+                    std::time::Duration::from_millis(2),
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )
+                .await;
+            })
+        })
+        .collect();
+    let step = TimeDelta::hours(1);
+    let end = london("2025-09-05 17:00:00");
+    let mut t = start;
+    while t < end {
+        t += step;
+        fake.set(t);
+        // Wait (in wall time) until the loops have fired everything due by now.
+        let waited = std::time::Instant::now();
+        while next_due(&a).await.is_some_and(|d| d <= t) {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(10),
+                "the timer loops fire what is due by {}",
+                show(t)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    stop_tx.send(true).expect("stop");
+    for l in loops {
+        l.await.expect("loop");
+    }
+
+    let p = a.projection().partition_of(&c);
+    a.catch_up(p).await.expect("catch up");
+    let state = a.projection().load(&c).await.expect("load").expect("c-run");
+    assert_eq!(state.level, Level::Owner);
+    assert!(a.projection().deadlines(p).await.expect("index").is_empty());
+    let hash: BTreeMap<String, String> = {
+        let client = redis::Client::open(redis.url()).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        redis::cmd("HGETALL")
+            .arg(complaint_key(p, "c-run"))
+            .query_async(&mut conn)
+            .await
+            .expect("hash")
+    };
+    let log_commits = commits(log.as_ref(), p).await;
+    let mut marks = Vec::new();
+    let mut escalations = Vec::new();
+    for e in log_commits
+        .iter()
+        .filter(|cm| hash.get(&format!("w:{}", cm.base_version)) == Some(&cm.commit_id))
+        .flat_map(|cm| cm.events.iter())
+    {
+        match e {
+            ComplaintEvent::SlaWarningRaised {
+                run,
+                fraction_percent,
+                due_at,
+                at,
+            } => marks.push((*run, Some(*fraction_percent), *due_at, *at)),
+            ComplaintEvent::SlaBreached { run, due_at, at } => {
+                marks.push((*run, None, *due_at, *at));
+            }
+            ComplaintEvent::ComplaintEscalated { to, at, .. } => escalations.push((*to, *at)),
+            _ => {}
+        }
+    }
+    for (run, kind, due, at) in &marks {
+        assert!(
+            *due <= *at && *at - *due < step,
+            "{run:?} {kind:?} due {} fired {}",
+            show(*due),
+            show(*at)
+        );
+    }
+    let mut keys: Vec<_> = marks.iter().map(|(r, k, _, _)| (*r, *k)).collect();
+    keys.sort_by_key(|(r, k)| (r.started_at, r.clock, *k));
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "each alarm once");
+    assert_eq!(
+        marks.iter().filter(|m| m.1.is_none()).count(),
+        state.breaches.len()
+    );
+    // Never acknowledged: the first response breaches at every level, and each breach
+    // below the owner moves the complaint up at that instant.
+    assert_eq!(
+        escalations.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        vec![Level::RegionalManager, Level::Owner]
+    );
+    // The store manager's first response: 4 h from Friday 16:30 is Tuesday 12:30.
+    assert!(marks.iter().any(|(r, k, due, _)| {
+        r.level == Level::StoreManager
+            && k.is_none()
+            && r.clock.as_str() == "first_response"
+            && *due == london("2025-08-26 12:30:00")
+    }));
+    println!(
+        "{} alarms, {} records on the partition, {} escalations",
+        marks.len(),
+        log_commits.len(),
+        escalations.len()
+    );
+}
