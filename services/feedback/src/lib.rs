@@ -11,6 +11,8 @@
 //! rejected, on every replay alike. The writer projects up to its own record and answers
 //! from the outcome ([`service::Complaints::execute`]): OK only when its commit won.
 
+pub mod api;
+pub mod app;
 pub mod error;
 pub mod journal;
 pub mod projection;
