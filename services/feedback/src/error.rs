@@ -1,8 +1,14 @@
 //! The one error type of the feedback service.
 
-use churnguard_domain::Violations;
 use churnguard_domain::feedback::complaint::ComplaintError;
+use churnguard_domain::{FieldViolation, Violations};
 use churnguard_eventlog::LogError;
+use churnguard_vault::VaultError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every `google.rpc.ErrorInfo` this service returns.
+pub const ERROR_DOMAIN: &str = "feedback.churnguard";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedbackError {
@@ -30,6 +36,9 @@ pub enum FeedbackError {
     /// command may still take effect.
     #[error("the projection did not reach offset {offset} of partition {partition} in time")]
     Timeout { partition: u32, offset: u64 },
+    /// Sealing or opening contact details failed (never carries contact data).
+    #[error("contact vault: {0}")]
+    Vault(#[from] VaultError),
 }
 
 impl FeedbackError {
@@ -41,7 +50,210 @@ impl FeedbackError {
         }
     }
 
+    /// One bad request field, for input the adapter checks before the domain does
+    /// (a missing message, an unparsable timestamp).
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        FeedbackError::Complaint(ComplaintError::Invalid(Violations(vec![
+            FieldViolation::new(field, description),
+        ])))
+    }
+
+    /// Trouble that passes (the log or Redis briefly unreachable or slow): retry.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            FeedbackError::Redis { source, .. } => redis_is_transient(source),
+            FeedbackError::Log(e) => e.is_retriable(),
+            FeedbackError::Vault(e) => e.is_retriable(),
+            FeedbackError::Complaint(_)
+            | FeedbackError::Conflict { .. }
+            | FeedbackError::Corrupt(_)
+            | FeedbackError::Timeout { .. } => false,
+        }
+    }
+
+    /// The status a caller sees: the one place errors become gRPC. Internal details
+    /// (Redis, log and vault errors) stay in our logs, never in the status.
+    pub fn status(&self) -> Status {
+        match self {
+            FeedbackError::Complaint(ComplaintError::Invalid(v)) => Status::with_error_details(
+                Code::InvalidArgument,
+                self.to_string(),
+                ErrorDetails::with_bad_request(
+                    v.0.iter()
+                        .map(|f| {
+                            tonic_types::FieldViolation::new(f.field.clone(), f.description.clone())
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            FeedbackError::Complaint(ComplaintError::VersionConflict { expected, current })
+            | FeedbackError::Conflict { expected, current } => Status::with_error_details(
+                Code::Aborted,
+                self.to_string(),
+                ErrorDetails::with_error_info(
+                    "VERSION_CONFLICT",
+                    ERROR_DOMAIN,
+                    [
+                        ("expected_version".to_owned(), expected.to_string()),
+                        ("current_version".to_owned(), current.to_string()),
+                    ],
+                ),
+            ),
+            FeedbackError::Complaint(ComplaintError::NotFound) => {
+                Status::not_found("no such complaint")
+            }
+            FeedbackError::Complaint(e @ ComplaintError::InvalidTransition { from_status, .. }) => {
+                precondition(
+                    e,
+                    "INVALID_TRANSITION",
+                    [("status".to_owned(), from_status.as_str().to_owned())],
+                )
+            }
+            FeedbackError::Complaint(e @ ComplaintError::AlreadyExists) => {
+                precondition(e, "ALREADY_EXISTS", [])
+            }
+            FeedbackError::Complaint(e @ ComplaintError::AlreadyRecorded { what }) => precondition(
+                e,
+                "ALREADY_RECORDED",
+                [("what".to_owned(), (*what).to_owned())],
+            ),
+            FeedbackError::Complaint(e @ ComplaintError::NoLevelAbove(level)) => precondition(
+                e,
+                "NO_LEVEL_ABOVE",
+                [("level".to_owned(), level.as_str().to_owned())],
+            ),
+            FeedbackError::Vault(e @ VaultError::Erased) => precondition(e, "CONTACT_ERASED", []),
+            FeedbackError::Vault(VaultError::TooLarge) => {
+                FeedbackError::invalid("contact", "too large to seal").status()
+            }
+            // The record is in the log and may still take effect: exactly what gRPC's
+            // DEADLINE_EXCEEDED says ("may be returned even if the operation has completed
+            // successfully"). UNAVAILABLE would tell the caller nothing happened. A retry
+            // with the same idempotency key is safe either way.
+            FeedbackError::Timeout { .. } => Status::deadline_exceeded(
+                "the change is in the log but was not applied in time; it may still take \
+                 effect: read the complaint, or retry with the same idempotency key",
+            ),
+            e if e.is_retriable() => {
+                Status::unavailable("the complaint store is unavailable: retry")
+            }
+            FeedbackError::Redis { .. } | FeedbackError::Log(_) | FeedbackError::Vault(_) => {
+                Status::internal("the request could not be answered")
+            }
+            FeedbackError::Corrupt(_) => Status::internal("the complaint read model is corrupt"),
+        }
+    }
+
     pub(crate) fn redis(command: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
         move |source| FeedbackError::Redis { command, source }
+    }
+}
+
+fn redis_is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_cluster_error()
+}
+
+fn precondition<const N: usize>(
+    e: &dyn std::fmt::Display,
+    reason: &str,
+    metadata: [(String, String); N],
+) -> Status {
+    Status::with_error_details(
+        Code::FailedPrecondition,
+        e.to_string(),
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use churnguard_domain::feedback::Level;
+    use churnguard_domain::feedback::complaint::ComplaintStatus;
+
+    use super::*;
+
+    fn reason(s: &Status) -> String {
+        s.get_details_error_info()
+            .map(|i| i.reason)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_error_has_one_status() {
+        let s = FeedbackError::Conflict {
+            expected: 3,
+            current: 4,
+        }
+        .status();
+        assert_eq!(
+            (s.code(), reason(&s).as_str()),
+            (Code::Aborted, "VERSION_CONFLICT")
+        );
+        let info = s.get_details_error_info().expect("info");
+        assert_eq!(info.metadata["expected_version"], "3");
+        assert_eq!(info.metadata["current_version"], "4");
+
+        for (e, r) in [
+            (
+                ComplaintError::InvalidTransition {
+                    from_status: ComplaintStatus::Resolved,
+                    command: "WaitOnCustomer",
+                },
+                "INVALID_TRANSITION",
+            ),
+            (ComplaintError::AlreadyExists, "ALREADY_EXISTS"),
+            (
+                ComplaintError::AlreadyRecorded {
+                    what: "satisfaction",
+                },
+                "ALREADY_RECORDED",
+            ),
+            (ComplaintError::NoLevelAbove(Level::Owner), "NO_LEVEL_ABOVE"),
+        ] {
+            let s = FeedbackError::from(e).status();
+            assert_eq!(
+                (s.code(), reason(&s).as_str()),
+                (Code::FailedPrecondition, r)
+            );
+        }
+        assert_eq!(
+            FeedbackError::from(ComplaintError::NotFound)
+                .status()
+                .code(),
+            Code::NotFound
+        );
+        assert_eq!(
+            FeedbackError::Timeout {
+                partition: 0,
+                offset: 9
+            }
+            .status()
+            .code(),
+            Code::DeadlineExceeded
+        );
+        assert_eq!(
+            FeedbackError::Log(LogError::Unavailable("down".into()))
+                .status()
+                .code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            FeedbackError::Corrupt("x".into()).status().code(),
+            Code::Internal
+        );
+        let bad = FeedbackError::invalid("contact.phone", "nope").status();
+        assert_eq!(bad.code(), Code::InvalidArgument);
+        let fields: Vec<_> = bad
+            .get_details_bad_request()
+            .expect("bad request")
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["contact.phone"]);
     }
 }

@@ -15,6 +15,8 @@
 //! complaint's next alarm ([`sla_clock`]); [`timers::fire_due`] fires what is due through
 //! the same write path, so racing timer instances record each warning and breach once.
 
+pub mod api;
+pub mod app;
 pub mod error;
 pub mod journal;
 pub mod projection;

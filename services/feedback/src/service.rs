@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use churnguard_domain::feedback::complaint::{Complaint, ComplaintCommand, Context, handle};
+use churnguard_domain::feedback::complaint::{
+    Complaint, ComplaintCommand, ComplaintEvent, Context, apply, handle,
+};
 use churnguard_domain::ids::ComplaintId;
 use churnguard_eventlog::EventLog;
 
@@ -49,6 +51,16 @@ impl<L: EventLog> Complaints<L> {
         &self.projection
     }
 
+    /// The chain's settings commands are decided with.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// The time by the service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
     /// A complaint as it stands, after everything in the log before this call.
     pub async fn get(&self, id: &ComplaintId) -> Result<Option<Complaint>, FeedbackError> {
         let partition = self.projection.partition_of(id);
@@ -63,6 +75,55 @@ impl<L: EventLog> Complaints<L> {
         self.projection
             .catch_up(self.log.as_ref(), partition, None)
             .await
+    }
+
+    /// A complaint's accepted events, oldest first, each with the state right after it:
+    /// the complaint's commits read back from its partition of the log and accepted by
+    /// the projection's rule (base version current, idempotency key new). Reads the
+    /// partition from its start, so it costs a scan of the partition: fine for single
+    /// complaints on a modest topic, not for lists.
+    pub async fn history(
+        &self,
+        id: &ComplaintId,
+    ) -> Result<Vec<(ComplaintEvent, Complaint)>, FeedbackError> {
+        let partition = self.projection.partition_of(id);
+        let topic = self.projection.topic();
+        let end = self.log.end_offset(topic, partition).await?;
+        let mut from = 0;
+        let mut state: Option<Complaint> = None;
+        let mut used = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        while from < end {
+            let records = self
+                .log
+                .read(topic, partition, from, 500, Duration::from_millis(500))
+                .await?;
+            let Some(last) = records.last() else { break };
+            from = last.offset + 1;
+            for r in &records {
+                let Ok(c) = Commit::decode(&r.payload) else {
+                    continue;
+                };
+                if &c.complaint_id != id {
+                    continue;
+                }
+                let version = state.as_ref().map_or(0, |s| s.version);
+                let key_used = c.idempotency_key.as_ref().is_some_and(|k| used.contains(k));
+                if key_used || c.base_version != version || c.events.is_empty() {
+                    continue;
+                }
+                if let Some(k) = c.idempotency_key {
+                    used.insert(k);
+                }
+                for e in c.events {
+                    state = apply(state, &e);
+                    if let Some(s) = &state {
+                        out.push((e, s.clone()));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Runs one command. `idempotency_key` makes a retry take effect once: a command

@@ -1,0 +1,824 @@
+//! The gRPC API `churnguard.feedback.v1.Feedback` over the complaint write path
+//! ([`Complaints`]) and the contact vault. Contact details are validated, sealed with the
+//! customer's key and only then handed to the aggregate; they are never logged.
+//!
+//! Built: filing and every complaint command, GetComplaint (with the history read back
+//! from the log, contact details only on request) and EraseCustomerContact. Lists, the
+//! escalation stream, outreach and defection reasons answer UNIMPLEMENTED.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use churnguard_domain::CustomerInput;
+use churnguard_domain::envelope::event_id;
+use churnguard_domain::feedback::complaint::{
+    self as domain, AcknowledgeComplaint, AddComplaintUpdate, Complainant, Complaint,
+    ComplaintCommand, ComplaintError, ComplaintEvent, ComplaintStatus, ContactDetails,
+    EscalateComplaint, EscalationReason, FileComplaint, RecordRootCause, RecordSatisfaction,
+    ReopenComplaint, ResolveComplaint, RootCauseInput, SatisfactionInput, SealedContact, SlaClock,
+    WaitOnCustomer, handle,
+};
+use churnguard_domain::feedback::{Channel, ContactMethod, Level, Remedy, Severity, Touchpoint};
+use churnguard_domain::ids::{ComplaintId, CustomerKey, check_id};
+use churnguard_domain::{FieldViolation, Violations};
+use churnguard_eventlog::EventLog;
+use churnguard_proto::feedback::v1 as pb;
+use churnguard_proto::feedback::v1::feedback_server::Feedback;
+use churnguard_redis::RedisConnection;
+use churnguard_vault::{KeyStore, RedisKeyStore, Vault, VaultError};
+use tonic::{Request, Response, Status};
+
+use crate::error::FeedbackError;
+use crate::service::Complaints;
+
+/// The fully-qualified gRPC service name, as health checks report it.
+pub const SERVICE_NAME: &str = "churnguard.feedback.v1.Feedback";
+
+/// The event type the complaint id of a filing is derived from, with the filing's key.
+const FILING_ID_TYPE: &str = "churnguard.feedback.complaint_filed.v1";
+
+/// The Redis key holding when a customer's contact details were first erased.
+pub fn erased_at_key(customer: &str) -> String {
+    format!("fe:erased:{{{customer}}}")
+}
+
+/// The complaint id a filing with `idempotency_key` gets: a retried filing lands on the
+/// same complaint.
+pub fn complaint_id_for(idempotency_key: &str) -> String {
+    event_id(FILING_ID_TYPE, idempotency_key)
+}
+
+/// The Feedback service.
+pub struct FeedbackApi<L> {
+    complaints: Arc<Complaints<L>>,
+    vault: Arc<Vault<RedisKeyStore>>,
+    redis: RedisConnection,
+}
+
+impl<L> std::fmt::Debug for FeedbackApi<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedbackApi").finish_non_exhaustive()
+    }
+}
+
+impl<L: EventLog> FeedbackApi<L> {
+    /// `redis` keeps the erasure times (the vault's key store knows only that a key was
+    /// erased, not when).
+    pub fn new(
+        complaints: Arc<Complaints<L>>,
+        vault: Arc<Vault<RedisKeyStore>>,
+        redis: RedisConnection,
+    ) -> Self {
+        Self {
+            complaints,
+            vault,
+            redis,
+        }
+    }
+
+    async fn file(&self, req: pb::FileComplaintRequest) -> Result<Complaint, FeedbackError> {
+        let id = ComplaintId::parse(complaint_id_for(&req.idempotency_key))
+            .map_err(|e| FeedbackError::Corrupt(format!("derived complaint id: {e}")))?;
+        // A retry files nothing new and answers with what the key filed, whatever the
+        // rest of the request says.
+        if check_id(&req.idempotency_key).is_ok()
+            && let Some(existing) = self.complaints.get(&id).await?
+            && existing.idempotency_key == req.idempotency_key
+        {
+            return Ok(existing);
+        }
+        let now = self.complaints.now();
+        let mut early = Vec::new();
+        let occurred_at = match timestamp("occurred_at", &req.occurred_at) {
+            Ok(t) => Some(t),
+            Err(v) => {
+                early.push(v);
+                None
+            }
+        };
+        let contact = match req.contact {
+            None => {
+                early.push(FieldViolation::new("contact", "is required"));
+                None
+            }
+            Some(c) => {
+                let details = ContactDetails {
+                    name: c.name,
+                    phone: c.phone,
+                    email: c.email,
+                    address: c.address,
+                };
+                if let Err(v) = details.validate() {
+                    early.extend(v.0);
+                }
+                Some(details)
+            }
+        };
+        let (customer, vault_customer) = match req.customer.and_then(|c| c.kind) {
+            None => (CustomerInput::Missing, None),
+            Some(pb::customer::Kind::CustomerId(v)) => {
+                let k = CustomerKey::parse(v.as_str()).ok();
+                (CustomerInput::CustomerId(v), k)
+            }
+            Some(pb::customer::Kind::CardToken(v)) => {
+                let k = CustomerKey::parse(v.as_str()).ok();
+                (CustomerInput::CardToken(v), k)
+            }
+        };
+        let mut command = FileComplaint {
+            expected_version: None,
+            complaint_id: id.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            customer,
+            // A stand-in for the dry run: the real one is sealed only from valid input.
+            contact: SealedContact::new(vec![0]),
+            store_id: req.store_id,
+            channel: word(Channel::ALL, Channel::as_str, req.channel),
+            touchpoint: word(Touchpoint::ALL, Touchpoint::as_str, req.touchpoint),
+            severity: word(Severity::ALL, Severity::as_str, req.severity),
+            description: req.description,
+            occurred_at: occurred_at.unwrap_or(now),
+        };
+        // Every field is checked before anything is sealed or appended: the adapter's
+        // own checks, then the aggregate's on a dry run.
+        let dry = handle(
+            None,
+            ComplaintCommand::FileComplaint(command.clone()),
+            now,
+            self.complaints.context(),
+        );
+        if let Err(ComplaintError::Invalid(v)) = dry {
+            for f in v.0 {
+                if !early.iter().any(|e| e.field == f.field) {
+                    early.push(f);
+                }
+            }
+        }
+        if !early.is_empty() {
+            return Err(ComplaintError::Invalid(Violations(early)).into());
+        }
+        let (Some(details), Some(key)) = (contact, vault_customer) else {
+            return Err(FeedbackError::Corrupt(
+                "filing passed its checks without contact or customer".into(),
+            ));
+        };
+        let sealed = self
+            .vault
+            .seal(key.as_str(), &details.to_plaintext())
+            .await?;
+        command.contact = SealedContact::new(sealed);
+        self.complaints
+            .execute(
+                &id,
+                ComplaintCommand::FileComplaint(command),
+                Some(&req.idempotency_key),
+            )
+            .await
+    }
+
+    async fn command(
+        &self,
+        complaint_id: &str,
+        idempotency_key: &str,
+        command: ComplaintCommand,
+    ) -> Result<pb::ComplaintSummary, Status> {
+        let id = complaint_id_of(complaint_id).map_err(|e| e.status())?;
+        let key = if idempotency_key.is_empty() {
+            None
+        } else {
+            check_id(idempotency_key)
+                .map_err(|e| FeedbackError::invalid("idempotency_key", e).status())?;
+            Some(idempotency_key)
+        };
+        let complaint = self
+            .complaints
+            .execute(&id, command, key)
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(summary(&complaint))
+    }
+
+    async fn get(&self, req: pb::GetComplaintRequest) -> Result<pb::Complaint, FeedbackError> {
+        let id = complaint_id_of(&req.complaint_id)?;
+        let complaint = self
+            .complaints
+            .get(&id)
+            .await?
+            .ok_or(ComplaintError::NotFound)?;
+        let history = self.complaints.history(&id).await?;
+        let contact = if req.include_contact {
+            Some(self.contact_on_record(&complaint).await?)
+        } else {
+            None
+        };
+        Ok(full(&complaint, &history, contact))
+    }
+
+    async fn contact_on_record(
+        &self,
+        complaint: &Complaint,
+    ) -> Result<pb::ContactOnRecord, FeedbackError> {
+        let customer = complaint.customer.key().as_str();
+        let state = match self
+            .vault
+            .open(customer, complaint.contact.as_bytes())
+            .await
+        {
+            Ok(plain) => {
+                let d = ContactDetails::from_plaintext(&plain).ok_or_else(|| {
+                    FeedbackError::Corrupt("sealed contact details do not parse".into())
+                })?;
+                pb::contact_on_record::State::Details(pb::ContactDetails {
+                    name: d.name,
+                    phone: d.phone,
+                    email: d.email,
+                    address: d.address,
+                })
+            }
+            Err(VaultError::Erased) => {
+                pb::contact_on_record::State::ErasedAt(self.erased_at(customer).await?)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(pb::ContactOnRecord { state: Some(state) })
+    }
+
+    async fn erased_at(&self, customer: &str) -> Result<String, FeedbackError> {
+        let mut conn = self.redis.clone();
+        let at: Option<String> = redis::cmd("GET")
+            .arg(erased_at_key(customer))
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("GET erased_at"))?;
+        Ok(at.unwrap_or_default())
+    }
+
+    async fn erase(
+        &self,
+        req: pb::EraseCustomerContactRequest,
+    ) -> Result<pb::EraseCustomerContactResponse, FeedbackError> {
+        let (field, value) = match req.customer.and_then(|c| c.kind) {
+            None => {
+                return Err(FeedbackError::invalid(
+                    "customer",
+                    "a customer_id or card_token is required",
+                ));
+            }
+            Some(pb::customer::Kind::CustomerId(v)) => ("customer.customer_id", v),
+            Some(pb::customer::Kind::CardToken(v)) => ("customer.card_token", v),
+        };
+        let key = CustomerKey::parse(value).map_err(|e| FeedbackError::invalid(field, e))?;
+        let customer = key.as_str();
+        let store = self.vault.store();
+        let held = store
+            .get(customer)
+            .await
+            .map_err(VaultError::from)?
+            .is_some()
+            || store.is_erased(customer).await.map_err(VaultError::from)?;
+        if !held {
+            return Ok(pb::EraseCustomerContactResponse {
+                erased: false,
+                erased_at: String::new(),
+            });
+        }
+        self.vault.erase(customer).await?;
+        let mut conn = self.redis.clone();
+        let now = timestamp_out(self.complaints.now());
+        let _: Option<String> = redis::cmd("SET")
+            .arg(erased_at_key(customer))
+            .arg(&now)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("SET erased_at"))?;
+        tracing::info!("a customer's contact details were erased");
+        Ok(pb::EraseCustomerContactResponse {
+            erased: true,
+            erased_at: self.erased_at(customer).await?,
+        })
+    }
+}
+
+/// The status of a failed call; trouble on our side is logged (never with request
+/// contents: they may hold contact details).
+fn failed(e: &FeedbackError) -> Status {
+    let status = e.status();
+    if matches!(
+        status.code(),
+        tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+    ) {
+        tracing::warn!(error = %e, "feedback call failed");
+    }
+    status
+}
+
+fn complaint_id_of(value: &str) -> Result<ComplaintId, FeedbackError> {
+    ComplaintId::parse(value).map_err(|e| FeedbackError::invalid("complaint_id", e))
+}
+
+fn required<T>(field: &str, value: Option<T>) -> Result<T, Status> {
+    value.ok_or_else(|| FeedbackError::invalid(field, "is required").status())
+}
+
+fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            FieldViolation::new(
+                field,
+                "must be an RFC 3339 time with an offset, e.g. 2026-11-22T10:15:00+01:00",
+            )
+        })
+}
+
+fn timestamp_out(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// A proto enum value as the domain's word for it: unset is empty (the domain names the
+/// field as required), an unknown number stays a number (the domain names it unknown).
+fn word<T: Copy>(all: &[T], name: fn(T) -> &'static str, value: i32) -> String {
+    match usize::try_from(value) {
+        Ok(0) => String::new(),
+        Ok(n) if n <= all.len() => name(all[n - 1]).to_owned(),
+        _ => value.to_string(),
+    }
+}
+
+/// A domain value as its proto enum number: the proto lists the values in the domain's
+/// order, after UNSPECIFIED.
+fn code<T: PartialEq>(all: &[T], value: &T) -> i32 {
+    all.iter()
+        .position(|v| v == value)
+        .and_then(|i| i32::try_from(i + 1).ok())
+        .unwrap_or(0)
+}
+
+const STATUSES: &[ComplaintStatus] = &[
+    ComplaintStatus::Open,
+    ComplaintStatus::Acknowledged,
+    ComplaintStatus::WaitingOnCustomer,
+    ComplaintStatus::Resolved,
+];
+
+fn customer(c: &Complainant) -> pb::Customer {
+    let kind = match c {
+        Complainant::CustomerId(k) => pb::customer::Kind::CustomerId(k.as_str().to_owned()),
+        Complainant::CardToken(k) => pb::customer::Kind::CardToken(k.as_str().to_owned()),
+    };
+    pb::Customer { kind: Some(kind) }
+}
+
+/// The summary lists and write responses show. `holder_id`, `next_due_at` and `priority`
+/// need the staff directory, the SLA calendar and the customer's value, which this
+/// adapter does not have yet: they are left unset rather than guessed.
+pub fn summary(c: &Complaint) -> pb::ComplaintSummary {
+    pb::ComplaintSummary {
+        complaint_id: c.id.as_str().to_owned(),
+        version: c.version,
+        status: code(STATUSES, &c.status),
+        level: code(Level::ALL, &c.level),
+        holder_id: String::new(),
+        level_since: timestamp_out(c.level_since),
+        store_id: c.store_id.as_str().to_owned(),
+        customer: Some(customer(&c.customer)),
+        severity: code(Severity::ALL, &c.severity),
+        touchpoint: code(Touchpoint::ALL, &c.touchpoint),
+        channel: code(Channel::ALL, &c.channel),
+        filed_at: timestamp_out(c.filed_at),
+        breached: c.is_breached(),
+        next_due_at: String::new(),
+        next_due_clock: 0,
+        priority: None,
+    }
+}
+
+fn satisfaction(s: &domain::Satisfaction) -> pb::Satisfaction {
+    pb::Satisfaction {
+        score: s.score.into(),
+        ownership: s.ownership.into(),
+        felt_valued: s.felt_valued.into(),
+        speed: s.speed.into(),
+        sincere_regret: s.sincere_regret.into(),
+        reason: s.reason.clone().unwrap_or_default(),
+    }
+}
+
+fn root_cause(r: &domain::RootCause) -> pb::RootCause {
+    pb::RootCause {
+        whys: r.whys.clone(),
+        category: code(Touchpoint::ALL, &r.category),
+        corrective_action: r.corrective_action.clone(),
+    }
+}
+
+fn remedies(r: &[Remedy]) -> Vec<i32> {
+    r.iter().map(|r| code(Remedy::ALL, r)).collect()
+}
+
+fn escalation_reason(r: &EscalationReason) -> pb::EscalationReason {
+    let kind = match r {
+        EscalationReason::Manual { text } => pb::escalation_reason::Kind::Manual(text.clone()),
+        EscalationReason::Breach { clock } => {
+            pb::escalation_reason::Kind::Breach(code(SlaClock::ALL, clock))
+        }
+    };
+    pb::EscalationReason { kind: Some(kind) }
+}
+
+fn history_entry(e: &ComplaintEvent, after: &Complaint) -> pb::HistoryEntry {
+    use pb::history_entry::Details;
+    let details = match e {
+        ComplaintEvent::ComplaintFiled {
+            channel,
+            touchpoint,
+            severity,
+            description,
+            occurred_at,
+            ..
+        } => Details::Filed(pb::ComplaintFiled {
+            channel: code(Channel::ALL, channel),
+            touchpoint: code(Touchpoint::ALL, touchpoint),
+            severity: code(Severity::ALL, severity),
+            description: description.clone(),
+            occurred_at: timestamp_out(*occurred_at),
+        }),
+        ComplaintEvent::ComplaintAcknowledged { method, note, .. } => {
+            Details::Acknowledged(pb::ComplaintAcknowledged {
+                method: code(ContactMethod::ALL, method),
+                note: note.clone(),
+            })
+        }
+        ComplaintEvent::ComplaintUpdated {
+            note,
+            from_customer,
+            ..
+        } => Details::Updated(pb::ComplaintUpdated {
+            note: note.clone(),
+            from_customer: *from_customer,
+        }),
+        ComplaintEvent::WaitingOnCustomer { note, .. } => {
+            Details::WaitingOnCustomer(pb::WaitingOnCustomer { note: note.clone() })
+        }
+        ComplaintEvent::CustomerResponded { .. } => {
+            Details::CustomerResponded(pb::CustomerResponded {})
+        }
+        ComplaintEvent::ComplaintEscalated {
+            from, to, reason, ..
+        } => Details::Escalated(pb::ComplaintEscalated {
+            from_level: code(Level::ALL, from),
+            to_level: code(Level::ALL, to),
+            reason: Some(escalation_reason(reason)),
+        }),
+        ComplaintEvent::SlaWarningRaised {
+            run,
+            fraction_percent,
+            due_at,
+            ..
+        } => Details::SlaWarningRaised(pb::SlaWarningRaised {
+            clock: code(SlaClock::ALL, &run.clock),
+            level: code(Level::ALL, &run.level),
+            started_at: timestamp_out(run.started_at),
+            percent_elapsed: (*fraction_percent).into(),
+            due_at: timestamp_out(*due_at),
+        }),
+        ComplaintEvent::SlaBreached { run, due_at, .. } => Details::SlaBreached(pb::SlaBreached {
+            clock: code(SlaClock::ALL, &run.clock),
+            level: code(Level::ALL, &run.level),
+            started_at: timestamp_out(run.started_at),
+            due_at: timestamp_out(*due_at),
+        }),
+        ComplaintEvent::ComplaintResolved {
+            remedies: r,
+            summary,
+            ..
+        } => Details::Resolved(pb::ComplaintResolved {
+            remedies: remedies(r),
+            summary: summary.clone(),
+        }),
+        ComplaintEvent::ComplaintReopened { reason, .. } => {
+            Details::Reopened(pb::ComplaintReopened {
+                reason: reason.clone(),
+            })
+        }
+        ComplaintEvent::SatisfactionRecorded {
+            satisfaction: s, ..
+        } => Details::SatisfactionRecorded(satisfaction(s)),
+        ComplaintEvent::RootCauseRecorded { root_cause: r, .. } => {
+            Details::RootCauseRecorded(root_cause(r))
+        }
+    };
+    pb::HistoryEntry {
+        version: after.version,
+        at: timestamp_out(e.at()),
+        r#type: e.event_type().to_owned(),
+        level: code(Level::ALL, &after.level),
+        details: Some(details),
+    }
+}
+
+/// The clocks running now. Due times need the store's business calendar (the SLA timer's
+/// job) and are left empty here.
+fn clocks(c: &Complaint) -> Vec<pb::SlaClockStatus> {
+    let paused_since = c
+        .pauses()
+        .iter()
+        .rev()
+        .find(|p| p.to.is_none())
+        .map(|p| timestamp_out(p.from))
+        .unwrap_or_default();
+    c.running_clocks()
+        .into_iter()
+        .map(|run| pb::SlaClockStatus {
+            clock: code(SlaClock::ALL, &run.clock),
+            level: code(Level::ALL, &run.level),
+            started_at: timestamp_out(run.started_at),
+            due_at: String::new(),
+            paused_since: paused_since.clone(),
+            warnings: c
+                .warnings
+                .iter()
+                .filter(|w| w.run == run)
+                .map(|w| pb::SlaWarning {
+                    percent_elapsed: w.fraction_percent.map_or(0, u32::from),
+                    due_at: timestamp_out(w.due_at),
+                    at: timestamp_out(w.at),
+                })
+                .collect(),
+            breached_at: c
+                .breaches
+                .iter()
+                .find(|b| b.run == run)
+                .map(|b| timestamp_out(b.at))
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn full(
+    c: &Complaint,
+    history: &[(ComplaintEvent, Complaint)],
+    contact: Option<pb::ContactOnRecord>,
+) -> pb::Complaint {
+    pb::Complaint {
+        summary: Some(summary(c)),
+        description: c.description.clone(),
+        occurred_at: timestamp_out(c.occurred_at),
+        first_response: c.first_response.as_ref().map(|f| pb::FirstResponse {
+            at: timestamp_out(f.at),
+            method: code(ContactMethod::ALL, &f.method),
+            note: f.note.clone(),
+        }),
+        last_update_at: timestamp_out(c.last_update_at),
+        clocks: clocks(c),
+        resolution: c.current_resolution().map(|r| pb::Resolution {
+            at: timestamp_out(r.at),
+            remedies: remedies(&r.remedies),
+            summary: r.summary.clone(),
+            satisfaction: r.satisfaction.as_ref().map(satisfaction),
+        }),
+        root_cause: c.root_cause.as_ref().map(root_cause),
+        history: history.iter().map(|(e, s)| history_entry(e, s)).collect(),
+        contact,
+    }
+}
+
+fn not_built(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not built yet"))
+}
+
+fn small(value: u32) -> u8 {
+    // Out of range stays out of range: the domain names the field.
+    u8::try_from(value).unwrap_or(u8::MAX)
+}
+
+#[tonic::async_trait]
+impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
+    async fn file_complaint(
+        &self,
+        request: Request<pb::FileComplaintRequest>,
+    ) -> Result<Response<pb::FileComplaintResponse>, Status> {
+        let complaint = self
+            .file(request.into_inner())
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(Response::new(pb::FileComplaintResponse {
+            complaint: Some(summary(&complaint)),
+        }))
+    }
+
+    async fn get_complaint(
+        &self,
+        request: Request<pb::GetComplaintRequest>,
+    ) -> Result<Response<pb::GetComplaintResponse>, Status> {
+        let complaint = self
+            .get(request.into_inner())
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(Response::new(pb::GetComplaintResponse {
+            complaint: Some(complaint),
+        }))
+    }
+
+    async fn list_complaints(
+        &self,
+        _: Request<pb::ListComplaintsRequest>,
+    ) -> Result<Response<pb::ListComplaintsResponse>, Status> {
+        Err(not_built("ListComplaints"))
+    }
+
+    async fn acknowledge_complaint(
+        &self,
+        request: Request<pb::AcknowledgeComplaintRequest>,
+    ) -> Result<Response<pb::AcknowledgeComplaintResponse>, Status> {
+        let r = request.into_inner();
+        let cmd = ComplaintCommand::AcknowledgeComplaint(AcknowledgeComplaint {
+            expected_version: r.expected_version,
+            method: word(ContactMethod::ALL, ContactMethod::as_str, r.method),
+            note: r.note,
+        });
+        let complaint = Some(
+            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+                .await?,
+        );
+        Ok(Response::new(pb::AcknowledgeComplaintResponse {
+            complaint,
+        }))
+    }
+
+    async fn add_complaint_update(
+        &self,
+        request: Request<pb::AddComplaintUpdateRequest>,
+    ) -> Result<Response<pb::AddComplaintUpdateResponse>, Status> {
+        let r = request.into_inner();
+        let cmd = ComplaintCommand::AddComplaintUpdate(AddComplaintUpdate {
+            expected_version: r.expected_version,
+            note: r.note,
+            from_customer: r.from_customer,
+        });
+        let complaint = Some(
+            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+                .await?,
+        );
+        Ok(Response::new(pb::AddComplaintUpdateResponse { complaint }))
+    }
+
+    async fn wait_on_customer(
+        &self,
+        request: Request<pb::WaitOnCustomerRequest>,
+    ) -> Result<Response<pb::WaitOnCustomerResponse>, Status> {
+        let r = request.into_inner();
+        let cmd = ComplaintCommand::WaitOnCustomer(WaitOnCustomer {
+            expected_version: r.expected_version,
+            note: r.note,
+        });
+        let complaint = Some(
+            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+                .await?,
+        );
+        Ok(Response::new(pb::WaitOnCustomerResponse { complaint }))
+    }
+
+    async fn escalate_complaint(
+        &self,
+        request: Request<pb::EscalateComplaintRequest>,
+    ) -> Result<Response<pb::EscalateComplaintResponse>, Status> {
+        let r = request.into_inner();
+        let cmd = ComplaintCommand::EscalateComplaint(EscalateComplaint {
+            expected_version: r.expected_version,
+            reason: r.reason,
+        });
+        let complaint = Some(
+            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+                .await?,
+        );
+        Ok(Response::new(pb::EscalateComplaintResponse { complaint }))
+    }
+
+    async fn resolve_complaint(
+        &self,
+        request: Request<pb::ResolveComplaintRequest>,
+    ) -> Result<Response<pb::ResolveComplaintResponse>, Status> {
+        let r = request.into_inner();
+        let cmd = ComplaintCommand::ResolveComplaint(ResolveComplaint {
+            expected_version: r.expected_version,
+            remedies: r
+                .remedies
+                .iter()
+                .map(|v| word(Remedy::ALL, Remedy::as_str, *v))
+                .collect(),
+            summary: r.summary,
+        });
+        let complaint = Some(
+            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+                .await?,
+        );
+        Ok(Response::new(pb::ResolveComplaintResponse { complaint }))
+    }
+
+    async fn reopen_complaint(
+        &self,
+        request: Request<pb::ReopenComplaintRequest>,
+    ) -> Result<Response<pb::ReopenComplaintResponse>, Status> {
+        let r = request.into_inner();
+        let cmd = ComplaintCommand::ReopenComplaint(ReopenComplaint {
+            expected_version: r.expected_version,
+            reason: r.reason,
+        });
+        let complaint = Some(
+            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+                .await?,
+        );
+        Ok(Response::new(pb::ReopenComplaintResponse { complaint }))
+    }
+
+    async fn record_satisfaction(
+        &self,
+        request: Request<pb::RecordSatisfactionRequest>,
+    ) -> Result<Response<pb::RecordSatisfactionResponse>, Status> {
+        let r = request.into_inner();
+        let s = required("satisfaction", r.satisfaction)?;
+        let cmd = ComplaintCommand::RecordSatisfaction(RecordSatisfaction {
+            expected_version: r.expected_version,
+            satisfaction: SatisfactionInput {
+                score: small(s.score),
+                ownership: small(s.ownership),
+                felt_valued: small(s.felt_valued),
+                speed: small(s.speed),
+                sincere_regret: small(s.sincere_regret),
+                reason: s.reason,
+            },
+        });
+        let complaint = Some(
+            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+                .await?,
+        );
+        Ok(Response::new(pb::RecordSatisfactionResponse { complaint }))
+    }
+
+    async fn record_root_cause(
+        &self,
+        request: Request<pb::RecordRootCauseRequest>,
+    ) -> Result<Response<pb::RecordRootCauseResponse>, Status> {
+        let r = request.into_inner();
+        let rc = required("root_cause", r.root_cause)?;
+        let cmd = ComplaintCommand::RecordRootCause(RecordRootCause {
+            expected_version: r.expected_version,
+            root_cause: RootCauseInput {
+                whys: rc.whys,
+                category: word(Touchpoint::ALL, Touchpoint::as_str, rc.category),
+                corrective_action: rc.corrective_action,
+            },
+        });
+        let complaint = Some(
+            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+                .await?,
+        );
+        Ok(Response::new(pb::RecordRootCauseResponse { complaint }))
+    }
+
+    type WatchEscalationsStream = tokio_stream::Empty<Result<pb::WatchEscalationsResponse, Status>>;
+
+    async fn watch_escalations(
+        &self,
+        _: Request<pb::WatchEscalationsRequest>,
+    ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
+        Err(not_built("WatchEscalations"))
+    }
+
+    async fn list_outreach(
+        &self,
+        _: Request<pb::ListOutreachRequest>,
+    ) -> Result<Response<pb::ListOutreachResponse>, Status> {
+        Err(not_built("ListOutreach"))
+    }
+
+    async fn record_outreach(
+        &self,
+        _: Request<pb::RecordOutreachRequest>,
+    ) -> Result<Response<pb::RecordOutreachResponse>, Status> {
+        Err(not_built("RecordOutreach"))
+    }
+
+    async fn get_defection_reasons(
+        &self,
+        _: Request<pb::GetDefectionReasonsRequest>,
+    ) -> Result<Response<pb::GetDefectionReasonsResponse>, Status> {
+        Err(not_built("GetDefectionReasons"))
+    }
+
+    async fn erase_customer_contact(
+        &self,
+        request: Request<pb::EraseCustomerContactRequest>,
+    ) -> Result<Response<pb::EraseCustomerContactResponse>, Status> {
+        let r = self
+            .erase(request.into_inner())
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(Response::new(r))
+    }
+}
