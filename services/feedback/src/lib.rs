@@ -17,9 +17,11 @@
 
 pub mod api;
 pub mod app;
+pub mod config;
 pub mod error;
 pub mod journal;
 pub mod projection;
+pub mod runtime;
 pub mod service;
 pub mod sla_clock;
 pub mod timers;

@@ -1,0 +1,328 @@
+//! Settings: defaults, then an optional TOML file, then `CHURNGUARD_FEEDBACK_*` environment
+//! variables (`__` separates nesting: `CHURNGUARD_FEEDBACK_REDIS__URL`). Everything is
+//! validated at start; a bad value stops the service with its key named.
+//!
+//! The contact vault's key-encryption key has no default: `kek.env` names the environment
+//! variable holding it, or `kek.file` the file (a mounted secret). The variable must not
+//! start with `CHURNGUARD_FEEDBACK_`: every such variable is read as a setting, and an
+//! unknown one stops the service.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use churnguard_config::{ConfigError, LogSettings};
+use churnguard_domain::error::Violations;
+use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
+use churnguard_domain::feedback::complaint::Context;
+use churnguard_domain::feedback::sla::{
+    BusinessDuration, Directory, DirectoryConfig, PerLevel, PerSeverity, SlaPolicy, Targets,
+};
+use churnguard_redis::RedisSettings;
+use churnguard_vault::Kek;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables read.
+pub const ENV_PREFIX: &str = "CHURNGUARD_FEEDBACK_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address of the gRPC Feedback API.
+    pub listen_addr: String,
+    /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
+    pub shutdown_grace_ms: u64,
+    /// The topic of complaint commits.
+    pub topic: String,
+    /// Partition count of the topic when this service creates it.
+    pub partitions: u32,
+    /// How often the SLA timers look for due warnings and breaches on every partition.
+    pub timer_interval_ms: u64,
+    /// Targets per severity, warnings and the escalation chain.
+    pub sla: SlaPolicy,
+    /// Who holds each level for each store, and the stores' business calendars.
+    pub directory: DirectoryConfig,
+    /// Where the contact vault's key-encryption key comes from (required).
+    pub kek: KekSource,
+    pub redis: RedisSettings,
+    pub log: LogSettings,
+}
+
+/// Where the key-encryption key is read from: exactly one of the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KekSource {
+    /// The name of an environment variable holding the key (64 hex digits or base64).
+    pub env: Option<String>,
+    /// A file holding the key, e.g. a mounted Kubernetes Secret.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen_addr: "127.0.0.1:50053".into(),
+            shutdown_grace_ms: 10_000,
+            topic: crate::EVENTS_TOPIC.into(),
+            partitions: 6,
+            timer_interval_ms: 1_000,
+            sla: default_sla(),
+            directory: default_directory(),
+            kek: KekSource::default(),
+            redis: RedisSettings::default(),
+            log: LogSettings::for_client("feedback"),
+        }
+    }
+}
+
+const HOUR: i64 = 3_600;
+
+fn hours(h: i64) -> BusinessDuration {
+    BusinessDuration::from_secs(h * HOUR)
+}
+
+/// Business-time targets per severity (first response, update interval, resolution):
+/// minor 16 h / 40 h / 80 h, moderate 8 h / 24 h / 40 h, major 4 h / 8 h / 24 h, critical
+/// 1 h / 4 h / 8 h; warnings at 50 % and 75 %; 8 h for a store manager, 16 h for a
+/// regional manager and 24 h for the owner before moving up; critical complaints start
+/// with the regional manager.
+pub fn default_sla() -> SlaPolicy {
+    let targets = |first: i64, update: i64, resolution: i64| Targets {
+        first_response: hours(first),
+        update_interval: hours(update),
+        resolution: hours(resolution),
+    };
+    SlaPolicy {
+        targets: PerSeverity {
+            minor: targets(16, 40, 80),
+            moderate: targets(8, 24, 40),
+            major: targets(4, 8, 24),
+            critical: targets(1, 4, 8),
+        },
+        warnings: vec![0.5, 0.75],
+        escalation: PerLevel {
+            store_manager: hours(8),
+            regional_manager: hours(16),
+            owner: hours(24),
+        },
+        critical_starts_at: churnguard_domain::feedback::vocab::Level::RegionalManager,
+    }
+}
+
+/// The name of the default calendar.
+pub const DEFAULT_CALENDAR: &str = "uk-high-street";
+
+/// No regions or stores (configure yours), an owner placeholder, and one calendar:
+/// Monday to Saturday 09:00-18:00, Europe/London, no holidays.
+pub fn default_directory() -> DirectoryConfig {
+    let day = vec!["09:00-18:00".to_owned()];
+    DirectoryConfig {
+        owner: "owner".into(),
+        regions: BTreeMap::new(),
+        stores: BTreeMap::new(),
+        calendars: BTreeMap::from([(
+            DEFAULT_CALENDAR.to_owned(),
+            CalendarConfig {
+                timezone: "Europe/London".into(),
+                hours: WeekHours {
+                    monday: day.clone(),
+                    tuesday: day.clone(),
+                    wednesday: day.clone(),
+                    thursday: day.clone(),
+                    friday: day.clone(),
+                    saturday: day,
+                    sunday: Vec::new(),
+                },
+                holidays: Vec::new(),
+            },
+        )]),
+        default_calendar: DEFAULT_CALENDAR.into(),
+    }
+}
+
+fn first_violation(prefix: &str, v: &Violations) -> ConfigError {
+    match v.0.first() {
+        Some(first) if first.field.is_empty() => ConfigError::new(prefix, &first.description),
+        Some(first) => ConfigError::new(
+            if first.field.starts_with(&format!("{prefix}.")) {
+                first.field.clone()
+            } else {
+                format!("{prefix}.{}", first.field)
+            },
+            &first.description,
+        ),
+        None => ConfigError::new(prefix, "is invalid"),
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings = churnguard_config::load(Settings::default(), file, ENV_PREFIX)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every value, naming the first bad key. The KEK source must be set, but the
+    /// key itself is read only by [`Settings::load_kek`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_except_kek()?;
+        match (&self.kek.env, &self.kek.file) {
+            (None, None) => Err(ConfigError::new(
+                "kek",
+                "the contact vault's key-encryption key is required and has no default: \
+                 set kek.env to the name of an environment variable holding it (not \
+                 starting with CHURNGUARD_FEEDBACK_), or kek.file to a file holding it",
+            )),
+            (Some(_), Some(_)) => Err(ConfigError::new("kek", "set kek.env or kek.file, not both")),
+            (Some(name), None) if name.trim().is_empty() => Err(ConfigError::new(
+                "kek.env",
+                "must name an environment variable",
+            )),
+            (Some(name), None) if name.to_ascii_uppercase().starts_with(ENV_PREFIX) => {
+                Err(ConfigError::new(
+                    "kek.env",
+                    format!("must not start with {ENV_PREFIX}: those variables are settings"),
+                ))
+            }
+            (None, Some(path)) if path.as_os_str().is_empty() => {
+                Err(ConfigError::new("kek.file", "must not be empty"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every check but the KEK source's (for a process that brings its own key, as
+    /// `churnguard-local` does).
+    pub fn validate_except_kek(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
+        if self.listen_addr.parse::<SocketAddr>().is_err() {
+            return bad(
+                "listen_addr",
+                "must be an IP address and port, e.g. 127.0.0.1:50053",
+            );
+        }
+        for (key, value) in [
+            ("shutdown_grace_ms", self.shutdown_grace_ms),
+            ("timer_interval_ms", self.timer_interval_ms),
+        ] {
+            if value == 0 {
+                return bad(key, "must be positive");
+            }
+        }
+        if churnguard_eventlog::check_topic_name(&self.topic).is_err() {
+            return bad("topic", "must be 1-249 characters of [A-Za-z0-9._-]");
+        }
+        if !(1..=10_000).contains(&self.partitions) {
+            return bad("partitions", "must be between 1 and 10000");
+        }
+        if self.redis.cluster_nodes.is_empty() && self.redis.url.trim().is_empty() {
+            return bad(
+                "redis.url",
+                "must name a Redis (or set redis.cluster_nodes)",
+            );
+        }
+        if let Err(v) = self.sla.validate("sla") {
+            return Err(first_violation("sla", &v));
+        }
+        self.directory()?;
+        self.log.validate()
+    }
+
+    /// The directory with its calendars built.
+    pub fn directory(&self) -> Result<Directory, ConfigError> {
+        self.directory
+            .build()
+            .map_err(|v| first_violation("directory", &v))
+    }
+
+    /// Reads the key-encryption key from where `kek` says; the error names the key
+    /// (`kek.env`, `kek.file`) and never carries key material.
+    pub fn load_kek(&self) -> Result<Kek, ConfigError> {
+        match (&self.kek.env, &self.kek.file) {
+            (Some(name), None) => {
+                Kek::from_env(name).map_err(|e| ConfigError::new("kek.env", e.to_string()))
+            }
+            (None, Some(path)) => {
+                Kek::from_file(path).map_err(|e| ConfigError::new("kek.file", e.to_string()))
+            }
+            _ => self
+                .validate()
+                .and(Err(ConfigError::new("kek", "set kek.env or kek.file"))),
+        }
+    }
+
+    /// The chain's settings the aggregate decides with.
+    pub fn context(&self) -> Context {
+        Context {
+            critical_starts_at: self.sla.critical_starts_at,
+            ..Context::default()
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn timer_interval(&self) -> Duration {
+        Duration::from_millis(self.timer_interval_ms)
+    }
+}
+
+#[cfg(test)]
+// figment's test jail returns its own large error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use churnguard_config::Backend;
+
+    fn with_kek() -> Settings {
+        Settings {
+            kek: KekSource {
+                env: Some("FEEDBACK_KEK".into()),
+                file: None,
+            },
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_but_for_the_missing_kek() {
+        let e = Settings::default().validate().expect_err("no KEK source");
+        assert_eq!(e.key, "kek");
+        with_kek().validate().expect("defaults validate");
+        let d = Settings::default().directory().expect("builds");
+        assert_eq!(d.calendar_name("any-store"), DEFAULT_CALENDAR);
+    }
+
+    #[test]
+    fn file_and_environment_override_and_bad_values_name_their_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "feedback.toml",
+                "partitions = 3\n[kek]\nenv = \"FEEDBACK_KEK\"\n[redis]\nurl = \"redis://10.0.0.5:6379/\"\n",
+            )?;
+            jail.set_env("CHURNGUARD_FEEDBACK_LOG__BACKEND", "kafka");
+            let s = Settings::load(Some(Path::new("feedback.toml"))).expect("loads");
+            assert_eq!(s.partitions, 3);
+            assert_eq!(s.redis.url, "redis://10.0.0.5:6379/");
+            assert_eq!(s.log.backend, Backend::Kafka);
+            assert_eq!(s.log.kafka.client_id, "feedback");
+            let e = s.load_kek().expect_err("variable not set");
+            assert_eq!(e.key, "kek.env");
+            assert!(e.message.contains("FEEDBACK_KEK"), "{e}");
+            jail.set_env("FEEDBACK_KEK", "00".repeat(32));
+            s.load_kek().expect("the key");
+
+            jail.set_env("CHURNGUARD_FEEDBACK_SLA__WARNINGS", "[0.75, 0.5]");
+            let e = Settings::load(Some(Path::new("feedback.toml"))).expect_err("descending");
+            assert_eq!(e.key, "sla.warnings");
+            jail.set_env("CHURNGUARD_FEEDBACK_SLA__WARNINGS", "[0.5, 0.75]");
+            jail.set_env("CHURNGUARD_FEEDBACK_DIRECTORY__DEFAULT_CALENDAR", "nowhere");
+            let e = Settings::load(Some(Path::new("feedback.toml"))).expect_err("no calendar");
+            assert_eq!(e.key, "directory.default_calendar");
+            Ok(())
+        });
+    }
+}
