@@ -1,12 +1,17 @@
 //! `churnguard-local [--simulate-stores N] [--history-days D]` (what `make run` starts)
 //!
 //! Every service in one process on the embedded log (`data/log`): purchase-ingest's gRPC
-//! API on 127.0.0.1:50051 and churn-scoring's query API on 127.0.0.1:50052, fed by a
-//! simulated chain of N stores. On the first start (an empty log) the chain's last D days
-//! of history are loaded first, so churn scoring has defectors to find. Every ten seconds
+//! API on 127.0.0.1:50051, churn-scoring's query API on 127.0.0.1:50052 and the Feedback
+//! API (complaints, with its SLA timers) on 127.0.0.1:50053, fed by a simulated chain of N
+//! stores. On the first start (an empty log) the chain's last D days of history are loaded
+//! first, so churn scoring has defectors to find. Every ten seconds
 //! a summary is logged, read through the ChurnScoring API like any client would. Redis
 //! comes from `CHURNGUARD_SCORING_REDIS__URL`; settings are the services' own
-//! (`CHURNGUARD_INGEST_*`, `CHURNGUARD_SCORING_*`), except that both use ingest's log.
+//! (`CHURNGUARD_INGEST_*`, `CHURNGUARD_SCORING_*`, `CHURNGUARD_FEEDBACK_*`), except that
+//! all use ingest's log and feedback uses scoring's Redis. Feedback's contact vault key
+//! (KEK) is `CHURNGUARD_LOCAL_KEK` (64 hex digits or base64) if set, else one generated
+//! at start: for local use only, and contact details sealed under it cannot be read after
+//! a restart.
 //!
 //! The embedded log belongs to one process, which is why the services share this one;
 //! past one machine each service runs its own binary on Kafka.
@@ -21,6 +26,7 @@ use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_telemetry::Telemetry;
+use churnguard_vault::Kek;
 use purchase_ingest::simulator::{self, SimStats, SimulatorConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -73,13 +79,20 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("churnguard-local: {e}");
         std::process::exit(2);
     });
+    let mut feedback_settings = load_feedback_settings().unwrap_or_else(|e| {
+        eprintln!("churnguard-local: {e}");
+        std::process::exit(2);
+    });
     if ingest_settings.log.backend != Backend::Embedded {
         bail!("churnguard-local runs on the embedded log; run each service's binary on Kafka");
     }
     scoring_settings.log = ingest_settings.log.clone();
     scoring_settings.topics.purchases = ingest_settings.topics.purchases.clone();
     scoring_settings.topics.partitions = ingest_settings.topics.partitions;
+    feedback_settings.log = ingest_settings.log.clone();
+    feedback_settings.redis = scoring_settings.redis.clone();
     let telemetry = Arc::new(Telemetry::init("churnguard-local"));
+    let kek = local_kek()?;
 
     let dir = &ingest_settings.log.embedded.dir;
     let log = EmbeddedLog::open(dir)
@@ -121,6 +134,12 @@ async fn main() -> anyhow::Result<()> {
         .spawn();
     tracing::info!(addr = %scoring.local_addr(), "churn-scoring serving");
 
+    let feedback =
+        feedback::runtime::Service::build(&feedback_settings, Arc::new(log.clone()), kek)
+            .await?
+            .spawn();
+    tracing::info!(addr = %feedback.local_addr(), "feedback serving");
+
     let stop = CancellationToken::new();
     let sim = tokio::spawn(simulator::run(
         ingest.endpoint(),
@@ -140,11 +159,38 @@ async fn main() -> anyhow::Result<()> {
     stop.cancel();
     let _ = sim.await;
     let _ = report.await;
+    let complaints = feedback.stop().await;
     let scored = scoring.stop().await;
     let ingested = ingest.stop().await;
+    complaints?;
     scored?;
     ingested?;
     Ok(())
+}
+
+/// Feedback's settings (defaults and `CHURNGUARD_FEEDBACK_*`), checked but for the KEK
+/// source: this process brings its own key.
+fn load_feedback_settings() -> Result<feedback::config::Settings, churnguard_config::ConfigError> {
+    let settings = churnguard_config::load(
+        feedback::config::Settings::default(),
+        None,
+        feedback::config::ENV_PREFIX,
+    )?;
+    settings.validate_except_kek()?;
+    Ok(settings)
+}
+
+/// `CHURNGUARD_LOCAL_KEK` if set, else a key made up now (never written anywhere).
+fn local_kek() -> anyhow::Result<Kek> {
+    const VAR: &str = "CHURNGUARD_LOCAL_KEK";
+    if std::env::var_os(VAR).is_some() {
+        return Kek::from_env(VAR).with_context(|| format!("reading {VAR}"));
+    }
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    tracing::info!("feedback: contact vault key generated for this run (set {VAR} to keep one)");
+    Ok(Kek::from_bytes(bytes))
 }
 
 /// Whether the purchases topic (which purchase-ingest has made sure of) holds nothing yet.
