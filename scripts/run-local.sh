@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: every service in one process on the embedded log (data/log), fed by a
-# simulated chain of stores. Starts a private Redis for churn-scoring's and feedback's state (port 6390,
-# nothing persisted: the log rebuilds it) unless CHURNGUARD_SCORING_REDIS__URL names one,
-# and stops it on exit.
+# simulated chain of stores. Starts a private Redis for churn-scoring's and feedback's
+# state (port 6390, nothing persisted: the log rebuilds it, but not feedback's contact-vault
+# keys, so contact details do not survive a restart) unless CHURNGUARD_SCORING_REDIS__URL
+# names one, and stops it on exit.
 #   scripts/run-local.sh [--simulate-stores N] [--history-days D]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -87,6 +87,24 @@ region = "north"
     });
 }
 
+#[test]
+fn the_kubernetes_config_file_loads() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s/feedback.toml");
+    figment::Jail::expect_with(|_| {
+        let s = Settings::load(Some(&file)).expect("deploy/k8s/feedback.toml loads");
+        assert_eq!(s.listen_addr, "0.0.0.0:50053");
+        assert_eq!(s.log.backend, Backend::Kafka);
+        assert_eq!(s.sla, feedback::config::default_sla());
+        assert_eq!(
+            s.kek.file.as_deref(),
+            Some(Path::new("/etc/churnguard-secrets/kek"))
+        );
+        let directory = s.directory().expect("directory");
+        assert_eq!(directory.region_of("store-7"), Some("north"));
+        Ok(())
+    });
+}
+
 fn filing() -> pb::FileComplaintRequest {
     pb::FileComplaintRequest {
         idempotency_key: "app-file-1".into(),
