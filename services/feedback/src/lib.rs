@@ -23,6 +23,7 @@ pub mod projection;
 pub mod service;
 pub mod sla_clock;
 pub mod timers;
+pub mod watch;
 
 pub use error::FeedbackError;
 pub use service::Complaints;
