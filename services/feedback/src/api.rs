@@ -3,8 +3,9 @@
 //! customer's key and only then handed to the aggregate; they are never logged.
 //!
 //! Built: filing and every complaint command, GetComplaint (with the history read back
-//! from the log, contact details only on request) and EraseCustomerContact. Lists, the
-//! escalation stream, outreach and defection reasons answer UNIMPLEMENTED.
+//! from the log, contact details only on request), EraseCustomerContact and the
+//! escalation stream WatchEscalations ([`crate::watch`]). Lists, outreach and defection
+//! reasons answer UNIMPLEMENTED.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use churnguard_domain::feedback::complaint::{
     ReopenComplaint, ResolveComplaint, RootCauseInput, SatisfactionInput, SealedContact, SlaClock,
     WaitOnCustomer, handle,
 };
+use churnguard_domain::feedback::sla::Directory;
 use churnguard_domain::feedback::{Channel, ContactMethod, Level, Remedy, Severity, Touchpoint};
 use churnguard_domain::ids::{ComplaintId, CustomerKey, check_id};
 use churnguard_domain::{FieldViolation, Violations};
@@ -26,10 +28,12 @@ use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_server::Feedback;
 use churnguard_redis::RedisConnection;
 use churnguard_vault::{KeyStore, RedisKeyStore, Vault, VaultError};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::error::FeedbackError;
 use crate::service::Complaints;
+use crate::watch::{AlertStream, Filter, Position, Watcher};
 
 /// The fully-qualified gRPC service name, as health checks report it.
 pub const SERVICE_NAME: &str = "churnguard.feedback.v1.Feedback";
@@ -53,6 +57,8 @@ pub struct FeedbackApi<L> {
     complaints: Arc<Complaints<L>>,
     vault: Arc<Vault<RedisKeyStore>>,
     redis: RedisConnection,
+    directory: Option<Arc<Directory>>,
+    stopping: CancellationToken,
 }
 
 impl<L> std::fmt::Debug for FeedbackApi<L> {
@@ -69,11 +75,64 @@ impl<L: EventLog> FeedbackApi<L> {
         vault: Arc<Vault<RedisKeyStore>>,
         redis: RedisConnection,
     ) -> Self {
+        let directory = complaints
+            .projection()
+            .sla()
+            .map(|s| Arc::new(s.directory.clone()));
         Self {
             complaints,
             vault,
             redis,
+            directory,
+            stopping: CancellationToken::new(),
         }
+    }
+
+    /// The directory of level holders alerts name (`holder_id`) and watchers filter by.
+    /// Without it, the projection's SLA directory if it has one; else alerts name nobody.
+    pub fn with_directory(mut self, directory: Directory) -> Self {
+        self.directory = Some(Arc::new(directory));
+        self
+    }
+
+    /// Cancelled when the server shuts down: open escalation streams end with UNAVAILABLE
+    /// (clients reconnect from their last position).
+    pub fn stopping(&self) -> CancellationToken {
+        self.stopping.clone()
+    }
+
+    async fn watch(&self, req: pb::WatchEscalationsRequest) -> Result<AlertStream, Status> {
+        let partitions = self.complaints.projection().partitions();
+        let watcher = Watcher {
+            log: self.complaints.log().clone(),
+            projection: self.complaints.projection().clone(),
+            directory: self.directory.clone(),
+            stopping: self.stopping.clone(),
+        };
+        let from = if req.from_position.is_empty() {
+            watcher.now().await.map_err(|e| failed(&e))?
+        } else {
+            Position::parse(&req.from_position, partitions)
+                .map_err(|e| FeedbackError::invalid("from_position", e).status())?
+        };
+        let level = match usize::try_from(req.level) {
+            Ok(0) => None,
+            Ok(n) if n <= Level::ALL.len() => Some(Level::ALL[n - 1]),
+            _ => {
+                return Err(FeedbackError::invalid("level", "is not a known level").status());
+            }
+        };
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        let filter = Filter {
+            level,
+            holder_id: some(req.holder_id),
+            store_id: some(req.store_id),
+        };
+        watcher
+            .start(from, filter)
+            .await
+            .map_err(|e| failed(&e))?
+            .map_err(|e| FeedbackError::invalid("from_position", e).status())
     }
 
     async fn file(&self, req: pb::FileComplaintRequest) -> Result<Complaint, FeedbackError> {
@@ -335,7 +394,7 @@ fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, FieldViolation> 
         })
 }
 
-fn timestamp_out(t: DateTime<Utc>) -> String {
+pub(crate) fn timestamp_out(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
@@ -351,7 +410,7 @@ fn word<T: Copy>(all: &[T], name: fn(T) -> &'static str, value: i32) -> String {
 
 /// A domain value as its proto enum number: the proto lists the values in the domain's
 /// order, after UNSPECIFIED.
-fn code<T: PartialEq>(all: &[T], value: &T) -> i32 {
+pub(crate) fn code<T: PartialEq>(all: &[T], value: &T) -> i32 {
     all.iter()
         .position(|v| v == value)
         .and_then(|i| i32::try_from(i + 1).ok())
@@ -420,7 +479,7 @@ fn remedies(r: &[Remedy]) -> Vec<i32> {
     r.iter().map(|r| code(Remedy::ALL, r)).collect()
 }
 
-fn escalation_reason(r: &EscalationReason) -> pb::EscalationReason {
+pub(crate) fn escalation_reason(r: &EscalationReason) -> pb::EscalationReason {
     let kind = match r {
         EscalationReason::Manual { text } => pb::escalation_reason::Kind::Manual(text.clone()),
         EscalationReason::Breach { clock } => {
@@ -781,13 +840,13 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         Ok(Response::new(pb::RecordRootCauseResponse { complaint }))
     }
 
-    type WatchEscalationsStream = tokio_stream::Empty<Result<pb::WatchEscalationsResponse, Status>>;
+    type WatchEscalationsStream = AlertStream;
 
     async fn watch_escalations(
         &self,
-        _: Request<pb::WatchEscalationsRequest>,
+        request: Request<pb::WatchEscalationsRequest>,
     ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
-        Err(not_built("WatchEscalations"))
+        Ok(Response::new(self.watch(request.into_inner()).await?))
     }
 
     async fn list_outreach(

@@ -93,6 +93,8 @@ impl<L: EventLog + 'static> App<L> {
             .await;
 
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        // Escalation streams never end by themselves: end them at shutdown.
+        let streams = self.api.stopping();
         let server = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -100,6 +102,7 @@ impl<L: EventLog + 'static> App<L> {
             .add_service(FeedbackServer::new(self.api))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 shutdown.await;
+                streams.cancel();
                 let _ = stopping.send(true);
             });
         tracing::info!(addr = %self.local_addr, "feedback API serving");

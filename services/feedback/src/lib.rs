@@ -25,6 +25,7 @@ pub mod runtime;
 pub mod service;
 pub mod sla_clock;
 pub mod timers;
+pub mod watch;
 
 pub use error::FeedbackError;
 pub use service::Complaints;

@@ -64,6 +64,16 @@ pub struct Projected {
     pub checkpoint: u64,
 }
 
+/// The acceptance rule, the one place it is written: a commit takes effect when the
+/// complaint is still at the commit's base version (`version`: 0 when it does not exist),
+/// its idempotency key (if any) has not been used (`key_used`), and it changes something.
+/// The projection applies it in log order, [`crate::Complaints::history`] re-applies it
+/// when reading the log back; the escalation watch ([`crate::watch`]) reads its outcome
+/// from the read model instead (`w:<base version>`), as it starts mid-partition.
+pub fn accepts(commit: &Commit, version: u64, key_used: bool) -> bool {
+    !key_used && commit.base_version == version && !commit.events.is_empty()
+}
+
 /// A complaint as the read model holds it.
 #[derive(Debug, Clone, PartialEq)]
 struct Current {
@@ -241,7 +251,7 @@ impl Projection {
             let key_used = key_field
                 .as_ref()
                 .is_some_and(|f| cur.keys.get(f).is_some_and(Option::is_some));
-            if key_used || c.base_version != version || c.events.is_empty() {
+            if !accepts(c, version, key_used) {
                 outcome.rejected += 1;
                 tracing::debug!(partition, offset, complaint = %c.complaint_id.as_str(), base = c.base_version, version, key_used, "commit rejected");
                 continue;

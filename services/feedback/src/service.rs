@@ -14,7 +14,7 @@ use churnguard_eventlog::EventLog;
 
 use crate::error::FeedbackError;
 use crate::journal::Commit;
-use crate::projection::Projection;
+use crate::projection::{Projection, accepts};
 
 /// The clock commands are decided at; tests pass a fake one.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -45,6 +45,11 @@ impl<L: EventLog> Complaints<L> {
             context,
             clock,
         }
+    }
+
+    /// The log commits are appended to.
+    pub fn log(&self) -> &Arc<L> {
+        &self.log
     }
 
     pub fn projection(&self) -> &Projection {
@@ -109,7 +114,7 @@ impl<L: EventLog> Complaints<L> {
                 }
                 let version = state.as_ref().map_or(0, |s| s.version);
                 let key_used = c.idempotency_key.as_ref().is_some_and(|k| used.contains(k));
-                if key_used || c.base_version != version || c.events.is_empty() {
+                if !accepts(&c, version, key_used) {
                     continue;
                 }
                 if let Some(k) = c.idempotency_key {

@@ -1,0 +1,423 @@
+//! The escalation watch: escalations, SLA warnings and SLA breaches read from
+//! `feedback.events.v1` itself, so a client that reconnects from the position of the last
+//! alert it handled loses nothing and sees nothing twice.
+//!
+//! A position holds, per partition, the offset of the next record to read and how many of
+//! that record's events were already reported: `p0:12,p1:7+1,p2:0` (partition 1 resumes
+//! at record 7, after its first event: a breach and the escalation it caused share one
+//! commit). Clients treat it as opaque.
+//!
+//! Only accepted commits count. A watch starts anywhere in a partition, so it does not
+//! know the complaint's version before a record; instead it projects the partition past
+//! the record (`Projection::catch_up(.., Some(offset + 1))`) and reads the read model's
+//! `w:<base version>`: the id of the commit accepted on that base version. A commit is
+//! accepted iff that field is its own id. The field is written once (versions only grow)
+//! by the projection, which applies [`crate::projection::accepts`] in log order, so the
+//! watch agrees with the projection and with [`crate::Complaints::history`] without
+//! writing the rule again.
+//!
+//! Each partition is followed by its own task polling [`EventLog::read`] with a wait;
+//! the response stream merges them and stamps each alert with the position after it. The
+//! tasks end when the client goes away (the stream is dropped) or at shutdown (the stream
+//! ends with UNAVAILABLE).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use churnguard_domain::feedback::Level;
+use churnguard_domain::feedback::complaint::{ComplaintEvent, EscalationReason, SlaClock};
+use churnguard_domain::feedback::sla::Directory;
+use churnguard_domain::ids::ComplaintId;
+use churnguard_eventlog::EventLog;
+use churnguard_proto::feedback::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::api::{code, timestamp_out};
+use crate::error::FeedbackError;
+use crate::journal::Commit;
+use crate::projection::Projection;
+
+/// How long one read waits for a new record before looking again.
+const POLL_WAIT: Duration = Duration::from_millis(500);
+/// Records read at once.
+const BATCH: usize = 200;
+
+/// Where a watch is: per partition, the next record and the events of it already seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position(Vec<(u64, u32)>);
+
+impl Position {
+    pub fn new(offsets: Vec<(u64, u32)>) -> Self {
+        Self(offsets)
+    }
+
+    pub fn offsets(&self) -> &[(u64, u32)] {
+        &self.0
+    }
+
+    /// Parses a position of a topic with `partitions` partitions; the error says what is
+    /// wrong with it.
+    pub fn parse(s: &str, partitions: u32) -> Result<Self, String> {
+        let n = partitions as usize;
+        let mut seen: Vec<Option<(u64, u32)>> = vec![None; n];
+        for part in s.split(',') {
+            let bad = || format!("is not a position of this stream: {part:?}");
+            let (p, rest) = part
+                .strip_prefix('p')
+                .and_then(|r| r.split_once(':'))
+                .ok_or_else(bad)?;
+            let p: usize = p.parse().map_err(|_| bad())?;
+            let (offset, skip) = match rest.split_once('+') {
+                Some((o, k)) => (o, k.parse::<u32>().map_err(|_| bad())?),
+                None => (rest, 0),
+            };
+            let offset: u64 = offset.parse().map_err(|_| bad())?;
+            let slot = seen
+                .get_mut(p)
+                .ok_or_else(|| format!("names partition {p}, the stream has {partitions}"))?;
+            if slot.replace((offset, skip)).is_some() {
+                return Err(format!("names partition {p} twice"));
+            }
+        }
+        seen.into_iter()
+            .enumerate()
+            .map(|(p, o)| o.ok_or_else(|| format!("lacks partition {p}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    pub fn encode(&self) -> String {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(p, (o, k))| {
+                if *k == 0 {
+                    format!("p{p}:{o}")
+                } else {
+                    format!("p{p}:{o}+{k}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Which alerts a watcher wants; unset matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub level: Option<Level>,
+    pub holder_id: Option<String>,
+    pub store_id: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, alert: &pb::EscalationAlert) -> bool {
+        self.level
+            .is_none_or(|l| alert.level == code(Level::ALL, &l))
+            && self
+                .holder_id
+                .as_ref()
+                .is_none_or(|h| &alert.holder_id == h)
+            && self.store_id.as_ref().is_none_or(|s| &alert.store_id == s)
+    }
+}
+
+/// What a watch reads with.
+pub struct Watcher<L> {
+    pub log: Arc<L>,
+    pub projection: Projection,
+    pub directory: Option<Arc<Directory>>,
+    /// Cancelled at shutdown.
+    pub stopping: CancellationToken,
+}
+
+impl<L> std::fmt::Debug for Watcher<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("projection", &self.projection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L> Clone for Watcher<L> {
+    fn clone(&self) -> Self {
+        Self {
+            log: self.log.clone(),
+            projection: self.projection.clone(),
+            directory: self.directory.clone(),
+            stopping: self.stopping.clone(),
+        }
+    }
+}
+
+/// The stream a watch answers with.
+pub type AlertStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::WatchEscalationsResponse, Status>> + Send>,
+>;
+
+type Found = Result<(usize, (u64, u32), pb::EscalationAlert), Status>;
+
+impl<L: EventLog> Watcher<L> {
+    /// The current end of every partition: a watch from here sees only what comes next.
+    pub async fn now(&self) -> Result<Position, FeedbackError> {
+        let mut all = Vec::new();
+        for p in 0..self.projection.partitions() {
+            all.push((self.log.end_offset(self.projection.topic(), p).await?, 0));
+        }
+        Ok(Position(all))
+    }
+
+    /// Starts following the log after `from` (its offsets must not pass the partitions'
+    /// ends: `Err` with what is wrong, for INVALID_ARGUMENT).
+    pub async fn start(
+        &self,
+        from: Position,
+        filter: Filter,
+    ) -> Result<Result<AlertStream, String>, FeedbackError> {
+        let ends = self.now().await?;
+        for (p, ((o, _), (end, _))) in from.0.iter().zip(&ends.0).enumerate() {
+            if o > end {
+                return Ok(Err(format!(
+                    "is past the end of partition {p} (offset {o}, end {end})"
+                )));
+            }
+        }
+        let (tx, rx) = mpsc::channel::<Found>(64);
+        for (p, (offset, skip)) in from.0.iter().copied().enumerate() {
+            let this = self.clone();
+            let tx = tx.clone();
+            let filter = filter.clone();
+            tokio::spawn(async move {
+                if let Err(status) = this.follow(p, offset, skip, &filter, &tx).await {
+                    let _ = tx.send(Err(status)).await;
+                }
+            });
+        }
+        let mut cursor = from;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |found| {
+            found.map(|(p, after, mut alert)| {
+                cursor.0[p] = after;
+                alert.position = cursor.encode();
+                pb::WatchEscalationsResponse { alert: Some(alert) }
+            })
+        });
+        Ok(Ok(Box::pin(stream)))
+    }
+
+    /// Follows one partition from `from`, sending every matching alert of an accepted
+    /// commit; returns when the receiver is gone, `Err` to end the stream with.
+    async fn follow(
+        &self,
+        p: usize,
+        mut from: u64,
+        mut skip: u32,
+        filter: &Filter,
+        tx: &mpsc::Sender<Found>,
+    ) -> Result<(), Status> {
+        let partition = u32::try_from(p).map_err(|_| Status::internal("partition"))?;
+        let topic = self.projection.topic().to_owned();
+        let mut known: HashMap<ComplaintId, (String, i32)> = HashMap::new();
+        loop {
+            if tx.is_closed() {
+                return Ok(());
+            }
+            let records = tokio::select! {
+                () = self.stopping.cancelled() => {
+                    return Err(Status::unavailable("the server is shutting down: reconnect from the last position"));
+                }
+                r = self.log.read(&topic, partition, from, BATCH, POLL_WAIT) => {
+                    r.map_err(|e| FeedbackError::from(e).status())?
+                }
+            };
+            let Some(last) = records.last() else { continue };
+            if records[0].offset > from {
+                return Err(Status::out_of_range(format!(
+                    "from_position: partition {p} no longer holds offset {from}; catch up with ListComplaints, then watch from empty"
+                )));
+            }
+            let next = last.offset + 1;
+            let relevant: Vec<(u64, Commit)> = records
+                .iter()
+                .filter_map(|r| Commit::decode(&r.payload).ok().map(|c| (r.offset, c)))
+                .filter(|(_, c)| c.events.iter().any(is_alert))
+                .collect();
+            if !relevant.is_empty() {
+                self.projection
+                    .catch_up(self.log.as_ref(), partition, Some(next))
+                    .await
+                    .map_err(|e| e.status())?;
+            }
+            for (offset, c) in relevant {
+                let (winner, _) = self
+                    .projection
+                    .outcome(&c.complaint_id, c.base_version, None)
+                    .await
+                    .map_err(|e| e.status())?;
+                if winner.as_deref() != Some(c.commit_id.as_str()) {
+                    continue;
+                }
+                let (store, severity) = match known.get(&c.complaint_id) {
+                    Some(k) => k.clone(),
+                    None => {
+                        let Some(complaint) = self
+                            .projection
+                            .load(&c.complaint_id)
+                            .await
+                            .map_err(|e| e.status())?
+                        else {
+                            continue;
+                        };
+                        let k = (
+                            complaint.store_id.as_str().to_owned(),
+                            code(
+                                churnguard_domain::feedback::Severity::ALL,
+                                &complaint.severity,
+                            ),
+                        );
+                        known.insert(c.complaint_id.clone(), k.clone());
+                        k
+                    }
+                };
+                let alerts: Vec<(u32, pb::EscalationAlert)> = c
+                    .events
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| {
+                        let version = c.base_version + i as u64 + 1;
+                        let a = self.alert(&c, e, version, &store, severity)?;
+                        Some((u32::try_from(i).ok()?, a))
+                    })
+                    .filter(|(_, a)| filter.matches(a))
+                    .collect();
+                let count = alerts.len();
+                for (k, (i, alert)) in alerts.into_iter().enumerate() {
+                    if offset == from && i < skip {
+                        continue;
+                    }
+                    let after = if k + 1 == count {
+                        (offset + 1, 0)
+                    } else {
+                        (offset, i + 1)
+                    };
+                    if tx.send(Ok((p, after, alert))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            from = next;
+            skip = 0;
+        }
+    }
+
+    fn alert(
+        &self,
+        c: &Commit,
+        e: &ComplaintEvent,
+        version: u64,
+        store: &str,
+        severity: i32,
+    ) -> Option<pb::EscalationAlert> {
+        let (kind, level, clock, percent, due_at, reason) = match e {
+            ComplaintEvent::ComplaintEscalated { to, reason, .. } => {
+                let clock = match reason {
+                    EscalationReason::Breach { clock } => code(SlaClock::ALL, clock),
+                    EscalationReason::Manual { .. } => 0,
+                };
+                // The new level's due times need the SLA calendar at that version: not
+                // reported yet.
+                (
+                    pb::EscalationAlertKind::Escalated,
+                    *to,
+                    clock,
+                    0,
+                    String::new(),
+                    Some(crate::api::escalation_reason(reason)),
+                )
+            }
+            ComplaintEvent::SlaWarningRaised {
+                run,
+                fraction_percent,
+                due_at,
+                ..
+            } => (
+                pb::EscalationAlertKind::WarningRaised,
+                run.level,
+                code(SlaClock::ALL, &run.clock),
+                u32::from(*fraction_percent),
+                timestamp_out(*due_at),
+                None,
+            ),
+            ComplaintEvent::SlaBreached { run, due_at, .. } => (
+                pb::EscalationAlertKind::Breached,
+                run.level,
+                code(SlaClock::ALL, &run.clock),
+                0,
+                timestamp_out(*due_at),
+                None,
+            ),
+            _ => return None,
+        };
+        let holder_id = self
+            .directory
+            .as_ref()
+            .and_then(|d| d.holder(level, store))
+            .unwrap_or_default()
+            .to_owned();
+        Some(pb::EscalationAlert {
+            position: String::new(),
+            complaint_id: c.complaint_id.as_str().to_owned(),
+            complaint_version: version,
+            store_id: store.to_owned(),
+            kind: kind as i32,
+            level: code(Level::ALL, &level),
+            holder_id,
+            clock,
+            percent_elapsed: percent,
+            due_at,
+            at: timestamp_out(e.at()),
+            reason,
+            severity,
+        })
+    }
+}
+
+fn is_alert(e: &ComplaintEvent) -> bool {
+    matches!(
+        e,
+        ComplaintEvent::ComplaintEscalated { .. }
+            | ComplaintEvent::SlaWarningRaised { .. }
+            | ComplaintEvent::SlaBreached { .. }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_and_bad_ones_say_why() {
+        let p = Position::parse("p0:12,p1:7+1,p2:0", 3).expect("valid");
+        assert_eq!(p.offsets(), &[(12, 0), (7, 1), (0, 0)]);
+        assert_eq!(p.encode(), "p0:12,p1:7+1,p2:0");
+        assert_eq!(
+            Position::parse("p2:0,p0:12,p1:7+1", 3).expect("any order"),
+            p
+        );
+        for bad in [
+            "",
+            "garbage",
+            "p0:1,p1:2",
+            "p0:1,p1:2,p3:0",
+            "p0:1,p0:2,p1:0",
+            "p0:x,p1:0,p2:0",
+            "p0:-1,p1:0,p2:0",
+            "p0:1+,p1:0,p2:0",
+        ] {
+            assert!(Position::parse(bad, 3).is_err(), "{bad:?}");
+        }
+    }
+}
