@@ -4,8 +4,14 @@
 //!
 //! Built: filing and every complaint command, GetComplaint (with the history read back
 //! from the log, contact details only on request), EraseCustomerContact and the
-//! escalation stream WatchEscalations ([`crate::watch`]). Lists, outreach and defection
+//! escalation stream WatchEscalations ([`crate::watch`]) and ListComplaints (from the
+//! projection's list index, [`crate::projection::ListEntry`]). Outreach and defection
 //! reasons answer UNIMPLEMENTED.
+//!
+//! ListComplaints orders by priority, then oldest filed first, then complaint id, as the
+//! proto says; priority is not computed yet (summaries leave it unset), so today the
+//! order is filed time, oldest first, then id. The page token is `<filed_ms>:<id>` of the
+//! last complaint returned; the next page starts after it.
 
 use std::sync::Arc;
 
@@ -32,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::error::FeedbackError;
+use crate::projection::ListEntry;
 use crate::service::Complaints;
 use crate::watch::{AlertStream, Filter, Position, Watcher};
 
@@ -355,6 +362,137 @@ impl<L: EventLog> FeedbackApi<L> {
         Ok(pb::EraseCustomerContactResponse {
             erased: true,
             erased_at: self.erased_at(customer).await?,
+        })
+    }
+}
+
+/// The page size when a list request names none, and the largest it may name.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Where a page of ListComplaints ends: the sort key of its last complaint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct PageToken {
+    filed_ms: i64,
+    complaint_id: String,
+}
+
+impl PageToken {
+    fn of(e: &ListEntry) -> Self {
+        Self {
+            filed_ms: e.filed_ms,
+            complaint_id: e.complaint_id.clone(),
+        }
+    }
+
+    fn encode(&self) -> String {
+        format!("{}:{}", self.filed_ms, self.complaint_id)
+    }
+
+    fn parse(s: &str) -> Result<Self, FeedbackError> {
+        let bad = || FeedbackError::invalid("page_token", "is not a token this service issued");
+        let (ms, id) = s.split_once(':').ok_or_else(bad)?;
+        let filed_ms = ms.parse().map_err(|_| bad())?;
+        let id = ComplaintId::parse(id.to_owned()).map_err(|_| bad())?;
+        Ok(Self {
+            filed_ms,
+            complaint_id: id.as_str().to_owned(),
+        })
+    }
+}
+
+impl<L: EventLog> FeedbackApi<L> {
+    async fn list(
+        &self,
+        req: pb::ListComplaintsRequest,
+    ) -> Result<pb::ListComplaintsResponse, FeedbackError> {
+        let page_size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n <= MAX_PAGE_SIZE => n,
+            _ => {
+                return Err(FeedbackError::invalid(
+                    "page_size",
+                    format!("must be at most {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
+                ));
+            }
+        };
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(PageToken::parse(&req.page_token)?)
+        };
+        let level = match usize::try_from(req.level) {
+            Ok(0) => None,
+            Ok(n) if n <= Level::ALL.len() => Some(Level::ALL[n - 1]),
+            _ => return Err(FeedbackError::invalid("level", "is not a known level")),
+        };
+        let mut statuses = Vec::with_capacity(req.statuses.len());
+        for s in &req.statuses {
+            match usize::try_from(*s) {
+                Ok(n) if (1..=STATUSES.len()).contains(&n) => statuses.push(STATUSES[n - 1]),
+                _ => return Err(FeedbackError::invalid("statuses", "is not a known status")),
+            }
+        }
+        let holder = (!req.holder_id.is_empty()).then_some(req.holder_id.as_str());
+        let directory = match (holder, &self.directory) {
+            (Some(_), None) => {
+                return Err(FeedbackError::invalid(
+                    "holder_id",
+                    "cannot be filtered on: this service has no staff directory",
+                ));
+            }
+            (_, d) => d.as_deref(),
+        };
+        let keep = |e: &ListEntry| {
+            (req.store_id.is_empty() || e.store_id == req.store_id)
+                && level.is_none_or(|l| e.level == l)
+                && (statuses.is_empty() || statuses.contains(&e.status))
+                && req.breached.is_none_or(|b| e.breached == b)
+                && holder.is_none_or(|h| {
+                    directory.and_then(|d| d.holder(e.level, &e.store_id)) == Some(h)
+                })
+                && after.as_ref().is_none_or(|a| PageToken::of(e) > *a)
+        };
+        // Everything in the log before this call, as GetComplaint sees it.
+        let projection = self.complaints.projection();
+        let mut matching = Vec::new();
+        for p in 0..projection.partitions() {
+            self.complaints.catch_up(p).await?;
+            matching.extend(projection.listed(p).await?.into_iter().filter(&keep));
+        }
+        matching.sort_by(|a, b| (a.filed_ms, &a.complaint_id).cmp(&(b.filed_ms, &b.complaint_id)));
+        let size = usize::try_from(page_size).unwrap_or(usize::MAX);
+        let more = matching.len() > size;
+        matching.truncate(size);
+        let ids = matching
+            .iter()
+            .map(|e| {
+                ComplaintId::parse(e.complaint_id.clone())
+                    .map_err(|err| FeedbackError::Corrupt(format!("listed id: {err}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let loaded = projection.load_many(&ids).await?;
+        let mut complaints = Vec::with_capacity(loaded.len());
+        for (c, id) in loaded.into_iter().zip(&ids) {
+            let c = c.ok_or_else(|| {
+                FeedbackError::Corrupt(format!("{} is listed but not projected", id.as_str()))
+            })?;
+            let mut s = summary(&c);
+            if let Some(d) = directory {
+                s.holder_id = d
+                    .holder(c.level, c.store_id.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            complaints.push(s);
+        }
+        let next_page_token = match matching.last() {
+            Some(last) if more => PageToken::of(last).encode(),
+            _ => String::new(),
+        };
+        Ok(pb::ListComplaintsResponse {
+            complaints,
+            next_page_token,
         })
     }
 }
@@ -685,9 +823,12 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
 
     async fn list_complaints(
         &self,
-        _: Request<pb::ListComplaintsRequest>,
+        request: Request<pb::ListComplaintsRequest>,
     ) -> Result<Response<pb::ListComplaintsResponse>, Status> {
-        Err(not_built("ListComplaints"))
+        self.list(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| failed(&e))
     }
 
     async fn acknowledge_complaint(

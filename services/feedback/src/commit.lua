@@ -7,11 +7,12 @@
 -- KEYS[1]      the partition's checkpoint
 -- KEYS[2]      the partition's deadline index (sorted set: complaint -> epoch second of
 --              its next SLA alarm)
--- KEYS[2 + i]  the hash of changed complaint i
+-- KEYS[3]      the partition's list index (hash: complaint -> list entry, always kept)
+-- KEYS[3 + i]  the hash of changed complaint i
 -- ARGV[1]      the checkpoint read; ARGV[2] the offset after the batch; ARGV[3] 1 when
 --              the index is kept (an SLA policy is configured), else 0
 -- then per complaint: n, n HSET arguments (field, value, ...), the complaint's index
--- member, and its next alarm ('' for none: the member is removed)
+-- member, its next alarm ('' for none: the member is removed) and its list entry
 -- Returns {1, checkpoint after} when written, {0, checkpoint now} when it had moved.
 local call, tonumber, unpack = redis.call, tonumber, unpack
 local checkpoint = tonumber(call('GET', KEYS[1]) or '0')
@@ -20,12 +21,13 @@ if checkpoint ~= tonumber(ARGV[1]) then
 end
 local index = ARGV[3] == '1'
 local a = 4
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local n = tonumber(ARGV[a])
   call('HSET', KEYS[i], unpack(ARGV, a + 1, a + n))
   a = a + n + 1
-  local member, due = ARGV[a], ARGV[a + 1]
-  a = a + 2
+  local member, due, entry = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  a = a + 3
+  call('HSET', KEYS[3], member, entry)
   if index then
     if due == '' then
       call('ZREM', KEYS[2], member)

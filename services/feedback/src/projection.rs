@@ -19,12 +19,21 @@
 //! next SLA alarm ([`crate::sla_clock::next_alarm`]), removed when it has none (resolved,
 //! waiting on the customer, everything fired). It is a function of the complaint's state
 //! alone, so replaying the log rebuilds it identically.
+//!
+//! Always, the same step keeps the partition's list index `fl:{p<partition>}`, which
+//! ListComplaints filters and orders by without loading complaints: a hash of complaint →
+//! `<filed_ms> <level> <status> <breached 0|1> <store>` ([`ListEntry`]; level and status
+//! as their domain words, the store last so it may hold anything). The value is a function
+//! of the complaint's state alone and is overwritten on every accepted change, so it is
+//! exact as complaints move and a replay rebuilds it identically. Reading it is one HGETALL
+//! per partition (O(complaints) small strings, no complaint JSON).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use churnguard_domain::feedback::complaint::{Complaint, apply};
+use churnguard_domain::feedback::Level;
+use churnguard_domain::feedback::complaint::{Complaint, ComplaintStatus, apply};
 use churnguard_domain::feedback::sla::{Directory, SlaPolicy};
 use churnguard_domain::ids::ComplaintId;
 use churnguard_domain::partition_for_key;
@@ -44,6 +53,77 @@ pub fn complaint_key(partition: u32, complaint: &str) -> String {
 /// The deadline index of a partition.
 pub fn deadline_key(partition: u32) -> String {
     format!("fd:{{p{partition}}}")
+}
+
+/// The list index of a partition.
+pub fn list_key(partition: u32) -> String {
+    format!("fl:{{p{partition}}}")
+}
+
+const STATUSES: &[ComplaintStatus] = &[
+    ComplaintStatus::Open,
+    ComplaintStatus::Acknowledged,
+    ComplaintStatus::WaitingOnCustomer,
+    ComplaintStatus::Resolved,
+];
+
+/// What the list index holds of a complaint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    pub complaint_id: String,
+    pub filed_ms: i64,
+    pub level: Level,
+    pub status: ComplaintStatus,
+    pub breached: bool,
+    pub store_id: String,
+}
+
+impl ListEntry {
+    pub fn of(c: &Complaint) -> Self {
+        Self {
+            complaint_id: c.id.as_str().to_owned(),
+            filed_ms: c.filed_at.timestamp_millis(),
+            level: c.level,
+            status: c.status,
+            breached: c.is_breached(),
+            store_id: c.store_id.as_str().to_owned(),
+        }
+    }
+
+    /// The index value (the complaint id is the field).
+    pub fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.filed_ms,
+            self.level.as_str(),
+            self.status.as_str(),
+            u8::from(self.breached),
+            self.store_id
+        )
+    }
+
+    pub fn decode(complaint_id: &str, value: &str) -> Option<Self> {
+        let mut parts = value.splitn(5, ' ');
+        let filed_ms = parts.next()?.parse().ok()?;
+        let level = parts.next()?;
+        let level = *Level::ALL.iter().find(|l| l.as_str() == level)?;
+        let status = parts.next()?;
+        let status = *STATUSES.iter().find(|s| s.as_str() == status)?;
+        let breached = match parts.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        let store_id = parts.next()?.to_owned();
+        Some(Self {
+            complaint_id: complaint_id.to_owned(),
+            filed_ms,
+            level,
+            status,
+            breached,
+            store_id,
+        })
+    }
 }
 
 /// The SLA configuration the deadline index is computed with.
@@ -275,6 +355,7 @@ impl Projection {
         commit
             .key(&checkpoint_key)
             .key(deadline_key(partition))
+            .key(list_key(partition))
             .arg(checkpoint)
             .arg(next)
             .arg(u8::from(self.sla.is_some()));
@@ -305,7 +386,8 @@ impl Projection {
                 .arg(set.len())
                 .arg(set)
                 .arg(*id)
-                .arg(due);
+                .arg(due)
+                .arg(ListEntry::of(state).encode());
         }
         let (written, checkpoint): (u8, u64) = commit
             .invoke_async(&mut conn)
@@ -403,6 +485,55 @@ impl Projection {
             .query_async(&mut conn)
             .await
             .map_err(FeedbackError::redis("ZRANGE deadlines"))
+    }
+
+    /// The list index of `partition`, in no particular order.
+    pub async fn listed(&self, partition: u32) -> Result<Vec<ListEntry>, FeedbackError> {
+        let mut conn = self.conn.clone();
+        let key = list_key(partition);
+        let raw: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HGETALL list index"))?;
+        raw.iter()
+            .map(|(id, v)| {
+                ListEntry::decode(id, v)
+                    .ok_or_else(|| FeedbackError::Corrupt(format!("{key} field {id}")))
+            })
+            .collect()
+    }
+
+    /// Several complaints as the read model has them, in the order asked (`None` where
+    /// the read model has none).
+    pub async fn load_many(
+        &self,
+        complaints: &[ComplaintId],
+    ) -> Result<Vec<Option<Complaint>>, FeedbackError> {
+        if complaints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for c in complaints {
+            pipe.cmd("HGET")
+                .arg(complaint_key(self.partition_of(c), c.as_str()))
+                .arg("c");
+        }
+        let raw: Vec<Option<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HGET complaints"))?;
+        raw.into_iter()
+            .zip(complaints)
+            .map(|(json, c)| {
+                json.map(|j| {
+                    serde_json::from_str(&j)
+                        .map_err(|e| FeedbackError::Corrupt(format!("{}: {e}", c.as_str())))
+                })
+                .transpose()
+            })
+            .collect()
     }
 
     /// The commit accepted on `base_version`, and the version a key was used for.

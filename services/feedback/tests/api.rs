@@ -422,7 +422,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
 
     assert_eq!(ends(h.log.as_ref()).await, before, "nothing appended");
 
-    // Unknown complaints, the unbuilt calls.
+    // Unknown complaints, an unbuilt call.
     let s = h
         .client
         .get_complaint(pb::GetComplaintRequest {
@@ -434,7 +434,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     assert_eq!(s.code(), Code::NotFound);
     let s = h
         .client
-        .list_complaints(pb::ListComplaintsRequest::default())
+        .list_outreach(pb::ListOutreachRequest::default())
         .await
         .expect_err("not built");
     assert_eq!(s.code(), Code::Unimplemented);

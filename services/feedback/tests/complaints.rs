@@ -71,18 +71,22 @@ async fn setup<L: EventLog>(log: Arc<L>, redis: &RedisServer) -> Complaints<L> {
     )
 }
 
-/// Every read-model hash, field by field.
+/// Every read-model hash (complaints and list indexes), field by field.
 async fn read_model(redis: &RedisServer) -> BTreeMap<String, BTreeMap<String, String>> {
     let client = redis::Client::open(redis.url()).expect("client");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("conn");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("fc:*")
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
+    let mut keys: Vec<String> = Vec::new();
+    for pattern in ["fc:*", "fl:*"] {
+        let more: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        keys.extend(more);
+    }
     let mut all = BTreeMap::new();
     for k in keys {
         let h: BTreeMap<String, String> = redis::cmd("HGETALL")

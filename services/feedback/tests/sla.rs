@@ -139,7 +139,7 @@ async fn instance<L: EventLog>(
     )
 }
 
-/// Every hash and the deadline indexes, as Redis holds them.
+/// Every hash (complaints, list indexes) and the deadline indexes, as Redis holds them.
 async fn read_model(redis: &RedisServer) -> BTreeMap<String, String> {
     let client = redis::Client::open(redis.url()).expect("client");
     let mut conn = client
@@ -147,11 +147,15 @@ async fn read_model(redis: &RedisServer) -> BTreeMap<String, String> {
         .await
         .expect("conn");
     let mut all = BTreeMap::new();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("fc:*")
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
+    let mut keys: Vec<String> = Vec::new();
+    for pattern in ["fc:*", "fl:*"] {
+        let more: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        keys.extend(more);
+    }
     for k in keys {
         let h: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(&k)
