@@ -175,7 +175,9 @@ impl Pending {
             ));
         }
         let corrupt = |field: &str| format!("{key} field {field}");
+        let key = key.clone();
         let mut pending = Pending {
+            key,
             summary: None,
             buckets: BTreeMap::new(),
             mix: BTreeMap::new(),
@@ -184,7 +186,6 @@ impl Pending {
             due: None,
             roll_below: None,
             listed: None,
-            key: String::new(),
         };
         for (field, value) in fields.iter().zip(values) {
             if field == "s" {
@@ -207,7 +208,6 @@ impl Pending {
                 pending.mix.insert(store.to_owned(), n);
             }
         }
-        pending.key = key;
         Ok(pending)
     }
 

@@ -38,7 +38,7 @@ use churnguard_domain::feedback::sla::{Directory, SlaPolicy};
 use churnguard_domain::ids::ComplaintId;
 use churnguard_domain::partition_for_key;
 use churnguard_eventlog::{EventLog, Record};
-use churnguard_redis::{RedisConnection, checkpoint_key};
+use churnguard_redis::{RedisConnection, StoreError, checkpoint_key, load_checkpoint};
 
 use crate::CONSUMER;
 use crate::error::FeedbackError;
@@ -216,13 +216,18 @@ impl Projection {
     }
 
     pub async fn checkpoint(&self, partition: u32) -> Result<u64, FeedbackError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<u64> = redis::cmd("GET")
-            .arg(checkpoint_key(CONSUMER, &self.topic, partition))
-            .query_async(&mut conn)
+        load_checkpoint(&self.conn, CONSUMER, &self.topic, partition)
             .await
-            .map_err(FeedbackError::redis("GET checkpoint"))?;
-        Ok(raw.unwrap_or(0))
+            .map(|c| c.unwrap_or(0))
+            .map_err(|e| match e {
+                StoreError::Command { source, .. } | StoreError::Connect(source) => {
+                    FeedbackError::Redis {
+                        command: "GET checkpoint",
+                        source,
+                    }
+                }
+                StoreError::Corrupt(v) => FeedbackError::Corrupt(format!("checkpoint {v:?}")),
+            })
     }
 
     /// Applies one partition's records read from offset `from`, ending at `next`.

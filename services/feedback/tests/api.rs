@@ -3,6 +3,8 @@
 //! field and writing nothing, stale versions, and contact details that never reach Redis
 //! or the log in plaintext and are erased for good.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,17 +105,6 @@ async fn ends<L: EventLog>(log: &L) -> Vec<u64> {
         all.push(log.end_offset(EVENTS_TOPIC, p).await.expect("end"));
     }
     all
-}
-
-fn bad_fields(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .expect("a BadRequest detail")
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect()
 }
 
 async fn lifecycle<L: EventLog + 'static>(h: &mut Harness<L>) {
@@ -342,7 +333,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         c.phone = "call me maybe".into();
     }
     let s = h.client.file_complaint(bad_phone).await.expect_err("bad");
-    assert_eq!(bad_fields(&s), ["contact.phone"]);
+    assert_eq!(common::bad_fields(&s), ["contact.phone"]);
 
     let mut unreachable = filing("file-unreachable");
     unreachable.contact = Some(pb::ContactDetails {
@@ -350,12 +341,12 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         ..Default::default()
     });
     let s = h.client.file_complaint(unreachable).await.expect_err("bad");
-    assert_eq!(bad_fields(&s), ["contact"]);
+    assert_eq!(common::bad_fields(&s), ["contact"]);
 
     let mut no_contact = filing("file-no-contact");
     no_contact.contact = None;
     let s = h.client.file_complaint(no_contact).await.expect_err("bad");
-    assert_eq!(bad_fields(&s), ["contact"]);
+    assert_eq!(common::bad_fields(&s), ["contact"]);
 
     let mut many = filing("file-many");
     many.occurred_at = "yesterday at noon".into();
@@ -363,7 +354,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     many.customer = None;
     many.store_id = String::new();
     let s = h.client.file_complaint(many).await.expect_err("bad");
-    let mut fields = bad_fields(&s);
+    let mut fields = common::bad_fields(&s);
     fields.sort();
     assert_eq!(fields, ["customer", "occurred_at", "severity", "store_id"]);
 
@@ -378,7 +369,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         })
         .await
         .expect_err("a letter is no first response to a major complaint");
-    assert_eq!(bad_fields(&s), ["method"]);
+    assert_eq!(common::bad_fields(&s), ["method"]);
 
     let s = h
         .client
@@ -390,7 +381,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         })
         .await
         .expect_err("missing message");
-    assert_eq!(bad_fields(&s), ["satisfaction"]);
+    assert_eq!(common::bad_fields(&s), ["satisfaction"]);
 
     let s = h
         .client
@@ -403,7 +394,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         })
         .await
         .expect_err("bad id");
-    assert_eq!(bad_fields(&s), ["complaint_id"]);
+    assert_eq!(common::bad_fields(&s), ["complaint_id"]);
 
     let s = h
         .client
@@ -416,7 +407,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         })
         .await
         .expect_err("nothing resolved");
-    let mut fields = bad_fields(&s);
+    let mut fields = common::bad_fields(&s);
     fields.sort();
     assert_eq!(fields, ["remedies", "summary"]);
 

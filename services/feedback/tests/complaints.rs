@@ -2,6 +2,8 @@
 //! (Tansu), with a real Redis: lifecycle, replay into an empty Redis, concurrent commands,
 //! idempotency keys and bad input.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -73,66 +75,14 @@ async fn setup<L: EventLog>(log: Arc<L>, redis: &RedisServer) -> Complaints<L> {
 
 /// Every read-model hash (complaints and list indexes), field by field.
 async fn read_model(redis: &RedisServer) -> BTreeMap<String, BTreeMap<String, String>> {
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
-    let mut keys: Vec<String> = Vec::new();
-    for pattern in ["fc:*", "fl:*"] {
-        let more: Vec<String> = redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut conn)
-            .await
-            .expect("keys");
-        keys.extend(more);
-    }
-    let mut all = BTreeMap::new();
-    for k in keys {
-        let h: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .expect("hgetall");
-        all.insert(k, h);
-    }
-    all
-}
-
-async fn flush(redis: &RedisServer) {
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut conn)
-        .await
-        .expect("flush");
+    common::hashes(redis, &["fc:*", "fl:*"]).await
 }
 
 /// Every commit in the log, in order per partition.
 async fn commits<L: EventLog>(log: &L) -> Vec<Commit> {
     let mut all = Vec::new();
     for p in 0..PARTITIONS {
-        let end = log.end_offset(EVENTS_TOPIC, p).await.expect("end");
-        let mut from = 0;
-        while from < end {
-            let records = log
-                .read(
-                    EVENTS_TOPIC,
-                    p,
-                    from,
-                    500,
-                    std::time::Duration::from_millis(500),
-                )
-                .await
-                .expect("read");
-            for r in &records {
-                all.push(Commit::decode(&r.payload).expect("a commit"));
-            }
-            from = records.last().map_or(from, |r| r.offset + 1);
-        }
+        all.extend(common::commits(log, p).await);
     }
     all
 }
@@ -360,7 +310,7 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
     );
     let before = read_model(redis).await;
     assert_eq!(svc.get(&c1).await.expect("get"), Some(last.clone()));
-    flush(redis).await;
+    common::flush(redis).await;
     assert!(read_model(redis).await.is_empty());
     for p in 0..PARTITIONS {
         svc.projection()

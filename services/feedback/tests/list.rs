@@ -4,6 +4,8 @@
 //! that returns each match once, bad tokens and sizes naming the field, and a replay into
 //! an empty Redis that lists the same.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,9 +28,7 @@ use feedback::app::App;
 use feedback::journal::Commit;
 use feedback::projection::Projection;
 use feedback::{Complaints, EVENTS_TOPIC};
-use tonic::Code;
 use tonic::transport::Channel;
-use tonic_types::StatusExt;
 
 const PARTITIONS: u32 = 3;
 
@@ -147,39 +147,9 @@ async fn ids(client: &mut FeedbackClient<Channel>, req: pb::ListComplaintsReques
     ids
 }
 
-fn bad_fields(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .expect("a BadRequest detail")
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect()
-}
-
 /// The list indexes as Redis holds them.
 async fn list_indexes(redis: &RedisServer) -> BTreeMap<String, BTreeMap<String, String>> {
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("fl:*")
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    let mut all = BTreeMap::new();
-    for k in keys {
-        let h: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .expect("hgetall");
-        all.insert(k, h);
-    }
-    all
+    common::hashes(redis, &["fl:*"]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -472,7 +442,7 @@ async fn list_complaints_filters_pages_and_survives_a_replay() {
             })
             .await
             .expect_err("bad token");
-        assert_eq!(bad_fields(&s), ["page_token"], "{token}");
+        assert_eq!(common::bad_fields(&s), ["page_token"], "{token}");
     }
     let s = client
         .list_complaints(pb::ListComplaintsRequest {
@@ -481,12 +451,12 @@ async fn list_complaints_filters_pages_and_survives_a_replay() {
         })
         .await
         .expect_err("too big a page");
-    assert_eq!(bad_fields(&s), ["page_size"]);
+    assert_eq!(common::bad_fields(&s), ["page_size"]);
     let s = client
         .list_complaints(pb::ListComplaintsRequest { level: 9, ..list() })
         .await
         .expect_err("no such level");
-    assert_eq!(bad_fields(&s), ["level"]);
+    assert_eq!(common::bad_fields(&s), ["level"]);
     let s = client
         .list_complaints(pb::ListComplaintsRequest {
             statuses: vec![S::Open as i32, 9],
@@ -494,7 +464,7 @@ async fn list_complaints_filters_pages_and_survives_a_replay() {
         })
         .await
         .expect_err("no such status");
-    assert_eq!(bad_fields(&s), ["statuses"]);
+    assert_eq!(common::bad_fields(&s), ["statuses"]);
     let most = client
         .list_complaints(pb::ListComplaintsRequest {
             page_size: 1000,
@@ -512,17 +482,7 @@ async fn list_complaints_filters_pages_and_survives_a_replay() {
         .await
         .expect("list")
         .into_inner();
-    {
-        let client = redis::Client::open(redis.url()).expect("client");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("conn");
-        let _: () = redis::cmd("FLUSHALL")
-            .query_async(&mut conn)
-            .await
-            .expect("flush");
-    }
+    common::flush(&redis).await;
     assert!(list_indexes(&redis).await.is_empty());
     for p in 0..PARTITIONS {
         projection

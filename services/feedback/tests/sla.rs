@@ -2,6 +2,8 @@
 //! to the second on a fake clock, automatic escalation up the chain, two timer instances
 //! racing, and a replay into an empty Redis rebuilding the index.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -141,80 +143,13 @@ async fn instance<L: EventLog>(
 
 /// Every hash (complaints, list indexes) and the deadline indexes, as Redis holds them.
 async fn read_model(redis: &RedisServer) -> BTreeMap<String, String> {
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
+    let mut all: BTreeMap<String, String> = common::hashes(redis, &["fc:*", "fl:*"])
         .await
-        .expect("conn");
-    let mut all = BTreeMap::new();
-    let mut keys: Vec<String> = Vec::new();
-    for pattern in ["fc:*", "fl:*"] {
-        let more: Vec<String> = redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut conn)
-            .await
-            .expect("keys");
-        keys.extend(more);
-    }
-    for k in keys {
-        let h: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .expect("hgetall");
-        all.insert(k, format!("{h:?}"));
-    }
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("fd:*")
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    for k in keys {
-        let z: Vec<(String, i64)> = redis::cmd("ZRANGE")
-            .arg(&k)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await
-            .expect("zrange");
+        .into_iter()
+        .map(|(k, h)| (k, format!("{h:?}")))
+        .collect();
+    for (k, z) in common::sorted_sets(redis, "fd:*").await {
         all.insert(k, format!("{z:?}"));
-    }
-    all
-}
-
-async fn flush(redis: &RedisServer) {
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut conn)
-        .await
-        .expect("flush");
-}
-
-/// Every commit in a partition, in log order.
-async fn commits<L: EventLog>(log: &L, p: u32) -> Vec<Commit> {
-    let mut all = Vec::new();
-    let end = log.end_offset(EVENTS_TOPIC, p).await.expect("end");
-    let mut from = 0;
-    while from < end {
-        let records = log
-            .read(
-                EVENTS_TOPIC,
-                p,
-                from,
-                500,
-                std::time::Duration::from_millis(500),
-            )
-            .await
-            .expect("read");
-        for r in &records {
-            all.push(Commit::decode(&r.payload).expect("a commit"));
-        }
-        from = records.last().map_or(from, |r| r.offset + 1);
     }
     all
 }
@@ -375,7 +310,7 @@ async fn sla_timers<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
             .await
             .expect("hash")
     };
-    let log_commits = commits(log.as_ref(), p).await;
+    let log_commits = common::commits(log.as_ref(), p).await;
     let accepted: Vec<&Commit> = log_commits
         .iter()
         .filter(|cm| hash.get(&format!("w:{}", cm.base_version)) == Some(&cm.commit_id))
@@ -466,7 +401,7 @@ async fn sla_timers<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
     // A replay into an empty Redis rebuilds the index and the hashes identically, also
     // and part way: up to the escalation to the owner, the index holds the owner's first
     // alarm.
-    flush(redis).await;
+    common::flush(redis).await;
     assert!(read_model(redis).await.is_empty());
     for q in 0..PARTITIONS {
         a.catch_up(q).await.expect("replay");
@@ -476,7 +411,7 @@ async fn sla_timers<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
         before,
         "replay rebuilds identically"
     );
-    flush(redis).await;
+    common::flush(redis).await;
     let to_owner = log_commits
         .iter()
         .position(|cm| {
@@ -641,7 +576,7 @@ async fn two_run_loops_on_a_moving_fake_clock() {
             .await
             .expect("hash")
     };
-    let log_commits = commits(log.as_ref(), p).await;
+    let log_commits = common::commits(log.as_ref(), p).await;
     let mut marks = Vec::new();
     let mut escalations = Vec::new();
     for e in log_commits

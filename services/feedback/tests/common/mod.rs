@@ -1,0 +1,109 @@
+//! What several feedback test files share: reading the read model and the log back, and
+//! the field names of an INVALID_ARGUMENT.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use churnguard_eventlog::EventLog;
+use churnguard_testkit::RedisServer;
+use feedback::EVENTS_TOPIC;
+use feedback::journal::Commit;
+use tonic_types::StatusExt;
+
+async fn connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn")
+}
+
+/// Every hash whose key matches one of `patterns`, field by field.
+pub async fn hashes(
+    redis: &RedisServer,
+    patterns: &[&str],
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut conn = connection(redis).await;
+    let mut all = BTreeMap::new();
+    for pattern in patterns {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        for k in keys {
+            let h: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(&k)
+                .query_async(&mut conn)
+                .await
+                .expect("hgetall");
+            all.insert(k, h);
+        }
+    }
+    all
+}
+
+/// Every sorted set whose key matches `pattern`, with scores.
+pub async fn sorted_sets(
+    redis: &RedisServer,
+    pattern: &str,
+) -> BTreeMap<String, Vec<(String, i64)>> {
+    let mut conn = connection(redis).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut all = BTreeMap::new();
+    for k in keys {
+        let z: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(&k)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .expect("zrange");
+        all.insert(k, z);
+    }
+    all
+}
+
+/// Empties the Redis, as a lost read model.
+pub async fn flush(redis: &RedisServer) {
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut connection(redis).await)
+        .await
+        .expect("flush");
+}
+
+/// Every commit in a partition of the events topic, in log order.
+pub async fn commits<L: EventLog>(log: &L, p: u32) -> Vec<Commit> {
+    let mut all = Vec::new();
+    let end = log.end_offset(EVENTS_TOPIC, p).await.expect("end");
+    let mut from = 0;
+    while from < end {
+        let records = log
+            .read(EVENTS_TOPIC, p, from, 500, Duration::from_millis(500))
+            .await
+            .expect("read");
+        for r in &records {
+            all.push(Commit::decode(&r.payload).expect("a commit"));
+        }
+        from = records.last().map_or(from, |r| r.offset + 1);
+    }
+    all
+}
+
+/// The fields an INVALID_ARGUMENT's BadRequest names.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("a BadRequest detail")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
