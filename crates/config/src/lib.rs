@@ -5,6 +5,11 @@
 //!   A bad value comes back as a [`ConfigError`] naming its key.
 //! - [`LogSettings`]: which event-log backend a service runs on, and its settings.
 //! - [`shutdown_signal`]: when a service should stop.
+//! - [`Serving`]: a server on a background task, and its graceful stop.
+
+mod serving;
+
+pub use serving::{Serving, ShutdownSignal, TaskFailed};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

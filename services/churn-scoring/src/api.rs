@@ -514,44 +514,9 @@ impl ApiServer {
     /// Serves on a background task until [`Running::stop`] (or drop).
     pub fn spawn(self) -> Running {
         let addr = self.local_addr;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(self.run_until(async move {
-            let _ = stopped.await;
-        }));
-        Running {
-            addr,
-            stop: Some(stop),
-            task,
-        }
+        Running::spawn(addr, |shutdown| self.run_until(shutdown.wait()))
     }
 }
 
-/// A query API running on a background task: where it listens, and a way to stop it
-/// gracefully. Dropping it also stops the server.
-#[derive(Debug)]
-pub struct Running {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ScoringError>>,
-}
-
-impl Running {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://host:port`, for gRPC clients.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Graceful shutdown: finishes in-flight calls, returns how it went.
-    pub async fn stop(mut self) -> Result<(), ScoringError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task)
-            .await
-            .map_err(|e| ScoringError::Startup(format!("server task: {e}")))?
-    }
-}
+/// The query API on a background task: where it listens, and a graceful stop.
+pub type Running = churnguard_config::Serving<ScoringError>;

@@ -92,3 +92,9 @@ impl ScoringError {
         }
     }
 }
+
+impl From<churnguard_config::TaskFailed> for ScoringError {
+    fn from(e: churnguard_config::TaskFailed) -> Self {
+        ScoringError::Startup(format!("server task: {}", e.0))
+    }
+}

@@ -8,7 +8,6 @@ use std::time::Duration;
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1::feedback_server::FeedbackServer;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
@@ -129,44 +128,16 @@ impl<L: EventLog + 'static> App<L> {
     /// Serves on a background task until [`Running::stop`] (or drop).
     pub fn spawn(self) -> Running {
         let addr = self.local_addr;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(self.run_until(async move {
-            let _ = stopped.await;
-        }));
-        Running {
-            addr,
-            stop: Some(stop),
-            task,
-        }
+        Running::spawn(addr, |shutdown| self.run_until(shutdown.wait()))
     }
 }
 
-/// A serving feedback API.
-#[derive(Debug)]
-pub struct Running {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), AppError>>,
-}
+/// A serving feedback API: where it listens, and a graceful stop that lets in-flight
+/// calls finish within the grace period.
+pub type Running = churnguard_config::Serving<AppError>;
 
-impl Running {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://host:port`, for gRPC clients.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops accepting, lets in-flight calls finish (within the grace period) and waits
-    /// for the server to end.
-    pub async fn stop(mut self) -> Result<(), AppError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task)
-            .await
-            .map_err(|e| AppError::Task(e.to_string()))?
+impl From<churnguard_config::TaskFailed> for AppError {
+    fn from(e: churnguard_config::TaskFailed) -> Self {
+        AppError::Task(e.0)
     }
 }

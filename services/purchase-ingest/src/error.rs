@@ -108,3 +108,9 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
+
+impl From<churnguard_config::TaskFailed> for IngestError {
+    fn from(e: churnguard_config::TaskFailed) -> Self {
+        IngestError::Startup(format!("server task: {}", e.0))
+    }
+}

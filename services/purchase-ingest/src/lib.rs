@@ -202,49 +202,15 @@ impl<L: EventLog> App<L> {
     }
 }
 
-/// A server running on a background task (tests, benchmarks, embedding): where it
-/// listens, and a way to stop it gracefully. Dropping it also stops the server.
-#[derive(Debug)]
-pub struct Running {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), IngestError>>,
-}
+/// The service on a background task (tests, benchmarks, embedding): where it listens,
+/// and a graceful stop that finishes in-flight calls and flushes the log.
+pub type Running = churnguard_config::Serving<IngestError>;
 
 impl<L: EventLog> App<L> {
     /// Serves on a background task until [`Running::stop`] (or drop).
     pub fn spawn(self) -> Running {
         let addr = self.local_addr;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(self.run_until(async move {
-            let _ = stopped.await;
-        }));
-        Running {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-}
-
-impl Running {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://host:port`, for gRPC clients.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Graceful shutdown: finishes in-flight calls, flushes the log, returns how it went.
-    pub async fn stop(mut self) -> Result<(), IngestError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task)
-            .await
-            .map_err(|e| IngestError::Startup(format!("server task: {e}")))?
+        Running::spawn(addr, |shutdown| self.run_until(shutdown.wait()))
     }
 }
 
