@@ -131,6 +131,14 @@ impl std::fmt::Debug for RedisCheckpoints {
 }
 
 impl RedisCheckpoints {
+    /// Checkpoints on an open connection.
+    pub fn new(conn: RedisConnection) -> Self {
+        Self {
+            conn,
+            advance: redis::Script::new(ADVANCE),
+        }
+    }
+
     /// Connects to a single Redis or a cluster, as `settings` say.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         Ok(Self {

@@ -5,8 +5,9 @@
 //! Built: filing and every complaint command, GetComplaint (with the history read back
 //! from the log, contact details only on request), EraseCustomerContact and the
 //! escalation stream WatchEscalations ([`crate::watch`]) and ListComplaints (from the
-//! projection's list index, [`crate::projection::ListEntry`]). Outreach and defection
-//! reasons answer UNIMPLEMENTED.
+//! projection's list index, [`crate::projection::ListEntry`]), and defector outreach:
+//! ListOutreach (from the outreach list index, by due time), RecordOutreach and
+//! GetDefectionReasons (from the per-day reasons counters).
 //!
 //! ListComplaints orders by priority, then oldest filed first, then complaint id, as the
 //! proto says; priority is not computed yet (summaries leave it unset), so today the
@@ -15,7 +16,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use churnguard_domain::CustomerInput;
 use churnguard_domain::envelope::event_id;
 use churnguard_domain::feedback::complaint::{
@@ -25,9 +26,14 @@ use churnguard_domain::feedback::complaint::{
     ReopenComplaint, ResolveComplaint, RootCauseInput, SatisfactionInput, SealedContact, SlaClock,
     WaitOnCustomer, handle,
 };
+use churnguard_domain::feedback::outreach::{
+    Cause, DefectorState, OutreachCase, OutreachCommand, OutreachStatus, RecordOutreach,
+};
 use churnguard_domain::feedback::sla::Directory;
-use churnguard_domain::feedback::{Channel, ContactMethod, Level, Remedy, Severity, Touchpoint};
-use churnguard_domain::ids::{ComplaintId, CustomerKey, check_id};
+use churnguard_domain::feedback::{
+    Channel, ContactMethod, DefectionReason, Level, OutreachOutcome, Remedy, Severity, Touchpoint,
+};
+use churnguard_domain::ids::{ComplaintId, CustomerKey, OutreachCaseId, check_id};
 use churnguard_domain::{FieldViolation, Violations};
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1 as pb;
@@ -38,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::error::FeedbackError;
-use crate::projection::ListEntry;
+use crate::projection::{CaseEntry, ListEntry};
 use crate::service::Complaints;
 use crate::watch::{AlertStream, Filter, Position, Watcher};
 
@@ -497,6 +503,235 @@ impl<L: EventLog> FeedbackApi<L> {
     }
 }
 
+/// The longest period GetDefectionReasons sums over, in days.
+pub const MAX_REASON_DAYS: i64 = 366;
+
+/// Where ListOutreach's next page starts: after the case with this due time and id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct CaseToken {
+    due_ms: i64,
+    case_id: String,
+}
+
+impl CaseToken {
+    fn of(e: &CaseEntry) -> Self {
+        Self {
+            due_ms: e.due_ms,
+            case_id: e.case_id.clone(),
+        }
+    }
+
+    fn encode(&self) -> String {
+        format!("{}:{}", self.due_ms, self.case_id)
+    }
+
+    fn parse(s: &str) -> Result<Self, FeedbackError> {
+        let bad = || FeedbackError::invalid("page_token", "is not a token this service issued");
+        let (ms, id) = s.split_once(':').ok_or_else(bad)?;
+        let due_ms = ms.parse().map_err(|_| bad())?;
+        let id = OutreachCaseId::parse(id.to_owned()).map_err(|_| bad())?;
+        Ok(Self {
+            due_ms,
+            case_id: id.as_str().to_owned(),
+        })
+    }
+}
+
+fn page_size(requested: u32) -> Result<usize, FeedbackError> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE as usize),
+        n if n <= MAX_PAGE_SIZE => Ok(n as usize),
+        _ => Err(FeedbackError::invalid(
+            "page_size",
+            format!("must be at most {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
+        )),
+    }
+}
+
+fn day(field: &str, value: &str) -> Result<NaiveDate, FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| FieldViolation::new(field, "must be a day as YYYY-MM-DD, e.g. 2026-11-23"))
+}
+
+impl<L: EventLog> FeedbackApi<L> {
+    async fn list_cases(
+        &self,
+        req: pb::ListOutreachRequest,
+    ) -> Result<pb::ListOutreachResponse, FeedbackError> {
+        let size = page_size(req.page_size)?;
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(CaseToken::parse(&req.page_token)?)
+        };
+        let status = match req.status {
+            0 => None,
+            1 => Some(OutreachStatus::Open),
+            2 => Some(OutreachStatus::Closed),
+            _ => return Err(FeedbackError::invalid("status", "is not a known status")),
+        };
+        if !req.store_id.is_empty() {
+            check_id(&req.store_id).map_err(|e| FeedbackError::invalid("store_id", e))?;
+        }
+        let now = self.complaints.now();
+        let now_ms = now.timestamp_millis();
+        let keep = |e: &CaseEntry| {
+            (req.store_id.is_empty() || e.store_id == req.store_id)
+                && status.is_none_or(|s| e.status == s)
+                && req.overdue.is_none_or(|o| e.is_overdue(now_ms) == o)
+                && after.as_ref().is_none_or(|a| CaseToken::of(e) > *a)
+        };
+        let projection = self.complaints.projection();
+        let mut matching = Vec::new();
+        for p in 0..projection.partitions() {
+            self.complaints.catch_up(p).await?;
+            matching.extend(projection.listed_cases(p).await?.into_iter().filter(&keep));
+        }
+        matching.sort_by(|a, b| CaseToken::of(a).cmp(&CaseToken::of(b)));
+        let more = matching.len() > size;
+        matching.truncate(size);
+        let ids: Vec<&str> = matching.iter().map(|e| e.case_id.as_str()).collect();
+        let mut cases = Vec::with_capacity(ids.len());
+        for (c, id) in projection.load_cases(&ids).await?.into_iter().zip(&ids) {
+            let c = c.ok_or_else(|| {
+                FeedbackError::Corrupt(format!("{id} is listed but not projected"))
+            })?;
+            cases.push(outreach_case(&c, now));
+        }
+        let next_page_token = match matching.last() {
+            Some(last) if more => CaseToken::of(last).encode(),
+            _ => String::new(),
+        };
+        Ok(pb::ListOutreachResponse {
+            cases,
+            next_page_token,
+        })
+    }
+
+    async fn record(
+        &self,
+        r: pb::RecordOutreachRequest,
+    ) -> Result<pb::OutreachCase, FeedbackError> {
+        let id = OutreachCaseId::parse(r.case_id.as_str())
+            .map_err(|e| FeedbackError::invalid("case_id", e))?;
+        let key = if r.idempotency_key.is_empty() {
+            None
+        } else {
+            check_id(&r.idempotency_key)
+                .map_err(|e| FeedbackError::invalid("idempotency_key", e))?;
+            Some(r.idempotency_key.as_str())
+        };
+        let cmd = OutreachCommand::RecordOutreach(RecordOutreach {
+            expected_version: r.expected_version,
+            reason: word(DefectionReason::ALL, DefectionReason::as_str, r.reason),
+            free_text: r.free_text,
+            outcome: word(OutreachOutcome::ALL, OutreachOutcome::as_str, r.outcome),
+            method: word(ContactMethod::ALL, ContactMethod::as_str, r.method),
+        });
+        let (case, _) = self.complaints.execute_outreach(&id, cmd, key).await?;
+        Ok(outreach_case(&case, self.complaints.now()))
+    }
+
+    async fn reasons(
+        &self,
+        req: pb::GetDefectionReasonsRequest,
+    ) -> Result<pb::GetDefectionReasonsResponse, FeedbackError> {
+        let mut bad = Vec::new();
+        if !req.store_id.is_empty()
+            && let Err(e) = check_id(&req.store_id)
+        {
+            bad.push(FieldViolation::new("store_id", e));
+        }
+        let from = day("from_date", &req.from_date)
+            .map_err(|v| bad.push(v))
+            .ok();
+        let to = day("to_date", &req.to_date).map_err(|v| bad.push(v)).ok();
+        if let (Some(from), Some(to)) = (from, to) {
+            if to < from {
+                bad.push(FieldViolation::new(
+                    "to_date",
+                    "must not be before from_date",
+                ));
+            } else if (to - from).num_days() >= MAX_REASON_DAYS {
+                bad.push(FieldViolation::new(
+                    "to_date",
+                    format!("the period may span at most {MAX_REASON_DAYS} days"),
+                ));
+            }
+        }
+        let (Some(from), Some(to), true) = (from, to, bad.is_empty()) else {
+            return Err(FeedbackError::Complaint(ComplaintError::Invalid(
+                Violations(bad),
+            )));
+        };
+        let projection = self.complaints.projection();
+        for p in 0..projection.partitions() {
+            self.complaints.catch_up(p).await?;
+        }
+        let rows = projection
+            .reasons(from, to)
+            .await?
+            .into_iter()
+            .filter(|((store, _), _)| req.store_id.is_empty() || *store == req.store_id)
+            .map(|((store_id, cause), t)| pb::DefectionReasonRow {
+                store_id,
+                cause: Some(match cause {
+                    Cause::Reason(r) => {
+                        pb::defection_reason_row::Cause::Reason(code(DefectionReason::ALL, &r))
+                    }
+                    Cause::Touchpoint(t) => {
+                        pb::defection_reason_row::Cause::Touchpoint(code(Touchpoint::ALL, &t))
+                    }
+                }),
+                complaints: t.complaints,
+                defectors: t.defectors,
+                lost: t.lost,
+                won_back: t.won_back,
+                value_lost_minor_units: t.value_lost_minor,
+                value_saved_minor_units: t.value_saved_minor,
+            })
+            .collect();
+        Ok(pb::GetDefectionReasonsResponse { rows })
+    }
+}
+
+/// An outreach case for the API; `overdue` as of `now`.
+pub fn outreach_case(c: &OutreachCase, now: DateTime<Utc>) -> pb::OutreachCase {
+    pb::OutreachCase {
+        case_id: c.id.as_str().to_owned(),
+        version: c.version,
+        status: match c.status {
+            OutreachStatus::Open => pb::OutreachStatus::Open,
+            OutreachStatus::Closed => pb::OutreachStatus::Closed,
+        } as i32,
+        customer_id: c.customer.as_str().to_owned(),
+        home_store_id: c.home_store.as_str().to_owned(),
+        defector_state: match c.state {
+            DefectorState::AtRisk => pb::DefectorState::AtRisk,
+            DefectorState::Defected => pb::DefectorState::Defected,
+        } as i32,
+        value_at_risk_minor_units: c.value_at_risk_minor,
+        clv_minor_units: c.clv_minor,
+        opened_at: timestamp_out(c.opened_at),
+        due_at: timestamp_out(c.due_at),
+        overdue: c.is_overdue(now),
+        attempts: c
+            .attempts
+            .iter()
+            .map(|a| pb::OutreachAttempt {
+                at: timestamp_out(a.at),
+                reason: a.reason.map_or(0, |r| code(DefectionReason::ALL, &r)),
+                free_text: a.free_text.clone().unwrap_or_default(),
+                outcome: code(OutreachOutcome::ALL, &a.outcome),
+                method: code(ContactMethod::ALL, &a.method),
+            })
+            .collect(),
+    }
+}
+
 /// The status of a failed call; trouble on our side is logged (never with request
 /// contents: they may hold contact details).
 fn failed(e: &FeedbackError) -> Status {
@@ -784,10 +1019,6 @@ fn full(
     }
 }
 
-fn not_built(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not built yet"))
-}
-
 fn small(value: u32) -> u8 {
     // Out of range stays out of range: the domain names the field.
     u8::try_from(value).unwrap_or(u8::MAX)
@@ -992,23 +1223,35 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
 
     async fn list_outreach(
         &self,
-        _: Request<pb::ListOutreachRequest>,
+        request: Request<pb::ListOutreachRequest>,
     ) -> Result<Response<pb::ListOutreachResponse>, Status> {
-        Err(not_built("ListOutreach"))
+        self.list_cases(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| failed(&e))
     }
 
     async fn record_outreach(
         &self,
-        _: Request<pb::RecordOutreachRequest>,
+        request: Request<pb::RecordOutreachRequest>,
     ) -> Result<Response<pb::RecordOutreachResponse>, Status> {
-        Err(not_built("RecordOutreach"))
+        let case = self
+            .record(request.into_inner())
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(Response::new(pb::RecordOutreachResponse {
+            outreach_case: Some(case),
+        }))
     }
 
     async fn get_defection_reasons(
         &self,
-        _: Request<pb::GetDefectionReasonsRequest>,
+        request: Request<pb::GetDefectionReasonsRequest>,
     ) -> Result<Response<pb::GetDefectionReasonsResponse>, Status> {
-        Err(not_built("GetDefectionReasons"))
+        self.reasons(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(|e| failed(&e))
     }
 
     async fn erase_customer_contact(

@@ -1,18 +1,22 @@
--- Writes one projected batch of a partition's complaint commits (folded in Rust,
+-- Writes one projected batch of a partition's commits (folded in Rust,
 -- src/projection.rs) if the partition's checkpoint is still the one read with the
--- complaints: every change to the read model goes through this script and moves the
+-- streams: every change to the read model goes through this script and moves the
 -- checkpoint, so an unchanged checkpoint means nothing changed since the read. Every
 -- key carries the partition's hash tag: one atomic step on a single Redis or a cluster.
 --
--- KEYS[1]      the partition's checkpoint
--- KEYS[2]      the partition's deadline index (sorted set: complaint -> epoch second of
---              its next SLA alarm)
--- KEYS[3]      the partition's list index (hash: complaint -> list entry, always kept)
--- KEYS[3 + i]  the hash of changed complaint i
--- ARGV[1]      the checkpoint read; ARGV[2] the offset after the batch; ARGV[3] 1 when
---              the index is kept (an SLA policy is configured), else 0
--- then per complaint: n, n HSET arguments (field, value, ...), the complaint's index
--- member, its next alarm ('' for none: the member is removed) and its list entry
+-- KEYS[1]  the partition's checkpoint
+-- KEYS[2]  the partition's deadline index (sorted set: complaint -> epoch second of its
+--          next SLA alarm)
+-- KEYS[3]  the partition's complaint list index (hash: complaint -> list entry)
+-- KEYS[4]  the partition's outreach list index (hash: case -> list entry)
+-- then ARGV[4] complaint hashes, ARGV[5] case hashes, and the rest: reasons hashes
+-- (one per UTC day)
+-- ARGV[1]  the checkpoint read; ARGV[2] the offset after the batch; ARGV[3] 1 when the
+--          deadline index is kept (an SLA policy is configured), else 0
+-- then per complaint: n, n HSET arguments (field, value, ...), the complaint's id, its
+-- next alarm ('' for none: it leaves the deadline index) and its list entry;
+-- per case: n, n HSET arguments, the case's id and its list entry;
+-- per reasons hash: m, then m pairs (field, increment).
 -- Returns {1, checkpoint after} when written, {0, checkpoint now} when it had moved.
 local call, tonumber, unpack = redis.call, tonumber, unpack
 local checkpoint = tonumber(call('GET', KEYS[1]) or '0')
@@ -20,8 +24,9 @@ if checkpoint ~= tonumber(ARGV[1]) then
   return {0, checkpoint}
 end
 local index = ARGV[3] == '1'
-local a = 4
-for i = 4, #KEYS do
+local complaints, cases = tonumber(ARGV[4]), tonumber(ARGV[5])
+local a = 6
+for i = 5, 4 + complaints do
   local n = tonumber(ARGV[a])
   call('HSET', KEYS[i], unpack(ARGV, a + 1, a + n))
   a = a + n + 1
@@ -35,6 +40,20 @@ for i = 4, #KEYS do
       call('ZADD', KEYS[2], due, member)
     end
   end
+end
+for i = 5 + complaints, 4 + complaints + cases do
+  local n = tonumber(ARGV[a])
+  call('HSET', KEYS[i], unpack(ARGV, a + 1, a + n))
+  a = a + n + 1
+  call('HSET', KEYS[4], ARGV[a], ARGV[a + 1])
+  a = a + 2
+end
+for i = 5 + complaints + cases, #KEYS do
+  local m = tonumber(ARGV[a])
+  for j = 1, m do
+    call('HINCRBY', KEYS[i], ARGV[a + 2 * j - 1], ARGV[a + 2 * j])
+  end
+  a = a + 2 * m + 1
 end
 call('SET', KEYS[1], ARGV[2])
 return {1, tonumber(ARGV[2])}

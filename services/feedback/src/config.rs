@@ -43,10 +43,35 @@ pub struct Settings {
     pub sla: SlaPolicy,
     /// Who holds each level for each store, and the stores' business calendars.
     pub directory: DirectoryConfig,
+    /// The churn-signals topic defector outreach opens cases from.
+    pub signals_topic: String,
+    /// How soon, in the home store's business time, someone must reach a customer.
+    pub outreach: OutreachTargets,
     /// Where the contact vault's key-encryption key comes from (required).
     pub kek: KekSource,
     pub redis: RedisSettings,
     pub log: LogSettings,
+}
+
+/// Outreach deadlines per churn state, in the home store's business time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutreachTargets {
+    /// For a customer whose pattern is slipping (visits or spend down, overdue).
+    pub at_risk: BusinessDuration,
+    /// For a customer who has probably stopped coming: the sooner the better.
+    pub defected: BusinessDuration,
+}
+
+/// 27 business hours (three opening days of the default calendar) for at-risk customers,
+/// 9 (one opening day) for defectors.
+impl Default for OutreachTargets {
+    fn default() -> Self {
+        Self {
+            at_risk: hours(27),
+            defected: hours(9),
+        }
+    }
 }
 
 /// Where the key-encryption key is read from: exactly one of the two.
@@ -69,6 +94,8 @@ impl Default for Settings {
             timer_interval_ms: 1_000,
             sla: default_sla(),
             directory: default_directory(),
+            signals_topic: "churn.signals.v1".into(),
+            outreach: OutreachTargets::default(),
             kek: KekSource::default(),
             redis: RedisSettings::default(),
             log: LogSettings::for_client("feedback"),
@@ -214,6 +241,20 @@ impl Settings {
         if churnguard_eventlog::check_topic_name(&self.topic).is_err() {
             return bad("topic", "must be 1-249 characters of [A-Za-z0-9._-]");
         }
+        if churnguard_eventlog::check_topic_name(&self.signals_topic).is_err() {
+            return bad(
+                "signals_topic",
+                "must be 1-249 characters of [A-Za-z0-9._-]",
+            );
+        }
+        for (key, target) in [
+            ("outreach.at_risk", self.outreach.at_risk),
+            ("outreach.defected", self.outreach.defected),
+        ] {
+            if target.secs() <= 0 {
+                return bad(key, "must be positive, e.g. \"9h\"");
+            }
+        }
         if !(1..=10_000).contains(&self.partitions) {
             return bad("partitions", "must be between 1 and 10000");
         }
@@ -319,6 +360,12 @@ mod tests {
             let e = Settings::load(Some(Path::new("feedback.toml"))).expect_err("descending");
             assert_eq!(e.key, "sla.warnings");
             jail.set_env("CHURNGUARD_FEEDBACK_SLA__WARNINGS", "[0.5, 0.75]");
+            jail.set_env("CHURNGUARD_FEEDBACK_OUTREACH__DEFECTED", "0s");
+            let e = Settings::load(Some(Path::new("feedback.toml"))).expect_err("zero target");
+            assert_eq!(e.key, "outreach.defected");
+            jail.set_env("CHURNGUARD_FEEDBACK_OUTREACH__DEFECTED", "4h30m");
+            let s = Settings::load(Some(Path::new("feedback.toml"))).expect("loads");
+            assert_eq!(s.outreach.defected.secs(), 4 * 3_600 + 1_800);
             jail.set_env("CHURNGUARD_FEEDBACK_DIRECTORY__DEFAULT_CALENDAR", "nowhere");
             let e = Settings::load(Some(Path::new("feedback.toml"))).expect_err("no calendar");
             assert_eq!(e.key, "directory.default_calendar");

@@ -1,6 +1,7 @@
 //! The one error type of the feedback service.
 
 use churnguard_domain::feedback::complaint::ComplaintError;
+use churnguard_domain::feedback::outreach::OutreachError;
 use churnguard_domain::{FieldViolation, Violations};
 use churnguard_eventlog::LogError;
 use churnguard_vault::VaultError;
@@ -15,6 +16,9 @@ pub enum FeedbackError {
     /// The aggregate refused the command (bad input, wrong status, stale version...).
     #[error(transparent)]
     Complaint(#[from] ComplaintError),
+    /// The outreach aggregate refused the command.
+    #[error(transparent)]
+    Outreach(#[from] OutreachError),
     /// Another command on the complaint was decided on the same version and came first
     /// in the log.
     #[error(
@@ -45,7 +49,8 @@ impl FeedbackError {
     /// The field violations, when the input was bad.
     pub fn violations(&self) -> Option<&Violations> {
         match self {
-            FeedbackError::Complaint(ComplaintError::Invalid(v)) => Some(v),
+            FeedbackError::Complaint(ComplaintError::Invalid(v))
+            | FeedbackError::Outreach(OutreachError::Invalid(v)) => Some(v),
             _ => None,
         }
     }
@@ -65,6 +70,7 @@ impl FeedbackError {
             FeedbackError::Log(e) => e.is_retriable(),
             FeedbackError::Vault(e) => e.is_retriable(),
             FeedbackError::Complaint(_)
+            | FeedbackError::Outreach(_)
             | FeedbackError::Conflict { .. }
             | FeedbackError::Corrupt(_)
             | FeedbackError::Timeout { .. } => false,
@@ -75,7 +81,8 @@ impl FeedbackError {
     /// (Redis, log and vault errors) stay in our logs, never in the status.
     pub fn status(&self) -> Status {
         match self {
-            FeedbackError::Complaint(ComplaintError::Invalid(v)) => Status::with_error_details(
+            FeedbackError::Complaint(ComplaintError::Invalid(v))
+            | FeedbackError::Outreach(OutreachError::Invalid(v)) => Status::with_error_details(
                 Code::InvalidArgument,
                 self.to_string(),
                 ErrorDetails::with_bad_request(
@@ -87,6 +94,7 @@ impl FeedbackError {
                 ),
             ),
             FeedbackError::Complaint(ComplaintError::VersionConflict { expected, current })
+            | FeedbackError::Outreach(OutreachError::VersionConflict { expected, current })
             | FeedbackError::Conflict { expected, current } => Status::with_error_details(
                 Code::Aborted,
                 self.to_string(),
@@ -110,6 +118,19 @@ impl FeedbackError {
                 )
             }
             FeedbackError::Complaint(e @ ComplaintError::AlreadyExists) => {
+                precondition(e, "ALREADY_EXISTS", [])
+            }
+            FeedbackError::Outreach(OutreachError::NotFound) => {
+                Status::not_found("no such outreach case")
+            }
+            FeedbackError::Outreach(e @ OutreachError::InvalidTransition { from_status, .. }) => {
+                precondition(
+                    e,
+                    "INVALID_TRANSITION",
+                    [("status".to_owned(), from_status.as_str().to_owned())],
+                )
+            }
+            FeedbackError::Outreach(e @ OutreachError::AlreadyExists) => {
                 precondition(e, "ALREADY_EXISTS", [])
             }
             FeedbackError::Complaint(e @ ComplaintError::AlreadyRecorded { what }) => precondition(

@@ -1,15 +1,23 @@
 //! What goes on `feedback.events.v1`: one record per accepted command, keyed by the
-//! complaint, in the CloudEvents envelope every churnguard event travels in.
+//! complaint or outreach case it changes, in the CloudEvents envelope every churnguard
+//! event travels in. A complaint's commit and an outreach case's commit are two envelope
+//! types on the one topic; [`Committed::decode`] reads either.
 
 use chrono::{DateTime, Utc};
 use churnguard_domain::envelope::{DecodeError, Envelope};
-use churnguard_domain::feedback::complaint::ComplaintEvent;
-use churnguard_domain::ids::ComplaintId;
+use churnguard_domain::feedback::complaint::Complaint;
+use churnguard_domain::feedback::complaint::{self, ComplaintEvent};
+use churnguard_domain::feedback::outreach::OutreachCase;
+use churnguard_domain::feedback::outreach::{self, OutreachEvent};
+use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_eventlog::{Header, OutgoingRecord};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The envelope type of a commit.
+/// The envelope type of a complaint's commit.
 pub const COMMIT_TYPE: &str = "churnguard.feedback.complaint_committed.v1";
+/// The envelope type of an outreach case's commit.
+pub const OUTREACH_COMMIT_TYPE: &str = "churnguard.feedback.outreach_committed.v1";
 const SOURCE: &str = "churnguard/feedback";
 
 /// One command's events on one complaint, decided on `base_version`.
@@ -26,34 +34,193 @@ pub struct Commit {
     pub events: Vec<ComplaintEvent>,
 }
 
+/// One command's events on one outreach case, decided on `base_version`; the same rules
+/// as a complaint's [`Commit`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutreachCommit {
+    pub case_id: OutreachCaseId,
+    pub base_version: u64,
+    pub commit_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub events: Vec<OutreachEvent>,
+}
+
+/// A record of `feedback.events.v1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    Complaint(Commit),
+    Outreach(OutreachCommit),
+}
+
+impl Committed {
+    /// Decodes either kind of commit; anything else is an error naming what was found.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        match Commit::decode(payload) {
+            Ok(c) => Ok(Self::Complaint(c)),
+            Err(DecodeError::UnknownType { found, .. }) if found == OUTREACH_COMMIT_TYPE => {
+                Envelope::<OutreachCommit>::decode(payload, OUTREACH_COMMIT_TYPE)
+                    .map(|e| Self::Outreach(e.data))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What the projection needs of a commit, whichever stream it is on.
+pub trait StreamCommit {
+    type Event;
+    type State: Serialize + DeserializeOwned;
+    /// The complaint or case id: the record key.
+    fn stream(&self) -> &str;
+    fn base_version(&self) -> u64;
+    fn commit_id(&self) -> &str;
+    fn idempotency_key(&self) -> Option<&str>;
+    fn events(&self) -> &[Self::Event];
+    /// The aggregate's fold.
+    fn apply(state: Option<Self::State>, event: &Self::Event) -> Option<Self::State>;
+    fn version(state: &Self::State) -> u64;
+}
+
+impl StreamCommit for Commit {
+    type Event = ComplaintEvent;
+    type State = Complaint;
+    fn stream(&self) -> &str {
+        self.complaint_id.as_str()
+    }
+    fn base_version(&self) -> u64 {
+        self.base_version
+    }
+    fn commit_id(&self) -> &str {
+        &self.commit_id
+    }
+    fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+    fn events(&self) -> &[ComplaintEvent] {
+        &self.events
+    }
+    fn apply(state: Option<Complaint>, event: &ComplaintEvent) -> Option<Complaint> {
+        complaint::apply(state, event)
+    }
+    fn version(state: &Complaint) -> u64 {
+        state.version
+    }
+}
+
+impl StreamCommit for OutreachCommit {
+    type Event = OutreachEvent;
+    type State = OutreachCase;
+    fn stream(&self) -> &str {
+        self.case_id.as_str()
+    }
+    fn base_version(&self) -> u64 {
+        self.base_version
+    }
+    fn commit_id(&self) -> &str {
+        &self.commit_id
+    }
+    fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+    fn events(&self) -> &[OutreachEvent] {
+        &self.events
+    }
+    fn apply(state: Option<OutreachCase>, event: &OutreachEvent) -> Option<OutreachCase> {
+        outreach::apply(state, event)
+    }
+    fn version(state: &OutreachCase) -> u64 {
+        state.version
+    }
+}
+
+/// The log record of a commit: keyed by its stream, so a stream's commits keep their
+/// order.
+fn record<T: Serialize>(
+    commit_id: &str,
+    stream: &str,
+    event_type: &str,
+    now: DateTime<Utc>,
+    data: &T,
+) -> OutgoingRecord {
+    let envelope = Envelope::new(
+        commit_id.to_owned(),
+        SOURCE.to_owned(),
+        event_type,
+        Some(stream.to_owned()),
+        now.fixed_offset(),
+        data,
+    );
+    OutgoingRecord {
+        key: stream.as_bytes().to_vec(),
+        payload: envelope.to_json(),
+        headers: vec![Header::new(
+            "content-type",
+            churnguard_domain::envelope::CONTENT_TYPE,
+        )],
+        timestamp_ms: now.timestamp_millis(),
+    }
+}
+
 impl Commit {
     /// The version after this commit.
     pub fn version_after(&self) -> u64 {
         self.base_version + self.events.len() as u64
     }
 
-    /// The log record: keyed by the complaint, so a complaint's commits keep their order.
+    /// The log record, keyed by the complaint.
     pub fn to_record(&self, now: DateTime<Utc>) -> OutgoingRecord {
-        let envelope = Envelope::new(
-            self.commit_id.clone(),
-            SOURCE.to_owned(),
+        record(
+            &self.commit_id,
+            self.complaint_id.as_str(),
             COMMIT_TYPE,
-            Some(self.complaint_id.as_str().to_owned()),
-            now.fixed_offset(),
+            now,
             self,
-        );
-        OutgoingRecord {
-            key: self.complaint_id.as_str().as_bytes().to_vec(),
-            payload: envelope.to_json(),
-            headers: vec![Header::new(
-                "content-type",
-                churnguard_domain::envelope::CONTENT_TYPE,
-            )],
-            timestamp_ms: now.timestamp_millis(),
-        }
+        )
     }
 
     pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         Ok(Envelope::<Commit>::decode(payload, COMMIT_TYPE)?.data)
+    }
+}
+
+impl OutreachCommit {
+    /// The log record, keyed by the case.
+    pub fn to_record(&self, now: DateTime<Utc>) -> OutgoingRecord {
+        record(
+            &self.commit_id,
+            self.case_id.as_str(),
+            OUTREACH_COMMIT_TYPE,
+            now,
+            self,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_kinds_decode_and_others_are_named() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .expect("time")
+            .to_utc();
+        let outreach = OutreachCommit {
+            case_id: OutreachCaseId::parse("o-1").expect("id"),
+            base_version: 1,
+            commit_id: "c-9".into(),
+            idempotency_key: Some("k".into()),
+            events: vec![],
+        };
+        let back = Committed::decode(&outreach.to_record(now).payload).expect("decodes");
+        assert_eq!(back, Committed::Outreach(outreach));
+        let swipe = br#"{"specversion":"1.0","type":"churnguard.purchase.card_swiped.v1"}"#;
+        match Committed::decode(swipe) {
+            Err(DecodeError::UnknownType { found, .. }) => {
+                assert_eq!(found, "churnguard.purchase.card_swiped.v1");
+            }
+            other => panic!("expected UnknownType, got {other:?}"),
+        }
     }
 }

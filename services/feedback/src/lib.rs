@@ -11,6 +11,11 @@
 //! rejected, on every replay alike. The writer projects up to its own record and answers
 //! from the outcome ([`service::Complaints::execute`]): OK only when its commit won.
 //!
+//! Defector outreach: [`outreach::Opener`] reads churn signals and opens a case per
+//! customer who moved into at risk or defected, through the same write path (outreach
+//! commits share the topic, keyed by case); the projection also keeps the outreach list
+//! index and the defection-reason counters.
+//!
 //! SLA timers: the projection also keeps a per-partition deadline index of each
 //! complaint's next alarm ([`sla_clock`]); [`timers::fire_due`] fires what is due through
 //! the same write path, so racing timer instances record each warning and breach once.
@@ -20,6 +25,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod journal;
+pub mod outreach;
 pub mod projection;
 pub mod runtime;
 pub mod service;

@@ -28,21 +28,28 @@
 //! exact as complaints move and a replay rebuilds it identically. Reading it is one HGETALL
 //! per partition (O(complaints) small strings, no complaint JSON).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use churnguard_domain::feedback::Level;
-use churnguard_domain::feedback::complaint::{Complaint, ComplaintStatus, apply};
+use chrono::NaiveDate;
+use churnguard_domain::feedback::complaint::{Complaint, ComplaintStatus};
+use churnguard_domain::feedback::outreach::{
+    Cause, Contribution, OutreachCase, OutreachStatus, Tally, complaint_contribution,
+    outreach_contribution,
+};
 use churnguard_domain::feedback::sla::{Directory, SlaPolicy};
-use churnguard_domain::ids::ComplaintId;
+use churnguard_domain::feedback::{DefectionReason, Level, OutreachOutcome, Touchpoint};
+use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_domain::partition_for_key;
 use churnguard_eventlog::{EventLog, Record};
 use churnguard_redis::{RedisConnection, StoreError, checkpoint_key, load_checkpoint};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::CONSUMER;
 use crate::error::FeedbackError;
-use crate::journal::Commit;
+use crate::journal::{Commit, Committed, OutreachCommit, StreamCommit};
 use crate::sla_clock;
 
 /// The hash of a complaint.
@@ -58,6 +65,21 @@ pub fn deadline_key(partition: u32) -> String {
 /// The list index of a partition.
 pub fn list_key(partition: u32) -> String {
     format!("fl:{{p{partition}}}")
+}
+
+/// The hash of an outreach case.
+pub fn case_key(partition: u32, case: &str) -> String {
+    format!("fo:{{p{partition}}}:{case}")
+}
+
+/// The outreach list index of a partition.
+pub fn case_list_key(partition: u32) -> String {
+    format!("fol:{{p{partition}}}")
+}
+
+/// The defection-reason counters of a partition for one UTC day.
+pub fn reasons_key(partition: u32, day: NaiveDate) -> String {
+    format!("fr:{{p{partition}}}:{day}")
 }
 
 const STATUSES: &[ComplaintStatus] = &[
@@ -126,6 +148,160 @@ impl ListEntry {
     }
 }
 
+/// What the outreach list index holds of a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseEntry {
+    pub case_id: String,
+    pub due_ms: i64,
+    pub status: OutreachStatus,
+    /// Someone got through at least once (so the case is not overdue, whatever the time).
+    pub reached: bool,
+    pub store_id: String,
+}
+
+impl CaseEntry {
+    pub fn of(c: &OutreachCase) -> Self {
+        Self {
+            case_id: c.id.as_str().to_owned(),
+            due_ms: c.due_at.timestamp_millis(),
+            status: c.status,
+            reached: c
+                .attempts
+                .iter()
+                .any(|a| a.outcome != OutreachOutcome::NotReached),
+            store_id: c.home_store.as_str().to_owned(),
+        }
+    }
+
+    /// Open, past its deadline at `now_ms` and nobody reached: the rule of
+    /// [`OutreachCase::is_overdue`], on the index entry.
+    pub fn is_overdue(&self, now_ms: i64) -> bool {
+        self.status == OutreachStatus::Open && now_ms > self.due_ms && !self.reached
+    }
+
+    /// The index value (the case id is the field).
+    pub fn encode(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.due_ms,
+            self.status.as_str(),
+            u8::from(self.reached),
+            self.store_id
+        )
+    }
+
+    pub fn decode(case_id: &str, value: &str) -> Option<Self> {
+        let mut parts = value.splitn(4, ' ');
+        let due_ms = parts.next()?.parse().ok()?;
+        let status = match parts.next()? {
+            "open" => OutreachStatus::Open,
+            "closed" => OutreachStatus::Closed,
+            _ => return None,
+        };
+        let reached = match parts.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        Some(Self {
+            case_id: case_id.to_owned(),
+            due_ms,
+            status,
+            reached,
+            store_id: parts.next()?.to_owned(),
+        })
+    }
+}
+
+/// The counters of [`Tally`], by the names the reasons hashes use.
+const COUNTERS: [&str; 6] = [
+    "complaints",
+    "defectors",
+    "lost",
+    "won_back",
+    "value_lost",
+    "value_saved",
+];
+
+fn counters(t: &Tally) -> [i64; 6] {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    [
+        n(t.complaints),
+        n(t.defectors),
+        n(t.lost),
+        n(t.won_back),
+        t.value_lost_minor,
+        t.value_saved_minor,
+    ]
+}
+
+fn add_counter(t: &mut Tally, counter: usize, by: i64) {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    match counter {
+        0 => t.complaints += n(by),
+        1 => t.defectors += n(by),
+        2 => t.lost += n(by),
+        3 => t.won_back += n(by),
+        4 => t.value_lost_minor += by,
+        _ => t.value_saved_minor += by,
+    }
+}
+
+fn encode_cause(cause: Cause) -> String {
+    match cause {
+        Cause::Reason(r) => format!("reason:{}", r.as_str()),
+        Cause::Touchpoint(t) => format!("touchpoint:{}", t.as_str()),
+    }
+}
+
+fn decode_cause(s: &str) -> Option<Cause> {
+    match s.split_once(':')? {
+        ("reason", r) => r.parse::<DefectionReason>().ok().map(Cause::Reason),
+        ("touchpoint", t) => t.parse::<Touchpoint>().ok().map(Cause::Touchpoint),
+        _ => None,
+    }
+}
+
+/// A batch's increments of the reasons hashes: day → field → amount, where a field is
+/// `<counter> <cause> <store>` (the store last, as in the other indexes).
+#[derive(Debug, Default)]
+struct Tallies(BTreeMap<NaiveDate, BTreeMap<String, i64>>);
+
+impl Tallies {
+    fn add(&mut self, c: Option<Contribution>) {
+        let Some(c) = c else { return };
+        let day = self.0.entry(c.day).or_default();
+        let cause = encode_cause(c.cause);
+        for (name, by) in COUNTERS.iter().zip(counters(&c.tally)) {
+            if by != 0 {
+                *day.entry(format!("{name} {cause} {}", c.store.as_str()))
+                    .or_default() += by;
+            }
+        }
+    }
+}
+
+/// Sums reasons-hash fields (`<counter> <cause> <store>` → amount) per store and cause.
+pub fn sum_reasons(
+    fields: impl IntoIterator<Item = (String, i64)>,
+    into: &mut BTreeMap<(String, Cause), Tally>,
+) -> Result<(), FeedbackError> {
+    for (field, by) in fields {
+        let mut parts = field.splitn(3, ' ');
+        let parsed = (|| {
+            let name = parts.next()?;
+            let counter = COUNTERS.iter().position(|c| *c == name)?;
+            let cause = decode_cause(parts.next()?)?;
+            Some((counter, cause, parts.next()?.to_owned()))
+        })();
+        let Some((counter, cause, store)) = parsed else {
+            return Err(FeedbackError::Corrupt(format!("reasons field {field:?}")));
+        };
+        add_counter(into.entry((store, cause)).or_default(), counter, by);
+    }
+    Ok(())
+}
+
 /// The SLA configuration the deadline index is computed with.
 #[derive(Debug, Clone)]
 pub struct Sla {
@@ -144,22 +320,134 @@ pub struct Projected {
     pub checkpoint: u64,
 }
 
-/// The acceptance rule, the one place it is written: a commit takes effect when the
-/// complaint is still at the commit's base version (`version`: 0 when it does not exist),
-/// its idempotency key (if any) has not been used (`key_used`), and it changes something.
-/// The projection applies it in log order, [`crate::Complaints::history`] re-applies it
-/// when reading the log back; the escalation watch ([`crate::watch`]) reads its outcome
-/// from the read model instead (`w:<base version>`), as it starts mid-partition.
-pub fn accepts(commit: &Commit, version: u64, key_used: bool) -> bool {
-    !key_used && commit.base_version == version && !commit.events.is_empty()
+/// The acceptance rule, the one place it is written: a commit takes effect when its
+/// stream (complaint or outreach case) is still at the commit's base version (`version`:
+/// 0 when it does not exist), its idempotency key (if any) has not been used
+/// (`key_used`), and it changes something. The projection applies it in log order,
+/// [`crate::Complaints::history`] re-applies it when reading the log back; the escalation
+/// watch ([`crate::watch`]) reads its outcome from the read model instead
+/// (`w:<base version>`), as it starts mid-partition.
+pub fn accepts<C: StreamCommit>(commit: &C, version: u64, key_used: bool) -> bool {
+    !key_used && commit.base_version() == version && !commit.events().is_empty()
 }
 
-/// A complaint as the read model holds it.
+/// A stream (complaint or case) as the read model holds it, and what the batch changes.
 #[derive(Debug, Clone, PartialEq)]
-struct Current {
-    state: Option<Complaint>,
+struct Current<S> {
+    state: Option<S>,
     keys: HashMap<String, Option<u64>>,
     changed: Vec<(String, String)>,
+}
+
+/// The streams a batch touches, in first-seen order, with the key fields to read.
+fn wanted<C: StreamCommit>(commits: &[(u64, C)]) -> Vec<(&str, Vec<String>)> {
+    let mut order: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::new();
+    for (_, c) in commits {
+        let i = *at.entry(c.stream()).or_insert_with(|| {
+            order.push((c.stream(), Vec::new()));
+            order.len() - 1
+        });
+        if let Some(k) = c.idempotency_key() {
+            order[i].1.push(format!("k:{k}"));
+        }
+    }
+    order
+}
+
+/// Parses one `HMGET <hash> c <key fields...>` reply.
+fn current<S: DeserializeOwned>(
+    id: &str,
+    key_fields: &[String],
+    reply: redis::Value,
+) -> Result<Current<S>, FeedbackError> {
+    let mut values: Vec<Option<String>> =
+        redis::from_redis_value(reply).map_err(|e| FeedbackError::Corrupt(format!("{id}: {e}")))?;
+    let state = match values.first_mut().and_then(Option::take) {
+        Some(json) => Some(
+            serde_json::from_str::<S>(&json)
+                .map_err(|e| FeedbackError::Corrupt(format!("{id} field c: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut keys = HashMap::new();
+    for (field, value) in key_fields.iter().zip(values.into_iter().skip(1)) {
+        let version = match value {
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| FeedbackError::Corrupt(format!("{id} field {field}")))?,
+            ),
+            None => None,
+        };
+        keys.insert(field.clone(), version);
+    }
+    Ok(Current {
+        state,
+        keys,
+        changed: Vec::new(),
+    })
+}
+
+/// Applies the commits at or after `checkpoint` in log order by [`accepts`], calling
+/// `on_event` with the state before each applied event. Returns (accepted, rejected).
+fn fold<C: StreamCommit>(
+    partition: u32,
+    commits: &[(u64, C)],
+    current: &mut HashMap<&str, Current<C::State>>,
+    checkpoint: u64,
+    mut on_event: impl FnMut(Option<&C::State>, &C::Event),
+) -> (u64, u64) {
+    let (mut accepted, mut rejected) = (0, 0);
+    for (offset, c) in commits.iter().filter(|(o, _)| *o >= checkpoint) {
+        let Some(cur) = current.get_mut(c.stream()) else {
+            continue;
+        };
+        let version = cur.state.as_ref().map_or(0, C::version);
+        let key_field = c.idempotency_key().map(|k| format!("k:{k}"));
+        let key_used = key_field
+            .as_ref()
+            .is_some_and(|f| cur.keys.get(f).is_some_and(Option::is_some));
+        if !accepts(c, version, key_used) {
+            rejected += 1;
+            tracing::debug!(partition, offset, stream = %c.stream(), base = c.base_version(), version, key_used, "commit rejected");
+            continue;
+        }
+        let mut state = cur.state.take();
+        for e in c.events() {
+            on_event(state.as_ref(), e);
+            state = C::apply(state, e);
+        }
+        let after = state.as_ref().map_or(0, C::version);
+        cur.state = state;
+        cur.changed
+            .push((format!("w:{}", c.base_version()), c.commit_id().to_owned()));
+        if let Some(f) = key_field {
+            cur.changed.push((f.clone(), after.to_string()));
+            cur.keys.insert(f, Some(after));
+        }
+        accepted += 1;
+    }
+    (accepted, rejected)
+}
+
+/// The HSET arguments of a changed stream: `v`, `c` and the batch's fields.
+fn hash_fields<S: Serialize>(
+    id: &str,
+    version: u64,
+    state: &S,
+    changed: &[(String, String)],
+) -> Result<Vec<String>, FeedbackError> {
+    let mut set = vec![
+        "v".to_owned(),
+        version.to_string(),
+        "c".to_owned(),
+        serde_json::to_string(state).map_err(|e| FeedbackError::Corrupt(format!("{id}: {e}")))?,
+    ];
+    for (f, v) in changed {
+        set.push(f.clone());
+        set.push(v.clone());
+    }
+    Ok(set)
 }
 
 #[derive(Clone)]
@@ -210,9 +498,19 @@ impl Projection {
         self.partitions
     }
 
+    /// The Redis connection the read model lives on.
+    pub fn connection(&self) -> &RedisConnection {
+        &self.conn
+    }
+
     /// The partition a complaint's records go to.
     pub fn partition_of(&self, complaint: &ComplaintId) -> u32 {
-        partition_for_key(complaint.as_str().as_bytes(), self.partitions)
+        self.partition_of_stream(complaint.as_str())
+    }
+
+    /// The partition a stream's records go to (the record key is the stream id).
+    pub fn partition_of_stream(&self, stream: &str) -> u32 {
+        partition_for_key(stream.as_bytes(), self.partitions)
     }
 
     pub async fn checkpoint(&self, partition: u32) -> Result<u64, FeedbackError> {
@@ -238,44 +536,42 @@ impl Projection {
         records: &[Record],
         next: u64,
     ) -> Result<Projected, FeedbackError> {
-        let mut commits = Vec::with_capacity(records.len());
+        let mut complaints: Vec<(u64, Commit)> = Vec::with_capacity(records.len());
+        let mut cases: Vec<(u64, OutreachCommit)> = Vec::new();
         let mut unreadable = 0;
         for r in records {
-            match Commit::decode(&r.payload) {
-                Ok(c) => commits.push((r.offset, c)),
+            match Committed::decode(&r.payload) {
+                Ok(Committed::Complaint(c)) => complaints.push((r.offset, c)),
+                Ok(Committed::Outreach(c)) => cases.push((r.offset, c)),
                 Err(e) => {
                     unreadable += 1;
-                    tracing::warn!(partition, offset = r.offset, error = %e, "not a complaint commit: skipped");
+                    tracing::warn!(partition, offset = r.offset, error = %e, "not a feedback commit: skipped");
                 }
             }
         }
-        // Read the checkpoint, then each complaint's version, state and the keys used.
-        let mut order: Vec<&str> = Vec::new();
-        let mut keys_of: HashMap<&str, Vec<String>> = HashMap::new();
-        for (_, c) in &commits {
-            let id = c.complaint_id.as_str();
-            let fields = keys_of.entry(id).or_insert_with(|| {
-                order.push(id);
-                Vec::new()
-            });
-            if let Some(k) = &c.idempotency_key {
-                fields.push(format!("k:{k}"));
-            }
-        }
+        // Read the checkpoint, then each stream's state and the keys used.
+        let complaint_fields = wanted(&complaints);
+        let case_fields = wanted(&cases);
         let mut conn = self.conn.clone();
         let checkpoint_key = checkpoint_key(CONSUMER, &self.topic, partition);
         let mut read = redis::pipe();
         read.cmd("GET").arg(&checkpoint_key);
-        for id in &order {
+        for (id, keys) in &complaint_fields {
             read.cmd("HMGET")
                 .arg(complaint_key(partition, id))
                 .arg("c")
-                .arg(&keys_of[id]);
+                .arg(keys);
+        }
+        for (id, keys) in &case_fields {
+            read.cmd("HMGET")
+                .arg(case_key(partition, id))
+                .arg("c")
+                .arg(keys);
         }
         let replies: Vec<redis::Value> = read
             .query_async(&mut conn)
             .await
-            .map_err(FeedbackError::redis("HMGET complaints"))?;
+            .map_err(FeedbackError::redis("HMGET streams"))?;
         let mut replies = replies.into_iter();
         let checkpoint: Option<u64> = replies
             .next()
@@ -291,69 +587,58 @@ impl Projection {
         if checkpoint < from || checkpoint >= next {
             return Ok(unchanged);
         }
-        let mut current: HashMap<&str, Current> = HashMap::new();
-        for (id, values) in order.iter().zip(replies) {
-            let mut values: Vec<Option<String>> = redis::from_redis_value(values)
-                .map_err(|e| FeedbackError::Corrupt(format!("{id}: {e}")))?;
-            let state = match values.first_mut().and_then(Option::take) {
-                Some(json) => Some(
-                    serde_json::from_str::<Complaint>(&json)
-                        .map_err(|e| FeedbackError::Corrupt(format!("{id} field c: {e}")))?,
-                ),
-                None => None,
-            };
-            let mut keys = HashMap::new();
-            for (field, value) in keys_of[id].iter().zip(values.into_iter().skip(1)) {
-                let version = match value {
-                    Some(v) => Some(
-                        v.parse()
-                            .map_err(|_| FeedbackError::Corrupt(format!("{id} field {field}")))?,
-                    ),
-                    None => None,
-                };
-                keys.insert(field.clone(), version);
-            }
-            current.insert(
-                id,
-                Current {
-                    state,
-                    keys,
-                    changed: Vec::new(),
-                },
-            );
+        let mut complaint_now: HashMap<&str, Current<Complaint>> = HashMap::new();
+        for ((id, keys), reply) in complaint_fields.iter().zip(replies.by_ref()) {
+            complaint_now.insert(id, current(id, keys, reply)?);
+        }
+        let mut case_now: HashMap<&str, Current<OutreachCase>> = HashMap::new();
+        for ((id, keys), reply) in case_fields.iter().zip(replies) {
+            case_now.insert(id, current(id, keys, reply)?);
         }
 
-        let mut outcome = Projected {
-            unreadable,
-            ..Projected::default()
-        };
-        for (offset, c) in commits.iter().filter(|(o, _)| *o >= checkpoint) {
-            let Some(cur) = current.get_mut(c.complaint_id.as_str()) else {
+        let mut tallies = Tallies::default();
+        let (a1, r1) = fold(
+            partition,
+            &complaints,
+            &mut complaint_now,
+            checkpoint,
+            |_, e| tallies.add(complaint_contribution(e)),
+        );
+        let (a2, r2) = fold(partition, &cases, &mut case_now, checkpoint, |before, e| {
+            tallies.add(outreach_contribution(before, e))
+        });
+
+        let mut complaint_writes = Vec::new();
+        for (id, _) in &complaint_fields {
+            let cur = &complaint_now[id];
+            let Some(state) = cur.state.as_ref().filter(|_| !cur.changed.is_empty()) else {
                 continue;
             };
-            let version = cur.state.as_ref().map_or(0, |s| s.version);
-            let key_field = c.idempotency_key.as_ref().map(|k| format!("k:{k}"));
-            let key_used = key_field
+            let due = self
+                .sla
                 .as_ref()
-                .is_some_and(|f| cur.keys.get(f).is_some_and(Option::is_some));
-            if !accepts(c, version, key_used) {
-                outcome.rejected += 1;
-                tracing::debug!(partition, offset, complaint = %c.complaint_id.as_str(), base = c.base_version, version, key_used, "commit rejected");
+                .and_then(|sla| sla_clock::next_alarm(state, &sla.policy, &sla.directory))
+                .map_or_else(String::new, |a| a.due_at.timestamp().to_string());
+            complaint_writes.push((
+                complaint_key(partition, id),
+                hash_fields(id, state.version, state, &cur.changed)?,
+                *id,
+                due,
+                ListEntry::of(state).encode(),
+            ));
+        }
+        let mut case_writes = Vec::new();
+        for (id, _) in &case_fields {
+            let cur = &case_now[id];
+            let Some(state) = cur.state.as_ref().filter(|_| !cur.changed.is_empty()) else {
                 continue;
-            }
-            let mut state = cur.state.take();
-            for e in &c.events {
-                state = apply(state, e);
-            }
-            let after = state.as_ref().map_or(0, |s| s.version);
-            cur.state = state;
-            cur.changed
-                .push((format!("w:{}", c.base_version), c.commit_id.clone()));
-            if let Some(f) = key_field {
-                cur.changed.push((f.clone(), after.to_string()));
-                cur.keys.insert(f, Some(after));
-            }
-            outcome.accepted += 1;
+            };
+            case_writes.push((
+                case_key(partition, id),
+                hash_fields(id, state.version, state, &cur.changed)?,
+                *id,
+                CaseEntry::of(state).encode(),
+            ));
         }
 
         let mut commit = self.commit.prepare_invoke();
@@ -361,38 +646,31 @@ impl Projection {
             .key(&checkpoint_key)
             .key(deadline_key(partition))
             .key(list_key(partition))
+            .key(case_list_key(partition))
             .arg(checkpoint)
             .arg(next)
-            .arg(u8::from(self.sla.is_some()));
-        for id in &order {
-            let cur = &current[id];
-            if cur.changed.is_empty() {
-                continue;
-            }
-            let Some(state) = &cur.state else { continue };
-            let mut set = vec![
-                "v".to_owned(),
-                state.version.to_string(),
-                "c".to_owned(),
-                serde_json::to_string(state)
-                    .map_err(|e| FeedbackError::Corrupt(format!("{id}: {e}")))?,
-            ];
-            for (f, v) in &cur.changed {
-                set.push(f.clone());
-                set.push(v.clone());
-            }
-            let due = self
-                .sla
-                .as_ref()
-                .and_then(|sla| sla_clock::next_alarm(state, &sla.policy, &sla.directory))
-                .map_or_else(String::new, |a| a.due_at.timestamp().to_string());
+            .arg(u8::from(self.sla.is_some()))
+            .arg(complaint_writes.len())
+            .arg(case_writes.len());
+        for (key, set, id, due, entry) in complaint_writes {
             commit
-                .key(complaint_key(partition, id))
+                .key(key)
                 .arg(set.len())
                 .arg(set)
-                .arg(*id)
+                .arg(id)
                 .arg(due)
-                .arg(ListEntry::of(state).encode());
+                .arg(entry);
+        }
+        for (key, set, id, entry) in case_writes {
+            commit.key(key).arg(set.len()).arg(set).arg(id).arg(entry);
+        }
+        for (day, increments) in &tallies.0 {
+            commit
+                .key(reasons_key(partition, *day))
+                .arg(increments.len());
+            for (field, by) in increments {
+                commit.arg(field).arg(*by);
+            }
         }
         let (written, checkpoint): (u8, u64) = commit
             .invoke_async(&mut conn)
@@ -404,8 +682,12 @@ impl Projection {
                 ..Projected::default()
             });
         }
-        outcome.checkpoint = checkpoint;
-        Ok(outcome)
+        Ok(Projected {
+            accepted: a1 + a2,
+            rejected: r1 + r2,
+            unreadable,
+            checkpoint,
+        })
     }
 
     /// Projects `partition` until its checkpoint passes `until` (or, with `None`, reaches
@@ -541,6 +823,103 @@ impl Projection {
             .collect()
     }
 
+    /// An outreach case as the read model has it.
+    pub async fn load_case(
+        &self,
+        case: &OutreachCaseId,
+    ) -> Result<Option<OutreachCase>, FeedbackError> {
+        let mut conn = self.conn.clone();
+        let key = case_key(self.partition_of_stream(case.as_str()), case.as_str());
+        let json: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("c")
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HGET case"))?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| FeedbackError::Corrupt(format!("{key}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Several cases, in the order asked (`None` where the read model has none).
+    pub async fn load_cases(
+        &self,
+        cases: &[&str],
+    ) -> Result<Vec<Option<OutreachCase>>, FeedbackError> {
+        if cases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for c in cases {
+            pipe.cmd("HGET")
+                .arg(case_key(self.partition_of_stream(c), c))
+                .arg("c");
+        }
+        let raw: Vec<Option<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HGET cases"))?;
+        raw.into_iter()
+            .zip(cases)
+            .map(|(json, c)| {
+                json.map(|j| {
+                    serde_json::from_str(&j)
+                        .map_err(|e| FeedbackError::Corrupt(format!("{c}: {e}")))
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    /// The outreach list index of `partition`, in no particular order.
+    pub async fn listed_cases(&self, partition: u32) -> Result<Vec<CaseEntry>, FeedbackError> {
+        let mut conn = self.conn.clone();
+        let key = case_list_key(partition);
+        let raw: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HGETALL outreach index"))?;
+        raw.iter()
+            .map(|(id, v)| {
+                CaseEntry::decode(id, v)
+                    .ok_or_else(|| FeedbackError::Corrupt(format!("{key} field {id}")))
+            })
+            .collect()
+    }
+
+    /// The reasons counters of every partition over the UTC days `from ..= to`, summed
+    /// per store and cause. One HGETALL per partition and day, in one pipeline.
+    pub async fn reasons(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<(String, Cause), Tally>, FeedbackError> {
+        let mut pipe = redis::pipe();
+        let mut day = from;
+        while day <= to {
+            for p in 0..self.partitions {
+                pipe.cmd("HGETALL").arg(reasons_key(p, day));
+            }
+            day = day.succ_opt().unwrap_or(NaiveDate::MAX);
+            if day == NaiveDate::MAX {
+                break;
+            }
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<Vec<(String, i64)>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HGETALL reasons"))?;
+        let mut sums = BTreeMap::new();
+        for fields in raw {
+            sum_reasons(fields, &mut sums)?;
+        }
+        Ok(sums)
+    }
+
     /// The commit accepted on `base_version`, and the version a key was used for.
     pub async fn outcome(
         &self,
@@ -548,10 +927,30 @@ impl Projection {
         base_version: u64,
         key: Option<&str>,
     ) -> Result<(Option<String>, Option<u64>), FeedbackError> {
-        let mut conn = self.conn.clone();
         let hash = complaint_key(self.partition_of(complaint), complaint.as_str());
+        self.outcome_in(&hash, base_version, key).await
+    }
+
+    /// As [`Projection::outcome`], for an outreach case.
+    pub async fn case_outcome(
+        &self,
+        case: &OutreachCaseId,
+        base_version: u64,
+        key: Option<&str>,
+    ) -> Result<(Option<String>, Option<u64>), FeedbackError> {
+        let hash = case_key(self.partition_of_stream(case.as_str()), case.as_str());
+        self.outcome_in(&hash, base_version, key).await
+    }
+
+    async fn outcome_in(
+        &self,
+        hash: &str,
+        base_version: u64,
+        key: Option<&str>,
+    ) -> Result<(Option<String>, Option<u64>), FeedbackError> {
+        let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(&hash).arg(format!("w:{base_version}"));
+        cmd.arg(hash).arg(format!("w:{base_version}"));
         cmd.arg(format!("k:{}", key.unwrap_or("")));
         let (winner, version): (Option<String>, Option<u64>) = cmd
             .query_async(&mut conn)

@@ -1,6 +1,7 @@
 //! The service put together from its [`Settings`]: the Feedback API over the complaint
 //! write path and the contact vault, and the SLA timers on every partition of the events
-//! topic, sharing one Redis. The binary (`main.rs`) and `churnguard-local` only load
+//! topic, and the outreach opener on every partition of the churn-signals topic, sharing
+//! one Redis. The binary (`main.rs`) and `churnguard-local` only load
 //! settings, open the log, get the key-encryption key and call this.
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::FeedbackApi;
 use crate::app::{self, App, AppError};
 use crate::config::Settings;
+use crate::outreach::Opener;
 use crate::projection::Projection;
 use crate::service::{Clock, Complaints};
 use crate::timers;
@@ -50,6 +52,8 @@ pub struct Service<L> {
     clock: Clock,
     timer_interval: Duration,
     grace: Duration,
+    opener: Arc<Opener<L>>,
+    signal_partitions: u32,
 }
 
 impl<L> std::fmt::Debug for Service<L> {
@@ -79,6 +83,10 @@ impl<L: EventLog + 'static> Service<L> {
         let partitions = log
             .ensure_topic(&settings.topic, settings.partitions)
             .await?;
+        // Churn scoring usually creates the signals topic; whoever starts first does.
+        let signal_partitions = log
+            .ensure_topic(&settings.signals_topic, settings.partitions)
+            .await?;
         let conn = settings.redis.connect().await?;
         let projection = Projection::new(conn.clone(), &settings.topic, partitions)
             .with_sla(settings.sla.clone(), directory);
@@ -87,6 +95,12 @@ impl<L: EventLog + 'static> Service<L> {
             projection,
             settings.context(),
             clock.clone(),
+        ));
+        let opener = Arc::new(Opener::new(
+            complaints.clone(),
+            churnguard_redis::RedisCheckpoints::new(conn.clone()),
+            &settings.signals_topic,
+            settings.outreach,
         ));
         let vault = Arc::new(Vault::new(kek, RedisKeyStore::new(conn.clone())));
         let api = FeedbackApi::new(complaints.clone(), vault, conn);
@@ -101,6 +115,8 @@ impl<L: EventLog + 'static> Service<L> {
             clock,
             timer_interval: settings.timer_interval(),
             grace: settings.shutdown_grace(),
+            opener,
+            signal_partitions,
         })
     }
 
@@ -114,7 +130,8 @@ impl<L: EventLog + 'static> Service<L> {
         self.partitions
     }
 
-    /// Serves the API and runs the SLA timers over every partition, on background tasks.
+    /// Serves the API, runs the SLA timers over every partition and opens outreach cases
+    /// from churn signals, on background tasks.
     pub fn spawn(self) -> RunningService<L> {
         let stop = CancellationToken::new();
         let partitions: Vec<u32> = (0..self.partitions).collect();
@@ -127,9 +144,18 @@ impl<L: EventLog + 'static> Service<L> {
                 timers::run(&complaints, &partitions, clock, every, stop.cancelled()).await;
             }
         });
+        let opener = tokio::spawn({
+            let opener = self.opener.clone();
+            let stop = stop.clone();
+            let partitions: Vec<u32> = (0..self.signal_partitions).collect();
+            async move {
+                opener.run(&partitions, stop.cancelled()).await;
+            }
+        });
         RunningService {
             api: self.app.spawn(),
             timers,
+            opener,
             stop,
             log: self.log,
             grace: self.grace,
@@ -142,6 +168,7 @@ impl<L: EventLog + 'static> Service<L> {
 pub struct RunningService<L> {
     api: app::Running,
     timers: JoinHandle<()>,
+    opener: JoinHandle<()>,
     stop: CancellationToken,
     log: Arc<L>,
     grace: Duration,
@@ -166,9 +193,14 @@ impl<L: EventLog> RunningService<L> {
             .timers
             .await
             .map_err(|e| RunError::Timers(e.to_string()));
+        let opener = self
+            .opener
+            .await
+            .map_err(|e| RunError::Timers(format!("outreach opener: {e}")));
         let api = self.api.stop().await;
         let flushed = self.log.flush(self.grace).await;
         timers?;
+        opener?;
         api?;
         flushed?;
         tracing::info!("feedback stopped");

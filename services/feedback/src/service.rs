@@ -9,11 +9,12 @@ use chrono::{DateTime, Utc};
 use churnguard_domain::feedback::complaint::{
     Complaint, ComplaintCommand, ComplaintEvent, Context, apply, handle,
 };
-use churnguard_domain::ids::ComplaintId;
-use churnguard_eventlog::EventLog;
+use churnguard_domain::feedback::outreach::{self, OutreachCase, OutreachCommand};
+use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
+use churnguard_eventlog::{EventLog, OutgoingRecord};
 
 use crate::error::FeedbackError;
-use crate::journal::Commit;
+use crate::journal::{Commit, OutreachCommit};
 use crate::projection::{Projection, accepts};
 
 /// The clock commands are decided at; tests pass a fake one.
@@ -186,9 +187,25 @@ impl<L: EventLog> Complaints<L> {
             idempotency_key: idempotency_key.map(str::to_owned),
             events,
         };
+        self.append_and_project(commit.to_record(now)).await?;
+        let (winner, _) = self.projection.outcome(id, base_version, None).await?;
+        let now_state = self.projection.load(id).await?;
+        let current = now_state.as_ref().map_or(0, |s| s.version);
+        match (winner, now_state) {
+            (Some(w), Some(s)) if w == commit.commit_id => Ok((s, true)),
+            _ => Err(FeedbackError::Conflict {
+                expected: base_version,
+                current,
+            }),
+        }
+    }
+
+    /// Appends one commit record and projects its partition up to it (in any process:
+    /// whoever projects first, the outcome is the same).
+    async fn append_and_project(&self, record: OutgoingRecord) -> Result<(), FeedbackError> {
         let appended = self
             .log
-            .append(self.projection.topic(), vec![commit.to_record(now)])
+            .append(self.projection.topic(), vec![record])
             .await
             .into_iter()
             .next()
@@ -208,7 +225,7 @@ impl<L: EventLog> Complaints<L> {
                 )
                 .await?;
             if reached > appended.offset {
-                break;
+                return Ok(());
             }
             if started.elapsed() > PROJECTION_DEADLINE {
                 return Err(FeedbackError::Timeout {
@@ -217,8 +234,63 @@ impl<L: EventLog> Complaints<L> {
                 });
             }
         }
-        let (winner, _) = self.projection.outcome(id, base_version, None).await?;
-        let now_state = self.projection.load(id).await?;
+    }
+
+    /// An outreach case as it stands, after everything in the log before this call.
+    pub async fn get_case(
+        &self,
+        id: &OutreachCaseId,
+    ) -> Result<Option<OutreachCase>, FeedbackError> {
+        let partition = self.projection.partition_of_stream(id.as_str());
+        self.projection
+            .catch_up(self.log.as_ref(), partition, None)
+            .await?;
+        self.projection.load_case(id).await
+    }
+
+    /// Runs one outreach command, with the rules of [`Complaints::execute_applied`]: the
+    /// answer says whether this call's commit took effect.
+    pub async fn execute_outreach(
+        &self,
+        id: &OutreachCaseId,
+        command: OutreachCommand,
+        idempotency_key: Option<&str>,
+    ) -> Result<(OutreachCase, bool), FeedbackError> {
+        let partition = self.projection.partition_of_stream(id.as_str());
+        self.projection
+            .catch_up(self.log.as_ref(), partition, None)
+            .await?;
+        let state = self.projection.load_case(id).await?;
+        let base_version = state.as_ref().map_or(0, |s| s.version);
+        let unchanged = |state: Option<OutreachCase>| {
+            state
+                .map(|s| (s, false))
+                .ok_or_else(|| FeedbackError::Corrupt(format!("{}: no case", id.as_str())))
+        };
+        if let Some(key) = idempotency_key {
+            let (_, used) = self
+                .projection
+                .case_outcome(id, base_version, Some(key))
+                .await?;
+            if used.is_some() {
+                return unchanged(state);
+            }
+        }
+        let now = (self.clock)();
+        let events = outreach::handle(state.as_ref(), command, now)?;
+        if events.is_empty() {
+            return unchanged(state);
+        }
+        let commit = OutreachCommit {
+            case_id: id.clone(),
+            base_version,
+            commit_id: uuid::Uuid::new_v4().to_string(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            events,
+        };
+        self.append_and_project(commit.to_record(now)).await?;
+        let (winner, _) = self.projection.case_outcome(id, base_version, None).await?;
+        let now_state = self.projection.load_case(id).await?;
         let current = now_state.as_ref().map_or(0, |s| s.version);
         match (winner, now_state) {
             (Some(w), Some(s)) if w == commit.commit_id => Ok((s, true)),

@@ -7,7 +7,7 @@
 //! [`apply`] folds, expected versions guard concurrent writers. [`DefectionReasons`] is the
 //! read model fed by both outreach and complaint events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -457,11 +457,80 @@ pub struct ReasonRow {
     pub tally: Tally,
 }
 
+/// What one accepted event adds to the read model: a tally for one UTC day, store and
+/// cause. The one definition of what counts, shared by [`DefectionReasons`] and the
+/// service's Redis projection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct CaseFacts {
-    store: StoreId,
-    value_at_risk_minor: i64,
-    reasons_counted: BTreeSet<DefectionReason>,
+pub struct Contribution {
+    pub day: NaiveDate,
+    pub store: StoreId,
+    pub cause: Cause,
+    pub tally: Tally,
+}
+
+/// What outreach event `event` adds, given the case as it stood before it (`None` before
+/// the opening). A reason counts one defector the first time a case gives it; the
+/// outcome that closes a case counts its value once, as lost or saved, under the reason
+/// given with it. Openings and attempts without a reason add nothing.
+pub fn outreach_contribution(
+    before: Option<&OutreachCase>,
+    event: &OutreachEvent,
+) -> Option<Contribution> {
+    let OutreachEvent::OutreachRecorded {
+        reason: Some(reason),
+        outcome,
+        at,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    let case = before?;
+    let mut tally = Tally::default();
+    if !case.attempts.iter().any(|a| a.reason == Some(*reason)) {
+        tally.defectors = 1;
+    }
+    match outcome {
+        OutreachOutcome::Lost => {
+            tally.lost = 1;
+            tally.value_lost_minor = case.value_at_risk_minor;
+        }
+        OutreachOutcome::WonBack => {
+            tally.won_back = 1;
+            tally.value_saved_minor = case.value_at_risk_minor;
+        }
+        OutreachOutcome::NotReached | OutreachOutcome::Reached => {}
+    }
+    (tally != Tally::default()).then(|| Contribution {
+        day: at.date_naive(),
+        store: case.home_store.clone(),
+        cause: Cause::Reason(*reason),
+        tally,
+    })
+}
+
+/// What complaint event `event` adds: a filing counts one complaint for its touchpoint
+/// and store, on the day it was filed. Nothing else counts: the touchpoint a customer
+/// complained about is what they experienced.
+pub fn complaint_contribution(event: &ComplaintEvent) -> Option<Contribution> {
+    let ComplaintEvent::ComplaintFiled {
+        store_id,
+        touchpoint,
+        at,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    Some(Contribution {
+        day: at.date_naive(),
+        store: store_id.clone(),
+        cause: Cause::Touchpoint(*touchpoint),
+        tally: Tally {
+            complaints: 1,
+            ..Tally::default()
+        },
+    })
 }
 
 /// A pure fold over outreach and complaint events: per UTC day, store and cause, how many
@@ -473,7 +542,7 @@ struct CaseFacts {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DefectionReasons {
     days: BTreeMap<(NaiveDate, StoreId, Cause), Tally>,
-    cases: BTreeMap<OutreachCaseId, CaseFacts>,
+    cases: BTreeMap<OutreachCaseId, OutreachCase>,
     case_versions: BTreeMap<OutreachCaseId, u64>,
     complaint_versions: BTreeMap<ComplaintId, u64>,
 }
@@ -483,10 +552,11 @@ impl DefectionReasons {
         Self::default()
     }
 
-    fn tally(&mut self, at: DateTime<Utc>, store: &StoreId, cause: Cause) -> &mut Tally {
+    fn add(&mut self, c: Contribution) {
         self.days
-            .entry((at.date_naive(), store.clone(), cause))
+            .entry((c.day, c.store, c.cause))
             .or_default()
+            .add(&c.tally);
     }
 
     /// Adds event number `version` of outreach case `case`.
@@ -496,53 +566,12 @@ impl DefectionReasons {
             return;
         }
         *seen = version;
-        match event {
-            OutreachEvent::OutreachOpened {
-                home_store,
-                value_at_risk_minor,
-                ..
-            } => {
-                self.cases.insert(
-                    case.clone(),
-                    CaseFacts {
-                        store: home_store.clone(),
-                        value_at_risk_minor: *value_at_risk_minor,
-                        reasons_counted: BTreeSet::new(),
-                    },
-                );
-            }
-            OutreachEvent::OutreachRecorded {
-                reason,
-                outcome,
-                at,
-                ..
-            } => {
-                let Some(facts) = self.cases.get_mut(case) else {
-                    return;
-                };
-                let Some(reason) = *reason else {
-                    return;
-                };
-                let first_time = facts.reasons_counted.insert(reason);
-                let store = facts.store.clone();
-                let value = facts.value_at_risk_minor;
-                let t = self.tally(*at, &store, Cause::Reason(reason));
-                if first_time {
-                    t.defectors += 1;
-                }
-                // The case closes with this outcome, so it counts once.
-                match outcome {
-                    OutreachOutcome::Lost => {
-                        t.lost += 1;
-                        t.value_lost_minor += value;
-                    }
-                    OutreachOutcome::WonBack => {
-                        t.won_back += 1;
-                        t.value_saved_minor += value;
-                    }
-                    OutreachOutcome::NotReached | OutreachOutcome::Reached => {}
-                }
-            }
+        let before = self.cases.remove(case);
+        if let Some(c) = outreach_contribution(before.as_ref(), event) {
+            self.add(c);
+        }
+        if let Some(after) = apply(before, event) {
+            self.cases.insert(case.clone(), after);
         }
     }
 
@@ -557,15 +586,8 @@ impl DefectionReasons {
             return;
         }
         *seen = version;
-        if let ComplaintEvent::ComplaintFiled {
-            store_id,
-            touchpoint,
-            at,
-            ..
-        } = event
-        {
-            self.tally(*at, store_id, Cause::Touchpoint(*touchpoint))
-                .complaints += 1;
+        if let Some(c) = complaint_contribution(event) {
+            self.add(c);
         }
     }
 
