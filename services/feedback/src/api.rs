@@ -9,11 +9,18 @@
 //! ListOutreach (from the outreach list index, by due time), RecordOutreach and
 //! GetDefectionReasons (from the per-day reasons counters).
 //!
-//! ListComplaints orders by priority, then oldest filed first, then complaint id, as the
-//! proto says; priority is not computed yet (summaries leave it unset), so today the
-//! order is filed time, oldest first, then id. The page token is `<filed_ms>:<id>` of the
-//! last complaint returned; the next page starts after it.
+//! Summaries carry the holder of the complaint's level (from the directory), the next
+//! clock due (from the SLA policy) and the priority: the domain's
+//! [`domain::priority`] of the severity, the customer's standing from churn signals
+//! ([`crate::standing`]) and the incident history among the customer's complaints
+//! ([`domain::incident_history`], from the projection's per-customer hashes).
+//!
+//! ListComplaints orders by priority (highest first), then oldest filed first, then
+//! complaint id, as the proto says. The page token is `<score>:<filed_ms>:<id>` of the
+//! last complaint returned; the next page starts after it (a priority that changes
+//! between pages may move a complaint across the boundary).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -46,6 +53,8 @@ use tonic::{Request, Response, Status};
 use crate::error::FeedbackError;
 use crate::projection::{CaseEntry, ListEntry};
 use crate::service::Complaints;
+use crate::sla_clock;
+use crate::standing;
 use crate::watch::{AlertStream, Filter, Position, Watcher};
 
 /// The fully-qualified gRPC service name, as health checks report it.
@@ -267,7 +276,79 @@ impl<L: EventLog> FeedbackApi<L> {
             .execute(&id, command, key)
             .await
             .map_err(|e| failed(&e))?;
-        Ok(summary(&complaint))
+        self.summary_of(&complaint).await.map_err(|e| failed(&e))
+    }
+
+    /// A complaint's summary with what the complaint alone does not say: the holder of
+    /// its level, the next clock due and its priority.
+    async fn summary_of(&self, c: &Complaint) -> Result<pb::ComplaintSummary, FeedbackError> {
+        let id = c.id.as_str();
+        let priorities = self
+            .priorities(&[(id, c.severity, c.customer.key().as_str())])
+            .await?;
+        Ok(self.enrich(summary(c), c, priorities.get(id)))
+    }
+
+    fn enrich(
+        &self,
+        mut s: pb::ComplaintSummary,
+        c: &Complaint,
+        priority: Option<&domain::Priority>,
+    ) -> pb::ComplaintSummary {
+        if let Some(d) = &self.directory {
+            s.holder_id = d
+                .holder(c.level, c.store_id.as_str())
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if let Some(sla) = self.complaints.projection().sla()
+            && let Some((run, due)) = sla_clock::breach_dues(c, &sla.policy, &sla.directory)
+                .into_iter()
+                .min_by_key(|(run, due)| (*due, run.clock))
+        {
+            s.next_due_at = timestamp_out(due);
+            s.next_due_clock = code(SlaClock::ALL, &run.clock);
+        }
+        s.priority = priority.map(|p| pb::Priority {
+            score: p.score,
+            severity_points: p.severity_points,
+            value_points: p.value_points,
+            churn_points: p.churn_points,
+            incident_points: p.incident_points,
+        });
+        s
+    }
+
+    /// The priority of each complaint (id, severity, customer key): its customer's
+    /// standing from churn signals and its incident history among the customer's
+    /// complaints.
+    async fn priorities(
+        &self,
+        complaints: &[(&str, Severity, &str)],
+    ) -> Result<HashMap<String, domain::Priority>, FeedbackError> {
+        let mut customers: Vec<&str> = complaints.iter().map(|c| c.2).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        let projection = self.complaints.projection();
+        let standings = standing::load(projection.connection(), &customers).await?;
+        let incidents = projection.incidents(&customers).await?;
+        let mut out = HashMap::with_capacity(complaints.len());
+        for (id, severity, customer) in complaints {
+            let (Some(standing), Some(all)) = (standings.get(*customer), incidents.get(*customer))
+            else {
+                continue;
+            };
+            let history = all
+                .iter()
+                .find(|i| i.complaint_id.as_str() == *id)
+                .map(|this| domain::incident_history(this, all))
+                .unwrap_or_default();
+            out.insert(
+                (*id).to_owned(),
+                domain::priority(*severity, standing, &history),
+            );
+        }
+        Ok(out)
     }
 
     async fn get(&self, req: pb::GetComplaintRequest) -> Result<pb::Complaint, FeedbackError> {
@@ -283,7 +364,20 @@ impl<L: EventLog> FeedbackApi<L> {
         } else {
             None
         };
-        Ok(full(&complaint, &history, contact))
+        let mut full = full(&complaint, &history, contact);
+        full.summary = Some(self.summary_of(&complaint).await?);
+        if let Some(sla) = self.complaints.projection().sla() {
+            let dues = sla_clock::breach_dues(&complaint, &sla.policy, &sla.directory);
+            for clock in &mut full.clocks {
+                if let Some((_, due)) = dues.iter().find(|(run, _)| {
+                    code(SlaClock::ALL, &run.clock) == clock.clock
+                        && code(Level::ALL, &run.level) == clock.level
+                }) {
+                    clock.due_at = timestamp_out(*due);
+                }
+            }
+        }
+        Ok(full)
     }
 
     async fn contact_on_record(
@@ -376,31 +470,37 @@ impl<L: EventLog> FeedbackApi<L> {
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
-/// Where a page of ListComplaints ends: the sort key of its last complaint.
+/// Where a page of ListComplaints ends: the sort key of its last complaint (priority
+/// score, highest first, then filed time, then id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct PageToken {
+    score: std::cmp::Reverse<u32>,
     filed_ms: i64,
     complaint_id: String,
 }
 
 impl PageToken {
-    fn of(e: &ListEntry) -> Self {
+    fn of(e: &ListEntry, score: u32) -> Self {
         Self {
+            score: std::cmp::Reverse(score),
             filed_ms: e.filed_ms,
             complaint_id: e.complaint_id.clone(),
         }
     }
 
     fn encode(&self) -> String {
-        format!("{}:{}", self.filed_ms, self.complaint_id)
+        format!("{}:{}:{}", self.score.0, self.filed_ms, self.complaint_id)
     }
 
     fn parse(s: &str) -> Result<Self, FeedbackError> {
         let bad = || FeedbackError::invalid("page_token", "is not a token this service issued");
-        let (ms, id) = s.split_once(':').ok_or_else(bad)?;
-        let filed_ms = ms.parse().map_err(|_| bad())?;
-        let id = ComplaintId::parse(id.to_owned()).map_err(|_| bad())?;
+        let mut parts = s.splitn(3, ':');
+        let mut next = || parts.next().ok_or_else(bad);
+        let score = next()?.parse().map_err(|_| bad())?;
+        let filed_ms = next()?.parse().map_err(|_| bad())?;
+        let id = ComplaintId::parse(next()?.to_owned()).map_err(|_| bad())?;
         Ok(Self {
+            score: std::cmp::Reverse(score),
             filed_ms,
             complaint_id: id.as_str().to_owned(),
         })
@@ -457,7 +557,6 @@ impl<L: EventLog> FeedbackApi<L> {
                 && holder.is_none_or(|h| {
                     directory.and_then(|d| d.holder(e.level, &e.store_id)) == Some(h)
                 })
-                && after.as_ref().is_none_or(|a| PageToken::of(e) > *a)
         };
         // Everything in the log before this call, as GetComplaint sees it.
         let projection = self.complaints.projection();
@@ -466,13 +565,27 @@ impl<L: EventLog> FeedbackApi<L> {
             self.complaints.catch_up(p).await?;
             matching.extend(projection.listed(p).await?.into_iter().filter(&keep));
         }
-        matching.sort_by(|a, b| (a.filed_ms, &a.complaint_id).cmp(&(b.filed_ms, &b.complaint_id)));
+        let priorities = self
+            .priorities(
+                &matching
+                    .iter()
+                    .map(|e| (e.complaint_id.as_str(), e.severity, e.customer.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+        let score = |e: &ListEntry| priorities.get(&e.complaint_id).map_or(0, |p| p.score);
+        let mut ranked: Vec<(PageToken, ListEntry)> = matching
+            .into_iter()
+            .map(|e| (PageToken::of(&e, score(&e)), e))
+            .filter(|(t, _)| after.as_ref().is_none_or(|a| t > a))
+            .collect();
+        ranked.sort_by(|a, b| a.0.cmp(&b.0));
         let size = usize::try_from(page_size).unwrap_or(usize::MAX);
-        let more = matching.len() > size;
-        matching.truncate(size);
-        let ids = matching
+        let more = ranked.len() > size;
+        ranked.truncate(size);
+        let ids = ranked
             .iter()
-            .map(|e| {
+            .map(|(_, e)| {
                 ComplaintId::parse(e.complaint_id.clone())
                     .map_err(|err| FeedbackError::Corrupt(format!("listed id: {err}")))
             })
@@ -483,17 +596,10 @@ impl<L: EventLog> FeedbackApi<L> {
             let c = c.ok_or_else(|| {
                 FeedbackError::Corrupt(format!("{} is listed but not projected", id.as_str()))
             })?;
-            let mut s = summary(&c);
-            if let Some(d) = directory {
-                s.holder_id = d
-                    .holder(c.level, c.store_id.as_str())
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-            complaints.push(s);
+            complaints.push(self.enrich(summary(&c), &c, priorities.get(id.as_str())));
         }
-        let next_page_token = match matching.last() {
-            Some(last) if more => PageToken::of(last).encode(),
+        let next_page_token = match ranked.last() {
+            Some((last, _)) if more => last.encode(),
             _ => String::new(),
         };
         Ok(pb::ListComplaintsResponse {
@@ -1034,8 +1140,9 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             .file(request.into_inner())
             .await
             .map_err(|e| failed(&e))?;
+        let summary = self.summary_of(&complaint).await.map_err(|e| failed(&e))?;
         Ok(Response::new(pb::FileComplaintResponse {
-            complaint: Some(summary(&complaint)),
+            complaint: Some(summary),
         }))
     }
 

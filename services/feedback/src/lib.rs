@@ -30,6 +30,7 @@ pub mod projection;
 pub mod runtime;
 pub mod service;
 pub mod sla_clock;
+pub mod standing;
 pub mod timers;
 pub mod watch;
 

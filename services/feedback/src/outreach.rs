@@ -3,6 +3,9 @@
 //! each one into `at_risk` or `defected`, this opens an outreach case at the customer's
 //! home store with its own deadline, through the same write path as complaints.
 //!
+//! Every signal also updates the customer's standing ([`crate::standing`]), which
+//! complaint priorities use.
+//!
 //! Exactly once: the case id and the commit's idempotency key are both derived from the
 //! signal's event id (which churn scoring makes deterministic), so a signal read twice
 //! (after a crash before the checkpoint moved, or by two instances at once) opens one
@@ -24,6 +27,7 @@ use churnguard_redis::{CheckpointStore, RedisCheckpoints};
 use crate::config::OutreachTargets;
 use crate::error::FeedbackError;
 use crate::service::Complaints;
+use crate::standing::{self, minor};
 
 /// The consumer name of the signals reader's checkpoints.
 pub const OPENER: &str = "feedback-outreach";
@@ -63,13 +67,6 @@ pub fn decide(
     let due_at = directory
         .and_then(|d| d.calendar_for(&store).add_business(now, target.secs()))
         .unwrap_or_else(|| now + TimeDelta::seconds(target.secs()));
-    let minor = |v: f64| {
-        if v.is_finite() {
-            v.round().max(0.0) as i64
-        } else {
-            0
-        }
-    };
     Decision::Open(
         case_id.clone(),
         OpenOutreach {
@@ -182,6 +179,15 @@ impl<L: EventLog> Opener<L> {
                 return Ok(None);
             }
         };
+        if let Err(e) =
+            standing::record(self.complaints.projection().connection(), &signal.data).await
+        {
+            if e.is_retriable() || matches!(e, FeedbackError::Redis { .. }) {
+                return Err(e);
+            }
+            tracing::warn!(partition, offset = r.offset, error = %e, "churn signal skipped");
+            return Ok(None);
+        }
         let now = self.complaints.now();
         let directory = self.complaints.projection().sla().map(|s| &s.directory);
         let (case_id, open) = match decide(&signal, now, &self.targets, directory) {

@@ -22,8 +22,19 @@
 //!
 //! Always, the same step keeps the partition's list index `fl:{p<partition>}`, which
 //! ListComplaints filters and orders by without loading complaints: a hash of complaint →
-//! `<filed_ms> <level> <status> <breached 0|1> <store>` ([`ListEntry`]; level and status
-//! as their domain words, the store last so it may hold anything). The value is a function
+//! `<filed_ms> <level> <status> <breached 0|1> <severity> <customer> <store>`
+//! ([`ListEntry`]; level, status and severity as their domain words, the store last so it
+//! may hold anything). A filing also adds the complaint to its customer's hash in the
+//! partition, `fu:{p<partition>}:<customer>` (complaint → `<filed_ms> <touchpoint>`), which
+//! incident histories read across partitions.
+//!
+//! Outreach commits (same topic, keyed by case) keep the case hash
+//! `fo:{p<partition>}:<case>` (fields as a complaint's), the outreach list index
+//! `fol:{p<partition>}` (case → `<due_ms> <status> <reached 0|1> <store>`, [`CaseEntry`])
+//! and, with complaint filings, the per-day defection-reason counters
+//! `fr:{p<partition>}:<YYYY-MM-DD>` (`<counter> <cause> <store>` → amount, by HINCRBY),
+//! whose increments come from the domain's [`outreach_contribution`] and
+//! [`complaint_contribution`]. The value is a function
 //! of the complaint's state alone and is overwritten on every accepted change, so it is
 //! exact as complaints move and a replay rebuilds it identically. Reading it is one HGETALL
 //! per partition (O(complaints) small strings, no complaint JSON).
@@ -33,13 +44,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use churnguard_domain::feedback::complaint::{Complaint, ComplaintStatus};
+use churnguard_domain::feedback::complaint::{
+    Complaint, ComplaintEvent, ComplaintStatus, Incident,
+};
 use churnguard_domain::feedback::outreach::{
     Cause, Contribution, OutreachCase, OutreachStatus, Tally, complaint_contribution,
     outreach_contribution,
 };
 use churnguard_domain::feedback::sla::{Directory, SlaPolicy};
-use churnguard_domain::feedback::{DefectionReason, Level, OutreachOutcome, Touchpoint};
+use churnguard_domain::feedback::{DefectionReason, Level, OutreachOutcome, Severity, Touchpoint};
 use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_domain::partition_for_key;
 use churnguard_eventlog::{EventLog, Record};
@@ -77,6 +90,12 @@ pub fn case_list_key(partition: u32) -> String {
     format!("fol:{{p{partition}}}")
 }
 
+/// A customer's complaints filed to a partition: complaint → `<filed_ms> <touchpoint>`.
+/// Incident histories read the customer's hash in every partition.
+pub fn customer_complaints_key(partition: u32, customer: &str) -> String {
+    format!("fu:{{p{partition}}}:{customer}")
+}
+
 /// The defection-reason counters of a partition for one UTC day.
 pub fn reasons_key(partition: u32, day: NaiveDate) -> String {
     format!("fr:{{p{partition}}}:{day}")
@@ -97,6 +116,9 @@ pub struct ListEntry {
     pub level: Level,
     pub status: ComplaintStatus,
     pub breached: bool,
+    pub severity: Severity,
+    /// The complainant's customer key (customer id or card token).
+    pub customer: String,
     pub store_id: String,
 }
 
@@ -108,6 +130,8 @@ impl ListEntry {
             level: c.level,
             status: c.status,
             breached: c.is_breached(),
+            severity: c.severity,
+            customer: c.customer.key().as_str().to_owned(),
             store_id: c.store_id.as_str().to_owned(),
         }
     }
@@ -115,17 +139,19 @@ impl ListEntry {
     /// The index value (the complaint id is the field).
     pub fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {}",
+            "{} {} {} {} {} {} {}",
             self.filed_ms,
             self.level.as_str(),
             self.status.as_str(),
             u8::from(self.breached),
+            self.severity.as_str(),
+            self.customer,
             self.store_id
         )
     }
 
     pub fn decode(complaint_id: &str, value: &str) -> Option<Self> {
-        let mut parts = value.splitn(5, ' ');
+        let mut parts = value.splitn(7, ' ');
         let filed_ms = parts.next()?.parse().ok()?;
         let level = parts.next()?;
         let level = *Level::ALL.iter().find(|l| l.as_str() == level)?;
@@ -136,6 +162,8 @@ impl ListEntry {
             "1" => true,
             _ => return None,
         };
+        let severity = parts.next()?.parse().ok()?;
+        let customer = parts.next()?.to_owned();
         let store_id = parts.next()?.to_owned();
         Some(Self {
             complaint_id: complaint_id.to_owned(),
@@ -143,6 +171,8 @@ impl ListEntry {
             level,
             status,
             breached,
+            severity,
+            customer,
             store_id,
         })
     }
@@ -597,12 +627,31 @@ impl Projection {
         }
 
         let mut tallies = Tallies::default();
+        let mut filings: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let (a1, r1) = fold(
             partition,
             &complaints,
             &mut complaint_now,
             checkpoint,
-            |_, e| tallies.add(complaint_contribution(e)),
+            |_, e| {
+                tallies.add(complaint_contribution(e));
+                if let ComplaintEvent::ComplaintFiled {
+                    complaint_id,
+                    customer,
+                    touchpoint,
+                    at,
+                    ..
+                } = e
+                {
+                    filings
+                        .entry(customer_complaints_key(partition, customer.key().as_str()))
+                        .or_default()
+                        .push((
+                            complaint_id.as_str().to_owned(),
+                            format!("{} {}", at.timestamp_millis(), touchpoint.as_str()),
+                        ));
+                }
+            },
         );
         let (a2, r2) = fold(partition, &cases, &mut case_now, checkpoint, |before, e| {
             tallies.add(outreach_contribution(before, e))
@@ -651,7 +700,8 @@ impl Projection {
             .arg(next)
             .arg(u8::from(self.sla.is_some()))
             .arg(complaint_writes.len())
-            .arg(case_writes.len());
+            .arg(case_writes.len())
+            .arg(tallies.0.len());
         for (key, set, id, due, entry) in complaint_writes {
             commit
                 .key(key)
@@ -670,6 +720,12 @@ impl Projection {
                 .arg(increments.len());
             for (field, by) in increments {
                 commit.arg(field).arg(*by);
+            }
+        }
+        for (key, fields) in &filings {
+            commit.key(key).arg(fields.len());
+            for (field, value) in fields {
+                commit.arg(field).arg(value);
             }
         }
         let (written, checkpoint): (u8, u64) = commit
@@ -888,6 +944,46 @@ impl Projection {
                     .ok_or_else(|| FeedbackError::Corrupt(format!("{key} field {id}")))
             })
             .collect()
+    }
+
+    /// Every complaint of each customer, from their hash in every partition.
+    pub async fn incidents(
+        &self,
+        customers: &[&str],
+    ) -> Result<HashMap<String, Vec<Incident>>, FeedbackError> {
+        let mut pipe = redis::pipe();
+        for c in customers {
+            for p in 0..self.partitions {
+                pipe.cmd("HGETALL").arg(customer_complaints_key(p, c));
+            }
+        }
+        if customers.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<Vec<(String, String)>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HGETALL customer complaints"))?;
+        let per = self.partitions as usize;
+        let mut all = HashMap::new();
+        for (c, hashes) in customers.iter().zip(raw.chunks(per.max(1))) {
+            let mut incidents = Vec::new();
+            for (id, value) in hashes.iter().flatten() {
+                let parsed = value.split_once(' ').and_then(|(ms, tp)| {
+                    Some(Incident {
+                        complaint_id: ComplaintId::parse(id.as_str()).ok()?,
+                        filed_at: chrono::DateTime::from_timestamp_millis(ms.parse().ok()?)?,
+                        touchpoint: tp.parse().ok()?,
+                    })
+                });
+                incidents.push(parsed.ok_or_else(|| {
+                    FeedbackError::Corrupt(format!("complaints of {c}: field {id}"))
+                })?);
+            }
+            all.insert((*c).to_owned(), incidents);
+        }
+        Ok(all)
     }
 
     /// The reasons counters of every partition over the UTC days `from ..= to`, summed

@@ -147,3 +147,16 @@ pub fn next_alarm(
         .into_iter()
         .next()
 }
+
+/// When each running clock not yet breached will breach: its due time.
+pub fn breach_dues(
+    complaint: &Complaint,
+    policy: &SlaPolicy,
+    directory: &Directory,
+) -> Vec<(ClockRun, DateTime<Utc>)> {
+    pending_alarms(complaint, policy, directory)
+        .into_iter()
+        .filter(|a| a.kind == AlarmKind::Breach)
+        .map(|a| (a.run, a.due_at))
+        .collect()
+}

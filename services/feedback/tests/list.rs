@@ -147,9 +147,9 @@ async fn ids(client: &mut FeedbackClient<Channel>, req: pb::ListComplaintsReques
     ids
 }
 
-/// The list indexes as Redis holds them.
+/// The list indexes and the per-customer complaint hashes as Redis holds them.
 async fn list_indexes(redis: &RedisServer) -> BTreeMap<String, BTreeMap<String, String>> {
-    common::hashes(redis, &["fl:*"]).await
+    common::hashes(redis, &["fl:*", "fu:*"]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -281,16 +281,23 @@ async fn list_complaints_filters_pages_and_survives_a_replay() {
         r.expect("append the breach");
     }
 
-    // Oldest filed first; d and e were filed the same minute: by id.
-    let (first, second) = if d < e { (&d, &e) } else { (&e, &d) };
-    let everything = vec![
-        a.clone(),
-        b.clone(),
-        c.clone(),
-        first.clone(),
-        second.clone(),
-        f.clone(),
+    // Highest priority first, then oldest filed, then by id. All six are cust-1's
+    // complaints about the staff, none with a churn signal: severity (minor 0, moderate
+    // 25, major 50, critical 100) plus 5 per complaint filed before (at most 4) and 10
+    // for the same touchpoint again. d and e were filed the same minute: the smaller id
+    // counts as the earlier.
+    let d_first = d < e;
+    let expected: Vec<(&String, u32, i64)> = vec![
+        (&a, 50, 0),
+        (&b, 15, 1),
+        (&c, 120, 2),
+        (&d, 25 + if d_first { 25 } else { 30 }, 3),
+        (&e, if d_first { 30 } else { 25 }, 3),
+        (&f, 80, 4),
     ];
+    let mut ranked = expected.clone();
+    ranked.sort_by_key(|(id, score, minute)| (std::cmp::Reverse(*score), *minute, (*id).clone()));
+    let everything: Vec<String> = ranked.iter().map(|(id, _, _)| (*id).clone()).collect();
     let only = |wanted: &[&String]| -> Vec<String> {
         everything
             .iter()
@@ -325,6 +332,15 @@ async fn list_complaints_filters_pages_and_survives_a_replay() {
     assert_eq!(by_id[&b].status, pb::ComplaintStatus::Acknowledged as i32);
     assert_eq!(by_id[&c].severity, pb::Severity::Critical as i32);
     assert_eq!(by_id[&a].filed_at, "2026-11-23T10:00:00Z");
+    for (id, score, _) in &expected {
+        let p = by_id[*id].priority.expect("a priority");
+        assert_eq!(p.score, *score, "priority of {id}");
+        assert_eq!(
+            p.score,
+            p.severity_points + p.value_points + p.churn_points + p.incident_points
+        );
+    }
+    assert_eq!(by_id[&f].priority.map(|p| p.incident_points), Some(30));
 
     // Each filter alone, and together.
     let store = |s: &str| pb::ListComplaintsRequest {
@@ -476,7 +492,8 @@ async fn list_complaints_filters_pages_and_survives_a_replay() {
 
     // A replay into an empty Redis rebuilds the index and lists the same.
     let indexes = list_indexes(&redis).await;
-    assert_eq!(indexes.values().map(BTreeMap::len).sum::<usize>(), 6);
+    // Six list entries, and the six complaints in cust-1's hashes.
+    assert_eq!(indexes.values().map(BTreeMap::len).sum::<usize>(), 12);
     let before = client
         .list_complaints(list())
         .await

@@ -35,9 +35,9 @@ use tonic::transport::Channel;
 
 const PARTITIONS: u32 = 3;
 const SIGNALS: &str = "churn.signals.v1";
-/// The read model's keys: complaints, their list and deadline indexes, outreach cases,
-/// their list index and the reasons counters.
-const READ_MODEL: &[&str] = &["fc:*", "fl:*", "fo:*", "fol:*", "fr:*"];
+/// The read model's keys: complaints, their list index and per-customer hashes, outreach
+/// cases, their list index and the reasons counters.
+const READ_MODEL: &[&str] = &["fc:*", "fl:*", "fu:*", "fo:*", "fol:*", "fr:*"];
 
 /// Monday 23 November 2026, 10:00 in London (UTC in winter); the default calendar is
 /// open Monday to Saturday 09:00-18:00.
@@ -399,12 +399,15 @@ async fn outreach_end_to_end<L: EventLog + 'static>(log: Arc<L>) {
         Vec::<String>::new()
     );
 
-    // A complaint at store-1 about staff counts under its touchpoint.
+    // A complaint at store-1 about staff counts under its touchpoint. It is cust-b's, whom
+    // churn scoring reported at risk: its priority counts their value (CLV 300.00: 10
+    // points) and their standing (at risk 10, plus 5 for 100.00 at risk) on top of the
+    // severity (minor: 0).
     let filed = c
         .file_complaint(pb::FileComplaintRequest {
             idempotency_key: "complaint-1".into(),
             customer: Some(pb::Customer {
-                kind: Some(pb::customer::Kind::CustomerId("cust-f".into())),
+                kind: Some(pb::customer::Kind::CustomerId("cust-b".into())),
             }),
             contact: Some(pb::ContactDetails {
                 name: "Grace Hopper".into(),
@@ -420,7 +423,32 @@ async fn outreach_end_to_end<L: EventLog + 'static>(log: Arc<L>) {
             occurred_at: "2026-11-25T09:30:00Z".into(),
         })
         .await;
-    filed.expect("filed");
+    let filed = filed
+        .expect("filed")
+        .into_inner()
+        .complaint
+        .expect("summary");
+    let p = filed.priority.expect("a priority");
+    assert_eq!(
+        (
+            p.score,
+            p.severity_points,
+            p.value_points,
+            p.churn_points,
+            p.incident_points
+        ),
+        (25, 0, 10, 15, 0)
+    );
+    // Filed Wednesday 12:00; the store manager's 8 business hours to resolve (6 on
+    // Wednesday, 2 on Thursday) run out before the minor complaint's 16 to first answer.
+    assert_eq!(
+        (filed.next_due_at.as_str(), filed.next_due_clock),
+        ("2026-11-26T11:00:00Z", pb::SlaClock::Resolution as i32)
+    );
+    assert_eq!(
+        filed.holder_id, "",
+        "the default directory names no store managers"
+    );
 
     let expected = vec![
         pb::DefectionReasonRow {

@@ -1538,6 +1538,33 @@ pub fn priority(
     }
 }
 
+/// One of a customer's complaints, as far as their incident history goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    pub complaint_id: ComplaintId,
+    pub filed_at: DateTime<Utc>,
+    pub touchpoint: Touchpoint,
+}
+
+/// How far back earlier complaints count towards [`IncidentHistory::complaints_last_90d`].
+pub const INCIDENT_WINDOW_DAYS: i64 = 90;
+
+/// The incident history of complaint `this` among all of its customer's complaints
+/// (`all` may include `this`): the complaints filed before it (by filing time, then id)
+/// within [`INCIDENT_WINDOW_DAYS`], and whether one of those filed before it named the same
+/// touchpoint, at any time. Relative to the filing, so a complaint's history does not
+/// change as time passes, only as the customer's record is learned.
+pub fn incident_history(this: &Incident, all: &[Incident]) -> IncidentHistory {
+    let key = |i: &Incident| (i.filed_at, i.complaint_id.clone());
+    let earlier = || all.iter().filter(|i| key(i) < key(this));
+    let window = this.filed_at - TimeDelta::days(INCIDENT_WINDOW_DAYS);
+    IncidentHistory {
+        complaints_last_90d: u32::try_from(earlier().filter(|i| i.filed_at >= window).count())
+            .unwrap_or(u32::MAX),
+        same_touchpoint_before: earlier().any(|i| i.touchpoint == this.touchpoint),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Validation helper, shared with the outreach aggregate
 // ---------------------------------------------------------------------------------------
@@ -1599,6 +1626,51 @@ impl Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incident_history_counts_earlier_complaints_of_the_window() {
+        let t0 = DateTime::parse_from_rfc3339("2026-06-01T10:00:00Z")
+            .expect("time")
+            .to_utc();
+        let incident = |id: &str, days: i64, touchpoint: Touchpoint| Incident {
+            complaint_id: ComplaintId::parse(id).expect("id"),
+            filed_at: t0 + TimeDelta::days(days),
+            touchpoint,
+        };
+        let all = vec![
+            incident("a", 0, Touchpoint::Staff),
+            incident("b", 50, Touchpoint::Products),
+            incident("c", 100, Touchpoint::Premises),
+            incident("d", 100, Touchpoint::Products),
+            incident("e", 200, Touchpoint::Staff),
+        ];
+        let h = |i: usize| incident_history(&all[i], &all);
+        assert_eq!(h(0), IncidentHistory::default());
+        // c: a and b are earlier, b within 90 days; nothing named the premises.
+        assert_eq!(
+            h(2),
+            IncidentHistory {
+                complaints_last_90d: 1,
+                same_touchpoint_before: false
+            }
+        );
+        // d: filed with c, after it by id; b named the products.
+        assert_eq!(
+            h(3),
+            IncidentHistory {
+                complaints_last_90d: 2,
+                same_touchpoint_before: true
+            }
+        );
+        // e: nothing within 90 days, but a named the staff long ago.
+        assert_eq!(
+            h(4),
+            IncidentHistory {
+                complaints_last_90d: 0,
+                same_touchpoint_before: true
+            }
+        );
+    }
     use proptest::prelude::*;
 
     fn t(minutes: i64) -> DateTime<Utc> {
