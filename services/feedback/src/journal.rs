@@ -69,7 +69,7 @@ impl Committed {
 
 /// What the projection needs of a commit, whichever stream it is on.
 pub trait StreamCommit {
-    type Event;
+    type Event: Serialize;
     type State: Serialize + DeserializeOwned;
     /// The complaint or case id: the record key.
     fn stream(&self) -> &str;

@@ -5,7 +5,9 @@
 //!   as the vault's ciphertext);
 //! - `w:<base version>`: the id of the commit accepted on that version, so a writer learns
 //!   whether its commit or a concurrent one won;
-//! - `k:<idempotency key>`: the version after the commit that used the key.
+//! - `k:<idempotency key>`: the version after the commit that used the key;
+//! - `e:<version>`: the event that made that version (JSON): the complaint's history,
+//!   which GetComplaint shows without reading the log back.
 //!
 //! A partition's records are applied in log order, in Rust, from fields read after the
 //! partition's checkpoint, and written by `commit.lua` only if the checkpoint has not
@@ -354,7 +356,7 @@ pub struct Projected {
 /// stream (complaint or outreach case) is still at the commit's base version (`version`:
 /// 0 when it does not exist), its idempotency key (if any) has not been used
 /// (`key_used`), and it changes something. The projection applies it in log order,
-/// [`crate::Complaints::history`] re-applies it when reading the log back; the escalation
+/// [`crate::Complaints::history`] reads the events it accepted back; the escalation
 /// watch ([`crate::watch`]) reads its outcome from the read model instead
 /// (`w:<base version>`), as it starts mid-partition.
 pub fn accepts<C: StreamCommit>(commit: &C, version: u64, key_used: bool) -> bool {
@@ -443,9 +445,15 @@ fn fold<C: StreamCommit>(
             continue;
         }
         let mut state = cur.state.take();
-        for e in c.events() {
+        for (i, e) in c.events().iter().enumerate() {
             on_event(state.as_ref(), e);
             state = C::apply(state, e);
+            // The stream's history, one field per event (serialising plain data cannot
+            // fail).
+            cur.changed.push((
+                format!("e:{}", version + i as u64 + 1),
+                serde_json::to_string(e).unwrap_or_default(),
+            ));
         }
         let after = state.as_ref().map_or(0, C::version);
         cur.state = state;
@@ -877,6 +885,43 @@ impl Projection {
                 .transpose()
             })
             .collect()
+    }
+
+    /// A complaint's accepted events, oldest first (`e:<version>` of its hash).
+    pub async fn events(
+        &self,
+        complaint: &ComplaintId,
+    ) -> Result<Vec<ComplaintEvent>, FeedbackError> {
+        let mut conn = self.conn.clone();
+        let key = complaint_key(self.partition_of(complaint), complaint.as_str());
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HGETALL complaint"))?;
+        let mut events = Vec::new();
+        for (field, json) in fields {
+            let Some(version) = field.strip_prefix("e:") else {
+                continue;
+            };
+            let version: u64 = version
+                .parse()
+                .map_err(|_| FeedbackError::Corrupt(format!("{key} field {field}")))?;
+            let event = serde_json::from_str(&json)
+                .map_err(|e| FeedbackError::Corrupt(format!("{key} field {field}: {e}")))?;
+            events.push((version, event));
+        }
+        events.sort_by_key(|(v, _)| *v);
+        if events
+            .iter()
+            .enumerate()
+            .any(|(i, (v, _))| *v != i as u64 + 1)
+        {
+            return Err(FeedbackError::Corrupt(format!(
+                "{key}: a gap in the history"
+            )));
+        }
+        Ok(events.into_iter().map(|(_, e)| e).collect())
     }
 
     /// An outreach case as the read model has it.

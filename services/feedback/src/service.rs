@@ -15,7 +15,7 @@ use churnguard_eventlog::{EventLog, OutgoingRecord};
 
 use crate::error::FeedbackError;
 use crate::journal::{Commit, OutreachCommit};
-use crate::projection::{Projection, accepts};
+use crate::projection::Projection;
 
 /// The clock commands are decided at; tests pass a fake one.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -83,50 +83,23 @@ impl<L: EventLog> Complaints<L> {
             .await
     }
 
-    /// A complaint's accepted events, oldest first, each with the state right after it:
-    /// the complaint's commits read back from its partition of the log and accepted by
-    /// the projection's rule (base version current, idempotency key new). Reads the
-    /// partition from its start, so it costs a scan of the partition: fine for single
-    /// complaints on a modest topic, not for lists.
+    /// A complaint's accepted events, oldest first, each with the state right after it,
+    /// after everything in the log before this call. The projection keeps each event in
+    /// the complaint's hash, so this reads one hash, not the log.
     pub async fn history(
         &self,
         id: &ComplaintId,
     ) -> Result<Vec<(ComplaintEvent, Complaint)>, FeedbackError> {
         let partition = self.projection.partition_of(id);
-        let topic = self.projection.topic();
-        let end = self.log.end_offset(topic, partition).await?;
-        let mut from = 0;
+        self.projection
+            .catch_up(self.log.as_ref(), partition, None)
+            .await?;
         let mut state: Option<Complaint> = None;
-        let mut used = std::collections::HashSet::new();
         let mut out = Vec::new();
-        while from < end {
-            let records = self
-                .log
-                .read(topic, partition, from, 500, Duration::from_millis(500))
-                .await?;
-            let Some(last) = records.last() else { break };
-            from = last.offset + 1;
-            for r in &records {
-                let Ok(c) = Commit::decode(&r.payload) else {
-                    continue;
-                };
-                if &c.complaint_id != id {
-                    continue;
-                }
-                let version = state.as_ref().map_or(0, |s| s.version);
-                let key_used = c.idempotency_key.as_ref().is_some_and(|k| used.contains(k));
-                if !accepts(&c, version, key_used) {
-                    continue;
-                }
-                if let Some(k) = c.idempotency_key {
-                    used.insert(k);
-                }
-                for e in c.events {
-                    state = apply(state, &e);
-                    if let Some(s) = &state {
-                        out.push((e, s.clone()));
-                    }
-                }
+        for e in self.projection.events(id).await? {
+            state = apply(state, &e);
+            if let Some(s) = &state {
+                out.push((e, s.clone()));
             }
         }
         Ok(out)
