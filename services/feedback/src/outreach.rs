@@ -205,7 +205,7 @@ impl<L: EventLog> Opener<L> {
         {
             Ok((_, applied)) => {
                 if applied {
-                    tracing::info!(case = %case_id.as_str(), signal = %key, "outreach case opened");
+                    tracing::debug!(case = %case_id.as_str(), signal = %key, "outreach case opened");
                 }
                 Ok(Some(applied))
             }

@@ -149,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     let report = tokio::spawn(report(
         scoring.endpoint(),
+        feedback.endpoint(),
         args.stores,
         stats.clone(),
         stop.clone(),
@@ -204,9 +205,16 @@ async fn is_empty(log: &EmbeddedLog, topic: &str, partitions: u32) -> anyhow::Re
     Ok(true)
 }
 
-/// Every ten seconds: swipes so far, the model, and per store the customers at risk and
-/// the defections of the last 28 days, read through the ChurnScoring API.
-async fn report(endpoint: String, stores: u32, stats: Arc<SimStats>, stop: CancellationToken) {
+/// Every ten seconds: swipes so far, the model, per store the customers at risk and the
+/// defections of the last 28 days (read through the ChurnScoring API), and the defector
+/// outreach cases churn signals opened (through the Feedback API).
+async fn report(
+    endpoint: String,
+    feedback_endpoint: String,
+    stores: u32,
+    stats: Arc<SimStats>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -281,5 +289,53 @@ async fn report(endpoint: String, stores: u32, stats: Arc<SimStats>, stop: Cance
                 Err(s) => tracing::warn!(store = %store_id, status = %s.message(), "store stats"),
             }
         }
+        outreach_report(&feedback_endpoint).await;
     }
+}
+
+/// The open outreach cases per home store, and how many are overdue.
+async fn outreach_report(endpoint: &str) {
+    use churnguard_proto::feedback::v1 as fb;
+    let Ok(mut client) = churnguard_proto::feedback::v1::feedback_client::FeedbackClient::connect(
+        endpoint.to_owned(),
+    )
+    .await
+    else {
+        return;
+    };
+    let mut per_store: std::collections::BTreeMap<String, (u32, u32)> = Default::default();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_outreach(fb::ListOutreachRequest {
+                status: fb::OutreachStatus::Open as i32,
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await;
+        let page = match page {
+            Ok(p) => p.into_inner(),
+            Err(s) => {
+                tracing::warn!(status = %s.message(), "outreach");
+                return;
+            }
+        };
+        for c in &page.cases {
+            let e = per_store.entry(c.home_store_id.clone()).or_default();
+            e.0 += 1;
+            e.1 += u32::from(c.overdue);
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let open: u32 = per_store.values().map(|v| v.0).sum();
+    let overdue: u32 = per_store.values().map(|v| v.1).sum();
+    let stores: Vec<String> = per_store
+        .iter()
+        .map(|(s, (n, late))| format!("{s}: {n} ({late} overdue)"))
+        .collect();
+    tracing::info!(open, overdue, per_store = ?stores, "outreach cases from churn signals");
 }
