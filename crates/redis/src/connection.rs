@@ -45,6 +45,20 @@ impl RedisConnection {
         Ok(RedisConnection::Cluster(conn))
     }
 
+    /// Whether Redis answers a PING (health checks). On a cluster, the node the
+    /// connection routes PING to.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::Command {
+                command: "PING",
+                source,
+            })
+    }
+
     /// All keys matching `pattern`, where every match shares the hash tag of `tagged_key`:
     /// on a cluster, the scan goes to the master owning that slot.
     pub async fn scan_tagged(

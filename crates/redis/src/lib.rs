@@ -200,15 +200,7 @@ impl CheckpointStore for RedisCheckpoints {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|source| StoreError::Command {
-                command: "PING",
-                source,
-            })
+        self.conn.ping().await
     }
 }
 

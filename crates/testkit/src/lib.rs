@@ -225,7 +225,7 @@ impl Drop for Tansu {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     child: Child,
 }
 
@@ -234,6 +234,13 @@ pub struct RedisServer {
 fn spawn_redis(extra: &[&str]) -> (u16, Child, tempfile::TempDir) {
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir for redis");
+    let child = spawn_redis_on(port, &dir, extra);
+    (port, child, dir)
+}
+
+/// Starts a private `redis-server` on `port`, keeping its files in `dir`, and waits until
+/// it listens.
+fn spawn_redis_on(port: u16, dir: &tempfile::TempDir, extra: &[&str]) -> Child {
     let bin = binary("REDIS_SERVER_BIN", ".cache/churnguard/none", "redis-server");
     let mut child = Command::new(&bin)
         .args([
@@ -261,17 +268,13 @@ fn spawn_redis(extra: &[&str]) -> (u16, Child, tempfile::TempDir) {
         });
     record_pid(&child);
     wait_for_port(port, &mut child, "redis-server");
-    (port, child, dir)
+    child
 }
 
 impl RedisServer {
     pub fn start() -> Self {
         let (port, child, dir) = spawn_redis(&[]);
-        let server = Self {
-            port,
-            _dir: dir,
-            child,
-        };
+        let server = Self { port, dir, child };
         server.wait_for_pong();
         server
     }
@@ -295,6 +298,19 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server: clients see connections refused until [`RedisServer::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, empty (nothing is persisted).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_redis_on(self.port, &self.dir, &[]);
+        self.wait_for_pong();
     }
 
     pub fn port(&self) -> u16 {

@@ -1,14 +1,20 @@
 //! The feedback API served: the Feedback service with gRPC health and reflection (v1 and
 //! v1alpha) on one listener. [`App::bind`] binds, [`App::spawn`] serves on a background
 //! task and returns a [`Running`] handle with the bound address and a graceful stop.
+//!
+//! Health follows Redis ([`App::with_health_probe`], as every service reports it:
+//! `churnguard_telemetry::health::follow`): SERVING while it answers a PING, NOT_SERVING
+//! while it does not, and NOT_SERVING once the server stops.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1::feedback_server::FeedbackServer;
+use churnguard_redis::RedisConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
 use crate::api::{FeedbackApi, SERVICE_NAME};
@@ -37,6 +43,7 @@ pub struct App<L> {
     local_addr: SocketAddr,
     api: FeedbackApi<L>,
     grace: Duration,
+    health: Option<(RedisConnection, Duration)>,
 }
 
 impl<L: EventLog + 'static> App<L> {
@@ -57,12 +64,20 @@ impl<L: EventLog + 'static> App<L> {
             local_addr,
             api,
             grace: Duration::from_secs(10),
+            health: None,
         })
     }
 
     /// How long in-flight calls may take to finish at shutdown.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// Reports health by probing `redis` every `every`. Without it, health says SERVING
+    /// for as long as the server serves.
+    pub fn with_health_probe(mut self, redis: RedisConnection, every: Duration) -> Self {
+        self.health = Some((redis, every));
         self
     }
 
@@ -90,6 +105,20 @@ impl<L: EventLog + 'static> App<L> {
         health
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
             .await;
+        let probing = CancellationToken::new();
+        let probe = self.health.map(|(redis, every)| {
+            tokio::spawn(churnguard_telemetry::health::follow(
+                health.clone(),
+                SERVICE_NAME,
+                "Redis",
+                every,
+                probing.clone(),
+                move || {
+                    let redis = redis.clone();
+                    async move { redis.ping().await }
+                },
+            ))
+        });
 
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
         // Escalation streams never end by themselves: end them at shutdown.
@@ -118,6 +147,10 @@ impl<L: EventLog + 'static> App<L> {
                 Ok(())
             }
         };
+        probing.cancel();
+        if let Some(probe) = probe {
+            let _ = probe.await;
+        }
         health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
             .await;

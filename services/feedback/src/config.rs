@@ -39,6 +39,8 @@ pub struct Settings {
     pub partitions: u32,
     /// How often the SLA timers look for due warnings and breaches on every partition.
     pub timer_interval_ms: u64,
+    /// How often Redis is probed for gRPC health (NOT_SERVING while it does not answer).
+    pub health_probe_interval_ms: u64,
     /// Targets per severity, warnings and the escalation chain.
     pub sla: SlaPolicy,
     /// Who holds each level for each store, and the stores' business calendars.
@@ -92,6 +94,7 @@ impl Default for Settings {
             topic: crate::EVENTS_TOPIC.into(),
             partitions: 6,
             timer_interval_ms: 1_000,
+            health_probe_interval_ms: 1_000,
             sla: default_sla(),
             directory: default_directory(),
             signals_topic: "churn.signals.v1".into(),
@@ -233,6 +236,7 @@ impl Settings {
         for (key, value) in [
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),
+            ("health_probe_interval_ms", self.health_probe_interval_ms),
         ] {
             if value == 0 {
                 return bad(key, "must be positive");
@@ -308,6 +312,10 @@ impl Settings {
 
     pub fn timer_interval(&self) -> Duration {
         Duration::from_millis(self.timer_interval_ms)
+    }
+
+    pub fn health_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.health_probe_interval_ms)
     }
 }
 

@@ -103,10 +103,11 @@ impl<L: EventLog + 'static> Service<L> {
             settings.outreach,
         ));
         let vault = Arc::new(Vault::new(kek, RedisKeyStore::new(conn.clone())));
-        let api = FeedbackApi::new(complaints.clone(), vault, conn);
+        let api = FeedbackApi::new(complaints.clone(), vault, conn.clone());
         let app = App::bind(&settings.listen_addr, api)
             .await?
-            .with_shutdown_grace(settings.shutdown_grace());
+            .with_shutdown_grace(settings.shutdown_grace())
+            .with_health_probe(conn, settings.health_probe_interval());
         Ok(Self {
             app,
             complaints,

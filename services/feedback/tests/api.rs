@@ -1,11 +1,14 @@
 //! The Feedback gRPC API through a real tonic client, over the embedded log (and once on
 //! a Kafka-protocol broker, Tansu) with a real Redis: the lifecycle, bad input naming the
-//! field and writing nothing, stale versions, and contact details that never reach Redis
-//! or the log in plaintext and are erased for good.
+//! field and writing nothing, stale versions, and contact details that never reach Redis,
+//! any topic of the log or the service's own logs (at TRACE) in plaintext and are erased
+//! for good.
 
 mod common;
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -548,31 +551,129 @@ async fn redis_contents(redis: &RedisServer) -> Vec<Vec<u8>> {
     all
 }
 
-/// Every key, payload, header name and value on the service's topic (the only topic it
-/// writes).
-async fn log_contents<L: EventLog>(log: &L) -> Vec<Vec<u8>> {
+/// Every topic the embedded log in `dir` holds, with its partition count, as its
+/// directory lays them out (`<topic>/topic.json`): `EventLog` has no call listing topics.
+fn embedded_topics(dir: &Path) -> Vec<(String, u32)> {
     let mut all = Vec::new();
-    for p in 0..PARTITIONS {
-        let end = log.end_offset(EVENTS_TOPIC, p).await.expect("end");
-        let mut from = 0;
-        while from < end {
-            let records = log
-                .read(EVENTS_TOPIC, p, from, 500, Duration::from_millis(500))
-                .await
-                .expect("read");
-            for r in &records {
-                all.push(r.key.clone());
-                all.push(r.payload.clone());
-                for hd in &r.headers {
-                    all.push(hd.name.as_bytes().to_vec());
-                    all.push(hd.value.clone());
+    for entry in std::fs::read_dir(dir).expect("the log directory") {
+        let path = entry.expect("an entry").path();
+        let Ok(meta) = std::fs::read(path.join("topic.json")) else {
+            continue;
+        };
+        let meta: serde_json::Value = serde_json::from_slice(&meta).expect("topic.json");
+        let partitions = meta["partitions"].as_u64().expect("a partition count");
+        let name = path.file_name().expect("a name").to_string_lossy();
+        all.push((
+            name.into_owned(),
+            u32::try_from(partitions).expect("partitions"),
+        ));
+    }
+    all.sort();
+    all
+}
+
+/// Every key, payload, header name and value on every partition of `topics`.
+async fn log_contents<L: EventLog>(log: &L, topics: &[(String, u32)]) -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
+    for (topic, partitions) in topics {
+        for p in 0..*partitions {
+            let end = log.end_offset(topic, p).await.expect("end");
+            let mut from = 0;
+            while from < end {
+                let records = log
+                    .read(topic, p, from, 500, Duration::from_millis(500))
+                    .await
+                    .expect("read");
+                for r in &records {
+                    all.push(r.key.clone());
+                    all.push(r.payload.clone());
+                    for hd in &r.headers {
+                        all.push(hd.name.as_bytes().to_vec());
+                        all.push(hd.value.clone());
+                    }
                 }
+                from = records.last().map_or(from, |r| r.offset + 1);
             }
-            from = records.last().map_or(from, |r| r.offset + 1);
         }
     }
     assert!(!all.is_empty());
     all
+}
+
+/// Every byte of every file under `dir`.
+fn files_under(dir: &Path) -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a directory") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            all.extend(files_under(&path));
+        } else {
+            all.push(std::fs::read(&path).expect("a file"));
+        }
+    }
+    all
+}
+
+/// A buffer `tracing` output is written to.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+thread_local! {
+    static CAPTURING: RefCell<Option<tracing::dispatcher::DefaultGuard>> = const { RefCell::new(None) };
+}
+
+/// Runs `run` on a runtime of its own and returns what it made `tracing` say, at TRACE
+/// for every target (the feedback crate, tonic, h2, hyper, redis, ...), with the fields
+/// of every span as it opens. The capture is the default subscriber of this thread and of
+/// every thread of that runtime (workers and the blocking pool), whatever global
+/// subscriber `init_test_logging` may have installed; other tests' threads are not
+/// captured. Not covered: threads started with `std::thread` (the embedded log's writer
+/// thread, which logs only a failed append: its file and error).
+fn capturing_tracing<T>(run: impl Future<Output = T>) -> (T, String) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let on_start = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .on_thread_start(move || {
+            let guard = tracing::dispatcher::set_default(&on_start);
+            CAPTURING.with(|g| *g.borrow_mut() = Some(guard));
+        })
+        .on_thread_stop(|| CAPTURING.with(|g| drop(g.borrow_mut().take())))
+        .build()
+        .expect("a runtime");
+    let out = tracing::dispatcher::with_default(&dispatch, || runtime.block_on(run));
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    (out, captured.text())
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -597,16 +698,39 @@ fn assert_no_canary(blobs: &[Vec<u8>], place: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn contact_details_never_reach_redis_or_the_log_and_are_erased() {
+#[test]
+fn contact_details_never_reach_redis_the_log_or_the_logs_and_are_erased() {
     init_test_logging();
     let dir = tempfile::tempdir().expect("dir");
+    let (addr, logs) = capturing_tracing(contact_details_run(dir.path()));
+    assert!(!logs.is_empty(), "nothing captured");
+    // The capture holds the whole run at the most verbose level: the service's own lines
+    // (its tasks run on the runtime's workers; the address is this run's), and TRACE and
+    // DEBUG lines of the libraries under it (h2, tower).
+    let serving = format!("feedback API serving addr={addr}");
+    for known in [
+        serving.as_str(),
+        "a customer's contact details were erased",
+        "feedback API stopped",
+        " TRACE h2::",
+        " DEBUG ",
+    ] {
+        assert!(
+            logs.contains(known),
+            "{known:?} not in the captured logs ({} bytes)",
+            logs.len()
+        );
+    }
+    println!("{} bytes of logs captured", logs.len());
+    assert_no_canary(&[logs.into_bytes()], "the logs");
+}
+
+/// Files a complaint with the canary contact details, updates and erases them, searching
+/// Redis and every topic of the log (records and files) for the canary on the way;
+/// returns the address the API served on.
+async fn contact_details_run(dir: &Path) -> String {
     let redis = RedisServer::start();
-    let mut h = start(
-        Arc::new(EmbeddedLog::open(dir.path()).expect("log")),
-        &redis,
-    )
-    .await;
+    let mut h = start(Arc::new(EmbeddedLog::open(dir).expect("log")), &redis).await;
     let id = h
         .client
         .file_complaint(filing("file-canary"))
@@ -627,7 +751,13 @@ async fn contact_details_never_reach_redis_or_the_log_and_are_erased() {
         .await
         .expect("update");
     assert_no_canary(&redis_contents(&redis).await, "Redis");
-    assert_no_canary(&log_contents(h.log.as_ref()).await, "the log");
+    let topics = embedded_topics(dir);
+    assert!(
+        topics.iter().any(|(t, _)| t == EVENTS_TOPIC),
+        "the log's topics: {topics:?}"
+    );
+    assert_no_canary(&log_contents(h.log.as_ref(), &topics).await, "the log");
+    assert_no_canary(&files_under(dir), "the log's files");
 
     let erased = h
         .client
@@ -678,5 +808,10 @@ async fn contact_details_never_reach_redis_or_the_log_and_are_erased() {
     }
     assert_eq!(got.history.len(), 2, "the history stays");
     assert_no_canary(&redis_contents(&redis).await, "Redis");
+    let topics = embedded_topics(dir);
+    assert_no_canary(&log_contents(h.log.as_ref(), &topics).await, "the log");
+    assert_no_canary(&files_under(dir), "the log's files");
+    let addr = h.running.local_addr().to_string();
     h.running.stop().await.expect("stop");
+    addr
 }

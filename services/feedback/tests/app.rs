@@ -1,6 +1,7 @@
 //! The service as its binary runs it: settings from a TOML file and the environment (a
 //! bad value named by its key, the KEK required), then `Service::build` → `spawn` →
-//! `stop` on the embedded log and a real Redis, answering health and a filing.
+//! `stop` on the embedded log and a real Redis, answering health and a filing; health
+//! following Redis down and back up.
 
 // figment's test jail returns its own large error type.
 #![allow(clippy::result_large_err)]
@@ -14,7 +15,7 @@ use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
-use churnguard_testkit::{RedisServer, init_test_logging};
+use churnguard_testkit::{RedisServer, eventually, init_test_logging};
 use churnguard_vault::Kek;
 use feedback::api::SERVICE_NAME;
 use feedback::config::Settings;
@@ -201,6 +202,84 @@ async fn the_service_built_from_settings_serves_health_and_a_filing_and_stops_cl
             .expect("end");
     }
     assert_eq!(total, 1, "one commit on the log");
+
+    tokio::time::timeout(Duration::from_secs(10), running.stop())
+        .await
+        .expect("stops in time")
+        .expect("a clean stop");
+}
+
+/// What health says for `service`; `None` when the call fails.
+async fn status(health: &HealthClient<tonic::transport::Channel>, service: &str) -> Option<i32> {
+    let mut health = health.clone();
+    health
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status)
+}
+
+/// Until both the server ("") and the Feedback service report `want`.
+async fn health_becomes(
+    health: &HealthClient<tonic::transport::Channel>,
+    want: ServingStatus,
+    what: &str,
+) {
+    eventually(Duration::from_secs(20), what, || async {
+        for service in ["", SERVICE_NAME] {
+            if status(health, service).await != Some(want as i32) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_follows_redis_down_and_back_up() {
+    init_test_logging();
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    let mut settings = Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        partitions: 3,
+        timer_interval_ms: 100,
+        health_probe_interval_ms: 100,
+        shutdown_grace_ms: 2_000,
+        ..Settings::default()
+    };
+    settings.redis.url = redis.url();
+    let running = Service::build(&settings, log, Kek::from_bytes([9; 32]))
+        .await
+        .expect("builds")
+        .spawn();
+    let channel = tonic::transport::Channel::from_shared(running.endpoint())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let health = HealthClient::new(channel);
+    health_becomes(&health, ServingStatus::Serving, "SERVING with Redis up").await;
+
+    redis.kill();
+    health_becomes(
+        &health,
+        ServingStatus::NotServing,
+        "NOT_SERVING while Redis is down",
+    )
+    .await;
+
+    redis.restart();
+    health_becomes(
+        &health,
+        ServingStatus::Serving,
+        "SERVING again once Redis answers",
+    )
+    .await;
 
     tokio::time::timeout(Duration::from_secs(10), running.stop())
         .await

@@ -2,6 +2,8 @@
 //! a level filter, a reconnect from the last position that loses nothing and repeats
 //! nothing, a losing commit that never shows, and malformed positions.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,28 +73,6 @@ async fn watch(
         .await
         .expect("watch")
         .into_inner()
-}
-
-/// The next `n` alerts, then (with `quiet`) nothing more for a while.
-async fn take(
-    s: &mut Streaming<pb::WatchEscalationsResponse>,
-    n: usize,
-    quiet: bool,
-) -> Vec<pb::EscalationAlert> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(10), s.message())
-            .await
-            .expect("an alert within 10 s")
-            .expect("stream ok")
-            .expect("stream open");
-        out.push(m.alert.expect("alert"));
-    }
-    if quiet {
-        let more = tokio::time::timeout(Duration::from_millis(1500), s.message()).await;
-        assert!(more.is_err(), "an unexpected alert: {more:?}");
-    }
-    out
 }
 
 /// What an alert reports, without its position.
@@ -237,7 +217,7 @@ async fn watchers_see_accepted_escalations_once_across_reconnects() {
 
     // The unfiltered live watcher: every accepted escalation, in each complaint's order,
     // and never the loser.
-    let all = take(&mut live_all, 6, true).await;
+    let all = common::take(&mut live_all, 6, true).await;
     let all_what: Vec<_> = all.iter().map(what).collect();
     for id in &ids {
         let versions: Vec<u64> = all_what
@@ -256,7 +236,7 @@ async fn watchers_see_accepted_escalations_once_across_reconnects() {
     assert!(all.iter().all(|a| a.severity == pb::Severity::Major as i32));
 
     // The owner-level watcher: exactly the three escalations to the owner.
-    let owner: Vec<_> = take(&mut live_owner, 3, true)
+    let owner: Vec<_> = common::take(&mut live_owner, 3, true)
         .await
         .iter()
         .map(what)
@@ -270,7 +250,7 @@ async fn watchers_see_accepted_escalations_once_across_reconnects() {
 
     // From the beginning, uninterrupted, against interrupted after each count of alerts:
     // the union is the same, nothing lost, nothing twice.
-    let whole: Vec<_> = take(&mut watch(&mut client, None, BEGINNING).await, 6, true)
+    let whole: Vec<_> = common::take(&mut watch(&mut client, None, BEGINNING).await, 6, true)
         .await
         .iter()
         .map(what)
@@ -278,10 +258,10 @@ async fn watchers_see_accepted_escalations_once_across_reconnects() {
     assert_eq!(by_complaint(whole.clone()), by_complaint(expected.clone()));
     for cut in 1..6 {
         let mut first = watch(&mut client, None, BEGINNING).await;
-        let head = take(&mut first, cut, false).await;
+        let head = common::take(&mut first, cut, false).await;
         drop(first);
         let resume = head.last().expect("an alert").position.clone();
-        let tail = take(&mut watch(&mut client, None, &resume).await, 6 - cut, true).await;
+        let tail = common::take(&mut watch(&mut client, None, &resume).await, 6 - cut, true).await;
         let union: Vec<_> = head.iter().chain(&tail).map(what).collect();
         assert_eq!(
             by_complaint(union),

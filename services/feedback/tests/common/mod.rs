@@ -1,14 +1,16 @@
-//! What several feedback test files share: reading the read model and the log back, and
-//! the field names of an INVALID_ARGUMENT.
+//! What several feedback test files share: reading the read model and the log back, the
+//! field names of an INVALID_ARGUMENT, and taking alerts off an escalation watch.
 #![allow(dead_code)] // each test file uses its own part
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use churnguard_eventlog::EventLog;
+use churnguard_proto::feedback::v1 as pb;
 use churnguard_testkit::RedisServer;
 use feedback::EVENTS_TOPIC;
 use feedback::journal::Commit;
+use tonic::Streaming;
 use tonic_types::StatusExt;
 
 async fn connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
@@ -106,4 +108,26 @@ pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
         .into_iter()
         .map(|v| v.field)
         .collect()
+}
+
+/// The next `n` alerts of a watch, then (with `quiet`) nothing more for a while.
+pub async fn take(
+    s: &mut Streaming<pb::WatchEscalationsResponse>,
+    n: usize,
+    quiet: bool,
+) -> Vec<pb::EscalationAlert> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(10), s.message())
+            .await
+            .unwrap_or_else(|_| panic!("alert {} of {n} within 10 s", out.len() + 1))
+            .expect("stream ok")
+            .expect("stream open");
+        out.push(m.alert.expect("alert"));
+    }
+    if quiet {
+        let more = tokio::time::timeout(Duration::from_millis(1500), s.message()).await;
+        assert!(more.is_err(), "an unexpected alert: {more:?}");
+    }
+    out
 }
