@@ -806,16 +806,14 @@ async fn watch_escalations_reports_the_sla_timers_on_the_embedded_log() {
     watch_the_sla_timers(log, &redis).await;
 }
 
-/// Ignored: it aborts the whole test process, most runs, inside librdkafka 2.12.1
-/// (`rd_kafka_assignment_partition_stopped: Assertion 'rktp->rktp_started' failed`), the
-/// assignment race of confluentinc/librdkafka#5573 (fixed upstream by #5574). The watch's
-/// per-partition followers and the projection read one partition at different offsets
-/// through `KafkaLog::read`, which re-assigns the partition's shared consumer at each
-/// jump (and after every OFFSET_OUT_OF_RANGE at the end of a partition on Tansu): a
-/// defect of the Kafka adapter this test found, not of the watch. Run it with
-/// `--ignored` once the adapter seeks instead of re-assigning or librdkafka is upgraded.
+/// On Tansu. This test found a defect of the Kafka adapter: the watch's per-partition
+/// followers and the projection read one partition at different offsets, and
+/// `KafkaLog::read` used to re-assign the partition's one consumer at each jump, which
+/// aborted the process inside librdkafka 2.12.1 in most runs
+/// (`rd_kafka_assignment_partition_stopped: Assertion 'rktp->rktp_started' failed`). The
+/// adapter now keeps a few consumers per partition, each standing where one reader reads
+/// next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "aborts in librdkafka's assignment race (librdkafka#5573) through KafkaLog::read's re-assigns"]
 async fn watch_escalations_reports_the_sla_timers_on_a_kafka_protocol_broker() {
     init_test_logging();
     let broker = Tansu::start();
