@@ -586,6 +586,21 @@ fn poll_records(
             None => {}
             Some(Ok(m)) => {
                 let offset = m.offset() as u64;
+                if let Some(last) = out.last()
+                    && offset != last.offset + 1
+                {
+                    // A gap inside one read: the broker skipped part of a batch (see
+                    // `read`). Offsets of our topics are dense, so never hand a gap out:
+                    // return what came before it, and assign again at the gap next time.
+                    tracing::debug!(
+                        partition,
+                        after = last.offset,
+                        offset,
+                        "gap in a fetch: re-reading from it"
+                    );
+                    reassign = true;
+                    break;
+                }
                 reader.next = Some(offset + 1);
                 if offset < from {
                     continue;
