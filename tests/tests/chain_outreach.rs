@@ -1,0 +1,272 @@
+//! The whole chain end to end on a real Kafka-protocol broker (Tansu) and a real Redis:
+//! a simulated chain of stores streams its history of card swipes through
+//! purchase-ingest into Kafka, churn-scoring scores the customers and publishes churn
+//! signals on `churn.signals.v1`, and feedback's outreach opener turns the signals of
+//! customers at risk or gone into defector-outreach cases, read back through the
+//! Feedback API's `ListOutreach`. Wired as `churnguard-local` wires it, with Kafka in
+//! place of the embedded log.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use churnguard_domain::envelope::Envelope;
+use churnguard_domain::signal::ChurnStateChanged;
+use churnguard_eventlog::{EventLog, contract};
+use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_proto::feedback::v1 as fb;
+use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
+use churnguard_telemetry::Telemetry;
+use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
+use churnguard_vault::Kek;
+use purchase_ingest::config::Backend;
+use purchase_ingest::simulator::{self, SimStats, SimulatorConfig};
+
+const SIGNALS: &str = "churn.signals.v1";
+/// Generous: the chain is small, but a debug build on a busy machine is slow.
+const WAIT: Duration = Duration::from_secs(120);
+/// Twelve weeks of history: long enough for the policy's 28 + 56 day windows, and for
+/// the customers who stop coming partway to be overdue by today.
+const HISTORY_DAYS: u32 = 84;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swipes_become_churn_signals_and_outreach_cases_on_kafka() {
+    init_test_logging();
+    let broker = Tansu::start();
+    let redis = RedisServer::start();
+    let kafka = |client: &str| {
+        KafkaLog::new(KafkaSettings {
+            bootstrap_servers: broker.bootstrap(),
+            client_id: client.into(),
+            ..KafkaSettings::default()
+        })
+        .expect("kafka log")
+    };
+
+    // purchase-ingest, and the chain's history streamed through its gRPC API.
+    let mut ingest_settings = purchase_ingest::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        ..purchase_ingest::Settings::default()
+    };
+    ingest_settings.log.backend = Backend::Kafka;
+    let purchases = ingest_settings.topics.purchases.clone();
+    let partitions = ingest_settings.topics.partitions;
+    let ingest = purchase_ingest::App::build(
+        ingest_settings.clone(),
+        kafka("purchase-ingest"),
+        Arc::new(Telemetry::tracer_only("e2e")),
+    )
+    .await
+    .expect("purchase-ingest builds")
+    .spawn();
+
+    let stats = Arc::new(SimStats::default());
+    let chain = SimulatorConfig {
+        stores: 2,
+        customers_per_store: 100,
+        ..SimulatorConfig::default()
+    };
+    simulator::backfill(ingest.endpoint(), &chain, HISTORY_DAYS, stats.clone())
+        .await
+        .expect("the history streams through purchase-ingest");
+    let (accepted, _, failed) = stats.snapshot();
+    assert!(
+        accepted > 1_000,
+        "the history got through: {accepted} swipes"
+    );
+    assert_eq!(failed, 0, "no swipe of the history was refused");
+
+    // churn-scoring and feedback, as churnguard-local starts them: ingest's topics,
+    // one Redis.
+    let mut scoring_settings = churn_scoring::config::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        shutdown_grace_ms: 5_000,
+        timer_interval_ms: 500,
+        ..churn_scoring::config::Settings::default()
+    };
+    scoring_settings.log = ingest_settings.log.clone();
+    scoring_settings.topics.purchases = purchases.clone();
+    scoring_settings.topics.partitions = partitions;
+    scoring_settings.redis.url = redis.url();
+    assert_eq!(scoring_settings.topics.signals, SIGNALS);
+    let scoring = churn_scoring::App::build(scoring_settings, Arc::new(kafka("churn-scoring")))
+        .await
+        .expect("churn-scoring builds")
+        .spawn();
+
+    let mut feedback_settings = feedback::config::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        shutdown_grace_ms: 5_000,
+        ..feedback::config::Settings::default()
+    };
+    feedback_settings.log = ingest_settings.log.clone();
+    feedback_settings.redis.url = redis.url();
+    assert_eq!(feedback_settings.signals_topic, SIGNALS);
+    let feedback = feedback::runtime::Service::build(
+        &feedback_settings,
+        Arc::new(kafka("feedback")),
+        Kek::from_bytes([7; 32]),
+    )
+    .await
+    .expect("feedback builds")
+    .spawn();
+
+    // Cases appear through the Feedback API: wait until there are some, and every signal
+    // of a customer at risk or gone that is in the topic has opened its case.
+    let mut client = FeedbackClient::connect(feedback.endpoint())
+        .await
+        .expect("connect to feedback");
+    let reader = kafka("e2e-reader");
+    let signal_partitions = reader
+        .ensure_topic(SIGNALS, partitions)
+        .await
+        .expect("signals topic");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let cases = loop {
+        let signals = read_signals(&reader, signal_partitions).await;
+        let cases = list_outreach(&mut client).await;
+        let opened: HashSet<&str> = cases.iter().map(|c| c.case_id.as_str()).collect();
+        let waiting = signals
+            .iter()
+            .filter(|(id, s)| {
+                opens_a_case(s)
+                    && s.store_id.is_some()
+                    && !opened.contains(format!("o-{id}").as_str())
+            })
+            .count();
+        if !cases.is_empty() && waiting == 0 {
+            break cases;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "within {WAIT:?}: {} outreach cases, {} churn signals, {waiting} of them at risk \
+             or defected without their case ({accepted} swipes ingested)",
+            cases.len(),
+            signals.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // Every churn signal in the topic now, by envelope id: each case read above was opened
+    // from one of them.
+    let signals = read_signals(&reader, signal_partitions).await;
+    let mut states: BTreeMap<&str, u32> = BTreeMap::new();
+    for s in signals.values() {
+        *states.entry(s.state.as_str()).or_default() += 1;
+    }
+
+    let mut per_signal = HashSet::new();
+    let mut per_state: BTreeMap<&str, u32> = BTreeMap::new();
+    for case in &cases {
+        let signal_id = case
+            .case_id
+            .strip_prefix("o-")
+            .unwrap_or_else(|| panic!("case id {:?} is o-<signal id>", case.case_id));
+        let signal = signals.get(signal_id).unwrap_or_else(|| {
+            panic!(
+                "case {} has its churn signal in {SIGNALS} ({} signals there)",
+                case.case_id,
+                signals.len()
+            )
+        });
+        assert!(
+            per_signal.insert(signal_id.to_owned()),
+            "one case per signal: {signal_id}"
+        );
+        assert_eq!(case.customer_id, signal.customer, "case {}", case.case_id);
+        assert!(
+            opens_a_case(signal),
+            "case {} opened from a {:?} signal",
+            case.case_id,
+            signal.state
+        );
+        let expected_state = match signal.state.as_str() {
+            "at_risk" => fb::DefectorState::AtRisk,
+            "defected" => fb::DefectorState::Defected,
+            other => panic!("case {} opened from a {other:?} signal", case.case_id),
+        };
+        assert_eq!(
+            case.defector_state, expected_state as i32,
+            "case {}",
+            case.case_id
+        );
+        *per_state.entry(signal.state.as_str()).or_default() += 1;
+        assert_eq!(
+            Some(&case.home_store_id),
+            signal.store_id.as_ref(),
+            "case {}: the home store is the signal's",
+            case.case_id
+        );
+        assert!(
+            case.home_store_id == "store-0" || case.home_store_id == "store-1",
+            "case {}: a store of the chain, not {:?}",
+            case.case_id,
+            case.home_store_id
+        );
+        let opened_at = DateTime::parse_from_rfc3339(&case.opened_at).unwrap_or_else(|e| {
+            panic!("case {} opened_at {:?}: {e}", case.case_id, case.opened_at)
+        });
+        let due_at = DateTime::parse_from_rfc3339(&case.due_at)
+            .unwrap_or_else(|e| panic!("case {} due_at {:?}: {e}", case.case_id, case.due_at));
+        assert!(
+            due_at > opened_at,
+            "case {}: due {due_at} after opened {opened_at}",
+            case.case_id
+        );
+    }
+    eprintln!(
+        "chain_outreach: {accepted} swipes, {} signals {states:?}, {} cases {per_state:?}",
+        signals.len(),
+        cases.len()
+    );
+
+    drop(client);
+    feedback.stop().await.expect("feedback stops cleanly");
+    scoring.stop().await.expect("churn-scoring stops cleanly");
+    ingest.stop().await.expect("purchase-ingest stops cleanly");
+}
+
+/// Whether a signal moves its customer into a state outreach is for.
+fn opens_a_case(signal: &ChurnStateChanged) -> bool {
+    signal.state == "at_risk" || signal.state == "defected"
+}
+
+/// Every churn signal in the topic, by envelope id (a redelivered one counts once).
+async fn read_signals(reader: &KafkaLog, partitions: u32) -> HashMap<String, ChurnStateChanged> {
+    let mut signals = HashMap::new();
+    for p in 0..partitions {
+        let end = reader.end_offset(SIGNALS, p).await.expect("end offset");
+        for r in contract::read_all(reader, SIGNALS, p, end).await {
+            let signal =
+                Envelope::<ChurnStateChanged>::decode(&r.payload, ChurnStateChanged::EVENT_TYPE)
+                    .expect("every record on the signals topic is a churn signal");
+            signals.insert(signal.id, signal.data);
+        }
+    }
+    signals
+}
+
+/// Every outreach case, open or closed, paged through.
+async fn list_outreach(
+    client: &mut FeedbackClient<tonic::transport::Channel>,
+) -> Vec<fb::OutreachCase> {
+    let mut cases = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_outreach(fb::ListOutreachRequest {
+                page_size: 100,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .expect("ListOutreach")
+            .into_inner();
+        cases.extend(page.cases);
+        if page.next_page_token.is_empty() {
+            return cases;
+        }
+        token = page.next_page_token;
+    }
+}
