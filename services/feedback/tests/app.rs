@@ -96,6 +96,8 @@ fn the_kubernetes_config_file_loads() {
         assert_eq!(s.listen_addr, "0.0.0.0:50053");
         assert_eq!(s.log.backend, Backend::Kafka);
         assert_eq!(s.sla, feedback::config::default_sla());
+        assert_eq!(s.signals_topic, "churn.signals.v1");
+        assert_eq!(s.outreach, feedback::config::OutreachTargets::default());
         assert_eq!(
             s.kek.file.as_deref(),
             Some(Path::new("/etc/churnguard-secrets/kek"))
