@@ -124,57 +124,17 @@ pub struct KafkaLog {
     producer: RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     partitions: RwLock<HashMap<String, u32>>,
-    /// Consumers per partition read, kept between reads.
+    /// One consumer per partition read, kept between reads.
     readers: Readers,
 }
 
-/// The partition readers, by (topic, partition): a few per partition, so that callers
-/// reading one partition at different positions (the projection catching up, an
-/// escalation watch tailing) each keep a consumer standing where they read next, instead
-/// of re-assigning one consumer back and forth. Re-assigning a consumer while its fetcher
-/// is busy is what the bundled librdkafka handles worst: seen aborting the process when
-/// two readers alternated on one partition.
-type Readers = Mutex<HashMap<(String, u32), Vec<SharedReader>>>;
-
-type SharedReader = Arc<Mutex<PartitionReader>>;
-
-/// The most consumers kept per partition; more are made while all are busy, and the
-/// least recently used idle one gives way to a new position.
-const READERS_PER_PARTITION: usize = 3;
+/// The partition readers, by (topic, partition).
+type Readers = Mutex<HashMap<(String, u32), Arc<Mutex<PartitionReader>>>>;
 
 /// A consumer assigned to one partition, and the offset it will deliver next.
 struct PartitionReader {
     consumer: BaseConsumer,
     next: Option<u64>,
-    last_used: Instant,
-}
-
-/// The reader to read `from` with: an idle one standing at `from`, else a new one while
-/// there are fewer than [`READERS_PER_PARTITION`] (or all are busy), else the least
-/// recently used idle one (re-assigned). `make` creates a consumer.
-fn pick_reader(
-    pool: &mut Vec<SharedReader>,
-    from: u64,
-    make: impl FnOnce() -> Result<BaseConsumer, LogError>,
-) -> Result<SharedReader, LogError> {
-    let mut idle: Vec<(Instant, Option<u64>, &SharedReader)> = pool
-        .iter()
-        .filter_map(|r| r.try_lock().ok().map(|g| (g.last_used, g.next, r)))
-        .collect();
-    if let Some((_, _, r)) = idle.iter().find(|(_, next, _)| *next == Some(from)) {
-        return Ok(Arc::clone(r));
-    }
-    if pool.len() >= READERS_PER_PARTITION && !idle.is_empty() {
-        idle.sort_by_key(|(used, _, _)| *used);
-        return Ok(Arc::clone(idle[0].2));
-    }
-    let r = Arc::new(Mutex::new(PartitionReader {
-        consumer: make()?,
-        next: None,
-        last_used: Instant::now(),
-    }));
-    pool.push(Arc::clone(&r));
-    Ok(r)
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -411,15 +371,23 @@ impl EventLog for KafkaLog {
         }
         let reader = {
             let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
-            let pool = readers.entry((topic.to_owned(), partition)).or_default();
-            pick_reader(pool, from, || self.consumer())?
+            match readers.get(&(topic.to_owned(), partition)) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Arc::new(Mutex::new(PartitionReader {
+                        consumer: self.consumer()?,
+                        next: None,
+                    }));
+                    readers.insert((topic.to_owned(), partition), r.clone());
+                    r
+                }
+            }
         };
         let topic = topic.to_owned();
         // The first fetch needs a connection: allow that on top of the caller's wait.
         let deadline = Instant::now() + wait + self.settings.request_timeout();
         tokio::task::spawn_blocking(move || {
             let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
-            reader.last_used = Instant::now();
             // Where the consumer is assigned: `from`, or earlier (see below).
             let mut start = from;
             loop {
@@ -586,21 +554,6 @@ fn poll_records(
             None => {}
             Some(Ok(m)) => {
                 let offset = m.offset() as u64;
-                if let Some(last) = out.last()
-                    && offset != last.offset + 1
-                {
-                    // A gap inside one read: the broker skipped part of a batch (see
-                    // `read`). Offsets of our topics are dense, so never hand a gap out:
-                    // return what came before it, and assign again at the gap next time.
-                    tracing::debug!(
-                        partition,
-                        after = last.offset,
-                        offset,
-                        "gap in a fetch: re-reading from it"
-                    );
-                    reassign = true;
-                    break;
-                }
                 reader.next = Some(offset + 1);
                 if offset < from {
                     continue;
