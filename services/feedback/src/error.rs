@@ -45,6 +45,21 @@ pub enum FeedbackError {
     Vault(#[from] VaultError),
 }
 
+/// Redis errors of the shared store helpers (checkpoints), the one place they map.
+impl From<churnguard_redis::StoreError> for FeedbackError {
+    fn from(e: churnguard_redis::StoreError) -> Self {
+        use churnguard_redis::StoreError;
+        match e {
+            StoreError::Command { command, source } => FeedbackError::Redis { command, source },
+            StoreError::Connect(source) => FeedbackError::Redis {
+                command: "connect",
+                source,
+            },
+            StoreError::Corrupt(v) => FeedbackError::Corrupt(format!("checkpoint {v:?}")),
+        }
+    }
+}
+
 impl FeedbackError {
     /// The field violations, when the input was bad.
     pub fn violations(&self) -> Option<&Violations> {

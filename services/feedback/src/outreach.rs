@@ -132,8 +132,7 @@ impl<L: EventLog> Opener<L> {
         let from = self
             .checkpoints
             .load(OPENER, &self.topic, partition)
-            .await
-            .map_err(store_error)?
+            .await?
             .unwrap_or(0);
         let records = self
             .complaints
@@ -162,8 +161,7 @@ impl<L: EventLog> Opener<L> {
     async fn advance(&self, partition: u32, next: u64) -> Result<(), FeedbackError> {
         self.checkpoints
             .advance(OPENER, &self.topic, partition, next)
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(())
     }
 
@@ -237,21 +235,6 @@ impl<L: EventLog> Opener<L> {
                     }
                 }
             }
-        }
-    }
-}
-
-fn store_error(e: churnguard_redis::StoreError) -> FeedbackError {
-    match e {
-        churnguard_redis::StoreError::Command { command, source } => {
-            FeedbackError::Redis { command, source }
-        }
-        churnguard_redis::StoreError::Connect(source) => FeedbackError::Redis {
-            command: "connect",
-            source,
-        },
-        churnguard_redis::StoreError::Corrupt(v) => {
-            FeedbackError::Corrupt(format!("outreach checkpoint {v:?}"))
         }
     }
 }

@@ -58,7 +58,7 @@ use churnguard_domain::feedback::{DefectionReason, Level, OutreachOutcome, Sever
 use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_domain::partition_for_key;
 use churnguard_eventlog::{EventLog, Record};
-use churnguard_redis::{RedisConnection, StoreError, checkpoint_key, load_checkpoint};
+use churnguard_redis::{RedisConnection, checkpoint_key, load_checkpoint};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -552,18 +552,11 @@ impl Projection {
     }
 
     pub async fn checkpoint(&self, partition: u32) -> Result<u64, FeedbackError> {
-        load_checkpoint(&self.conn, CONSUMER, &self.topic, partition)
-            .await
-            .map(|c| c.unwrap_or(0))
-            .map_err(|e| match e {
-                StoreError::Command { source, .. } | StoreError::Connect(source) => {
-                    FeedbackError::Redis {
-                        command: "GET checkpoint",
-                        source,
-                    }
-                }
-                StoreError::Corrupt(v) => FeedbackError::Corrupt(format!("checkpoint {v:?}")),
-            })
+        Ok(
+            load_checkpoint(&self.conn, CONSUMER, &self.topic, partition)
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     /// Applies one partition's records read from offset `from`, ending at `next`.

@@ -164,13 +164,7 @@ impl<L: EventLog> Complaints<L> {
         let (winner, _) = self.projection.outcome(id, base_version, None).await?;
         let now_state = self.projection.load(id).await?;
         let current = now_state.as_ref().map_or(0, |s| s.version);
-        match (winner, now_state) {
-            (Some(w), Some(s)) if w == commit.commit_id => Ok((s, true)),
-            _ => Err(FeedbackError::Conflict {
-                expected: base_version,
-                current,
-            }),
-        }
+        won(winner, &commit.commit_id, now_state, base_version, current)
     }
 
     /// Appends one commit record and projects its partition up to it (in any process:
@@ -265,12 +259,25 @@ impl<L: EventLog> Complaints<L> {
         let (winner, _) = self.projection.case_outcome(id, base_version, None).await?;
         let now_state = self.projection.load_case(id).await?;
         let current = now_state.as_ref().map_or(0, |s| s.version);
-        match (winner, now_state) {
-            (Some(w), Some(s)) if w == commit.commit_id => Ok((s, true)),
-            _ => Err(FeedbackError::Conflict {
-                expected: base_version,
-                current,
-            }),
-        }
+        won(winner, &commit.commit_id, now_state, base_version, current)
+    }
+}
+
+/// The answer of a writer whose commit `commit_id` was decided on `base_version`: the
+/// state, if `winner` (the commit accepted on that version) is its own; else a version
+/// conflict naming the stream's `current` version.
+fn won<S>(
+    winner: Option<String>,
+    commit_id: &str,
+    state: Option<S>,
+    base_version: u64,
+    current: u64,
+) -> Result<(S, bool), FeedbackError> {
+    match (winner, state) {
+        (Some(w), Some(s)) if w == commit_id => Ok((s, true)),
+        _ => Err(FeedbackError::Conflict {
+            expected: base_version,
+            current,
+        }),
     }
 }

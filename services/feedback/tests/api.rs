@@ -27,8 +27,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 const PARTITIONS: u32 = 3;
-const PHONE: &str = "+44 7700 900123";
-const ADDRESS: &str = "221B Canary Wharf Road";
+use common::{ADDRESS, PHONE, filing};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
@@ -70,31 +69,6 @@ async fn start<L: EventLog + 'static>(log: Arc<L>, redis: &RedisServer) -> Harne
         log,
         running,
         client,
-    }
-}
-
-fn customer(id: &str) -> Option<pb::Customer> {
-    Some(pb::Customer {
-        kind: Some(pb::customer::Kind::CustomerId(id.into())),
-    })
-}
-
-fn filing(key: &str) -> pb::FileComplaintRequest {
-    pb::FileComplaintRequest {
-        idempotency_key: key.into(),
-        customer: customer("cust-1"),
-        contact: Some(pb::ContactDetails {
-            name: "Ada Lovelace".into(),
-            phone: PHONE.into(),
-            email: String::new(),
-            address: ADDRESS.into(),
-        }),
-        store_id: "store-1".into(),
-        channel: pb::Channel::Till as i32,
-        touchpoint: pb::Touchpoint::Staff as i32,
-        severity: pb::Severity::Major as i32,
-        description: "Rude at the till, refused the coupon".into(),
-        occurred_at: "2026-11-23T08:00:00Z".into(),
     }
 }
 

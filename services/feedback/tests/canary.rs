@@ -20,33 +20,9 @@ use feedback::EVENTS_TOPIC;
 use feedback::config::Settings;
 use feedback::runtime::Service;
 
-const PHONE: &str = "+44 7700 900123";
-const ADDRESS: &str = "221B Canary Wharf Road";
+mod common;
 
-fn customer(id: &str) -> Option<pb::Customer> {
-    Some(pb::Customer {
-        kind: Some(pb::customer::Kind::CustomerId(id.into())),
-    })
-}
-
-fn filing(key: &str) -> pb::FileComplaintRequest {
-    pb::FileComplaintRequest {
-        idempotency_key: key.into(),
-        customer: customer("cust-1"),
-        contact: Some(pb::ContactDetails {
-            name: "Ada Lovelace".into(),
-            phone: PHONE.into(),
-            email: String::new(),
-            address: ADDRESS.into(),
-        }),
-        store_id: "store-1".into(),
-        channel: pb::Channel::Till as i32,
-        touchpoint: pb::Touchpoint::Staff as i32,
-        severity: pb::Severity::Major as i32,
-        description: "Rude at the till, refused the coupon".into(),
-        occurred_at: "2026-11-23T08:00:00Z".into(),
-    }
-}
+use common::{ADDRESS, PHONE, customer, filing};
 
 /// Every byte Redis holds, key by key: strings, hashes, and the DUMP of anything else.
 async fn redis_contents(redis: &RedisServer) -> Vec<Vec<u8>> {

@@ -131,3 +131,34 @@ pub async fn take(
     }
     out
 }
+
+/// The canary contact details: searched for in Redis, the log and the logs.
+pub const PHONE: &str = "+44 7700 900123";
+pub const ADDRESS: &str = "221B Canary Wharf Road";
+
+/// A customer named by id.
+pub fn customer(id: &str) -> Option<pb::Customer> {
+    Some(pb::Customer {
+        kind: Some(pb::customer::Kind::CustomerId(id.into())),
+    })
+}
+
+/// A major complaint about staff at store-1 by cust-1, with the canary contact details.
+pub fn filing(key: &str) -> pb::FileComplaintRequest {
+    pb::FileComplaintRequest {
+        idempotency_key: key.into(),
+        customer: customer("cust-1"),
+        contact: Some(pb::ContactDetails {
+            name: "Ada Lovelace".into(),
+            phone: PHONE.into(),
+            email: String::new(),
+            address: ADDRESS.into(),
+        }),
+        store_id: "store-1".into(),
+        channel: pb::Channel::Till as i32,
+        touchpoint: pb::Touchpoint::Staff as i32,
+        severity: pb::Severity::Major as i32,
+        description: "Rude at the till, refused the coupon".into(),
+        occurred_at: "2026-11-23T08:00:00Z".into(),
+    }
+}
