@@ -18,6 +18,7 @@ pub async fn run_all<L: EventLog>(log: &L, prefix: &str) {
     unknown_topics_and_partitions_are_errors(log, &format!("{prefix}.unknown")).await;
     batches_land_where_the_partitioner_says_in_order(log, &format!("{prefix}.order")).await;
     reads_start_anywhere_and_wait_for_new_records(log, &format!("{prefix}.tail")).await;
+    readers_at_many_positions_get_dense_records(log, &format!("{prefix}.cursors")).await;
     group_members_share_partitions(log, &format!("{prefix}.group")).await;
     log.check()
         .await
@@ -169,6 +170,52 @@ pub async fn reads_start_anywhere_and_wait_for_new_records<L: EventLog>(log: &L,
         Some(&b"late"[..]),
         "a waiting read sees the new record"
     );
+}
+
+/// Five readers of one partition, each at its own position and all at once (a projection
+/// catching up and watches tailing, say), each get exactly the records from where they
+/// ask: dense, in order, none skipped or repeated.
+pub async fn readers_at_many_positions_get_dense_records<L: EventLog>(log: &L, topic: &str) {
+    const RECORDS: u64 = 3_000;
+    log.ensure_topic(topic, 1).await.expect("create topic");
+    for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(100) {
+        let records = chunk
+            .iter()
+            .map(|i| record("k", &format!("r{i}"), *i as i64))
+            .collect();
+        for r in log.append(topic, records).await {
+            r.expect("append");
+        }
+    }
+    let cursor = |start: u64, step: usize| async move {
+        let mut next = start;
+        let mut reads = 0;
+        while next < RECORDS {
+            let got = log
+                .read(topic, 0, next, step, Duration::from_secs(20))
+                .await
+                .expect("read");
+            assert!(!got.is_empty(), "a read at {next} found nothing");
+            for r in &got {
+                assert_eq!(
+                    (r.offset, String::from_utf8_lossy(&r.payload).into_owned()),
+                    (next, format!("r{next}")),
+                    "a reader that started at {start} got a gap or a repeat"
+                );
+                next += 1;
+            }
+            reads += 1;
+        }
+        reads
+    };
+    let (a, b, c, d, e) = tokio::join!(
+        cursor(0, 137),
+        cursor(611, 59),
+        cursor(1_222, 250),
+        cursor(1_833, 41),
+        cursor(2_444, 17),
+    );
+    assert!(a + b + c + d + e >= 5, "every reader read");
 }
 
 /// One record whose append was acknowledged, for crash checks.
@@ -342,30 +389,31 @@ pub async fn verify_acknowledged<L: EventLog>(
     assert!(twice.is_empty(), "records written twice: {twice:?}");
 }
 
-/// Reads `count` records of a partition from offset 0.
+/// Reads `count` records of a partition from offset 0, checking that every read is dense
+/// (starts where it was asked to and skips nothing).
 pub async fn read_all<L: EventLog>(
     log: &L,
     topic: &str,
     partition: u32,
     count: u64,
 ) -> Vec<crate::Record> {
-    let mut out = Vec::new();
+    let mut out: Vec<crate::Record> = Vec::new();
     while (out.len() as u64) < count {
+        let from = out.len() as u64;
         let batch = log
-            .read(
-                topic,
-                partition,
-                out.len() as u64,
-                5_000,
-                Duration::from_secs(30),
-            )
+            .read(topic, partition, from, 5_000, Duration::from_secs(30))
             .await
             .expect("read");
         assert!(
             !batch.is_empty(),
-            "partition {partition} ended at {} of {count} records",
-            out.len()
+            "partition {partition} ended at {from} of {count} records"
         );
+        for (expected, r) in (from..).zip(&batch) {
+            assert_eq!(
+                r.offset, expected,
+                "a read of {topic}/{partition} from {from} skipped or repeated records"
+            );
+        }
         out.extend(batch);
     }
     out.truncate(count as usize);

@@ -95,7 +95,8 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> impl Future<Output = Vec<Result<Appended, LogError>>> + Send;
 
     /// Reads at most `max` records of one partition from offset `from` on, waiting up to
-    /// `wait` for the first one when there is none yet.
+    /// `wait` for the first one when there is none yet. What it returns is dense: the
+    /// record at `from`, then the one after it, and so on, never a gap or a repeat.
     fn read(
         &self,
         topic: &str,

@@ -124,17 +124,57 @@ pub struct KafkaLog {
     producer: RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     partitions: RwLock<HashMap<String, u32>>,
-    /// One consumer per partition read, kept between reads.
+    /// Consumers per partition read, kept between reads.
     readers: Readers,
 }
 
-/// The partition readers, by (topic, partition).
-type Readers = Mutex<HashMap<(String, u32), Arc<Mutex<PartitionReader>>>>;
+/// The partition readers, by (topic, partition): a few per partition, so that callers
+/// reading one partition at different positions (the projection catching up, an
+/// escalation watch tailing) each keep a consumer standing where they read next, instead
+/// of re-assigning one consumer back and forth. Re-assigning a consumer while its fetcher
+/// is busy is what the bundled librdkafka handles worst: seen aborting the process when
+/// two readers alternated on one partition.
+type Readers = Mutex<HashMap<(String, u32), Vec<SharedReader>>>;
+
+type SharedReader = Arc<Mutex<PartitionReader>>;
+
+/// The most consumers kept per partition; more are made while all are busy, and the
+/// least recently used idle one gives way to a new position.
+const READERS_PER_PARTITION: usize = 3;
 
 /// A consumer assigned to one partition, and the offset it will deliver next.
 struct PartitionReader {
     consumer: BaseConsumer,
     next: Option<u64>,
+    last_used: Instant,
+}
+
+/// The reader to read `from` with: an idle one standing at `from`, else a new one while
+/// there are fewer than [`READERS_PER_PARTITION`] (or all are busy), else the least
+/// recently used idle one (re-assigned). `make` creates a consumer.
+fn pick_reader(
+    pool: &mut Vec<SharedReader>,
+    from: u64,
+    make: impl FnOnce() -> Result<BaseConsumer, LogError>,
+) -> Result<SharedReader, LogError> {
+    let mut idle: Vec<(Instant, Option<u64>, &SharedReader)> = pool
+        .iter()
+        .filter_map(|r| r.try_lock().ok().map(|g| (g.last_used, g.next, r)))
+        .collect();
+    if let Some((_, _, r)) = idle.iter().find(|(_, next, _)| *next == Some(from)) {
+        return Ok(Arc::clone(r));
+    }
+    if pool.len() >= READERS_PER_PARTITION && !idle.is_empty() {
+        idle.sort_by_key(|(used, _, _)| *used);
+        return Ok(Arc::clone(idle[0].2));
+    }
+    let r = Arc::new(Mutex::new(PartitionReader {
+        consumer: make()?,
+        next: None,
+        last_used: Instant::now(),
+    }));
+    pool.push(Arc::clone(&r));
+    Ok(r)
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -371,23 +411,15 @@ impl EventLog for KafkaLog {
         }
         let reader = {
             let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
-            match readers.get(&(topic.to_owned(), partition)) {
-                Some(r) => r.clone(),
-                None => {
-                    let r = Arc::new(Mutex::new(PartitionReader {
-                        consumer: self.consumer()?,
-                        next: None,
-                    }));
-                    readers.insert((topic.to_owned(), partition), r.clone());
-                    r
-                }
-            }
+            let pool = readers.entry((topic.to_owned(), partition)).or_default();
+            pick_reader(pool, from, || self.consumer())?
         };
         let topic = topic.to_owned();
         // The first fetch needs a connection: allow that on top of the caller's wait.
         let deadline = Instant::now() + wait + self.settings.request_timeout();
         tokio::task::spawn_blocking(move || {
             let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            reader.last_used = Instant::now();
             // Where the consumer is assigned: `from`, or earlier (see below).
             let mut start = from;
             loop {
@@ -406,18 +438,25 @@ impl EventLog for KafkaLog {
                     })?;
                     reader.next = Some(start);
                 }
-                let out = poll_records(&mut reader, partition, from, max, deadline)?;
-                // Tansu 0.6 answers a fetch from inside a producer's record batch with the
-                // batch after it, silently skipping the rest of that batch. Offsets of our
-                // topics are dense, so a first record past `from` means exactly that: start
-                // further back (batch boundaries are unknown) and drop what precedes `from`.
-                match out.first() {
-                    Some(first) if first.offset > from && start > 0 => {
-                        let back = (from - start).max(1) * 4;
-                        start = from.saturating_sub(back);
+                match poll_records(&mut reader, partition, from, max, deadline)? {
+                    Polled::Records(out) => return Ok(out),
+                    // The records at `from` did not come. Tansu 0.6 (memory storage)
+                    // answers a fetch from inside a producer's record batch with the batch
+                    // after it, silently skipping the rest of that batch (or with nothing
+                    // while that batch is the partition's last); and a consumer just
+                    // re-assigned can still hand out a fetch from its old position. Either
+                    // way: start further back (batch boundaries are unknown), drop what
+                    // precedes `from`, and give up only at the deadline.
+                    Polled::Skipped(what) => {
                         reader.next = None;
+                        if Instant::now() >= deadline {
+                            return Err(LogError::Unavailable(format!(
+                                "reading {topic}/{partition}: {what}"
+                            )));
+                        }
+                        let back = from.saturating_sub(start).max(1) * 4;
+                        start = from.saturating_sub(back);
                     }
-                    _ => return Ok(out),
                 }
             }
         })
@@ -533,15 +572,27 @@ impl EventLog for KafkaLog {
     }
 }
 
-/// Polls an assigned reader for up to `max` records at or after `from` (earlier ones, when
-/// the reader starts before `from`, are dropped), until `deadline`.
+/// What one poll run delivered.
+enum Polled {
+    /// Records from `from` on, dense (possibly none yet).
+    Records(Vec<Record>),
+    /// The records at `from` did not come: the first one delivered was past it (see
+    /// [`KafkaLog::read`]).
+    Skipped(String),
+}
+
+/// Polls `reader` for up to `max` records from `from` on, until `deadline`. What it hands
+/// out is dense: records before `from` (the run-up from an earlier start) and repeats are
+/// dropped, and at a gap it stops with what came before and assigns again at the gap next
+/// time. The topics this log writes are never compacted, so their offsets have no holes:
+/// a gap is always a fetch that skipped records, never records that are not there.
 fn poll_records(
     reader: &mut PartitionReader,
     partition: u32,
     from: u64,
     max: usize,
     deadline: Instant,
-) -> Result<Vec<Record>, LogError> {
+) -> Result<Polled, LogError> {
     let mut out: Vec<Record> = Vec::new();
     let mut failed = None;
     let mut reassign = false;
@@ -554,10 +605,23 @@ fn poll_records(
             None => {}
             Some(Ok(m)) => {
                 let offset = m.offset() as u64;
-                reader.next = Some(offset + 1);
-                if offset < from {
+                let expected = from + out.len() as u64;
+                if offset < expected {
+                    reader.next = Some(offset + 1);
                     continue;
                 }
+                if offset > expected {
+                    tracing::debug!(partition, expected, offset, "a fetch skipped records");
+                    reader.next = None;
+                    if out.is_empty() {
+                        return Ok(Polled::Skipped(format!(
+                            "the first record delivered from {from} was {offset}"
+                        )));
+                    }
+                    reassign = true;
+                    break;
+                }
+                reader.next = Some(offset + 1);
                 out.push(Record {
                     partition,
                     offset,
@@ -603,7 +667,7 @@ fn poll_records(
             reader.next = None;
             Err(LogError::Unavailable(format!("reading: {e}")))
         }
-        _ => Ok(out),
+        _ => Ok(Polled::Records(out)),
     }
 }
 

@@ -108,7 +108,11 @@ impl Tansu {
         Self::start_with_storage("sqlite://tansu.db")
     }
 
-    /// A broker keeping everything in memory: fast, lost on restart (benchmarks).
+    /// A broker keeping everything in memory: fast, lost on restart (benchmarks). Its end
+    /// offsets are not to be trusted: Tansu 0.6's memory storage answers
+    /// ListOffsets(latest) with the base offset of the newest batch plus one, short of the
+    /// rest of that batch (its SQLite storage, [`Tansu::start`], answers right). Take a
+    /// partition's end from the appends' acknowledgements instead.
     pub fn start_in_memory() -> Self {
         Self::start_with_storage("memory://tansu/")
     }

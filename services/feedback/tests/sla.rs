@@ -806,16 +806,10 @@ async fn watch_escalations_reports_the_sla_timers_on_the_embedded_log() {
     watch_the_sla_timers(log, &redis).await;
 }
 
-/// On Tansu. Ignored: it aborts the whole test process in most runs inside librdkafka
-/// 2.12.1 (`rd_kafka_assignment_partition_stopped: Assertion 'rktp->rktp_started'
-/// failed`). The watch's per-partition followers and the projection read one partition at
-/// different offsets through `KafkaLog::read`, which re-assigns the partition's one shared
-/// consumer at each jump: a defect of the Kafka adapter this test found (issue 4's note).
-/// A pool of consumers per partition fixed it here (3 of 3 runs) but coincided with the
-/// churn-scoring kill test's checker miscounting in 2 of 4 full-suite runs, so it was
-/// backed out until that is understood. Run with `--ignored`.
+/// On Tansu. The watch's per-partition followers and the projection read one partition
+/// at different offsets at once; this is the test that found the Kafka adapter re-assigning
+/// one shared consumer back and forth, which aborted the process inside librdkafka 2.12.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "aborts inside librdkafka 2.12.1 through KafkaLog::read's re-assigns; see the doc comment"]
 async fn watch_escalations_reports_the_sla_timers_on_a_kafka_protocol_broker() {
     init_test_logging();
     let broker = Tansu::start();
