@@ -157,9 +157,16 @@ fn pick_reader(
     from: u64,
     make: impl FnOnce() -> Result<BaseConsumer, LogError>,
 ) -> Result<SharedReader, LogError> {
+    // Idle means only the pool holds it: a read keeps its clone until its blocking part
+    // is done (even if the caller gave up), and readers are picked under the pool's lock,
+    // so two reads never pick one reader.
     let mut idle: Vec<(Instant, Option<u64>, &SharedReader)> = pool
         .iter()
-        .filter_map(|r| r.try_lock().ok().map(|g| (g.last_used, g.next, r)))
+        .filter(|r| Arc::strong_count(r) == 1)
+        .map(|r| {
+            let g = r.lock().unwrap_or_else(PoisonError::into_inner);
+            (g.last_used, g.next, r)
+        })
         .collect();
     if let Some((_, _, r)) = idle.iter().find(|(_, next, _)| *next == Some(from)) {
         return Ok(Arc::clone(r));
