@@ -138,8 +138,8 @@ type Readers = Mutex<HashMap<(String, u32), Vec<SharedReader>>>;
 
 type SharedReader = Arc<Mutex<PartitionReader>>;
 
-/// The most consumers kept per partition; more are made while all are busy, and the
-/// least recently used idle one gives way to a new position.
+/// The most consumers kept per partition: more are made while all are busy (and closed
+/// again once idle), and the least recently used idle one gives way to a new position.
 const READERS_PER_PARTITION: usize = 3;
 
 /// A consumer assigned to one partition, and the offset it will deliver next.
@@ -151,18 +151,46 @@ struct PartitionReader {
 
 /// The reader to read `from` with: an idle one standing at `from`, else a new one while
 /// there are fewer than [`READERS_PER_PARTITION`] (or all are busy), else the least
-/// recently used idle one (re-assigned). `make` creates a consumer.
+/// recently used idle one (re-assigned). `make` creates a consumer. Also takes out of the
+/// pool the idle readers past [`READERS_PER_PARTITION`] (made while all were busy), least
+/// recently used first, for the caller to close off the async runtime.
 fn pick_reader(
     pool: &mut Vec<SharedReader>,
     from: u64,
     make: impl FnOnce() -> Result<BaseConsumer, LogError>,
+) -> Result<(SharedReader, Vec<SharedReader>), LogError> {
+    let picked = choose_reader(pool, from, make)?;
+    let mut retired = Vec::new();
+    while pool.len() > READERS_PER_PARTITION {
+        let least_recent = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| is_idle(r))
+            .min_by_key(|(_, r)| r.lock().unwrap_or_else(PoisonError::into_inner).last_used)
+            .map(|(i, _)| i);
+        match least_recent {
+            Some(i) => retired.push(pool.swap_remove(i)),
+            None => break,
+        }
+    }
+    Ok((picked, retired))
+}
+
+/// Idle means only the pool holds it: a read keeps its clone until its blocking part is
+/// done (even if the caller gave up), and readers are picked under the pool's lock, so two
+/// reads never pick one reader.
+fn is_idle(reader: &SharedReader) -> bool {
+    Arc::strong_count(reader) == 1
+}
+
+fn choose_reader(
+    pool: &mut Vec<SharedReader>,
+    from: u64,
+    make: impl FnOnce() -> Result<BaseConsumer, LogError>,
 ) -> Result<SharedReader, LogError> {
-    // Idle means only the pool holds it: a read keeps its clone until its blocking part
-    // is done (even if the caller gave up), and readers are picked under the pool's lock,
-    // so two reads never pick one reader.
     let mut idle: Vec<(Instant, Option<u64>, &SharedReader)> = pool
         .iter()
-        .filter(|r| Arc::strong_count(r) == 1)
+        .filter(|r| is_idle(r))
         .map(|r| {
             let g = r.lock().unwrap_or_else(PoisonError::into_inner);
             (g.last_used, g.next, r)
@@ -416,11 +444,15 @@ impl EventLog for KafkaLog {
                 partition,
             });
         }
-        let reader = {
+        let (reader, retired) = {
             let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
             let pool = readers.entry((topic.to_owned(), partition)).or_default();
             pick_reader(pool, from, || self.consumer())?
         };
+        if !retired.is_empty() {
+            // Closing a consumer waits for its threads.
+            tokio::task::spawn_blocking(move || drop(retired));
+        }
         let topic = topic.to_owned();
         // The first fetch needs a connection: allow that on top of the caller's wait.
         let deadline = Instant::now() + wait + self.settings.request_timeout();
@@ -824,5 +856,78 @@ fn map_error(e: KafkaError, settings: &KafkaSettings) -> LogError {
             LogError::UnknownTopic("(as reported by the broker)".into())
         }
         e => LogError::Unavailable(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A consumer that never connects (nothing listens on port 1): creating one needs no
+    /// broker.
+    fn consumer() -> Result<BaseConsumer, LogError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "pool-test");
+        c.create()
+            .map_err(|e| LogError::Unavailable(format!("creating a consumer: {e}")))
+    }
+
+    fn pick(pool: &mut Vec<SharedReader>, from: u64) -> (SharedReader, Vec<SharedReader>) {
+        pick_reader(pool, from, consumer).expect("a reader")
+    }
+
+    fn stand_at(reader: &SharedReader, next: u64) {
+        reader.lock().expect("lock").next = Some(next);
+    }
+
+    #[test]
+    fn a_busy_reader_is_never_picked_twice_and_an_idle_one_at_the_offset_is_reused() {
+        let mut pool = Vec::new();
+        let (a, _) = pick(&mut pool, 0);
+        stand_at(&a, 0);
+        // `a` is held by a read: a second read at the same offset gets another consumer.
+        let (b, _) = pick(&mut pool, 0);
+        assert!(!Arc::ptr_eq(&a, &b));
+        stand_at(&b, 40);
+        drop(a);
+        // Idle again, and standing where the next read starts.
+        let (again, _) = pick(&mut pool, 0);
+        assert_eq!(pool.len(), 2);
+        assert!(pool.iter().any(|r| Arc::ptr_eq(r, &again)));
+        assert_eq!(again.lock().expect("lock").next, Some(0));
+        drop(b);
+        let (at_40, _) = pick(&mut pool, 40);
+        assert_eq!(at_40.lock().expect("lock").next, Some(40));
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn readers_made_while_all_were_busy_are_retired_once_idle() {
+        let mut pool = Vec::new();
+        let held: Vec<SharedReader> = (0..5).map(|i| pick(&mut pool, i * 10).0).collect();
+        assert_eq!(
+            pool.len(),
+            5,
+            "every read got its own consumer while all were busy"
+        );
+        for (i, r) in held.iter().enumerate() {
+            stand_at(r, i as u64 * 10);
+        }
+        // The one at 20 stays busy; the others become idle.
+        let busy = held[2].clone();
+        drop(held);
+        let (at_30, retired) = pick(&mut pool, 30);
+        assert_eq!(at_30.lock().expect("lock").next, Some(30));
+        assert_eq!(pool.len(), READERS_PER_PARTITION);
+        assert_eq!(retired.len(), 2);
+        assert!(
+            pool.iter().any(|r| Arc::ptr_eq(r, &busy)),
+            "a busy reader stays"
+        );
+        assert!(
+            retired.iter().all(|r| !Arc::ptr_eq(r, &at_30)),
+            "the picked reader stays"
+        );
     }
 }
