@@ -487,7 +487,6 @@ impl EventLog for KafkaLog {
                     // way: start further back (batch boundaries are unknown), drop what
                     // precedes `from`, and give up only at the deadline.
                     Polled::Skipped(what) => {
-                        reader.next = None;
                         if Instant::now() >= deadline {
                             return Err(LogError::Unavailable(format!(
                                 "reading {topic}/{partition}: {what}"

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use churn_scoring::{CustomerStore, ScoredSwipe};
 use churnguard_domain::customer::CustomerState;
-use churnguard_eventlog::{EventLog, OutgoingRecord, contract};
+use churnguard_eventlog::{Appended, EventLog, LogError, OutgoingRecord, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
 use common::{HORIZON, PARTITIONS, TOPIC, caught_up, checkpoints, expected_at_checkpoints, stored};
@@ -129,6 +129,14 @@ async fn explain_total(broker: &Tansu) {
     );
 }
 
+/// Moves each partition's end past the records `results` acknowledged.
+fn extend_ends(ends: &mut [u64], results: &[Result<Appended, LogError>]) {
+    for at in results.iter().flatten() {
+        let end = &mut ends[at.partition as usize];
+        *end = (*end).max(at.offset + 1);
+    }
+}
+
 /// The sum of the stored checkpoints.
 async fn progress(store: &CustomerStore) -> u64 {
     checkpoints(store).await.iter().sum()
@@ -169,10 +177,7 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
                 let mut pending = swipes(from, from + 500);
                 for _attempt in 0..10 {
                     let results = log.append(TOPIC, pending.clone()).await;
-                    for at in results.iter().flatten() {
-                        let end = &mut ends[at.partition as usize];
-                        *end = (*end).max(at.offset + 1);
-                    }
+                    extend_ends(&mut ends, &results);
                     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
                         eprintln!("append from {from}: {e}; sending again");
                     }
@@ -231,23 +236,24 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
     // inside the broker's newest batch, and Tansu 0.6's memory storage answers a fetch from
     // inside a batch with the next batch only (the Kafka adapter then starts further back);
     // while that batch is the newest, it answers with nothing, as if at the end.
-    for at in log.append(TOPIC, swipes(FLOWING, TOTAL)).await {
-        let at = at.expect("the last round is acknowledged");
-        let end = &mut ends[at.partition as usize];
-        *end = (*end).max(at.offset + 1);
-    }
+    let last_round = log.append(TOPIC, swipes(FLOWING, TOTAL)).await;
+    assert!(
+        last_round.iter().all(Result::is_ok),
+        "the last round is acknowledged"
+    );
+    extend_ends(&mut ends, &last_round);
 
     let mut scorer = start_scorer(&broker, &redis);
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     loop {
-        let at = checkpoints(&store).await;
-        if at.iter().zip(&ends).all(|(c, end)| c >= end) {
+        if common::reached(&store, &ends).await {
             break;
         }
         if std::time::Instant::now() > deadline {
             eprintln!(
-                "acknowledged ends {ends:?}, reported ends {:?}, checkpoints {at:?}",
-                common::log_ends(log.as_ref()).await
+                "acknowledged ends {ends:?}, reported ends {:?}, checkpoints {:?}",
+                common::log_ends(log.as_ref()).await,
+                checkpoints(&store).await
             );
             explain_total(&broker).await;
             scorer.kill().expect("stop");

@@ -125,9 +125,14 @@ pub async fn stored(store: &CustomerStore) -> BTreeMap<String, CustomerState> {
 
 /// Whether every partition is applied up to the end of the log.
 pub async fn caught_up<L: EventLog>(log: &L, store: &CustomerStore) -> bool {
+    reached(store, &log_ends(log).await).await
+}
+
+/// Whether every partition's checkpoint is at or past its offset in `ends`.
+pub async fn reached(store: &CustomerStore, ends: &[u64]) -> bool {
     checkpoints(store)
         .await
         .iter()
-        .zip(log_ends(log).await)
-        .all(|(c, end)| *c >= end)
+        .zip(ends)
+        .all(|(c, end)| c >= end)
 }
