@@ -108,3 +108,55 @@ fn mbg_nbd_fit_reproduces_the_published_estimates_and_one_time_buyers_can_be_gon
     let one_time = rfm.iter().find(|c| c.x == 0.0).expect("a one-time buyer");
     assert!(m.p_alive(one_time) < 1.0);
 }
+
+#[test]
+fn a_warm_start_from_other_parameters_reaches_the_same_estimates() {
+    let rfm: Vec<Rfm> = calibration_summaries().iter().map(|c| c.rfm).collect();
+    let (cold, cold_ll) = BgNbd::fit(&rfm).expect("fit");
+    for start in [
+        BgNbd {
+            r: 0.5,
+            alpha: 10.0,
+            a: 0.3,
+            b: 5.0,
+        },
+        BgNbd {
+            r: 0.2,
+            alpha: 3.0,
+            a: 1.5,
+            b: 1.0,
+        },
+        cold,
+    ] {
+        let (warm, ll) = BgNbd::fit_from(&rfm, Some(start)).expect("fit");
+        assert!(
+            (ll - cold_ll).abs() < 1e-6,
+            "{ll} vs {cold_ll} from {start:?}"
+        );
+        for (w, c) in [
+            (warm.r, cold.r),
+            (warm.alpha, cold.alpha),
+            (warm.a, cold.a),
+            (warm.b, cold.b),
+        ] {
+            assert!(
+                (w - c).abs() <= 1e-4 * c,
+                "{warm:?} vs {cold:?} from {start:?}"
+            );
+        }
+    }
+    let spend: Vec<Spend> = calibration_summaries().iter().map(|c| c.spend).collect();
+    let (cold, _) = GammaGamma::fit(&spend).expect("fit");
+    let (warm, _) = GammaGamma::fit_from(
+        &spend,
+        Some(GammaGamma {
+            p: 2.0,
+            q: 8.0,
+            gamma: 40.0,
+        }),
+    )
+    .expect("fit");
+    for (w, c) in [(warm.p, cold.p), (warm.q, cold.q), (warm.gamma, cold.gamma)] {
+        assert!((w - c).abs() <= 1e-4 * c, "{warm:?} vs {cold:?}");
+    }
+}

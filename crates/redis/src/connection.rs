@@ -1,12 +1,12 @@
 //! One connection type for a single Redis and a Redis Cluster. Every script this project
 //! runs touches keys of one hash tag (one slot), so the same code runs on either.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use crate::StoreError;
+use crate::{StoreError, Timeouts};
 
 /// A reconnecting connection to a single Redis, or a connection to a cluster.
 #[derive(Clone)]
@@ -25,19 +25,40 @@ impl std::fmt::Debug for RedisConnection {
 }
 
 impl RedisConnection {
-    /// A single Redis at `url` (`redis://host:port/db`); reconnects by itself.
+    /// A single Redis at `url` (`redis://host:port/db`), with the default timeouts;
+    /// reconnects by itself.
     pub async fn single(url: &str) -> Result<Self, StoreError> {
+        Self::single_with(url, Timeouts::default()).await
+    }
+
+    /// A single Redis at `url`. While Redis is down, a command fails after the reconnect
+    /// attempts (a fraction of a second by default) instead of waiting for it.
+    pub async fn single_with(url: &str, timeouts: Timeouts) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::Connect)?;
-        let conn = ConnectionManager::new(client)
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeouts.connect))
+            .set_response_timeout(Some(timeouts.response))
+            .set_number_of_retries(timeouts.reconnect_attempts)
+            .set_max_delay(std::time::Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(StoreError::Connect)?;
         Ok(RedisConnection::Single(conn))
     }
 
-    /// A Redis Cluster, reached through any of `nodes`.
+    /// A Redis Cluster, reached through any of `nodes`, with the default timeouts.
     pub async fn cluster(nodes: &[String]) -> Result<Self, StoreError> {
-        let client =
-            redis::cluster::ClusterClient::new(nodes.to_vec()).map_err(StoreError::Connect)?;
+        Self::cluster_with(nodes, Timeouts::default()).await
+    }
+
+    /// A Redis Cluster, reached through any of `nodes`.
+    pub async fn cluster_with(nodes: &[String], timeouts: Timeouts) -> Result<Self, StoreError> {
+        let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(timeouts.connect)
+            .response_timeout(timeouts.response)
+            .retries(timeouts.reconnect_attempts as u32)
+            .build()
+            .map_err(StoreError::Connect)?;
         let conn = client
             .get_async_connection()
             .await

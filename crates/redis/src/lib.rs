@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,26 +26,78 @@ pub struct RedisSettings {
     pub url: String,
     /// Nodes of a Redis Cluster (`redis://host:port`); when set, `url` is not used.
     pub cluster_nodes: Vec<String>,
+    /// How long one attempt to connect may take.
+    pub connect_timeout_ms: u64,
+    /// How long a command may wait for its answer before it fails as a timeout. Redis
+    /// answers this project's commands in milliseconds; a Redis that does not answer
+    /// in this time is treated as unavailable.
+    pub response_timeout_ms: u64,
+    /// Further attempts to reconnect (100 ms, then doubling) before a command fails.
+    /// Keep it small: a caller waiting on a Redis that is down should hear UNAVAILABLE
+    /// in well under a second, not after its deadline; consumers retry on their own.
+    pub reconnect_attempts: usize,
 }
 
 impl RedisSettings {
     /// Connects as configured: the cluster when nodes are given, else the single Redis.
     pub async fn connect(&self) -> Result<RedisConnection, StoreError> {
         if self.cluster_nodes.is_empty() {
-            RedisConnection::single(&self.url).await
+            RedisConnection::single_with(&self.url, self.timeouts()).await
         } else {
-            RedisConnection::cluster(&self.cluster_nodes).await
+            RedisConnection::cluster_with(&self.cluster_nodes, self.timeouts()).await
+        }
+    }
+
+    /// The timeouts and retries of a connection.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_millis(self.connect_timeout_ms),
+            response: Duration::from_millis(self.response_timeout_ms),
+            reconnect_attempts: self.reconnect_attempts,
         }
     }
 }
 
 impl Default for RedisSettings {
     fn default() -> Self {
+        let timeouts = Timeouts::default();
         Self {
             url: "redis://127.0.0.1:6379/".into(),
             cluster_nodes: Vec::new(),
+            connect_timeout_ms: timeouts.connect.as_millis() as u64,
+            response_timeout_ms: timeouts.response.as_millis() as u64,
+            reconnect_attempts: timeouts.reconnect_attempts,
         }
     }
+}
+
+/// How long a connection waits for Redis, and how often it tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+    pub reconnect_attempts: usize,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_millis(1_000),
+            response: Duration::from_millis(5_000),
+            reconnect_attempts: 2,
+        }
+    }
+}
+
+/// The one rule for a Redis error that passes: Redis unreachable, the connection lost
+/// or refused, a command timed out, or the cluster moving slots. Retry those (or answer
+/// UNAVAILABLE); anything else is a bad command or bad data.
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_cluster_error()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +119,7 @@ impl StoreError {
     pub fn is_retriable(&self) -> bool {
         match self {
             StoreError::Connect(_) => true,
-            StoreError::Command { source, .. } => {
-                source.is_io_error()
-                    || source.is_connection_dropped()
-                    || source.is_timeout()
-                    || source.is_cluster_error()
-            }
+            StoreError::Command { source, .. } => is_transient(source),
             StoreError::Corrupt(_) => false,
         }
     }

@@ -1,7 +1,9 @@
 //! `make bench` (churn-scoring): swipes/s through the scorer (log read, decode, one Lua
 //! script per partition batch), next to the naive one-script-per-swipe rate and a raw
 //! Redis limit measured against the same Redis in the same run; then Redis bytes per
-//! customer at one million customers.
+//! customer at one million customers; then refits: the fit on a million simulated
+//! customers (full, sampled, warm), and a refit of the million customers in Redis with
+//! the query API's latency while it runs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -9,12 +11,18 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use churn_scoring::api::{ApiServer, QueryState};
+use churn_scoring::models::ModelProjection;
+use churn_scoring::refit::{RefitScope, refit};
 use churn_scoring::timers::Timers;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
 use churnguard_domain::customer::swipe_fingerprint;
+use churnguard_domain::models::{BgNbd, Rfm};
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_eventlog::{EventLog, OutgoingRecord};
+use churnguard_proto::scoring::v1 as pb;
+use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_testkit::RedisServer;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +45,9 @@ fn main() {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         throughput(400_000, 50_000).await;
-        memory(1_000_000).await;
+        fits(1_000_000, 100_000);
+        let (redis, store, log, _dir) = memory(1_000_000).await;
+        refits(&redis, store, log).await;
     });
 }
 
@@ -245,7 +255,14 @@ async fn throughput(n: usize, customers: usize) {
     );
 }
 
-async fn memory(customers: usize) {
+async fn memory(
+    customers: usize,
+) -> (
+    RedisServer,
+    CustomerStore,
+    Arc<EmbeddedLog>,
+    tempfile::TempDir,
+) {
     println!("\nmemory: {customers} customers, 2 swipes each on different days");
     let dir = bench_dir();
     let log = load_log(dir.path(), records(customers * 2, customers)).await;
@@ -271,7 +288,7 @@ async fn memory(customers: usize) {
     let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
         .await
         .expect("store");
-    let took = score_all(log, store.clone(), 2_000).await;
+    let took = score_all(log.clone(), store.clone(), 2_000).await;
     let after_scoring = used(
         redis::cmd("INFO")
             .arg("memory")
@@ -334,4 +351,261 @@ async fn memory(customers: usize) {
         customers * 2,
         took.as_secs_f64()
     );
+    (redis, store, log, dir)
+}
+
+/// The published CDNOW estimates, as the simulated population's truth.
+const TRUTH: BgNbd = BgNbd {
+    r: 0.243,
+    alpha: 4.414,
+    a: 0.793,
+    b: 2.426,
+};
+
+/// `n` customers drawn from BG/NBD with `TRUTH`: ages up to 78 weeks, purchase times
+/// rounded to days, as the scorer's summaries are.
+fn simulated(n: usize, seed: u64) -> Vec<Rfm> {
+    use rand::{Rng, SeedableRng};
+    use rand_distr::{Beta, Distribution, Exp1, Gamma};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rate = Gamma::new(TRUTH.r, 1.0 / TRUTH.alpha).expect("gamma");
+    let dropout = Beta::new(TRUTH.a, TRUTH.b).expect("beta");
+    let day = |t: f64| (t * 7.0).floor() / 7.0;
+    (0..n)
+        .map(|_| {
+            let t = f64::from(rng.random_range(1..=546u32)) / 7.0;
+            let (lambda, p): (f64, f64) = (rate.sample(&mut rng), dropout.sample(&mut rng));
+            let (mut now, mut x, mut t_x) = (0.0, 0.0, 0.0);
+            loop {
+                let gap: f64 = Exp1.sample(&mut rng);
+                now += gap / lambda;
+                if now > t {
+                    break;
+                }
+                if day(now) > t_x {
+                    x += 1.0; // distinct repeat purchase days
+                    t_x = day(now);
+                }
+                if rng.random::<f64>() < p {
+                    break;
+                }
+            }
+            Rfm { x, t_x, t }
+        })
+        .collect()
+}
+
+fn relative_errors(got: &BgNbd, want: &BgNbd) -> String {
+    let e = |g: f64, w: f64| 100.0 * (g - w).abs() / w;
+    format!(
+        "r {:.2} %, alpha {:.2} %, a {:.2} %, b {:.2} %",
+        e(got.r, want.r),
+        e(got.alpha, want.alpha),
+        e(got.a, want.a),
+        e(got.b, want.b)
+    )
+}
+
+/// The fit alone, in this thread: a million simulated customers, all of them and a
+/// uniform sample, from a cold start and from the current parameters.
+fn fits(n: usize, sample: usize) {
+    println!(
+        "
+fit: {n} customers simulated from BG/NBD (r 0.243, alpha 4.414, a 0.793, b 2.426)"
+    );
+    let all = simulated(n, 7);
+    let cpu = own_cpu_secs();
+    let started = Instant::now();
+    let (full, _) = BgNbd::fit(&all).expect("full fit");
+    let full_took = started.elapsed();
+    println!(
+        "  all {n}, cold start                  {:>7.2} s ({:.2} s of CPU)   target: < 60 s of one core",
+        full_took.as_secs_f64(),
+        own_cpu_secs() - cpu
+    );
+    println!("    against the truth: {}", relative_errors(&full, &TRUTH));
+    // The limit: one pass over the summaries, evaluating the likelihood once per customer.
+    let started = Instant::now();
+    let once: f64 = all.iter().map(|c| full.log_likelihood(c)).sum();
+    let pass = started.elapsed();
+    println!(
+        "    one likelihood pass per customer     {:>7.3} s (ll {once:.0}): the fit took {:.1} passes",
+        pass.as_secs_f64(),
+        full_took.as_secs_f64() / pass.as_secs_f64()
+    );
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut drawn = all.clone();
+    rng.shuffle(&mut drawn);
+    drawn.truncate(sample);
+    let started = Instant::now();
+    let (sampled, _) = BgNbd::fit(&drawn).expect("sample fit");
+    println!(
+        "  a uniform sample of {sample}, cold start  {:>7.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "    against the full fit: {}",
+        relative_errors(&sampled, &full)
+    );
+    let mut worst = 0.0f64;
+    for c in all.iter().step_by(97) {
+        worst = worst.max((sampled.p_alive(c) - full.p_alive(c)).abs());
+    }
+    println!("    largest P(alive) difference to the full fit, every 97th customer: {worst:.4}");
+    let started = Instant::now();
+    BgNbd::fit_from(&drawn, Some(full)).expect("warm fit");
+    println!(
+        "  the sample, warm from the last model   {:>7.3} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// GetCustomerRisk latencies, sorted, while `busy` runs (or for `idle` when given).
+async fn probe_latency(
+    endpoint: String,
+    customers: usize,
+    until: impl std::future::Future<Output = ()>,
+) -> Vec<Duration> {
+    let mut api = ChurnScoringClient::connect(endpoint).await.expect("client");
+    let mut out = Vec::new();
+    let mut until = std::pin::pin!(until);
+    let mut i = 0usize;
+    loop {
+        let request = pb::GetCustomerRiskRequest {
+            customer_id: format!("cust-{}", (i * 7919) % customers),
+            ..Default::default()
+        };
+        i += 1;
+        let sent = Instant::now();
+        let answered = tokio::select! {
+            () = &mut until => break,
+            r = api.get_customer_risk(request) => r,
+        };
+        answered.expect("risk");
+        out.push(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    out.sort();
+    out
+}
+
+fn percentiles(sorted: &[Duration]) -> String {
+    let at = |q: f64| {
+        sorted
+            .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms ({} calls)",
+        at(0.5),
+        at(0.99),
+        sorted.len()
+    )
+}
+
+/// Refits of the million customers scored into Redis, as the service runs them, with the
+/// query API answering GetCustomerRisk on the same runtime meanwhile.
+async fn refits(redis: &RedisServer, store: CustomerStore, log: Arc<EmbeddedLog>) {
+    println!(
+        "
+refit: the 1000000 customers above, through Redis, with the query API running"
+    );
+    let models = ModelProjection::new(log.clone(), store.connection(), "churn.models.v1");
+    log.ensure_topic("churn.models.v1", 1).await.expect("topic");
+    let api = ApiServer::bind(
+        "127.0.0.1:0",
+        QueryState::new(
+            store.clone(),
+            churn_scoring::config::default_policy().into(),
+            PARTITIONS,
+        ),
+    )
+    .await
+    .expect("api")
+    .spawn();
+    let mut as_of = 0;
+    for p in 0..PARTITIONS {
+        as_of = as_of.max(
+            store
+                .watermark(p)
+                .await
+                .expect("watermark")
+                .expect("applied"),
+        );
+    }
+    // The limit for the read: SCAN alone over the same keys.
+    let started = Instant::now();
+    let mut listed = 0;
+    let conn = store.connection();
+    for p in 0..PARTITIONS {
+        listed += conn
+            .scan_tagged(
+                &churn_scoring::store::customer_key(p, ""),
+                &format!("cs:{{p{p}}}:*"),
+            )
+            .await
+            .expect("scan")
+            .len();
+    }
+    let scan = started.elapsed();
+    println!(
+        "  SCAN of every customer key alone       {:>7.2} s ({listed} keys)",
+        scan.as_secs_f64()
+    );
+    let refit_once = |sample: usize| {
+        let (store, models, log) = (store.clone(), &models, log.clone());
+        async move {
+            let scope = RefitScope {
+                partitions: PARTITIONS,
+                sample,
+            };
+            refit(
+                &store,
+                models,
+                log.as_ref(),
+                scope,
+                as_of,
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("refit")
+        }
+    };
+    let _ = refit_once(100_000).await; // a first model, so the next ones start warm
+    let idle = probe_latency(
+        api.endpoint(),
+        listed,
+        tokio::time::sleep(Duration::from_secs(3)),
+    )
+    .await;
+    println!(
+        "  GetCustomerRisk, idle                  {}",
+        percentiles(&idle)
+    );
+    let _ = redis;
+    for sample in [100_000usize, 0] {
+        let cpu = own_cpu_secs();
+        let started = Instant::now();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let probing = tokio::spawn(probe_latency(api.endpoint(), listed, async move {
+            let _ = done_rx.await;
+        }));
+        let model = refit_once(sample).await;
+        let took = started.elapsed();
+        let _ = done_tx.send(());
+        let during = probing.await.expect("probes");
+        println!(
+            "  refit on {:>7} of {} customers     {:>7.2} s ({:.2} s of this process's CPU, probes included), {:.1} x the SCAN",
+            model.customers,
+            model.population,
+            took.as_secs_f64(),
+            own_cpu_secs() - cpu,
+            took.as_secs_f64() / scan.as_secs_f64()
+        );
+        println!(
+            "    GetCustomerRisk meanwhile            {}",
+            percentiles(&during)
+        );
+    }
+    api.stop().await.expect("api stop");
 }

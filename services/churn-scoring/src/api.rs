@@ -13,6 +13,7 @@ use churnguard_domain::models::FittedModel;
 use churnguard_domain::partition_for_key;
 use churnguard_domain::policy::{ChurnState, PolicyBook, Rule};
 use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
+use churnguard_domain::{FieldViolation, Violations};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_server::{ChurnScoring, ChurnScoringServer};
 use tokio::net::TcpListener;
@@ -173,11 +174,67 @@ fn date(day: Day) -> String {
         .map_or_else(|| day.to_string(), |d| d.to_string())
 }
 
-/// Parses a `YYYY-MM-DD` request field.
+/// Parses a `YYYY-MM-DD` request field: exactly that shape (`1997-9-30` is refused), and
+/// a real date.
 fn parse_day(field: &str, value: &str) -> Result<Day, ScoringError> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+    let shaped = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
+        .flatten()
         .map(day_of)
-        .map_err(|_| ScoringError::invalid(field, format!("{value:?} is not a YYYY-MM-DD date")))
+        .ok_or_else(|| {
+            ScoringError::invalid(
+                field,
+                format!("must be a date as YYYY-MM-DD, got {}", quoted(value)),
+            )
+        })
+}
+
+/// At most a short prefix of a caller's value, for an error message.
+fn quoted(value: &str) -> String {
+    const MAX: usize = 40;
+    if value.len() <= MAX {
+        return format!("{value:?}");
+    }
+    let mut end = MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &value[..end], value.len())
+}
+
+/// Checks an identifier field (1 to 128 of `[A-Za-z0-9._:-]`) into `violations`.
+fn check_id_field(violations: &mut Vec<FieldViolation>, field: &str, value: &str) {
+    if let Err(why) = churnguard_domain::ids::check_id(value) {
+        violations.push(FieldViolation::new(field, why));
+    }
+}
+
+/// Parses an optional `YYYY-MM-DD` field into `violations`.
+fn day_field(violations: &mut Vec<FieldViolation>, field: &str, value: &str) -> Option<Day> {
+    match parse_day(field, value) {
+        Ok(d) => Some(d),
+        Err(ScoringError::InvalidArgument(v)) => {
+            violations.extend(v.0);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Every bad field at once, or nothing.
+fn checked(violations: Vec<FieldViolation>) -> Result<(), Status> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(status(ScoringError::InvalidArgument(Violations(
+            violations,
+        ))))
+    }
 }
 
 fn state(s: ChurnState) -> pb::ChurnState {
@@ -266,10 +323,14 @@ impl ChurnScoring for ScoringApi {
         request: Request<pb::GetCustomerRiskRequest>,
     ) -> Result<Response<pb::GetCustomerRiskResponse>, Status> {
         let r = request.into_inner();
-        let as_of = (!r.as_of.is_empty())
-            .then(|| parse_day("as_of", &r.as_of))
-            .transpose()
-            .map_err(status)?;
+        let mut violations = Vec::new();
+        check_id_field(&mut violations, "customer_id", &r.customer_id);
+        let as_of = if r.as_of.is_empty() {
+            None
+        } else {
+            day_field(&mut violations, "as_of", &r.as_of)
+        };
+        checked(violations)?;
         let risk = self
             .state
             .customer_risk(&r.customer_id, as_of)
@@ -285,29 +346,31 @@ impl ChurnScoring for ScoringApi {
         request: Request<pb::ListAtRiskCustomersRequest>,
     ) -> Result<Response<pb::ListAtRiskCustomersResponse>, Status> {
         let r = request.into_inner();
-        if r.store_id.is_empty() {
-            return Err(status(ScoringError::invalid("store_id", "is required")));
-        }
+        let mut violations = Vec::new();
+        check_id_field(&mut violations, "store_id", &r.store_id);
         if r.page_size > MAX_PAGE {
-            return Err(status(ScoringError::invalid(
+            violations.push(FieldViolation::new(
                 "page_size",
                 format!("is {}; at most {MAX_PAGE} are allowed", r.page_size),
-            )));
+            ));
         }
+        let cursor = if r.page_token.is_empty() {
+            None
+        } else {
+            let cursor = AtRisk::from_page_token(&r.page_token);
+            if cursor.is_none() {
+                violations.push(FieldViolation::new(
+                    "page_token",
+                    "is not a token this service issued",
+                ));
+            }
+            cursor
+        };
+        checked(violations)?;
         let limit = if r.page_size == 0 {
             DEFAULT_PAGE
         } else {
             r.page_size as usize
-        };
-        let cursor = if r.page_token.is_empty() {
-            None
-        } else {
-            Some(AtRisk::from_page_token(&r.page_token).ok_or_else(|| {
-                status(ScoringError::invalid(
-                    "page_token",
-                    "is not a token this service issued",
-                ))
-            })?)
         };
         let (page, next) = self
             .state
@@ -332,34 +395,18 @@ impl ChurnScoring for ScoringApi {
     ) -> Result<Response<pb::GetStoreDefectionStatsResponse>, Status> {
         let r = request.into_inner();
         let mut violations = Vec::new();
-        if r.store_id.is_empty() {
-            violations.push(churnguard_domain::FieldViolation::new(
-                "store_id",
-                "is required",
-            ));
-        }
-        let mut day = |field: &str, value: &str| match parse_day(field, value) {
-            Ok(d) => Some(d),
-            Err(ScoringError::InvalidArgument(v)) => {
-                violations.extend(v.0);
-                None
-            }
-            Err(_) => None,
-        };
-        let from = day("from_date", &r.from_date);
-        let to = day("to_date", &r.to_date);
+        check_id_field(&mut violations, "store_id", &r.store_id);
+        let from = day_field(&mut violations, "from_date", &r.from_date);
+        let to = day_field(&mut violations, "to_date", &r.to_date);
         if let (Some(f), Some(t)) = (from, to)
             && t < f
         {
-            violations.push(churnguard_domain::FieldViolation::new(
-                "to_date",
-                "is before from_date",
-            ));
+            violations.push(FieldViolation::new("to_date", "is before from_date"));
         }
         let (Some(from), Some(to), true) = (from, to, violations.is_empty()) else {
-            return Err(status(ScoringError::InvalidArgument(
-                churnguard_domain::Violations(violations),
-            )));
+            return Err(status(ScoringError::InvalidArgument(Violations(
+                violations,
+            ))));
         };
         let (stats, customers) = self
             .state
@@ -390,6 +437,7 @@ impl ChurnScoring for ScoringApi {
             fitted_at: m.fitted_at,
             as_of: date(m.as_of_day),
             customers: m.customers as u64,
+            population: m.population.max(m.customers) as u64,
             bg_nbd: Some(pb::BgNbdParameters {
                 r: m.bg_nbd.r,
                 alpha: m.bg_nbd.alpha,

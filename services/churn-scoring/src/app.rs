@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiServer, QueryState};
 use crate::config::Settings;
 use crate::error::ScoringError;
+use crate::models::ModelProjection;
+use crate::refit::RefitScope;
 use crate::runner::{Clock, Instance, system_clock};
 use crate::scorer::Scorer;
 use crate::store::CustomerStore;
@@ -25,6 +27,7 @@ use crate::timers::Timers;
 #[derive(Debug)]
 pub struct App<L> {
     instance: Arc<Instance<L>>,
+    models: Arc<ModelProjection<L>>,
     log: Arc<L>,
     api: ApiServer,
     grace: Duration,
@@ -56,7 +59,14 @@ impl<L: EventLog> App<L> {
         let store =
             CustomerStore::open(&settings.redis, &topics.purchases, settings.horizon_days).await?;
         store.check_partition_count(partitions).await?;
-        let model = match store.current_model().await? {
+        // The models are state like any other: an empty Redis gets them back from the log
+        // before the timers decide anything.
+        let models = Arc::new(ModelProjection::new(
+            log.clone(),
+            store.connection(),
+            &topics.models,
+        ));
+        let model = match models.catch_up().await? {
             Some(fitted) => ScoringModel::from(&fitted),
             None => {
                 tracing::info!("no fitted model yet: timers use the prior until the first refit");
@@ -78,7 +88,11 @@ impl<L: EventLog> App<L> {
             .with_timer_interval(settings.timer_interval())
             .with_clock(clock);
         if let Some(every) = settings.refit_interval() {
-            instance = instance.with_refits(every, &topics.models, partitions);
+            let scope = RefitScope {
+                partitions,
+                sample: settings.refit_sample_customers,
+            };
+            instance = instance.with_refits(every, scope, models.clone());
         }
         let api = ApiServer::bind(
             &settings.listen_addr,
@@ -89,6 +103,7 @@ impl<L: EventLog> App<L> {
         .with_timings(settings.health_probe_interval(), settings.shutdown_grace());
         Ok(Self {
             instance: Arc::new(instance),
+            models,
             log: log_handle,
             api,
             grace: settings.shutdown_grace(),
@@ -104,7 +119,11 @@ impl<L: EventLog> App<L> {
     pub fn spawn(self) -> Running<L> {
         let stop = CancellationToken::new();
         let scoring = tokio::spawn(self.instance.clone().run(stop.clone()));
+        let models = self.models.clone();
+        let token = stop.clone();
+        let projection = tokio::spawn(async move { models.run(token).await });
         Running {
+            projection,
             instance: self.instance,
             log: self.log,
             api: self.api.spawn(),
@@ -119,6 +138,7 @@ impl<L: EventLog> App<L> {
 #[derive(Debug)]
 pub struct Running<L> {
     instance: Arc<Instance<L>>,
+    projection: JoinHandle<()>,
     log: Arc<L>,
     api: api::Running,
     scoring: JoinHandle<Result<(), ScoringError>>,
@@ -148,6 +168,8 @@ impl<L: EventLog> Running<L> {
         tokio::select! {
             () = signal => self.stop().await,
             r = &mut self.scoring => {
+                self.stop.cancel();
+                let _ = self.projection.await;
                 let _ = self.api.stop().await;
                 joined(r)
             }
@@ -160,6 +182,7 @@ impl<L: EventLog> Running<L> {
     pub async fn stop(self) -> Result<(), ScoringError> {
         self.stop.cancel();
         let scored = joined(self.scoring.await);
+        let _ = self.projection.await;
         let flushed = self.log.flush(self.grace).await.map_err(ScoringError::Log);
         let served = self.api.stop().await;
         scored.and(flushed).and(served)

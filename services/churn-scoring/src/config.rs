@@ -32,9 +32,13 @@ pub struct Settings {
     pub horizon_days: Day,
     /// How often each owned partition's absence timers and signal relay run.
     pub timer_interval_ms: u64,
-    /// How often the models are refitted on every customer's summary (by the instance
-    /// that owns partition 0). 0 turns periodic refits off.
+    /// How often the models are refitted (by the instance that owns partition 0). 0
+    /// turns periodic refits off.
     pub refit_interval_secs: u64,
+    /// How many customers a refit samples, uniformly, to fit on; 0 fits on every
+    /// customer. 100,000 estimate the parameters to about 1 % of a full fit (see
+    /// `refit.rs`), and keep a refit of a million customers to seconds.
+    pub refit_sample_customers: usize,
     /// How often the query API's health check probes Redis.
     pub health_probe_interval_ms: u64,
     /// What "at risk" and "defected" mean for this chain, per store format.
@@ -69,6 +73,7 @@ impl Default for Settings {
             horizon_days: 400,
             timer_interval_ms: 1_000,
             refit_interval_secs: 24 * 3_600,
+            refit_sample_customers: 100_000,
             health_probe_interval_ms: 1_000,
             policy: default_policy().into(),
             value: ValueHorizon::default(),

@@ -42,13 +42,7 @@ impl ScoringError {
     /// Trouble that passes (a broker or Redis briefly unreachable or slow): retry.
     pub fn is_retriable(&self) -> bool {
         match self {
-            ScoringError::Redis { source, .. } => {
-                source.is_io_error()
-                    || source.is_connection_dropped()
-                    || source.is_connection_refusal()
-                    || source.is_timeout()
-                    || source.is_cluster_error()
-            }
+            ScoringError::Redis { source, .. } => churnguard_redis::is_transient(source),
             ScoringError::Log(e) => e.is_retriable(),
             ScoringError::Store(e) => e.is_retriable(),
             ScoringError::Corrupt(_)

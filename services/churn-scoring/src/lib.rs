@@ -3,7 +3,8 @@
 //!
 //! The parts: [`runner`] (one instance in the consumer group: per owned partition the
 //! consumer loop of [`scorer`], the absence [`timers`] and the signal relay, plus the
-//! scheduled [`refit`]), [`store`] (the Redis layout and its atomic scripts), [`api`] and
+//! scheduled [`refit`]), [`models`] (the fitted models projected from their topic),
+//! [`store`] (the Redis layout and its atomic scripts), [`api`] and
 //! [`query`] (the gRPC query side), and [`app`], which puts them together for the binary.
 
 pub mod api;
@@ -11,6 +12,7 @@ pub mod app;
 pub mod batch;
 pub mod config;
 pub mod error;
+pub mod models;
 pub mod query;
 pub mod refit;
 pub mod runner;

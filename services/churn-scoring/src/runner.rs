@@ -26,6 +26,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ScoringError;
+use crate::models::ModelProjection;
+use crate::refit::RefitScope;
 use crate::scorer::Scorer;
 use crate::timers::Timers;
 
@@ -46,18 +48,27 @@ pub struct Instance<L> {
     signals_topic: String,
     timer_interval: Duration,
     clock: Clock,
-    refits: Option<Refits>,
+    refits: Option<Refits<L>>,
     owned: Mutex<BTreeSet<u32>>,
     /// The version of the fitted model the timers use (0: none yet).
     model_version: AtomicU64,
 }
 
 /// The periodic refit schedule, kept by whichever instance owns partition 0.
-#[derive(Debug, Clone)]
-struct Refits {
+struct Refits<L> {
     every: Duration,
-    models_topic: String,
-    partitions: u32,
+    scope: RefitScope,
+    models: Arc<ModelProjection<L>>,
+}
+
+impl<L> Clone for Refits<L> {
+    fn clone(&self) -> Self {
+        Self {
+            every: self.every,
+            scope: self.scope,
+            models: self.models.clone(),
+        }
+    }
 }
 
 impl<L> std::fmt::Debug for Instance<L> {
@@ -110,14 +121,20 @@ impl<L: EventLog> Instance<L> {
         self
     }
 
-    /// Refits the models every `every` (and soon after start when none is stored) on the
-    /// summaries of all `partitions`, announcing each on `models_topic`. Only the instance
-    /// that owns partition 0 does it, so one refit runs per period across the group.
-    pub fn with_refits(mut self, every: Duration, models_topic: &str, partitions: u32) -> Self {
+    /// Refits the models every `every` (and soon after start when none is stored) on a
+    /// sample of the customers of `scope`, announcing each on the topic `models` projects.
+    /// Only the instance that owns partition 0 does it, so one refit runs per period
+    /// across the group.
+    pub fn with_refits(
+        mut self,
+        every: Duration,
+        scope: RefitScope,
+        models: Arc<ModelProjection<L>>,
+    ) -> Self {
         self.refits = Some(Refits {
             every,
-            models_topic: models_topic.to_owned(),
-            partitions,
+            scope,
+            models,
         });
         self
     }
@@ -229,7 +246,7 @@ impl<L: EventLog> Instance<L> {
 
     /// Refits on schedule. A failed refit (too few customers yet, Redis away) is logged
     /// and tried again next period; scoring goes on with the stored model.
-    async fn refit_loop(&self, refits: &Refits, stop: CancellationToken) {
+    async fn refit_loop(&self, refits: &Refits<L>, stop: CancellationToken) {
         let store = self.scorer.store();
         // No model yet: try soon, as data arrives, rather than a period from now.
         let mut wait = match store.current_model().await {
@@ -255,10 +272,10 @@ impl<L: EventLog> Instance<L> {
     }
 
     /// One refit as of the stream time: the latest day applied on any partition.
-    async fn refit_once(&self, refits: &Refits) -> Result<u64, ScoringError> {
+    async fn refit_once(&self, refits: &Refits<L>) -> Result<u64, ScoringError> {
         let store = self.scorer.store();
         let mut as_of = None;
-        for p in 0..refits.partitions {
+        for p in 0..refits.scope.partitions {
             // Fitting on half-replayed history would bias the model: wait for the log.
             if !self.caught_up(p).await? {
                 return Err(ScoringError::Fit(format!(
@@ -270,11 +287,11 @@ impl<L: EventLog> Instance<L> {
         let as_of = as_of.ok_or_else(|| ScoringError::Fit("no purchases applied yet".into()))?;
         let model = crate::refit::refit(
             store,
-            refits.partitions,
+            &refits.models,
+            self.log.as_ref(),
+            refits.scope,
             as_of,
             (self.clock)(),
-            self.log.as_ref(),
-            &refits.models_topic,
         )
         .await?;
         Ok(model.version)

@@ -182,7 +182,7 @@ impl CustomerStore {
     }
 
     /// The connection, for the query side's reads.
-    pub(crate) fn connection(&self) -> RedisConnection {
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
 
@@ -538,48 +538,9 @@ impl CustomerStore {
         Ok(())
     }
 
-    /// The next model version number.
-    pub async fn next_model_version(&self) -> Result<u64, ScoringError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("INCR")
-            .arg("model:version")
-            .query_async(&mut conn)
-            .await
-            .map_err(command("INCR model:version"))
-    }
-
-    /// Stores a fitted model under its version and as the current one.
-    pub async fn save_model(&self, model: &FittedModel) -> Result<(), ScoringError> {
-        let json =
-            serde_json::to_string(model).map_err(|e| ScoringError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(format!("model:v{}", model.version))
-            .arg(&json)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(command("SET model"))?;
-        redis::cmd("SET")
-            .arg("model:current")
-            .arg(&json)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(command("SET model:current"))
-    }
-
-    /// The current fitted model, if any.
+    /// The current fitted model, as projected from the models topic.
     pub async fn current_model(&self) -> Result<Option<FittedModel>, ScoringError> {
-        let mut conn = self.conn.clone();
-        let json: Option<String> = redis::cmd("GET")
-            .arg("model:current")
-            .query_async(&mut conn)
-            .await
-            .map_err(command("GET model:current"))?;
-        json.map(|j| {
-            serde_json::from_str(&j)
-                .map_err(|e| ScoringError::Corrupt(format!("model:current: {e}")))
-        })
-        .transpose()
+        crate::models::current_model(&self.conn).await
     }
 
     /// A customer's state, if any.
@@ -619,18 +580,95 @@ impl CustomerStore {
     }
 }
 
-/// Reads a customer hash back into the domain's state.
-fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState>, ScoringError> {
-    if fields.is_empty() {
-        return Ok(None);
+impl CustomerStore {
+    /// A uniform random sample of at most `size` customers' summaries (`size` 0: every
+    /// customer), taken among those whose first purchase is on or before `as_of`, and the
+    /// number of such customers in all. Keys are listed with SCAN and sampled by
+    /// reservoir (`seed` makes the sample repeatable), then only the sampled customers'
+    /// summary fields are read, in pipelines of a thousand per partition.
+    ///
+    /// The summaries carry no day buckets or store mix: what the models need, no more.
+    pub async fn sample_summaries(
+        &self,
+        partitions: u32,
+        size: usize,
+        as_of: Day,
+        seed: u64,
+    ) -> Result<Sample, ScoringError> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut reservoir: Vec<(u32, String)> = Vec::new();
+        let mut listed = 0usize;
+        for p in 0..partitions {
+            let keys = self
+                .conn
+                .scan_tagged(&customer_key(p, ""), &format!("cs:{{p{p}}}:*"))
+                .await
+                .map_err(ScoringError::Store)?;
+            for key in keys {
+                listed += 1;
+                if size == 0 || reservoir.len() < size {
+                    reservoir.push((p, key));
+                } else {
+                    let slot = rng.usize(..listed);
+                    if slot < size {
+                        reservoir[slot] = (p, key);
+                    }
+                }
+            }
+        }
+        // Read per partition (one slot each on a cluster), a thousand keys a round trip.
+        reservoir.sort_unstable();
+        let mut summaries = Vec::with_capacity(reservoir.len());
+        for chunk in reservoir.chunk_by(|a, b| a.0 == b.0) {
+            for keys in chunk.chunks(1_000) {
+                let mut pipe = redis::pipe();
+                for (_, key) in keys {
+                    pipe.cmd("HGET").arg(key).arg("s");
+                }
+                let mut conn = self.conn.clone();
+                let values: Vec<Option<String>> = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(command("HGET s (sample)"))?;
+                for value in values.into_iter().flatten() {
+                    let state = parse_summary(&value)?;
+                    if state.first_day <= as_of {
+                        summaries.push(state);
+                    }
+                }
+            }
+        }
+        // Customers who first bought after `as_of` were listed but are not in the
+        // population the fit describes: scale the count by the sample's share of them.
+        let read = reservoir.len().max(1);
+        let population = if size == 0 || listed <= size {
+            summaries.len()
+        } else {
+            (listed as f64 * summaries.len() as f64 / read as f64).round() as usize
+        };
+        Ok(Sample {
+            summaries,
+            population,
+        })
     }
-    let corrupt = |what: &str| ScoringError::Corrupt(what.to_owned());
+}
+
+/// Customers' summaries drawn for a refit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sampled customers' states, summary fields only.
+    pub summaries: Vec<CustomerState>,
+    /// How many customers the sample was drawn from.
+    pub population: usize,
+}
+
+/// Reads the summary field `s` alone: a state without day buckets and store mix.
+fn parse_summary(s: &str) -> Result<CustomerState, ScoringError> {
+    let corrupt = || ScoringError::Corrupt("s".to_owned());
     // s = "first,first_spend,last,repeat_days,repeat_spend,oldest_bucket,swipes"
-    let summary: Vec<i64> = fields
-        .get("s")
-        .ok_or_else(|| corrupt("s"))?
+    let summary: Vec<i64> = s
         .split(',')
-        .map(|v| v.parse().map_err(|_| corrupt("s")))
+        .map(|v| v.parse().map_err(|_| corrupt()))
         .collect::<Result<_, _>>()?;
     let &[
         first_day,
@@ -642,8 +680,26 @@ fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState
         _swipes,
     ] = summary.as_slice()
     else {
-        return Err(corrupt("s"));
+        return Err(corrupt());
     };
+    Ok(CustomerState {
+        first_day: first_day as Day,
+        first_day_spend,
+        last_day: last_day as Day,
+        repeat_days: repeat_days as u32,
+        repeat_spend,
+        days: BTreeMap::new(),
+        stores: BTreeMap::new(),
+    })
+}
+
+/// Reads a customer hash back into the domain's state.
+fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState>, ScoringError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let corrupt = |what: &str| ScoringError::Corrupt(what.to_owned());
+    let mut state = parse_summary(fields.get("s").ok_or_else(|| corrupt("s"))?)?;
     let mut days = BTreeMap::new();
     let mut stores = BTreeMap::new();
     for (name, value) in fields {
@@ -673,13 +729,7 @@ fn parse_state(fields: &BTreeMap<String, String>) -> Result<Option<CustomerState
             stores.insert(store.to_owned(), value.parse().map_err(|_| corrupt(name))?);
         }
     }
-    Ok(Some(CustomerState {
-        first_day: first_day as Day,
-        first_day_spend,
-        last_day: last_day as Day,
-        repeat_days: repeat_days as u32,
-        repeat_spend,
-        days,
-        stores,
-    }))
+    state.days = days;
+    state.stores = stores;
+    Ok(Some(state))
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate};
 use churn_scoring::api::{ApiServer, QueryState, Running, SERVICE_NAME};
-use churn_scoring::refit::refit;
+use churn_scoring::models::ModelProjection;
+use churn_scoring::refit::{RefitScope, refit};
 use churn_scoring::timers::Timers;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
 use churnguard_domain::customer::{Day, day_of};
@@ -493,13 +494,18 @@ async fn scenario<L: EventLog>(log: L) {
     let fitted_at = DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z")
         .expect("time")
         .to_utc();
+    let models = ModelProjection::new(chain.log.clone(), chain.store.connection(), MODELS);
+    let scope = RefitScope {
+        partitions: PARTITIONS,
+        sample: 0,
+    };
     let fitted = refit(
         &chain.store,
-        PARTITIONS,
+        &models,
+        chain.log.as_ref(),
+        scope,
         now_day,
         fitted_at,
-        chain.log.as_ref(),
-        MODELS,
     )
     .await
     .expect("refit");
@@ -742,7 +748,8 @@ async fn scenario<L: EventLog>(log: L) {
         })
         .await
         .expect_err("no store");
-    assert_eq!(bad_fields(&status), ["store_id"]);
+    // Every bad field is named (issue 11), the page size too.
+    assert_eq!(bad_fields(&status), ["store_id", "page_size"]);
     let status = c
         .get_store_defection_stats(pb::GetStoreDefectionStatsRequest {
             store_id: "r1".into(),

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use churn_scoring::models::ModelProjection;
+use churn_scoring::refit::RefitScope;
 use churn_scoring::store::customer_key;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
 use churnguard_domain::customer::{Day, day_of, swipe_fingerprint};
@@ -488,11 +490,17 @@ async fn refits_are_versioned_stored_and_announced() {
     log.ensure_topic("churn.models.v1", 1).await.expect("topic");
     let as_of = day_of(NaiveDate::from_ymd_opt(1997, 9, 30).expect("date"));
     let now = Utc::now();
+    let log = Arc::new(log);
+    let models = ModelProjection::new(log.clone(), store.connection(), "churn.models.v1");
+    // Every customer: CDNOW's 2,357 are fewer than the default sample anyway.
+    let scope = RefitScope {
+        partitions: PARTITIONS,
+        sample: 0,
+    };
 
-    let first =
-        churn_scoring::refit::refit(&store, PARTITIONS, as_of, now, &log, "churn.models.v1")
-            .await
-            .expect("refit");
+    let first = churn_scoring::refit::refit(&store, &models, log.as_ref(), scope, as_of, now)
+        .await
+        .expect("refit");
     assert_eq!(first.version, 1);
     assert_eq!(first.customers, 2_357);
     let b = first.bg_nbd;
@@ -506,17 +514,16 @@ async fn refits_are_versioned_stored_and_announced() {
         [sig3(6.25), sig3(3.74), sig3(15.44)]
     );
 
-    let second =
-        churn_scoring::refit::refit(&store, PARTITIONS, as_of, now, &log, "churn.models.v1")
-            .await
-            .expect("refit");
+    let second = churn_scoring::refit::refit(&store, &models, log.as_ref(), scope, as_of, now)
+        .await
+        .expect("refit");
     assert_eq!(second.version, 2);
     assert_eq!(
         store.current_model().await.expect("read"),
         Some(second.clone())
     );
 
-    let announced: Vec<u64> = contract::read_all(&log, "churn.models.v1", 0, 2)
+    let announced: Vec<u64> = contract::read_all(log.as_ref(), "churn.models.v1", 0, 2)
         .await
         .iter()
         .map(|r| {

@@ -6,6 +6,11 @@
 use libm::lgamma;
 use serde::{Deserialize, Serialize};
 
+mod fit;
+mod special;
+
+pub use special::{digamma, hyp2f1};
+
 /// One customer's summary: `x` repeat purchases (distinct repeat purchase days), the time
 /// `t_x` of the last purchase and the customer's age `t`, both from the first purchase.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,7 +29,12 @@ pub struct FittedModel {
     pub fitted_at: String,
     /// The day the customer summaries were taken at (days since 1970-01-01).
     pub as_of_day: i32,
+    /// Customers fitted on: a uniform sample of the population, or all of it.
     pub customers: usize,
+    /// Customers the sample was drawn from. Models announced before refits sampled
+    /// carry none (0): they were fitted on every customer, `customers`.
+    #[serde(default)]
+    pub population: usize,
     pub bg_nbd: BgNbdParams,
     pub bg_nbd_log_likelihood: f64,
     /// Fitted on repeat buyers; absent when there are none yet.
@@ -128,11 +138,15 @@ impl BgNbd {
     /// Maximum-likelihood fit over `customers`; returns the parameters and the total
     /// log-likelihood.
     pub fn fit(customers: &[Rfm]) -> Result<(Self, f64), FitError> {
-        fit_rfm_model(
-            customers,
-            |[r, alpha, a, b]| Self { r, alpha, a, b },
-            Self::log_likelihood,
-        )
+        Self::fit_from(customers, None)
+    }
+
+    /// As [`BgNbd::fit`], starting from `start` (the current parameters, say): a refit on
+    /// data that changed a little converges in a few steps.
+    pub fn fit_from(customers: &[Rfm], start: Option<Self>) -> Result<(Self, f64), FitError> {
+        let start = start.map(|m| [m.r, m.alpha, m.a, m.b]);
+        let ([r, alpha, a, b], ll) = fit_rfm_model(customers, 0.0, start)?;
+        Ok((Self { r, alpha, a, b }, ll))
     }
 }
 
@@ -200,11 +214,14 @@ impl MbgNbd {
     }
 
     pub fn fit(customers: &[Rfm]) -> Result<(Self, f64), FitError> {
-        fit_rfm_model(
-            customers,
-            |[r, alpha, a, b]| Self { r, alpha, a, b },
-            Self::log_likelihood,
-        )
+        Self::fit_from(customers, None)
+    }
+
+    /// As [`MbgNbd::fit`], starting from `start`.
+    pub fn fit_from(customers: &[Rfm], start: Option<Self>) -> Result<(Self, f64), FitError> {
+        let start = start.map(|m| [m.r, m.alpha, m.a, m.b]);
+        let ([r, alpha, a, b], ll) = fit_rfm_model(customers, 1.0, start)?;
+        Ok((Self { r, alpha, a, b }, ll))
     }
 }
 
@@ -248,156 +265,48 @@ impl GammaGamma {
 
     /// Maximum-likelihood fit on repeat buyers only (x > 0 and a positive mean spend).
     pub fn fit(buyers: &[Spend]) -> Result<(Self, f64), FitError> {
-        let buyers: Vec<Spend> = buyers
-            .iter()
-            .copied()
-            .filter(|s| s.x > 0.0 && s.mean_spend > 0.0)
-            .collect();
-        let from = |p: &[f64]| Self {
-            p: p[0].exp(),
-            q: p[1].exp(),
-            gamma: p[2].exp(),
-        };
-        let (p, ll) = fit_log_params(buyers.len(), &[0.0; 3], |p| {
-            let m = from(p);
-            buyers.iter().map(|s| m.log_likelihood(s)).sum()
-        })?;
-        Ok((from(&p), ll))
+        Self::fit_from(buyers, None)
+    }
+
+    /// As [`GammaGamma::fit`], starting from `start`.
+    pub fn fit_from(buyers: &[Spend], start: Option<Self>) -> Result<(Self, f64), FitError> {
+        let data = fit::distinct_spend(buyers);
+        let n: f64 = data.iter().map(|(_, w)| w).sum();
+        if data.is_empty() {
+            return Err(FitError::NoData);
+        }
+        let start = start
+            .map(|m| [m.p, m.q, m.gamma])
+            .filter(|p| p.iter().all(|v| v.is_finite() && *v > 0.0))
+            .map_or([0.0; 3], |p| p.map(f64::ln));
+        let m = fit::bfgs(|t, g| fit::spend_cost(&data, t, g), start, n)?;
+        let [p, q, gamma] = m.theta.map(f64::exp);
+        Ok((Self { p, q, gamma }, -m.cost))
     }
 }
 
-/// Fits a four-parameter purchase model (BG/NBD, MBG/NBD) on log-parameters.
-fn fit_rfm_model<M>(
+/// Fits BG/NBD (`shift` 0) or MBG/NBD (`shift` 1) on the distinct summaries of
+/// `customers`, from `start` (the parameters) or from all parameters at 1.
+fn fit_rfm_model(
     customers: &[Rfm],
-    model: impl Fn([f64; 4]) -> M,
-    ll: impl Fn(&M, &Rfm) -> f64,
-) -> Result<(M, f64), FitError> {
-    let from = |p: &[f64]| model([p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp()]);
-    let (p, total) = fit_log_params(customers.len(), &[0.0; 4], |p| {
-        let m = from(p);
-        customers.iter().map(|c| ll(&m, c)).sum()
-    })?;
-    Ok((from(&p), total))
+    shift: f64,
+    start: Option<[f64; 4]>,
+) -> Result<([f64; 4], f64), FitError> {
+    let data = fit::distinct_rfm(customers);
+    if data.is_empty() {
+        return Err(FitError::NoData);
+    }
+    let n: f64 = data.iter().map(|(_, w)| w).sum();
+    let start = start
+        .filter(|p| p.iter().all(|v| v.is_finite() && *v > 0.0))
+        .map_or([0.0; 4], |p| p.map(f64::ln));
+    let m = fit::bfgs(|t, g| fit::rfm_cost(&data, shift, t, g), start, n)?;
+    Ok((m.theta.map(f64::exp), -m.cost))
 }
 
 fn log_sum_exp(a: f64, b: f64) -> f64 {
     let m = a.max(b);
     m + ((a - m).exp() + (b - m).exp()).ln()
-}
-
-/// Maximises `ll` over log-parameters from `start`, restarting Nelder-Mead from its own
-/// optimum until the likelihood stops improving.
-fn fit_log_params(
-    n: usize,
-    start: &[f64],
-    ll: impl Fn(&[f64]) -> f64,
-) -> Result<(Vec<f64>, f64), FitError> {
-    if n == 0 {
-        return Err(FitError::NoData);
-    }
-    let cost = |p: &[f64]| {
-        let v = -ll(p);
-        if v.is_finite() { v } else { f64::INFINITY }
-    };
-    let mut best = start.to_vec();
-    let mut best_cost = cost(&best);
-    for _ in 0..20 {
-        let (p, c) = nelder_mead(&cost, &best, 0.5, 1e-12, 20_000);
-        let improved = best_cost - c;
-        best = p;
-        best_cost = c;
-        if improved.abs() < 1e-10 {
-            break;
-        }
-    }
-    if !best_cost.is_finite() {
-        return Err(FitError::NotFinite);
-    }
-    Ok((best, -best_cost))
-}
-
-/// Nelder-Mead minimisation with the standard coefficients.
-pub fn nelder_mead(
-    f: &impl Fn(&[f64]) -> f64,
-    start: &[f64],
-    step: f64,
-    tol: f64,
-    max_iter: usize,
-) -> (Vec<f64>, f64) {
-    let n = start.len();
-    let mut simplex: Vec<(Vec<f64>, f64)> = (0..=n)
-        .map(|i| {
-            let mut p = start.to_vec();
-            if i > 0 {
-                p[i - 1] += step;
-            }
-            let v = f(&p);
-            (p, v)
-        })
-        .collect();
-    for _ in 0..max_iter {
-        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let (best, worst) = (simplex[0].1, simplex[n].1);
-        if (worst - best).abs() <= tol * (best.abs() + tol) {
-            break;
-        }
-        let centroid: Vec<f64> = (0..n)
-            .map(|j| simplex[..n].iter().map(|(p, _)| p[j]).sum::<f64>() / n as f64)
-            .collect();
-        let towards = |coef: f64| -> Vec<f64> {
-            (0..n)
-                .map(|j| centroid[j] + coef * (simplex[n].0[j] - centroid[j]))
-                .collect()
-        };
-        let reflected = towards(-1.0);
-        let fr = f(&reflected);
-        if fr < simplex[0].1 {
-            let expanded = towards(-2.0);
-            let fe = f(&expanded);
-            simplex[n] = if fe < fr {
-                (expanded, fe)
-            } else {
-                (reflected, fr)
-            };
-        } else if fr < simplex[n - 1].1 {
-            simplex[n] = (reflected, fr);
-        } else {
-            let contracted = if fr < worst {
-                towards(-0.5)
-            } else {
-                towards(0.5)
-            };
-            let fc = f(&contracted);
-            if fc < worst.min(fr) {
-                simplex[n] = (contracted, fc);
-            } else {
-                let best_point = simplex[0].0.clone();
-                for (p, v) in simplex.iter_mut().skip(1) {
-                    for j in 0..n {
-                        p[j] = best_point[j] + 0.5 * (p[j] - best_point[j]);
-                    }
-                    *v = f(p);
-                }
-            }
-        }
-    }
-    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-    simplex.swap_remove(0)
-}
-
-/// The Gauss hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1, by its series.
-pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    for n in 0..1_000_000 {
-        let n = f64::from(n);
-        term *= (a + n) * (b + n) / ((c + n) * (n + 1.0)) * z;
-        sum += term;
-        if term.abs() <= 1e-15 * sum.abs() {
-            break;
-        }
-    }
-    sum
 }
 
 #[cfg(test)]
@@ -508,27 +417,5 @@ mod tests {
             mean_spend: 22.35,
         });
         assert!(close(e, 24.66, 0.01), "{e}");
-    }
-
-    #[test]
-    fn the_series_matches_closed_forms() {
-        // 2F1(1, 1; 2; z) = -ln(1 - z) / z
-        for z in [0.1f64, 0.5, 0.9, 0.99] {
-            let want = -(1.0 - z).ln() / z;
-            assert!(
-                close(hyp2f1(1.0, 1.0, 2.0, z), want, 1e-9 * want),
-                "z = {z}"
-            );
-        }
-    }
-
-    #[test]
-    fn nelder_mead_finds_a_known_minimum() {
-        let rosenbrock = |p: &[f64]| (1.0 - p[0]).powi(2) + 100.0 * (p[1] - p[0] * p[0]).powi(2);
-        let (p, v) = nelder_mead(&rosenbrock, &[-1.2, 1.0], 0.5, 1e-14, 50_000);
-        assert!(
-            v < 1e-10 && close(p[0], 1.0, 1e-4) && close(p[1], 1.0, 1e-4),
-            "{p:?} {v}"
-        );
     }
 }
