@@ -56,10 +56,29 @@ pub(crate) struct Prepared {
     /// Each record's position among the swipes, and its event id.
     slots: Vec<(usize, String)>,
     records: Vec<OutgoingRecord>,
-    span: TraceSpan,
+    /// The spans whose traceparent the records carry, ended once they are written.
+    spans: Vec<TraceSpan>,
     /// The time the call allows, counted from `started`.
     timeout: Duration,
     started: tokio::time::Instant,
+}
+
+impl Prepared {
+    /// How many swipes, valid or not.
+    fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Appends `more` after these swipes, to be written with them; the call's time still
+    /// counts from the earlier start.
+    fn absorb(&mut self, more: Prepared) {
+        let base = self.outcomes.len();
+        self.outcomes.extend(more.outcomes);
+        self.slots
+            .extend(more.slots.into_iter().map(|(i, id)| (base + i, id)));
+        self.records.extend(more.records);
+        self.spans.extend(more.spans);
+    }
 }
 
 impl<L: EventLog> Core<L> {
@@ -106,7 +125,7 @@ impl<L: EventLog> Core<L> {
             outcomes,
             slots,
             records,
-            span,
+            spans: vec![span],
             timeout: deadline.map_or(self.publish_timeout, |d| d.min(self.publish_timeout)),
             started,
         }
@@ -122,10 +141,11 @@ impl<L: EventLog> Core<L> {
             mut outcomes,
             slots,
             records,
-            span,
+            spans,
             timeout,
             started,
         } = prepared;
+        let trace_id = spans.first().map(TraceSpan::trace_id).unwrap_or_default();
         if records.is_empty() {
             return finish(outcomes);
         }
@@ -161,14 +181,14 @@ impl<L: EventLog> Core<L> {
                                 offset: at.offset,
                             })
                             .map_err(|e| {
-                                tracing::warn!(error = %e, trace_id = %span.trace_id(), "publishing a swipe failed");
+                                tracing::warn!(error = %e, %trace_id, "publishing a swipe failed");
                                 IngestError::Publish(e)
                             }),
                     );
                 }
             }
             Err(_) => {
-                tracing::warn!(?timeout, trace_id = %span.trace_id(), "event log did not acknowledge in time");
+                tracing::warn!(?timeout, %trace_id, "event log did not acknowledge in time");
                 for (i, _) in slots {
                     outcomes[i] = Some(Err(IngestError::DeadlineExceeded(timeout)));
                 }
@@ -348,9 +368,20 @@ struct InFlight {
     written: tokio::task::JoinHandle<Vec<Result<pb::Accepted, IngestError>>>,
 }
 
+/// The next append of a stream, prepared while the one in flight is being written: the
+/// batches read meanwhile, validated as they come.
+struct Next {
+    sizes: Vec<usize>,
+    ids: Vec<String>,
+    prepared: Prepared,
+    /// No more batches fit (the read-ahead is reached, or the next batch is too big).
+    full: bool,
+}
+
 /// Publishes what the reader queued and answers each batch, in order. One append is in
 /// flight at a time (so the stream's swipes reach the log in the order sent); while it is
-/// being written, the batches read meanwhile are validated into the next one.
+/// being written, the batches read meanwhile, up to the read-ahead, are validated into the
+/// next one.
 async fn publish_batches<L: EventLog>(
     core: Arc<Core<L>>,
     mut queued: mpsc::UnboundedReceiver<Read>,
@@ -359,15 +390,19 @@ async fn publish_batches<L: EventLog>(
     deadline: Option<Duration>,
 ) {
     let mut in_flight: Option<InFlight> = None;
-    // The next append, prepared while the one in flight is being written.
-    let mut ready: Option<(Vec<usize>, Vec<String>, Prepared)> = None;
-    // A batch read that did not fit in the group being formed.
+    let mut next: Option<Next> = None;
+    // A batch read that did not fit in the next append.
     let mut carried: Option<Read> = None;
     // How the stream ends, once everything before it is answered.
     let mut stop: Option<Read> = None;
     loop {
         if in_flight.is_none()
-            && let Some((sizes, ids, prepared)) = ready.take()
+            && let Some(Next {
+                sizes,
+                ids,
+                prepared,
+                ..
+            }) = next.take()
         {
             let core = core.clone();
             in_flight = Some(InFlight {
@@ -382,7 +417,7 @@ async fn publish_batches<L: EventLog>(
             }
             return;
         }
-        let can_read = ready.is_none() && stop.is_none();
+        let can_read = stop.is_none() && !next.as_ref().is_some_and(|n| n.full);
         tokio::select! {
             biased;
             written = async { Some((&mut in_flight.as_mut()?.written).await) }, if in_flight.is_some() => {
@@ -402,25 +437,43 @@ async fn publish_batches<L: EventLog>(
                 let Some(first) = read else {
                     // The reader ended without saying how: never end the call with OK.
                     tracing::error!("a stream's reader stopped");
-                    let status = Status::internal("reading the stream failed");
-                    stop = Some(Read::Fail(status));
+                    stop = Some(Read::Fail(Status::internal("reading the stream failed")));
                     continue;
                 };
-                let (group, end) = take_group(first, &mut queued, &mut carried, core.read_ahead);
+                let taken = next.as_ref().map_or(0, |n| n.prepared.len());
+                let (group, end) =
+                    take_group(first, &mut queued, &mut carried, taken, core.read_ahead);
                 stop = end;
                 if !group.is_empty() {
                     let sizes: Vec<usize> = group.iter().map(Vec::len).collect();
                     let swipes: Vec<pb::Swipe> = group.into_iter().flatten().collect();
-                    let ids = swipes.iter().map(|s| s.swipe_id.clone()).collect();
+                    let ids: Vec<String> = swipes.iter().map(|s| s.swipe_id.clone()).collect();
                     let prepared = core.prepare(swipes, traceparent.as_deref(), deadline);
-                    ready = Some((sizes, ids, prepared));
+                    match &mut next {
+                        Some(n) => {
+                            n.sizes.extend(sizes);
+                            n.ids.extend(ids);
+                            n.prepared.absorb(prepared);
+                        }
+                        None => {
+                            next = Some(Next {
+                                sizes,
+                                ids,
+                                prepared,
+                                full: false,
+                            });
+                        }
+                    }
+                }
+                if let Some(n) = &mut next {
+                    n.full = carried.is_some() || n.prepared.len() >= core.read_ahead;
                 }
             }
         }
     }
 }
 
-/// The batch carried over from the last group, or the next one read.
+/// The batch carried over, or the next one read.
 async fn next_read(
     carried: &mut Option<Read>,
     queued: &mut mpsc::UnboundedReceiver<Read>,
@@ -431,23 +484,25 @@ async fn next_read(
     }
 }
 
-/// `first` and the batches already read after it, up to `max` swipes in all (at least
-/// `first`); the batch that does not fit is carried over. Also returns how the stream
-/// ends if that was read (the batches before it are in the group).
+/// `first` and the batches already read after it, as long as they fit with the `taken`
+/// swipes in `max` (the first batch of an empty append always fits); the batch that does
+/// not fit is carried over. Also returns how the stream ends if that was read (the
+/// batches before it are in the group).
 fn take_group(
     first: Read,
     queued: &mut mpsc::UnboundedReceiver<Read>,
     carried: &mut Option<Read>,
+    taken: usize,
     max: usize,
 ) -> (Vec<Vec<pb::Swipe>>, Option<Read>) {
     let mut group: Vec<Vec<pb::Swipe>> = Vec::new();
-    let mut size = 0;
+    let mut size = taken;
     let mut read = Some(first);
     while let Some(item) = read.take() {
         match item {
             // Taking the swipes releases the batch's read-ahead permits: the reader may
-            // read the next ones while these are published.
-            Read::Batch { swipes, .. } if group.is_empty() || size + swipes.len() <= max => {
+            // read the next ones while these are prepared and written.
+            Read::Batch { swipes, .. } if size == 0 || size + swipes.len() <= max => {
                 size += swipes.len();
                 group.push(swipes);
             }

@@ -1135,21 +1135,30 @@ async fn one_swipe_per_message(n: usize, reader_pause: Duration) -> f64 {
     assert_eq!(sender.await.expect("sender"), n, "every message was sent");
     assert_eq!(answered, n, "every message was answered");
 
-    // None lost, none written twice.
+    // None lost, none written twice, and each customer's swipes in the order sent.
     assert_eq!(total_records(&log).await, n as u64);
-    let mut ids: Vec<String> = read_topic(&log)
-        .await
-        .iter()
-        .map(|r| {
-            envelope(r)["data"]["swipe_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "every swipe once");
+    let mut last: HashMap<String, usize> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in read_topic(&log).await {
+        let e = envelope(&r);
+        let id = e["data"]["swipe_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let seq: usize = id.trim_start_matches("sw-").parse().expect("sw-<n>");
+        let customer = e["data"]["customer"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(before) = last.insert(customer.clone(), seq) {
+            assert!(
+                before < seq,
+                "{customer}: sw-{seq} written after sw-{before}"
+            );
+        }
+        assert!(seen.insert(seq), "sw-{seq} written twice");
+    }
+    assert_eq!(seen.len(), n, "every swipe once");
     let rate = n as f64 / took.as_secs_f64();
     eprintln!(
         "{n} one-swipe messages ({frame} bytes each), reader paused {reader_pause:?}: \
