@@ -3,6 +3,8 @@
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::error::quoted;
+
 /// The `content-type` header of a structured-mode CloudEvent.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
 const SPEC_VERSION: &str = "1.0";
@@ -38,9 +40,9 @@ pub struct Envelope<T> {
 pub enum DecodeError {
     #[error("payload is not a CloudEvents JSON envelope: {0}")]
     Malformed(#[source] serde_json::Error),
-    #[error("unsupported CloudEvents specversion {0:?}")]
+    #[error("unsupported CloudEvents specversion {}", quoted(.0))]
     SpecVersion(String),
-    #[error("unknown event type {found:?}, expected {expected:?}")]
+    #[error("unknown event type {}, expected {expected:?}", quoted(.found))]
     UnknownType { found: String, expected: String },
     #[error("event data does not match {event_type}: {source}")]
     Data {

@@ -18,7 +18,7 @@ pub mod swipe;
 
 pub use card::{CardTokenizer, TokenizeError};
 pub use envelope::{DecodeError, Envelope};
-pub use error::{FieldViolation, Violations};
+pub use error::{FieldViolation, Violations, quoted};
 pub use ids::{ComplaintId, CustomerKey, EmployeeId, OutreachCaseId, StoreId, SwipeId, TerminalId};
 pub use money::{Currency, Money};
 pub use partition::partition_for_key;

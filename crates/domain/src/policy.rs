@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::customer::{CustomerState, Day};
-use crate::error::{FieldViolation, Violations};
+use crate::error::{FieldViolation, Violations, quoted};
 use crate::models::BgNbd;
 
 /// Where a customer stands.
@@ -182,7 +182,7 @@ impl PolicyBook {
             if !self.formats.contains_key(format) {
                 v.push(FieldViolation::new(
                     format!("store_formats.{store}"),
-                    format!("names format {format:?}, which is not in formats"),
+                    format!("names format {}, which is not in formats", quoted(format)),
                 ));
             }
         }

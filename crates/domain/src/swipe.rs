@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::{CardTokenizer, TokenizeError, looks_like_payment_card};
 use crate::envelope::Envelope;
-use crate::error::{FieldViolation, Violations};
+use crate::error::{FieldViolation, Violations, quoted};
 use crate::ids::{CustomerKey, EmployeeId, StoreId, SwipeId, TerminalId};
 use crate::money::{Currency, Money};
 
@@ -131,8 +131,8 @@ impl SwipeDraft {
                 field(
                     "occurred_at",
                     format!(
-                        "must be an RFC 3339 time with an offset, e.g. 2026-11-22T10:15:00+01:00, got {:?}",
-                        truncate(&self.occurred_at, 64)
+                        "must be an RFC 3339 time with an offset, e.g. 2026-11-22T10:15:00+01:00, got {}",
+                        quoted(&self.occurred_at)
                     ),
                 );
                 None
@@ -167,7 +167,7 @@ impl SwipeDraft {
                 format!("must be at most {}", limits.max_amount_minor_units),
             );
         }
-        let currency = Currency::parse(&self.currency)
+        let currency = Currency::parse_current(&self.currency)
             .map_err(|e| field("amount.currency", e))
             .ok();
         if self.item_count == 0 {
@@ -246,13 +246,6 @@ fn parse_customer(
         return tokenize(field, value);
     }
     CustomerKey::parse(value).map_err(|e| FieldViolation::new(field, e))
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 #[cfg(test)]
@@ -375,6 +368,49 @@ mod tests {
             .validate(now(), &SwipeLimits::default(), Some(&t))
             .expect("tokenised");
         assert!(s.customer.as_str().starts_with("ct_"));
+    }
+
+    #[test]
+    fn currencies_must_be_in_current_use() {
+        let limits = SwipeLimits::default();
+        let made_up = SwipeDraft {
+            currency: "XYZ".into(),
+            ..draft()
+        };
+        assert_eq!(
+            fields(made_up.validate(now(), &limits, None)),
+            ["amount.currency"]
+        );
+        for code in ["EUR", "USD", "JPY"] {
+            let s = SwipeDraft {
+                currency: code.into(),
+                ..draft()
+            }
+            .validate(now(), &limits, None)
+            .expect(code);
+            assert_eq!(s.amount.currency.as_str(), code);
+        }
+    }
+
+    #[test]
+    fn megabyte_values_are_described_briefly() {
+        let mb = "9".repeat(1024 * 1024);
+        let bad = SwipeDraft {
+            customer: CustomerInput::CustomerId(mb.clone()),
+            occurred_at: mb.clone(),
+            currency: mb.clone(),
+            ..draft()
+        };
+        let v = bad
+            .validate(now(), &SwipeLimits::default(), None)
+            .expect_err("invalid");
+        assert_eq!(
+            v.fields().collect::<Vec<_>>(),
+            ["customer.customer_id", "occurred_at", "amount.currency"]
+        );
+        for f in &v.0 {
+            assert!(f.description.len() <= 200, "{}: {}", f.field, f.description);
+        }
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! Rust types and gRPC stubs generated from `proto/`, the contracts other teams call.
+//!
+//! The servers decode requests with [`codec::RequestCodec`] (an undecodable request is
+//! INVALID_ARGUMENT); the clients keep tonic's prost codec.
+
+pub mod codec;
 
 /// `churnguard.ingest.v1`: card swipes in.
 pub mod ingest {
     pub mod v1 {
         #![allow(missing_debug_implementations, clippy::all)]
         tonic::include_proto!("churnguard.ingest.v1");
+        include!(concat!(env!("OUT_DIR"), "/clients/churnguard.ingest.v1.rs"));
     }
 }
 
@@ -13,6 +19,10 @@ pub mod scoring {
     pub mod v1 {
         #![allow(missing_debug_implementations, clippy::all)]
         tonic::include_proto!("churnguard.scoring.v1");
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/clients/churnguard.scoring.v1.rs"
+        ));
     }
 }
 
@@ -21,9 +31,59 @@ pub mod feedback {
     pub mod v1 {
         #![allow(missing_debug_implementations, clippy::all)]
         tonic::include_proto!("churnguard.feedback.v1");
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/clients/churnguard.feedback.v1.rs"
+        ));
     }
 }
 
 /// The encoded `FileDescriptorSet` of every churnguard proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/churnguard_descriptor.bin"));
+
+#[cfg(test)]
+mod tests {
+    /// (package, generated messages and server, generated client)
+    const GENERATED: [(&str, &str, &str); 3] = [
+        (
+            "ingest",
+            include_str!(concat!(env!("OUT_DIR"), "/churnguard.ingest.v1.rs")),
+            include_str!(concat!(env!("OUT_DIR"), "/clients/churnguard.ingest.v1.rs")),
+        ),
+        (
+            "scoring",
+            include_str!(concat!(env!("OUT_DIR"), "/churnguard.scoring.v1.rs")),
+            include_str!(concat!(
+                env!("OUT_DIR"),
+                "/clients/churnguard.scoring.v1.rs"
+            )),
+        ),
+        (
+            "feedback",
+            include_str!(concat!(env!("OUT_DIR"), "/churnguard.feedback.v1.rs")),
+            include_str!(concat!(
+                env!("OUT_DIR"),
+                "/clients/churnguard.feedback.v1.rs"
+            )),
+        ),
+    ];
+
+    #[test]
+    fn every_server_decodes_with_the_request_codec_and_every_client_with_prost() {
+        for (package, server, client) in GENERATED {
+            assert!(
+                server.contains("crate::codec::RequestCodec::default()"),
+                "{package}"
+            );
+            assert!(!server.contains("ProstCodec"), "{package}");
+            assert!(!server.contains("_client {"), "{package}: no client here");
+            assert!(
+                client.contains("tonic_prost::ProstCodec::default()"),
+                "{package}"
+            );
+            assert!(!client.contains("RequestCodec"), "{package}");
+            assert!(!client.contains("_server {"), "{package}: no server here");
+        }
+    }
+}

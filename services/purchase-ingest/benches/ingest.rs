@@ -2,7 +2,8 @@
 //! measured in the same run on the same machine.
 //!
 //! - embedded log: raw `write` + `fdatasync` of the same bytes in the same group size
-//!   (the disk's limit), then `EventLog::append`, then swipes through gRPC;
+//!   (the disk's limit), then `EventLog::append`, then swipes through gRPC: batches from
+//!   several gateways, then one gateway sending one swipe per message;
 //! - Kafka (Tansu, SQLite and memory storage): a raw rdkafka idempotent producer (the
 //!   broker's limit for this client), then `KafkaLog::append`, then swipes through gRPC.
 //!
@@ -26,6 +27,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{BufferSettings, Codec};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Endpoint;
+use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 const BATCH: usize = 500;
 const WRITERS: usize = 8;
@@ -171,6 +176,72 @@ async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Duration {
     started.elapsed()
 }
 
+/// Prost, but every message in its own DATA frame: a gateway that sends each swipe as it
+/// happens.
+struct FramePerMessage;
+
+impl Codec for FramePerMessage {
+    type Encode = pb::StreamSwipesRequest;
+    type Decode = pb::StreamSwipesResponse;
+    type Encoder = ProstEncoder<pb::StreamSwipesRequest>;
+    type Decoder = ProstDecoder<pb::StreamSwipesResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        // Yield after every message.
+        ProstEncoder::new(BufferSettings::new(1024, 1))
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstCodec::<Self::Encode, Self::Decode>::raw_decoder(BufferSettings::default())
+    }
+}
+
+/// Sends `n` swipes through StreamSwipes from one gateway, one swipe per message, each
+/// message its own DATA frame, as fast as it can, reading the answers as they come.
+async fn stream_one_per_message(addr: std::net::SocketAddr, n: usize) -> Duration {
+    let now = chrono::Utc::now().to_rfc3339();
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel(1024);
+    let sender = tokio::spawn(async move {
+        for i in 0..n {
+            let swipes = vec![swipe(i, &now)];
+            tx.send(pb::StreamSwipesRequest { swipes })
+                .await
+                .expect("send");
+        }
+    });
+    let mut answers = grpc
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            PathAndQuery::from_static("/churnguard.ingest.v1.PurchaseIngest/StreamSwipes"),
+            FramePerMessage,
+        )
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut answered = 0;
+    while let Some(answer) = answers.message().await.expect("answer") {
+        assert!(
+            answer
+                .results
+                .iter()
+                .all(|r| matches!(r.outcome, Some(pb::swipe_result::Outcome::Accepted(_)))),
+            "every swipe accepted"
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, n, "one answer per message");
+    sender.await.expect("sender");
+    started.elapsed()
+}
+
 /// purchase-ingest on `log`, serving in the background.
 async fn ingest_app<L: EventLog>(settings: Settings, log: L) -> purchase_ingest::Running {
     App::build(settings, log, Arc::new(Telemetry::tracer_only("bench")))
@@ -239,6 +310,8 @@ async fn embedded(n: usize) {
         took,
         Some(limit),
     );
+    let took = stream_one_per_message(app.local_addr(), n).await;
+    report("  one gateway, one swipe per message", n, took, Some(limit));
     let _ = app.stop().await;
     println!();
 }
@@ -304,6 +377,8 @@ async fn kafka(name: &str, broker: Tansu, n: usize) {
         took,
         Some(limit),
     );
+    let took = stream_one_per_message(app.local_addr(), n).await;
+    report("  one gateway, one swipe per message", n, took, Some(limit));
     let _ = app.stop().await;
     drop(broker);
     println!();

@@ -65,8 +65,36 @@ pub struct Limits {
     /// How long a call waits for room under `max_in_flight_swipes` before it is refused:
     /// an overloaded service answers fast rather than holding callers.
     pub max_capacity_wait_ms: u64,
-    /// Most concurrent gRPC streams per connection.
+    /// Most concurrent gRPC streams (calls) per connection.
     pub max_streams_per_connection: u32,
+    /// HTTP/2 receive window of each call, in bytes: how much a client may send on one
+    /// call beyond what the service has read. With `max_streams_per_connection`, it bounds
+    /// the unread data one connection can make the service hold (at most their product,
+    /// 8 MiB by default); a client that sends faster than swipes are published waits for
+    /// the window to reopen (backpressure). 16 KiB to 16 MiB.
+    ///
+    /// The connection window is derived, not set: 16 × `max_streams_per_connection` ×
+    /// `stream_window_bytes` (128 MiB by default; it does not add memory, the stream
+    /// windows bound that). The HTTP/2 library (h2) closes a connection with GOAWAY
+    /// `too_many_data_frames` (ENHANCE_YOUR_CALM), as flood protection, when the DATA frames
+    /// under 256 bytes it holds unread cost more than half the connection window, each
+    /// costing 256 bytes minus its size. A StreamSwipes message of one swipe is one frame of
+    /// roughly 60-100 bytes; with the connection window at 16 × every stream window, every
+    /// call of a connection can fill its window with frames of 29 bytes or more, and the
+    /// service never closes a connection for small messages, however fast they come.
+    /// Frames smaller than that (a client splitting messages into tiny frames) can still
+    /// trigger the protection.
+    pub stream_window_bytes: u32,
+    /// How many swipes of one StreamSwipes call are read ahead while the messages before
+    /// them are being published. One call has one append to the log in flight at a time
+    /// (so its swipes keep their order); while it is being written, the messages read
+    /// meanwhile, up to this many swipes, are validated into the next append, and each
+    /// message is answered in order. So a gateway sending one swipe per message gets up to
+    /// this many swipes per log round trip (an fsync, or the broker's acknowledgement).
+    /// Memory per call: up to this many swipes read ahead, twice as many prepared or being
+    /// written, and the stream window. A single message with more swipes than this is
+    /// taken on its own. Capped at `max_in_flight_swipes`.
+    pub stream_read_ahead_swipes: usize,
 }
 
 /// A secret string that never appears in logs or `Debug` output.
@@ -126,7 +154,29 @@ impl Default for Limits {
             max_in_flight_swipes: 50_000,
             max_capacity_wait_ms: 1_000,
             max_streams_per_connection: 128,
+            stream_window_bytes: 64 * 1024,
+            stream_read_ahead_swipes: 1_000,
         }
+    }
+}
+
+const MIN_STREAM_WINDOW: u32 = 16 * 1024;
+const MAX_STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+/// The connection window is this many times every stream window of a connection together.
+const CONNECTION_WINDOW_FACTOR: u64 = 16;
+/// The largest HTTP/2 window (2^31 - 1).
+const MAX_WINDOW: u64 = (1 << 31) - 1;
+
+impl Limits {
+    /// The HTTP/2 connection window: [`CONNECTION_WINDOW_FACTOR`] × every stream window of
+    /// a connection (see `stream_window_bytes`); `None` if that exceeds HTTP/2's largest.
+    pub fn connection_window(&self) -> Option<u32> {
+        let w = CONNECTION_WINDOW_FACTOR
+            * u64::from(self.max_streams_per_connection)
+            * u64::from(self.stream_window_bytes);
+        u32::try_from(w)
+            .ok()
+            .filter(|&w| u64::from(w) <= MAX_WINDOW)
     }
 }
 
@@ -209,6 +259,22 @@ impl Settings {
         if l.max_streams_per_connection < 1 {
             return bad("limits.max_streams_per_connection", "must be positive");
         }
+        if !(MIN_STREAM_WINDOW..=MAX_STREAM_WINDOW).contains(&l.stream_window_bytes) {
+            return bad(
+                "limits.stream_window_bytes",
+                "must be between 16384 (16 KiB) and 16777216 (16 MiB)",
+            );
+        }
+        if l.connection_window().is_none() {
+            return bad(
+                "limits.stream_window_bytes",
+                "times limits.max_streams_per_connection must be at most 128 MiB",
+            );
+        }
+        if l.stream_read_ahead_swipes < 1 {
+            return bad("limits.stream_read_ahead_swipes", "must be positive");
+        }
+
         if let Err(e) = self.log.validate() {
             return bad(&e.key, &e.message);
         }
@@ -298,6 +364,35 @@ mod tests {
             assert_eq!(key_of(Settings::load(None)), "card_token_key");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_connection_window_covers_every_stream_window_sixteen_times() {
+        let l = Limits::default();
+        assert_eq!(l.connection_window(), Some(128 * 1024 * 1024));
+        let too_much = Settings {
+            limits: Limits {
+                max_streams_per_connection: 1_000,
+                stream_window_bytes: 1024 * 1024,
+                ..Limits::default()
+            },
+            ..Settings::default()
+        };
+        assert_eq!(
+            key_of(too_much.validate().map(|()| too_much.clone())),
+            "limits.stream_window_bytes"
+        );
+        let no_read_ahead = Settings {
+            limits: Limits {
+                stream_read_ahead_swipes: 0,
+                ..Limits::default()
+            },
+            ..Settings::default()
+        };
+        assert_eq!(
+            key_of(no_read_ahead.validate().map(|()| no_read_ahead.clone())),
+            "limits.stream_read_ahead_swipes"
+        );
     }
 
     #[test]

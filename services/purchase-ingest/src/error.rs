@@ -16,8 +16,12 @@ pub enum IngestError {
     Startup(String),
     #[error("invalid swipe: {0}")]
     InvalidSwipe(Violations),
-    #[error("batch of {size} swipes exceeds the limit of {max}")]
-    BatchTooLarge { size: usize, max: usize },
+    #[error(
+        "batch {index} of the stream has {size} swipes, more than the limit of {max}, so the \
+         stream ends here: every batch before it was answered; it and any sent after it were \
+         not processed"
+    )]
+    BatchTooLarge { index: u64, size: usize, max: usize },
     #[error("publishing failed")]
     Publish(#[source] LogError),
     #[error("the event log did not acknowledge within {0:?}")]
@@ -35,7 +39,7 @@ impl IngestError {
                 format!("invalid swipe: {v}"),
                 ErrorDetails::with_bad_request(violations(v)),
             ),
-            IngestError::BatchTooLarge { size, max } => Status::with_error_details(
+            IngestError::BatchTooLarge { size, max, .. } => Status::with_error_details(
                 Code::InvalidArgument,
                 self.to_string(),
                 ErrorDetails::with_bad_request_violation(

@@ -112,6 +112,11 @@ impl<L: EventLog> App<L> {
                 settings.limits.max_in_flight_swipes,
             )),
             capacity_wait: Duration::from_millis(settings.limits.max_capacity_wait_ms),
+            // An append of the stream can never need more permits than there are.
+            read_ahead: settings
+                .limits
+                .stream_read_ahead_swipes
+                .min(settings.limits.max_in_flight_swipes),
         });
         Ok(Self {
             listener,
@@ -164,8 +169,16 @@ impl<L: EventLog> App<L> {
         let requested: Arc<std::sync::OnceLock<Instant>> = Arc::default();
         let stop_serving = stop.clone();
         let requested_at = requested.clone();
+        let limits = &self.settings.limits;
+        // Flow control keeps what a client may send ahead bounded, and the connection
+        // window keeps h2's small-DATA-frame budget (half of it) above what those windows
+        // can hold (see `Limits::stream_window_bytes`). The adaptive window stays off: it
+        // would grow the windows past these bounds.
         let server = tonic::transport::Server::builder()
-            .max_concurrent_streams(self.settings.limits.max_streams_per_connection)
+            .max_concurrent_streams(limits.max_streams_per_connection)
+            .initial_stream_window_size(limits.stream_window_bytes)
+            .initial_connection_window_size(limits.connection_window())
+            .http2_adaptive_window(Some(false))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -40,7 +40,10 @@ fn parse_args() -> anyhow::Result<Args> {
                 println!("usage: purchase-ingest [--config FILE] [--simulate-stores N]");
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?} (see --help)"),
+            other => bail!(
+                "unknown argument {} (see --help)",
+                churnguard_domain::quoted(other)
+            ),
         }
     }
     Ok(args)

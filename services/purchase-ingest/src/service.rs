@@ -12,8 +12,8 @@ use churnguard_domain::{
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngest;
-use churnguard_telemetry::{TRACEPARENT, Telemetry};
-use tokio::sync::{Semaphore, mpsc};
+use churnguard_telemetry::{TRACEPARENT, Telemetry, TraceSpan};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
@@ -37,6 +37,8 @@ pub struct Core<L> {
     /// One permit per swipe being published (`limits.max_in_flight_swipes`).
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) capacity_wait: Duration,
+    /// Swipes one StreamSwipes call reads ahead (`limits.stream_read_ahead_swipes`).
+    pub(crate) read_ahead: usize,
 }
 
 impl<L> std::fmt::Debug for Core<L> {
@@ -44,6 +46,38 @@ impl<L> std::fmt::Debug for Core<L> {
         f.debug_struct("Core")
             .field("topic", &self.topic)
             .finish_non_exhaustive()
+    }
+}
+
+/// Swipes validated and turned into records, not yet handed to the log.
+pub(crate) struct Prepared {
+    /// One per swipe: `Some` for those refused by validation, `None` for those to publish.
+    outcomes: Vec<Option<Result<pb::Accepted, IngestError>>>,
+    /// Each record's position among the swipes, and its event id.
+    slots: Vec<(usize, String)>,
+    records: Vec<OutgoingRecord>,
+    /// The spans whose traceparent the records carry, ended once they are written.
+    spans: Vec<TraceSpan>,
+    /// The time the call allows, counted from `started`.
+    timeout: Duration,
+    started: tokio::time::Instant,
+}
+
+impl Prepared {
+    /// How many swipes, valid or not.
+    fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Appends `more` after these swipes, to be written with them; the call's time still
+    /// counts from the earlier start.
+    fn absorb(&mut self, more: Prepared) {
+        let base = self.outcomes.len();
+        self.outcomes.extend(more.outcomes);
+        self.slots
+            .extend(more.slots.into_iter().map(|(i, id)| (base + i, id)));
+        self.records.extend(more.records);
+        self.spans.extend(more.spans);
     }
 }
 
@@ -56,74 +90,107 @@ impl<L: EventLog> Core<L> {
         traceparent: Option<&str>,
         deadline: Option<Duration>,
     ) -> Vec<Result<pb::Accepted, IngestError>> {
+        self.publish(self.prepare(swipes, traceparent, deadline))
+            .await
+    }
+
+    /// Validates the swipes and makes records of the valid ones: CPU only, so a stream can
+    /// prepare its next append while the previous one is being written.
+    pub(crate) fn prepare(
+        &self,
+        swipes: Vec<pb::Swipe>,
+        traceparent: Option<&str>,
+        deadline: Option<Duration>,
+    ) -> Prepared {
+        let started = tokio::time::Instant::now();
         let now = (self.clock)();
-        let mut outcomes: Vec<Option<Result<pb::Accepted, IngestError>>> =
-            Vec::with_capacity(swipes.len());
-        let mut valid = Vec::with_capacity(swipes.len());
+        let span = self.telemetry.span("purchases.publish", traceparent);
+        let traceparent = span.traceparent();
+        let mut outcomes = Vec::with_capacity(swipes.len());
+        let mut slots = Vec::with_capacity(swipes.len());
+        let mut records = Vec::with_capacity(swipes.len());
         for swipe in swipes {
             match draft(swipe).validate(now, &self.limits, self.tokenizer.as_ref()) {
                 Ok(s) => {
-                    valid.push((outcomes.len(), s));
+                    // Moved into its record, not cloned; its position and event id are
+                    // kept to answer with.
+                    slots.push((outcomes.len(), s.event_id()));
+                    records.push(to_record(s, &traceparent));
                     outcomes.push(None);
                 }
                 Err(v) => outcomes.push(Some(Err(IngestError::InvalidSwipe(v)))),
             }
         }
-        if !valid.is_empty() {
-            let timeout = deadline.map_or(self.publish_timeout, |d| d.min(self.publish_timeout));
-            let started = tokio::time::Instant::now();
-            let permits = tokio::time::timeout(
-                timeout.min(self.capacity_wait),
-                self.in_flight
-                    .clone()
-                    .acquire_many_owned(valid.len() as u32),
-            )
-            .await;
-            let Ok(Ok(_permits)) = permits else {
-                tracing::warn!(
-                    swipes = valid.len(),
-                    "too many swipes in flight; refusing the batch"
-                );
-                for (i, _) in valid {
-                    outcomes[i] = Some(Err(IngestError::Overloaded));
-                }
-                return finish(outcomes);
-            };
-            let timeout = timeout.saturating_sub(started.elapsed());
-            let span = self.telemetry.span("purchases.publish", traceparent);
-            let traceparent = span.traceparent();
-            // Each valid swipe becomes its record (moved, not cloned); its batch position
-            // and event id are kept to answer with.
-            let mut slots = Vec::with_capacity(valid.len());
-            let mut records = Vec::with_capacity(valid.len());
-            for (i, swipe) in valid {
-                slots.push((i, swipe.event_id()));
-                records.push(to_record(swipe, &traceparent));
+        Prepared {
+            outcomes,
+            slots,
+            records,
+            spans: vec![span],
+            timeout: deadline.map_or(self.publish_timeout, |d| d.min(self.publish_timeout)),
+            started,
+        }
+    }
+
+    /// Publishes prepared records, within what is left of the call's time: waits (at most
+    /// `capacity_wait`) for room under `max_in_flight_swipes`, then for the log.
+    pub(crate) async fn publish(
+        &self,
+        prepared: Prepared,
+    ) -> Vec<Result<pb::Accepted, IngestError>> {
+        let Prepared {
+            mut outcomes,
+            slots,
+            records,
+            spans,
+            timeout,
+            started,
+        } = prepared;
+        let trace_id = spans.first().map(TraceSpan::trace_id).unwrap_or_default();
+        if records.is_empty() {
+            return finish(outcomes);
+        }
+        let timeout = timeout.saturating_sub(started.elapsed());
+        let waited = tokio::time::Instant::now();
+        let permits = tokio::time::timeout(
+            timeout.min(self.capacity_wait),
+            self.in_flight
+                .clone()
+                .acquire_many_owned(records.len() as u32),
+        )
+        .await;
+        let Ok(Ok(_permits)) = permits else {
+            tracing::warn!(
+                swipes = records.len(),
+                "too many swipes in flight; refusing the batch"
+            );
+            for (i, _) in slots {
+                outcomes[i] = Some(Err(IngestError::Overloaded));
             }
-            let written =
-                tokio::time::timeout(timeout, self.log.append(&self.topic, records)).await;
-            match written {
-                Ok(results) => {
-                    for ((i, event_id), result) in slots.into_iter().zip(results) {
-                        outcomes[i] = Some(
-                            result
-                                .map(|at| pb::Accepted {
-                                    event_id,
-                                    partition: at.partition,
-                                    offset: at.offset,
-                                })
-                                .map_err(|e| {
-                                    tracing::warn!(error = %e, trace_id = %span.trace_id(), "publishing a swipe failed");
-                                    IngestError::Publish(e)
-                                }),
-                        );
-                    }
+            return finish(outcomes);
+        };
+        let timeout = timeout.saturating_sub(waited.elapsed());
+        let written = tokio::time::timeout(timeout, self.log.append(&self.topic, records)).await;
+        match written {
+            Ok(results) => {
+                for ((i, event_id), result) in slots.into_iter().zip(results) {
+                    outcomes[i] = Some(
+                        result
+                            .map(|at| pb::Accepted {
+                                event_id,
+                                partition: at.partition,
+                                offset: at.offset,
+                            })
+                            .map_err(|e| {
+                                tracing::warn!(error = %e, %trace_id, "publishing a swipe failed");
+                                IngestError::Publish(e)
+                            }),
+                    );
                 }
-                Err(_) => {
-                    tracing::warn!(?timeout, trace_id = %span.trace_id(), "event log did not acknowledge in time");
-                    for (i, _) in slots {
-                        outcomes[i] = Some(Err(IngestError::DeadlineExceeded(timeout)));
-                    }
+            }
+            Err(_) => {
+                tracing::warn!(?timeout, %trace_id, "event log did not acknowledge in time");
+                for (i, _) in slots {
+                    outcomes[i] = Some(Err(IngestError::DeadlineExceeded(timeout)));
                 }
             }
         }
@@ -186,62 +253,301 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
 
     type StreamSwipesStream = ResultStream;
 
+    /// Reads the call's messages ahead (up to `read_ahead` swipes) on one task while
+    /// another publishes what has been read, one append at a time so the call's swipes keep
+    /// their order, and answers each message in turn. Messages read while an append is in
+    /// flight go to the log together in the next one.
     async fn stream_swipes(
         &self,
         request: Request<Streaming<pb::StreamSwipesRequest>>,
     ) -> Result<Response<Self::StreamSwipesStream>, Status> {
         let traceparent = traceparent(request.metadata());
         let deadline = grpc_timeout(request.metadata());
-        let mut batches = request.into_inner();
+        let batches = request.into_inner();
         let core = self.core.clone();
+        let read_ahead = Arc::new(Semaphore::new(core.read_ahead));
+        // Unbounded in count, bounded by the read-ahead permits each item holds.
+        let (queue, queued) = mpsc::unbounded_channel();
         // Bounded: a client that does not read its answers stops being read from.
-        let (answers, rx) = mpsc::channel(4);
+        let (answers, rx) = mpsc::channel(core.read_ahead.clamp(4, 1024));
+        let reader = read_batches(batches, queue, read_ahead, core.max_batch);
         tokio::spawn(async move {
-            loop {
-                let batch = match batches.message().await {
-                    Ok(Some(batch)) => batch,
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(%status, "swipe stream ended by the client");
-                        break;
-                    }
-                };
-                if batch.swipes.len() > core.max_batch {
-                    let e = IngestError::BatchTooLarge {
-                        size: batch.swipes.len(),
-                        max: core.max_batch,
-                    };
-                    let _ = answers.send(Err(e.status())).await;
-                    break;
-                }
-                let ids: Vec<String> = batch.swipes.iter().map(|s| s.swipe_id.clone()).collect();
-                let outcomes = core
-                    .ingest(batch.swipes, traceparent.as_deref(), deadline)
-                    .await;
-                let results = outcomes
-                    .into_iter()
-                    .zip(ids)
-                    .enumerate()
-                    .map(|(index, (outcome, swipe_id))| pb::SwipeResult {
-                        index: index as u32,
-                        swipe_id,
-                        outcome: Some(match outcome {
-                            Ok(a) => pb::swipe_result::Outcome::Accepted(a),
-                            Err(e) => pb::swipe_result::Outcome::Rejected(e.rejection()),
-                        }),
-                    })
-                    .collect();
-                if answers
-                    .send(Ok(pb::StreamSwipesResponse { results }))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
+            let reader = AbortOnDrop(tokio::spawn(reader));
+            publish_batches(core, queued, answers, traceparent, deadline).await;
+            drop(reader);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// What the reader hands the publisher, in stream order.
+enum Read {
+    /// A batch, holding read-ahead permits until it is taken into an append.
+    Batch {
+        swipes: Vec<pb::Swipe>,
+        _room: OwnedSemaphorePermit,
+    },
+    /// The client finished sending.
+    End,
+    /// The stream cannot go on; answered with this status after the batches before it.
+    Fail(Status),
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads batches as long as there is read-ahead room, and ends the queue with `End` or
+/// `Fail`. A batch costs one permit per swipe (at least one, at most all of them).
+async fn read_batches(
+    mut batches: Streaming<pb::StreamSwipesRequest>,
+    queue: mpsc::UnboundedSender<Read>,
+    room: Arc<Semaphore>,
+    max_batch: usize,
+) {
+    let capacity = room.available_permits().max(1);
+    for index in 0_u64.. {
+        let last = match batches.message().await {
+            Ok(Some(batch)) if batch.swipes.len() > max_batch => {
+                let e = IngestError::BatchTooLarge {
+                    index,
+                    size: batch.swipes.len(),
+                    max: max_batch,
+                };
+                Read::Fail(e.status())
+            }
+            Ok(Some(batch)) => {
+                let cost = batch.swipes.len().clamp(1, capacity) as u32;
+                let Ok(permit) = room.clone().acquire_many_owned(cost).await else {
+                    return;
+                };
+                let read = Read::Batch {
+                    swipes: batch.swipes,
+                    _room: permit,
+                };
+                if queue.send(read).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(None) => Read::End,
+            Err(status) => {
+                tracing::debug!(%status, index, "reading a swipe batch failed");
+                Read::Fail(unreadable_batch(index, &status))
+            }
+        };
+        let _ = queue.send(last);
+        return;
+    }
+}
+
+/// The status that ends a stream whose batch `index` (0-based) could not be read: the
+/// caller learns which batch, why, and that it and everything after it was not processed.
+fn unreadable_batch(index: u64, status: &Status) -> Status {
+    Status::new(
+        status.code(),
+        format!(
+            "batch {index} of the stream could not be read, so the stream ends here: {}. \
+             Every batch before it was answered; batch {index} and any sent after it were \
+             not processed: send them again on a new stream",
+            status.message()
+        ),
+    )
+}
+
+/// An append of a stream: the sizes and swipe ids of its batches, and the task writing it
+/// (which finishes even if the stream goes away, like any call in flight).
+struct InFlight {
+    sizes: Vec<usize>,
+    ids: Vec<String>,
+    written: tokio::task::JoinHandle<Vec<Result<pb::Accepted, IngestError>>>,
+}
+
+/// The next append of a stream, prepared while the one in flight is being written: the
+/// batches read meanwhile, validated as they come.
+struct Next {
+    sizes: Vec<usize>,
+    ids: Vec<String>,
+    prepared: Prepared,
+    /// No more batches fit (the read-ahead is reached, or the next batch is too big).
+    full: bool,
+}
+
+/// Publishes what the reader queued and answers each batch, in order. One append is in
+/// flight at a time (so the stream's swipes reach the log in the order sent); while it is
+/// being written, the batches read meanwhile, up to the read-ahead, are validated into the
+/// next one.
+async fn publish_batches<L: EventLog>(
+    core: Arc<Core<L>>,
+    mut queued: mpsc::UnboundedReceiver<Read>,
+    answers: mpsc::Sender<Result<pb::StreamSwipesResponse, Status>>,
+    traceparent: Option<String>,
+    deadline: Option<Duration>,
+) {
+    let mut in_flight: Option<InFlight> = None;
+    let mut next: Option<Next> = None;
+    // A batch read that did not fit in the next append.
+    let mut carried: Option<Read> = None;
+    // How the stream ends, once everything before it is answered.
+    let mut stop: Option<Read> = None;
+    loop {
+        if in_flight.is_none()
+            && let Some(Next {
+                sizes,
+                ids,
+                prepared,
+                ..
+            }) = next.take()
+        {
+            let core = core.clone();
+            in_flight = Some(InFlight {
+                sizes,
+                ids,
+                written: tokio::spawn(async move { core.publish(prepared).await }),
+            });
+        }
+        if in_flight.is_none() && stop.is_some() {
+            if let Some(Read::Fail(status)) = stop {
+                let _ = answers.send(Err(status)).await;
+            }
+            return;
+        }
+        let can_read = stop.is_none() && !next.as_ref().is_some_and(|n| n.full);
+        tokio::select! {
+            biased;
+            written = async { Some((&mut in_flight.as_mut()?.written).await) }, if in_flight.is_some() => {
+                let Some(InFlight { sizes, ids, .. }) = in_flight.take() else { return };
+                let Some(Ok(outcomes)) = written else {
+                    tracing::error!(?written, "a stream's publishing task failed");
+                    let _ = answers
+                        .send(Err(Status::internal("the swipes could not be written")))
+                        .await;
+                    return;
+                };
+                if !answer(&answers, &sizes, ids, outcomes).await {
+                    return;
+                }
+            }
+            read = next_read(&mut carried, &mut queued), if can_read => {
+                let Some(first) = read else {
+                    // The reader ended without saying how: never end the call with OK.
+                    tracing::error!("a stream's reader stopped");
+                    stop = Some(Read::Fail(Status::internal("reading the stream failed")));
+                    continue;
+                };
+                let taken = next.as_ref().map_or(0, |n| n.prepared.len());
+                let (group, end) =
+                    take_group(first, &mut queued, &mut carried, taken, core.read_ahead);
+                stop = end;
+                if !group.is_empty() {
+                    let sizes: Vec<usize> = group.iter().map(Vec::len).collect();
+                    let swipes: Vec<pb::Swipe> = group.into_iter().flatten().collect();
+                    let ids: Vec<String> = swipes.iter().map(|s| s.swipe_id.clone()).collect();
+                    let prepared = core.prepare(swipes, traceparent.as_deref(), deadline);
+                    match &mut next {
+                        Some(n) => {
+                            n.sizes.extend(sizes);
+                            n.ids.extend(ids);
+                            n.prepared.absorb(prepared);
+                        }
+                        None => {
+                            next = Some(Next {
+                                sizes,
+                                ids,
+                                prepared,
+                                full: false,
+                            });
+                        }
+                    }
+                }
+                if let Some(n) = &mut next {
+                    n.full = carried.is_some() || n.prepared.len() >= core.read_ahead;
+                }
+            }
+        }
+    }
+}
+
+/// The batch carried over, or the next one read.
+async fn next_read(
+    carried: &mut Option<Read>,
+    queued: &mut mpsc::UnboundedReceiver<Read>,
+) -> Option<Read> {
+    match carried.take() {
+        Some(read) => Some(read),
+        None => queued.recv().await,
+    }
+}
+
+/// `first` and the batches already read after it, as long as they fit with the `taken`
+/// swipes in `max` (the first batch of an empty append always fits); the batch that does
+/// not fit is carried over. Also returns how the stream ends if that was read (the
+/// batches before it are in the group).
+fn take_group(
+    first: Read,
+    queued: &mut mpsc::UnboundedReceiver<Read>,
+    carried: &mut Option<Read>,
+    taken: usize,
+    max: usize,
+) -> (Vec<Vec<pb::Swipe>>, Option<Read>) {
+    let mut group: Vec<Vec<pb::Swipe>> = Vec::new();
+    let mut size = taken;
+    let mut read = Some(first);
+    while let Some(item) = read.take() {
+        match item {
+            // Taking the swipes releases the batch's read-ahead permits: the reader may
+            // read the next ones while these are prepared and written.
+            Read::Batch { swipes, .. } if size == 0 || size + swipes.len() <= max => {
+                size += swipes.len();
+                group.push(swipes);
+            }
+            batch @ Read::Batch { .. } => {
+                *carried = Some(batch);
+                break;
+            }
+            end => return (group, Some(end)),
+        }
+        read = queued.try_recv().ok();
+    }
+    (group, None)
+}
+
+/// Sends one answer per batch of an append, in order. False when the client is gone.
+async fn answer(
+    answers: &mpsc::Sender<Result<pb::StreamSwipesResponse, Status>>,
+    sizes: &[usize],
+    ids: Vec<String>,
+    outcomes: Vec<Result<pb::Accepted, IngestError>>,
+) -> bool {
+    let mut outcomes = outcomes.into_iter().zip(ids);
+    for &size in sizes {
+        let results = outcomes
+            .by_ref()
+            .take(size)
+            .enumerate()
+            .map(|(index, (outcome, swipe_id))| pb::SwipeResult {
+                index: index as u32,
+                swipe_id,
+                outcome: Some(match outcome {
+                    Ok(a) => pb::swipe_result::Outcome::Accepted(a),
+                    Err(e) => pb::swipe_result::Outcome::Rejected(e.rejection()),
+                }),
+            })
+            .collect();
+        if answers
+            .send(Ok(pb::StreamSwipesResponse { results }))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// The draft the domain validates, from the wire message.
