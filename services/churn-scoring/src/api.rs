@@ -13,7 +13,7 @@ use churnguard_domain::models::FittedModel;
 use churnguard_domain::partition_for_key;
 use churnguard_domain::policy::{ChurnState, PolicyBook, Rule};
 use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
-use churnguard_domain::{FieldViolation, Violations};
+use churnguard_domain::{FieldViolation, Violations, quoted};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_server::{ChurnScoring, ChurnScoringServer};
 use tokio::net::TcpListener;
@@ -192,19 +192,6 @@ fn parse_day(field: &str, value: &str) -> Result<Day, ScoringError> {
                 format!("must be a date as YYYY-MM-DD, got {}", quoted(value)),
             )
         })
-}
-
-/// At most a short prefix of a caller's value, for an error message.
-fn quoted(value: &str) -> String {
-    const MAX: usize = 40;
-    if value.len() <= MAX {
-        return format!("{value:?}");
-    }
-    let mut end = MAX;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}… ({} bytes)", &value[..end], value.len())
 }
 
 /// Checks an identifier field (1 to 128 of `[A-Za-z0-9._:-]`) into `violations`.
