@@ -4,7 +4,7 @@
 //! partition's checkpoint is still the one read with them (see `CustomerStore::apply_batch`).
 //!
 //! It mirrors `churnguard_domain::customer::CustomerState::apply` on the stored layout of
-//! a customer hash (ARCHITECTURE.md, "Customer hash"):
+//! a customer hash (ARCHITECTURE.md, "churn-scoring's state"):
 //! - `s`: `first,first_spend,last,repeat_days,repeat_spend,oldest_bucket,swipes`;
 //! - `d:<day>`: `visits,spend,fingerprint,fingerprint,...` for each day within the horizon;
 //! - `m:<store>`: swipes at that store.
@@ -16,9 +16,35 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use churnguard_domain::customer::Day;
+use churnguard_domain::customer::{Day, local_day, swipe_fingerprint};
+use churnguard_domain::{CardSwiped, DecodeError, Envelope};
+use churnguard_eventlog::Record;
 
-use crate::store::ScoredSwipe;
+/// One swipe, ready for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoredSwipe {
+    pub offset: u64,
+    pub customer: String,
+    pub day: Day,
+    pub spend: i64,
+    pub store: String,
+    pub fingerprint: u32,
+}
+
+impl ScoredSwipe {
+    /// The swipe a log record carries, or why it is not a card swipe this scorer reads.
+    pub fn from_record(r: &Record) -> Result<Self, DecodeError> {
+        let e = Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE)?;
+        Ok(Self {
+            offset: r.offset,
+            customer: e.data.customer.to_string(),
+            day: local_day(&e.data.occurred_at),
+            spend: e.data.amount.minor_units,
+            store: e.data.store_id.to_string(),
+            fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
+        })
+    }
+}
 
 /// The summary field `s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

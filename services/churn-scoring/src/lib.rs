@@ -21,9 +21,10 @@ pub mod store;
 pub mod timers;
 
 pub use app::{App, Running};
+pub use batch::ScoredSwipe;
 pub use error::ScoringError;
 pub use scorer::{PartitionStats, Scorer, dead_letter_topic};
-pub use store::{CustomerStore, ScoredSwipe};
+pub use store::CustomerStore;
 
 /// The consumer name under which checkpoints are kept.
 pub const CONSUMER: &str = "churn-scoring";

@@ -7,8 +7,9 @@ use std::time::Duration;
 use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::ScoredSwipe;
 use crate::error::ScoringError;
-use crate::store::{CustomerStore, ScoredSwipe};
+use crate::store::CustomerStore;
 
 /// Counts of one partition's run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

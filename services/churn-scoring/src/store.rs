@@ -4,42 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use churnguard_domain::customer::{CustomerState, Day, DayBucket, local_day, swipe_fingerprint};
+use churnguard_domain::customer::{CustomerState, Day, DayBucket};
 use churnguard_domain::models::FittedModel;
 use churnguard_domain::policy::ChurnState;
-use churnguard_domain::{CardSwiped, DecodeError, Envelope};
-use churnguard_eventlog::Record;
 use churnguard_redis::{RedisConnection, checkpoint_key, load_checkpoint};
 
 use crate::CONSUMER;
-use crate::batch::{Effect, Pending};
+use crate::batch::{Effect, Pending, ScoredSwipe, Summary};
 use crate::error::ScoringError;
-
-/// One swipe, ready for the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScoredSwipe {
-    pub offset: u64,
-    pub customer: String,
-    pub day: Day,
-    pub spend: i64,
-    pub store: String,
-    pub fingerprint: u32,
-}
-
-impl ScoredSwipe {
-    /// The swipe a log record carries, or why it is not a card swipe this scorer reads.
-    pub fn from_record(r: &Record) -> Result<Self, DecodeError> {
-        let e = Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE)?;
-        Ok(Self {
-            offset: r.offset,
-            customer: e.data.customer.to_string(),
-            day: local_day(&e.data.occurred_at),
-            spend: e.data.amount.minor_units,
-            store: e.data.store_id.to_string(),
-            fingerprint: swipe_fingerprint(e.data.swipe_id.as_str()),
-        })
-    }
-}
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -664,30 +636,13 @@ pub struct Sample {
 
 /// Reads the summary field `s` alone: a state without day buckets and store mix.
 fn parse_summary(s: &str) -> Result<CustomerState, ScoringError> {
-    let corrupt = || ScoringError::Corrupt("s".to_owned());
-    // s = "first,first_spend,last,repeat_days,repeat_spend,oldest_bucket,swipes"
-    let summary: Vec<i64> = s
-        .split(',')
-        .map(|v| v.parse().map_err(|_| corrupt()))
-        .collect::<Result<_, _>>()?;
-    let &[
-        first_day,
-        first_day_spend,
-        last_day,
-        repeat_days,
-        repeat_spend,
-        _oldest,
-        _swipes,
-    ] = summary.as_slice()
-    else {
-        return Err(corrupt());
-    };
+    let summary = Summary::parse(s).ok_or_else(|| ScoringError::Corrupt("s".to_owned()))?;
     Ok(CustomerState {
-        first_day: first_day as Day,
-        first_day_spend,
-        last_day: last_day as Day,
-        repeat_days: repeat_days as u32,
-        repeat_spend,
+        first_day: summary.first,
+        first_day_spend: summary.first_spend,
+        last_day: summary.last,
+        repeat_days: summary.repeat_days,
+        repeat_spend: summary.repeat_spend,
         days: BTreeMap::new(),
         stores: BTreeMap::new(),
     })
