@@ -1,6 +1,15 @@
-//! The churnguard domain: what a card swipe is, what makes one valid, and how it is
-//! written down as an event. Pure: no I/O crate is allowed here, and every rule that
-//! depends on "now" takes the time as an argument.
+//! The churnguard domain, pure: no I/O crate is allowed here, and every rule that depends
+//! on "now" takes the time as an argument.
+//!
+//! - Purchases: what a card swipe is and what makes one valid ([`swipe`], [`money`],
+//!   [`ids`], [`card`]), how it is written down as an event ([`envelope`]) and where it
+//!   goes ([`partition`]).
+//! - Churn: a customer's rolling windows ([`customer`]), the buy-till-you-die models and
+//!   their fits ([`models`]), what "at risk" and "defected" mean per store format
+//!   ([`policy`]), one risk computation ([`risk`]) and the signal a change of state
+//!   publishes ([`signal`]).
+//! - Feedback ([`feedback`]): complaints and their SLA clocks in business time, and
+//!   defector outreach.
 
 pub mod card;
 pub mod customer;

@@ -1,8 +1,8 @@
 //! Real infrastructure for tests: each [`Tansu`] broker and [`RedisServer`] runs as a
 //! child process on a free loopback port with its own temporary directory, and is killed
-//! when dropped, also when the test fails. `scripts/test-env.sh` installs the binaries on
-//! a fresh machine and kills any process a crashed test run left behind (see
-//! `CHURNGUARD_TEST_PIDS`).
+//! when dropped, also when the test fails. `scripts/ensure-tools.sh` installs the binaries
+//! on a fresh machine, and `scripts/with-infra.sh` (what `make test` runs) kills any
+//! process a crashed test run left behind (see `CHURNGUARD_TEST_PIDS`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
