@@ -36,8 +36,8 @@ pub struct Settings {
     /// turns periodic refits off.
     pub refit_interval_secs: u64,
     /// How many customers a refit samples, uniformly, to fit on; 0 fits on every
-    /// customer. 100,000 estimate the parameters to about 1 % of a full fit (see
-    /// `refit.rs`), and keep a refit of a million customers to seconds.
+    /// customer. 100,000 move no customer's P(alive) by more than about 0.01 against a
+    /// full fit (see `refit.rs`), and bound a refit's reads and memory.
     pub refit_sample_customers: usize,
     /// How often the query API's health check probes Redis.
     pub health_probe_interval_ms: u64,

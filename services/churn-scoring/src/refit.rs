@@ -8,9 +8,13 @@
 //! with the likelihoods' gradients (BFGS) converges in a few dozen evaluations over the
 //! distinct summaries.
 //!
-//! Why a sample: four (or three) parameters are estimated well from 100,000 customers;
-//! on a simulated population of a million, the sample's estimates are within about 1 %
-//! of the full fit's (`make bench` prints the figures). The sample is drawn afresh at
+//! Why a sample: four (or three) parameters are estimated well from 100,000 customers,
+//! and the sample bounds a refit's reads and memory whatever the chain's size. On a
+//! simulated population of a million (`make bench`, 2026-12-02), a 100,000 sample's
+//! estimates were within 0.4 % (r, alpha) and 4-6 % (a, b: the dropout parameters, which
+//! trade off against each other) of the full fit's, and no customer's P(alive) moved by
+//! more than 0.009. The full fit of the million took about a second; a refit through
+//! Redis is dominated by listing the keys (SCAN). The sample is drawn afresh at
 //! every refit, seeded by the model version, so a refit is repeatable.
 
 use std::time::Instant;
