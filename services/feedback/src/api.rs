@@ -835,6 +835,7 @@ pub fn outreach_case(c: &OutreachCase, now: DateTime<Utc>) -> pb::OutreachCase {
                 method: code(ContactMethod::ALL, &a.method),
             })
             .collect(),
+        customer_returned_on: c.returned_on.map(|d| d.to_string()).unwrap_or_default(),
     }
 }
 

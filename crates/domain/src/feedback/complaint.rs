@@ -1614,6 +1614,10 @@ impl Check {
             .ok()
     }
 
+    pub(super) fn into_violations(self) -> Vec<FieldViolation> {
+        self.0
+    }
+
     pub(super) fn finish(self) -> Result<(), Violations> {
         if self.0.is_empty() {
             Ok(())
