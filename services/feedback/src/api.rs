@@ -423,7 +423,13 @@ impl<L: EventLog> FeedbackApi<L> {
             Err(VaultError::Erased) => {
                 pb::contact_on_record::State::ErasedAt(self.erased_at(customer).await?)
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => match unavailable(&e) {
+                Some(why) => {
+                    tracing::warn!(complaint = %complaint.id.as_str(), error = %e, "contact details on record cannot be opened");
+                    pb::contact_on_record::State::Unavailable(why.to_owned())
+                }
+                None => return Err(e.into()),
+            },
         };
         Ok(pb::ContactOnRecord { state: Some(state) })
     }
@@ -891,6 +897,24 @@ pub fn outreach_case(c: &OutreachCase, now: DateTime<Utc>) -> pb::OutreachCase {
             })
             .collect(),
         customer_returned_on: c.returned_on.map(|d| d.to_string()).unwrap_or_default(),
+    }
+}
+
+/// Why sealed contact details that are on record cannot be opened, for
+/// `ContactOnRecord.unavailable`: the key that sealed them is not the one this service
+/// holds. `None` for errors that are no such answer (the key store unreachable, a blob
+/// that is not one).
+pub fn unavailable(e: &VaultError) -> Option<&'static str> {
+    match e {
+        _ if !e.is_key_unavailable() => None,
+        VaultError::KeyUnwrap => Some(
+            "the customer's key does not open under this service's key-encryption key: \
+             it was sealed under another one",
+        ),
+        _ => Some(
+            "the key that sealed the details is not in the contact vault's key store: \
+             lost or replaced",
+        ),
     }
 }
 
