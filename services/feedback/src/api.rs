@@ -280,10 +280,11 @@ impl<L: EventLog> FeedbackApi<L> {
         let (id, key, command) = match (id, key, command) {
             (Ok(id), Ok(key), Ok(command)) => (id, key, command),
             (id, key, command) => {
-                let mut bad: Vec<FieldViolation> = [id.err(), key.err(), command.clone().err()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                let mut bad: Vec<FieldViolation> =
+                    [id.err(), key.err(), command.as_ref().err().cloned()]
+                        .into_iter()
+                        .flatten()
+                        .collect();
                 if let Ok(c) = &command {
                     bad.extend(domain::input_violations(c));
                 }
