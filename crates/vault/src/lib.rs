@@ -61,6 +61,19 @@ impl VaultError {
     pub fn is_retriable(&self) -> bool {
         matches!(self, VaultError::Store(e) if e.is_retriable())
     }
+
+    /// The blob is intact but the key that sealed it is not available here: the
+    /// customer's data key is wrapped under another KEK ([`VaultError::KeyUnwrap`]), or the
+    /// key store no longer holds it ([`VaultError::KeyMissing`], or
+    /// [`VaultError::Tampered`] once a new key replaced it). Unlike an erasure this is not
+    /// final: with the original KEK or key store the details open again. Callers answer
+    /// "unavailable", not a server error.
+    pub fn is_key_unavailable(&self) -> bool {
+        matches!(
+            self,
+            VaultError::KeyUnwrap | VaultError::KeyMissing | VaultError::Tampered
+        )
+    }
 }
 
 /// Seals and opens a customer's contact details under that customer's data key.
@@ -234,6 +247,35 @@ mod tests {
             v.open("c2", &blob).await,
             Err(VaultError::KeyMissing)
         ));
+    }
+
+    #[tokio::test]
+    async fn details_sealed_under_another_kek_or_a_lost_key_are_unavailable_not_erased() {
+        let store = std::sync::Arc::new(MemoryKeyStore::default());
+        let a = Vault::new(Kek::from_bytes([7; 32]), std::sync::Arc::clone(&store));
+        let b = Vault::new(Kek::from_bytes([8; 32]), std::sync::Arc::clone(&store));
+        let blob = a.seal("c1", b"+44 7700 900123").await.expect("seal");
+        // Key A sealed it; key B (a restart with a new KEK) cannot unwrap the data key.
+        let e = b.open("c1", &blob).await.expect_err("another KEK");
+        assert!(matches!(e, VaultError::KeyUnwrap), "{e:?}");
+        assert!(e.is_key_unavailable() && !e.is_retriable());
+        // Key A still can: nothing was lost.
+        assert_eq!(a.open("c1", &blob).await.expect("open"), b"+44 7700 900123");
+
+        // The key store lost the key (an emptied Redis): missing, then replaced by the
+        // next seal's new key. Both unavailable; neither is an erasure.
+        let lost = Vault::new(Kek::from_bytes([7; 32]), MemoryKeyStore::default());
+        let e = lost.open("c1", &blob).await.expect_err("no key");
+        assert!(matches!(e, VaultError::KeyMissing) && e.is_key_unavailable());
+        lost.seal("c1", b"new details").await.expect("a new key");
+        let e = lost.open("c1", &blob).await.expect_err("another key");
+        assert!(matches!(e, VaultError::Tampered) && e.is_key_unavailable());
+
+        // An erasure and a broken blob are other answers.
+        a.erase("c1").await.expect("erase");
+        let e = a.open("c1", &blob).await.expect_err("erased");
+        assert!(matches!(e, VaultError::Erased) && !e.is_key_unavailable());
+        assert!(!VaultError::Malformed.is_key_unavailable());
     }
 
     #[tokio::test]

@@ -35,6 +35,7 @@ use churnguard_domain::feedback::complaint::{
 };
 use churnguard_domain::feedback::outreach::{
     Cause, DefectorState, OutreachCase, OutreachCommand, OutreachStatus, RecordOutreach,
+    input_violations as outreach_input_violations,
 };
 use churnguard_domain::feedback::sla::Directory;
 use churnguard_domain::feedback::{
@@ -131,18 +132,24 @@ impl<L: EventLog> FeedbackApi<L> {
             directory: self.directory.clone(),
             stopping: self.stopping.clone(),
         };
-        let from = if req.from_position.is_empty() {
-            watcher.now().await.map_err(|e| failed(&e))?
+        let mut bad = Vec::new();
+        let position = if req.from_position.is_empty() {
+            None
         } else {
             Position::parse(&req.from_position, partitions)
-                .map_err(|e| FeedbackError::invalid("from_position", e).status())?
+                .map_err(|e| bad.push(FieldViolation::new("from_position", e)))
+                .ok()
         };
-        let level = match usize::try_from(req.level) {
-            Ok(0) => None,
-            Ok(n) if n <= Level::ALL.len() => Some(Level::ALL[n - 1]),
-            _ => {
-                return Err(FeedbackError::invalid("level", "is not a known level").status());
-            }
+        let level = level_filter(req.level)
+            .map_err(|v| bad.push(v))
+            .ok()
+            .flatten();
+        if !bad.is_empty() {
+            return Err(invalid(bad).status());
+        }
+        let from = match position {
+            Some(p) => p,
+            None => watcher.now().await.map_err(|e| failed(&e))?,
         };
         let some = |s: String| (!s.is_empty()).then_some(s);
         let filter = Filter {
@@ -257,19 +264,32 @@ impl<L: EventLog> FeedbackApi<L> {
             .await
     }
 
+    /// Runs a complaint command. `command` is `Err` with the violation of a required
+    /// message the request lacks. Bad request fields are reported all at once: the
+    /// complaint id, the key and a missing message together with the command's own
+    /// fields ([`domain::input_violations`]).
     async fn command(
         &self,
         complaint_id: &str,
         idempotency_key: &str,
-        command: ComplaintCommand,
+        command: Result<ComplaintCommand, FieldViolation>,
     ) -> Result<pb::ComplaintSummary, Status> {
-        let id = complaint_id_of(complaint_id).map_err(|e| e.status())?;
-        let key = if idempotency_key.is_empty() {
-            None
-        } else {
-            check_id(idempotency_key)
-                .map_err(|e| FeedbackError::invalid("idempotency_key", e).status())?;
-            Some(idempotency_key)
+        let id =
+            ComplaintId::parse(complaint_id).map_err(|e| FieldViolation::new("complaint_id", e));
+        let key = idempotency_key_of(idempotency_key);
+        let (id, key, command) = match (id, key, command) {
+            (Ok(id), Ok(key), Ok(command)) => (id, key, command),
+            (id, key, command) => {
+                let mut bad: Vec<FieldViolation> =
+                    [id.err(), key.err(), command.as_ref().err().cloned()]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                if let Ok(c) = &command {
+                    bad.extend(domain::input_violations(c));
+                }
+                return Err(invalid(bad).status());
+            }
         };
         let complaint = self
             .complaints
@@ -404,7 +424,13 @@ impl<L: EventLog> FeedbackApi<L> {
             Err(VaultError::Erased) => {
                 pb::contact_on_record::State::ErasedAt(self.erased_at(customer).await?)
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => match unavailable(&e) {
+                Some(why) => {
+                    tracing::warn!(complaint = %complaint.id.as_str(), error = %e, "contact details on record cannot be opened");
+                    pb::contact_on_record::State::Unavailable(why.to_owned())
+                }
+                None => return Err(e.into()),
+            },
         };
         Ok(pb::ContactOnRecord { state: Some(state) })
     }
@@ -492,8 +518,8 @@ impl PageToken {
         format!("{}:{}:{}", self.score.0, self.filed_ms, self.complaint_id)
     }
 
-    fn parse(s: &str) -> Result<Self, FeedbackError> {
-        let bad = || FeedbackError::invalid("page_token", "is not a token this service issued");
+    fn parse(s: &str) -> Result<Self, FieldViolation> {
+        let bad = || FieldViolation::new("page_token", "is not a token this service issued");
         let mut parts = s.splitn(3, ':');
         let mut next = || parts.next().ok_or_else(bad);
         let score = next()?.parse().map_err(|_| bad())?;
@@ -512,43 +538,47 @@ impl<L: EventLog> FeedbackApi<L> {
         &self,
         req: pb::ListComplaintsRequest,
     ) -> Result<pb::ListComplaintsResponse, FeedbackError> {
-        let page_size = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            _ => {
-                return Err(FeedbackError::invalid(
-                    "page_size",
-                    format!("must be at most {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
-                ));
-            }
-        };
+        let mut bad = Vec::new();
+        let page_size = page_size(req.page_size).map_err(|v| bad.push(v)).ok();
         let after = if req.page_token.is_empty() {
             None
         } else {
-            Some(PageToken::parse(&req.page_token)?)
+            PageToken::parse(&req.page_token)
+                .map_err(|v| bad.push(v))
+                .ok()
         };
-        let level = match usize::try_from(req.level) {
-            Ok(0) => None,
-            Ok(n) if n <= Level::ALL.len() => Some(Level::ALL[n - 1]),
-            _ => return Err(FeedbackError::invalid("level", "is not a known level")),
-        };
+        let level = level_filter(req.level)
+            .map_err(|v| bad.push(v))
+            .ok()
+            .flatten();
         let mut statuses = Vec::with_capacity(req.statuses.len());
+        let mut unknown = Vec::new();
         for s in &req.statuses {
             match usize::try_from(*s) {
                 Ok(n) if (1..=STATUSES.len()).contains(&n) => statuses.push(STATUSES[n - 1]),
-                _ => return Err(FeedbackError::invalid("statuses", "is not a known status")),
+                _ => unknown.push(s.to_string()),
             }
         }
+        if !unknown.is_empty() {
+            bad.push(FieldViolation::new(
+                "statuses",
+                format!(
+                    "holds values that are no known status: {}",
+                    unknown.join(", ")
+                ),
+            ));
+        }
         let holder = (!req.holder_id.is_empty()).then_some(req.holder_id.as_str());
-        let directory = match (holder, &self.directory) {
-            (Some(_), None) => {
-                return Err(FeedbackError::invalid(
-                    "holder_id",
-                    "cannot be filtered on: this service has no staff directory",
-                ));
-            }
-            (_, d) => d.as_deref(),
+        if holder.is_some() && self.directory.is_none() {
+            bad.push(FieldViolation::new(
+                "holder_id",
+                "cannot be filtered on: this service has no staff directory",
+            ));
+        }
+        let Some(page_size) = page_size.filter(|_| bad.is_empty()) else {
+            return Err(invalid(bad));
         };
+        let directory = self.directory.as_deref();
         let keep = |e: &ListEntry| {
             (req.store_id.is_empty() || e.store_id == req.store_id)
                 && level.is_none_or(|l| e.level == l)
@@ -580,7 +610,7 @@ impl<L: EventLog> FeedbackApi<L> {
             .filter(|(t, _)| after.as_ref().is_none_or(|a| t > a))
             .collect();
         ranked.sort_by(|a, b| a.0.cmp(&b.0));
-        let size = usize::try_from(page_size).unwrap_or(usize::MAX);
+        let size = page_size;
         let more = ranked.len() > size;
         ranked.truncate(size);
         let ids = ranked
@@ -631,8 +661,8 @@ impl CaseToken {
         format!("{}:{}", self.due_ms, self.case_id)
     }
 
-    fn parse(s: &str) -> Result<Self, FeedbackError> {
-        let bad = || FeedbackError::invalid("page_token", "is not a token this service issued");
+    fn parse(s: &str) -> Result<Self, FieldViolation> {
+        let bad = || FieldViolation::new("page_token", "is not a token this service issued");
         let (ms, id) = s.split_once(':').ok_or_else(bad)?;
         let due_ms = ms.parse().map_err(|_| bad())?;
         let id = OutreachCaseId::parse(id.to_owned()).map_err(|_| bad())?;
@@ -643,23 +673,40 @@ impl CaseToken {
     }
 }
 
-fn page_size(requested: u32) -> Result<usize, FeedbackError> {
+fn page_size(requested: u32) -> Result<usize, FieldViolation> {
     match requested {
         0 => Ok(DEFAULT_PAGE_SIZE as usize),
         n if n <= MAX_PAGE_SIZE => Ok(n as usize),
-        _ => Err(FeedbackError::invalid(
+        n => Err(FieldViolation::new(
             "page_size",
-            format!("must be at most {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
+            format!("must be at most {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE}), got {n}"),
         )),
     }
 }
 
+/// A day written exactly `YYYY-MM-DD` (four-digit year, two-digit month and day), as the
+/// proto says: `2026-9-30` or `+2026-09-30` are refused, not read leniently.
 fn day(field: &str, value: &str) -> Result<NaiveDate, FieldViolation> {
     if value.is_empty() {
         return Err(FieldViolation::new(field, "is required"));
     }
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| FieldViolation::new(field, "must be a day as YYYY-MM-DD, e.g. 2026-11-23"))
+    let shaped = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| {
+            FieldViolation::new(
+                field,
+                format!(
+                    "must be a day as YYYY-MM-DD, e.g. 2026-11-23, got {}",
+                    quoted(value)
+                ),
+            )
+        })
 }
 
 impl<L: EventLog> FeedbackApi<L> {
@@ -667,21 +714,35 @@ impl<L: EventLog> FeedbackApi<L> {
         &self,
         req: pb::ListOutreachRequest,
     ) -> Result<pb::ListOutreachResponse, FeedbackError> {
-        let size = page_size(req.page_size)?;
+        let mut bad = Vec::new();
+        let size = page_size(req.page_size).map_err(|v| bad.push(v)).ok();
         let after = if req.page_token.is_empty() {
             None
         } else {
-            Some(CaseToken::parse(&req.page_token)?)
+            CaseToken::parse(&req.page_token)
+                .map_err(|v| bad.push(v))
+                .ok()
         };
         let status = match req.status {
             0 => None,
             1 => Some(OutreachStatus::Open),
             2 => Some(OutreachStatus::Closed),
-            _ => return Err(FeedbackError::invalid("status", "is not a known status")),
+            n => {
+                bad.push(FieldViolation::new(
+                    "status",
+                    format!("{n} is not a known status"),
+                ));
+                None
+            }
         };
-        if !req.store_id.is_empty() {
-            check_id(&req.store_id).map_err(|e| FeedbackError::invalid("store_id", e))?;
+        if !req.store_id.is_empty()
+            && let Err(e) = check_id(&req.store_id)
+        {
+            bad.push(FieldViolation::new("store_id", e));
         }
+        let Some(size) = size.filter(|_| bad.is_empty()) else {
+            return Err(invalid(bad));
+        };
         let now = self.complaints.now();
         let now_ms = now.timestamp_millis();
         let keep = |e: &CaseEntry| {
@@ -721,15 +782,6 @@ impl<L: EventLog> FeedbackApi<L> {
         &self,
         r: pb::RecordOutreachRequest,
     ) -> Result<pb::OutreachCase, FeedbackError> {
-        let id = OutreachCaseId::parse(r.case_id.as_str())
-            .map_err(|e| FeedbackError::invalid("case_id", e))?;
-        let key = if r.idempotency_key.is_empty() {
-            None
-        } else {
-            check_id(&r.idempotency_key)
-                .map_err(|e| FeedbackError::invalid("idempotency_key", e))?;
-            Some(r.idempotency_key.as_str())
-        };
         let cmd = OutreachCommand::RecordOutreach(RecordOutreach {
             expected_version: r.expected_version,
             reason: word(DefectionReason::ALL, DefectionReason::as_str, r.reason),
@@ -737,6 +789,18 @@ impl<L: EventLog> FeedbackApi<L> {
             outcome: word(OutreachOutcome::ALL, OutreachOutcome::as_str, r.outcome),
             method: word(ContactMethod::ALL, ContactMethod::as_str, r.method),
         });
+        let id = OutreachCaseId::parse(r.case_id.as_str())
+            .map_err(|e| FieldViolation::new("case_id", e));
+        let key = idempotency_key_of(&r.idempotency_key);
+        let (id, key) = match (id, key) {
+            (Ok(id), Ok(key)) => (id, key),
+            (id, key) => {
+                let mut bad: Vec<FieldViolation> =
+                    [id.err(), key.err()].into_iter().flatten().collect();
+                bad.extend(outreach_input_violations(&cmd));
+                return Err(invalid(bad));
+            }
+        };
         let (case, _) = self.complaints.execute_outreach(&id, cmd, key).await?;
         Ok(outreach_case(&case, self.complaints.now()))
     }
@@ -769,9 +833,7 @@ impl<L: EventLog> FeedbackApi<L> {
             }
         }
         let (Some(from), Some(to), true) = (from, to, bad.is_empty()) else {
-            return Err(FeedbackError::Complaint(ComplaintError::Invalid(
-                Violations(bad),
-            )));
+            return Err(invalid(bad));
         };
         let projection = self.complaints.projection();
         for p in 0..projection.partitions() {
@@ -835,6 +897,25 @@ pub fn outreach_case(c: &OutreachCase, now: DateTime<Utc>) -> pb::OutreachCase {
                 method: code(ContactMethod::ALL, &a.method),
             })
             .collect(),
+        customer_returned_on: c.returned_on.map(|d| d.to_string()).unwrap_or_default(),
+    }
+}
+
+/// Why sealed contact details that are on record cannot be opened, for
+/// `ContactOnRecord.unavailable`: the key that sealed them is not the one this service
+/// holds. `None` for errors that are no such answer (the key store unreachable, a blob
+/// that is not one).
+pub fn unavailable(e: &VaultError) -> Option<&'static str> {
+    match e {
+        _ if !e.is_key_unavailable() => None,
+        VaultError::KeyUnwrap => Some(
+            "the customer's key does not open under this service's key-encryption key: \
+             it was sealed under another one",
+        ),
+        _ => Some(
+            "the key that sealed the details is not in the contact vault's key store: \
+             lost or replaced",
+        ),
     }
 }
 
@@ -855,8 +936,49 @@ fn complaint_id_of(value: &str) -> Result<ComplaintId, FeedbackError> {
     ComplaintId::parse(value).map_err(|e| FeedbackError::invalid("complaint_id", e))
 }
 
-fn required<T>(field: &str, value: Option<T>) -> Result<T, Status> {
-    value.ok_or_else(|| FeedbackError::invalid(field, "is required").status())
+/// INVALID_ARGUMENT naming every field in `bad`.
+fn invalid(bad: Vec<FieldViolation>) -> FeedbackError {
+    FeedbackError::Complaint(ComplaintError::Invalid(Violations(bad)))
+}
+
+/// An optional idempotency key: empty is none.
+fn idempotency_key_of(key: &str) -> Result<Option<&str>, FieldViolation> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    check_id(key)
+        .map(|()| Some(key))
+        .map_err(|e| FieldViolation::new("idempotency_key", e))
+}
+
+/// A level filter: 0 is none.
+fn level_filter(level: i32) -> Result<Option<Level>, FieldViolation> {
+    match usize::try_from(level) {
+        Ok(0) => Ok(None),
+        Ok(n) if n <= Level::ALL.len() => Ok(Some(Level::ALL[n - 1])),
+        _ => Err(FieldViolation::new(
+            "level",
+            format!("{level} is not a known level"),
+        )),
+    }
+}
+
+/// A required message of a request.
+fn required<T>(field: &str, value: Option<T>) -> Result<T, FieldViolation> {
+    value.ok_or_else(|| FieldViolation::new(field, "is required"))
+}
+
+/// The longest part of a caller's value a field violation repeats.
+const QUOTED_CHARS: usize = 32;
+
+/// A caller's value for a field violation: quoted, and cut short with its size when long,
+/// so a huge value is never echoed back or logged whole. Mirrors
+/// `churnguard_domain::error::quoted`.
+pub(crate) fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &value[..end], value.len()),
+    }
 }
 
 fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, FieldViolation> {
@@ -1125,11 +1247,6 @@ fn full(
     }
 }
 
-fn small(value: u32) -> u8 {
-    // Out of range stays out of range: the domain names the field.
-    u8::try_from(value).unwrap_or(u8::MAX)
-}
-
 #[tonic::async_trait]
 impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
     async fn file_complaint(
@@ -1180,7 +1297,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             note: r.note,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::AcknowledgeComplaintResponse {
@@ -1199,7 +1316,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             from_customer: r.from_customer,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::AddComplaintUpdateResponse { complaint }))
@@ -1215,7 +1332,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             note: r.note,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::WaitOnCustomerResponse { complaint }))
@@ -1231,7 +1348,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             reason: r.reason,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::EscalateComplaintResponse { complaint }))
@@ -1252,7 +1369,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             summary: r.summary,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::ResolveComplaintResponse { complaint }))
@@ -1268,7 +1385,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             reason: r.reason,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::ReopenComplaintResponse { complaint }))
@@ -1279,17 +1396,18 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         request: Request<pb::RecordSatisfactionRequest>,
     ) -> Result<Response<pb::RecordSatisfactionResponse>, Status> {
         let r = request.into_inner();
-        let s = required("satisfaction", r.satisfaction)?;
-        let cmd = ComplaintCommand::RecordSatisfaction(RecordSatisfaction {
-            expected_version: r.expected_version,
-            satisfaction: SatisfactionInput {
-                score: small(s.score),
-                ownership: small(s.ownership),
-                felt_valued: small(s.felt_valued),
-                speed: small(s.speed),
-                sincere_regret: small(s.sincere_regret),
-                reason: s.reason,
-            },
+        let cmd = required("satisfaction", r.satisfaction).map(|s| {
+            ComplaintCommand::RecordSatisfaction(RecordSatisfaction {
+                expected_version: r.expected_version,
+                satisfaction: SatisfactionInput {
+                    score: s.score,
+                    ownership: s.ownership,
+                    felt_valued: s.felt_valued,
+                    speed: s.speed,
+                    sincere_regret: s.sincere_regret,
+                    reason: s.reason,
+                },
+            })
         });
         let complaint = Some(
             self.command(&r.complaint_id, &r.idempotency_key, cmd)
@@ -1303,14 +1421,15 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         request: Request<pb::RecordRootCauseRequest>,
     ) -> Result<Response<pb::RecordRootCauseResponse>, Status> {
         let r = request.into_inner();
-        let rc = required("root_cause", r.root_cause)?;
-        let cmd = ComplaintCommand::RecordRootCause(RecordRootCause {
-            expected_version: r.expected_version,
-            root_cause: RootCauseInput {
-                whys: rc.whys,
-                category: word(Touchpoint::ALL, Touchpoint::as_str, rc.category),
-                corrective_action: rc.corrective_action,
-            },
+        let cmd = required("root_cause", r.root_cause).map(|rc| {
+            ComplaintCommand::RecordRootCause(RecordRootCause {
+                expected_version: r.expected_version,
+                root_cause: RootCauseInput {
+                    whys: rc.whys,
+                    category: word(Touchpoint::ALL, Touchpoint::as_str, rc.category),
+                    corrective_action: rc.corrective_action,
+                },
+            })
         });
         let complaint = Some(
             self.command(&r.complaint_id, &r.idempotency_key, cmd)
@@ -1370,5 +1489,41 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             .await
             .map_err(|e| failed(&e))?;
         Ok(Response::new(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_exactly_yyyy_mm_dd() {
+        assert_eq!(
+            day("d", "2026-11-23").ok(),
+            NaiveDate::from_ymd_opt(2026, 11, 23)
+        );
+        for bad in [
+            "1997-9-30",
+            "1997-09-3",
+            " 2026-11-23",
+            "2026/11/23",
+            "+2026-11-23",
+            "2026-13-01",
+            "２０２６-11-23",
+        ] {
+            assert!(day("d", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            day("d", "").map_err(|v| v.description),
+            Err("is required".to_owned())
+        );
+    }
+
+    #[test]
+    fn quoting_cuts_long_values_on_a_character_boundary() {
+        assert_eq!(quoted("p0:12"), "\"p0:12\"");
+        let long = "é".repeat(100);
+        let q = quoted(&long);
+        assert_eq!(q, format!("{:?}… (200 bytes)", "é".repeat(QUOTED_CHARS)));
     }
 }

@@ -185,12 +185,24 @@ impl FeedbackError {
     }
 }
 
+/// Redis unreachable, slow or briefly unable to serve (the connection refused, dropped or
+/// timed out, a response or connection timeout, a server loading its data or failing
+/// over): the caller hears UNAVAILABLE at once and retries, rather than INTERNAL.
 fn redis_is_transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            ) | ErrorKind::ClusterConnectionNotFound
+        )
 }
 
 fn precondition<const N: usize>(
@@ -281,6 +293,60 @@ mod tests {
             FeedbackError::Corrupt("x".into()).status().code(),
             Code::Internal
         );
+        // Redis down, slow or failing over: UNAVAILABLE, whichever way it reaches us
+        // (a command, the connection, the shared checkpoint helpers, the vault's store).
+        let io = |kind| redis::RedisError::from(std::io::Error::new(kind, "redis"));
+        for (what, e) in [
+            ("refused", io(std::io::ErrorKind::ConnectionRefused)),
+            ("reset", io(std::io::ErrorKind::ConnectionReset)),
+            ("broken pipe", io(std::io::ErrorKind::BrokenPipe)),
+            ("response timeout", io(std::io::ErrorKind::TimedOut)),
+            ("eof", io(std::io::ErrorKind::UnexpectedEof)),
+            (
+                "loading",
+                redis::RedisError::from((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading),
+                    "loading",
+                )),
+            ),
+            (
+                "failover",
+                redis::RedisError::from((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown),
+                    "master down",
+                )),
+            ),
+        ] {
+            let status = FeedbackError::Redis {
+                command: "GET",
+                source: e,
+            }
+            .status();
+            assert_eq!(status.code(), Code::Unavailable, "{what}");
+            assert!(
+                !status.message().contains("redis"),
+                "no internals: {status:?}"
+            );
+        }
+        let connect = FeedbackError::from(churnguard_redis::StoreError::Connect(io(
+            std::io::ErrorKind::TimedOut,
+        )));
+        assert_eq!(connect.status().code(), Code::Unavailable);
+        let store = FeedbackError::from(churnguard_redis::StoreError::Command {
+            command: "GET",
+            source: io(std::io::ErrorKind::TimedOut),
+        });
+        assert_eq!(store.status().code(), Code::Unavailable);
+        // A script bug is no outage.
+        let bad_script = FeedbackError::Redis {
+            command: "EVALSHA",
+            source: redis::RedisError::from((
+                redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+                "ERR wrong number of arguments",
+            )),
+        };
+        assert_eq!(bad_script.status().code(), Code::Internal);
+
         let bad = FeedbackError::invalid("contact.phone", "nope").status();
         assert_eq!(bad.code(), Code::InvalidArgument);
         let fields: Vec<_> = bad

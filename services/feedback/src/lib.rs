@@ -9,7 +9,9 @@
 //! commit only if the complaint is still at that version, in log order, so of two
 //! commands decided on the same version the first in the log wins and the other is
 //! rejected, on every replay alike. The writer projects up to its own record and answers
-//! from the outcome ([`service::Complaints::execute`]): OK only when its commit won.
+//! from the outcome ([`service::Complaints::execute`]): OK when its commit won, or when
+//! its idempotency key produced a version (a concurrent call with the same key came first:
+//! this call is its retry, never a conflict); else a version conflict.
 //!
 //! Defector outreach: [`outreach::Opener`] reads churn signals and opens a case per
 //! customer who moved into at risk or defected, through the same write path (outreach

@@ -1,23 +1,37 @@
 //! Defector outreach opened from churn signals. Churn scoring publishes a
-//! `churn_state_changed` event on `churn.signals.v1` when a customer's state changes; for
-//! each one into `at_risk` or `defected`, this opens an outreach case at the customer's
-//! home store with its own deadline, through the same write path as complaints.
+//! `churn_state_changed` event on `churn.signals.v1` when a customer's state changes; a
+//! move into `at_risk` or `defected` opens an outreach case at the customer's home store
+//! with its own deadline, through the same write path as complaints.
 //!
 //! Every signal also updates the customer's standing ([`crate::standing`]), which
 //! complaint priorities use.
 //!
-//! Exactly once: the case id and the commit's idempotency key are both derived from the
-//! signal's event id (which churn scoring makes deterministic), so a signal read twice
-//! (after a crash before the checkpoint moved, or by two instances at once) opens one
-//! case. The reader's checkpoint per partition of the signals topic is kept in Redis
-//! under [`OPENER`]; it only moves forward, past signals whose case is in the log.
+//! One case per episode ([`churnguard_domain::feedback::outreach::on_signal`]): before
+//! acting on a signal, the opener reads the customer's cases (the projection's per-customer
+//! index, every partition caught up first) and the domain decides: open a case for a new
+//! episode, escalate the open at-risk case on a defection, end the episode when the
+//! customer is back, or nothing. So a signal that churn scoring re-emits for an episode
+//! that has a case (after losing its Redis, with another event id when it lands on
+//! another day) opens nothing, and the customer's next episode after a return opens a new
+//! case.
+//!
+//! Exactly once: a case's id and each commit's idempotency key derive from the signal's
+//! event id (which churn scoring makes deterministic), so a signal read twice (after a
+//! crash before the checkpoint moved, or by two instances at once) acts once. The reader's
+//! checkpoint per partition of the signals topic is kept in Redis under [`OPENER`]; it
+//! only moves forward, past signals whose commit is in the log. A customer's signals share
+//! a partition and are handled in log order, so instances that read the same partition
+//! decide on the same cases.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use churnguard_domain::envelope::Envelope;
-use churnguard_domain::feedback::outreach::{OpenOutreach, OutreachCommand, OutreachError};
+use churnguard_domain::feedback::outreach::{
+    EndOutreach, EscalateOutreach, OpenOutreach, OutreachCase, OutreachCommand, OutreachError,
+    SignalOutcome, on_signal,
+};
 use churnguard_domain::feedback::sla::Directory;
 use churnguard_domain::ids::OutreachCaseId;
 use churnguard_domain::signal::ChurnStateChanged;
@@ -44,8 +58,13 @@ pub enum Decision {
     Skip(&'static str),
 }
 
-/// The case a signal opens, decided at `now`: due after the state's target in the home
-/// store's business time (per `directory`'s calendar for the store).
+/// How many times a signal is decided again when the case it acted on changed meanwhile
+/// (another writer came first).
+const ATTEMPTS: usize = 3;
+
+/// The case a signal opens when it starts an episode, decided at `now`: due after the
+/// state's target in the home store's business time (per `directory`'s calendar for the
+/// store).
 pub fn decide(
     signal: &Envelope<ChurnStateChanged>,
     now: DateTime<Utc>,
@@ -64,9 +83,7 @@ pub fn decide(
     let Ok(case_id) = OutreachCaseId::parse(format!("o-{}", signal.id)) else {
         return Decision::Skip("the signal id does not make a case id");
     };
-    let due_at = directory
-        .and_then(|d| d.calendar_for(&store).add_business(now, target.secs()))
-        .unwrap_or_else(|| now + TimeDelta::seconds(target.secs()));
+    let due_at = due(now, target.secs(), &store, directory);
     Decision::Open(
         case_id.clone(),
         OpenOutreach {
@@ -79,8 +96,26 @@ pub fn decide(
             value_at_risk_minor: minor(s.value_at_risk),
             clv_minor: minor(s.clv),
             due_at,
+            as_of: Some(s.as_of),
         },
     )
+}
+
+/// `secs` of business time after `now` in `store`'s calendar (wall time without one).
+fn due(now: DateTime<Utc>, secs: i64, store: &str, directory: Option<&Directory>) -> DateTime<Utc> {
+    directory
+        .and_then(|d| d.calendar_for(store).add_business(now, secs))
+        .unwrap_or_else(|| now + TimeDelta::seconds(secs))
+}
+
+/// What one signal did to the customer's cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acted {
+    Opened,
+    Escalated,
+    Ended,
+    Nothing,
+    Unreadable,
 }
 
 /// Reads churn signals and opens outreach cases.
@@ -104,7 +139,12 @@ impl<L> std::fmt::Debug for Opener<L> {
 pub struct Opened {
     /// Cases this round opened.
     pub opened: u64,
-    /// Signals that open nothing (other states, no home store, already opened).
+    /// Open at-risk cases made defection cases.
+    pub escalated: u64,
+    /// Episodes ended (the customer came back).
+    pub ended: u64,
+    /// Signals that change nothing (other states, no home store, an episode that has its
+    /// case, already handled).
     pub skipped: u64,
     /// Records that are not a churn signal, or a signal the aggregate refuses.
     pub unreadable: u64,
@@ -141,12 +181,20 @@ impl<L: EventLog> Opener<L> {
             .await?;
         let mut done = Opened::default();
         let mut next = from;
+        if records.iter().any(|r| r.offset >= from) {
+            // Decide on every case in the log before these signals, whoever wrote it.
+            for p in 0..self.complaints.projection().partitions() {
+                self.complaints.catch_up(p).await?;
+            }
+        }
         for r in records.iter().filter(|r| r.offset >= from) {
             let outcome = self.one(partition, r).await;
             match outcome {
-                Ok(Some(true)) => done.opened += 1,
-                Ok(Some(false)) => done.skipped += 1,
-                Ok(None) => done.unreadable += 1,
+                Ok(Acted::Opened) => done.opened += 1,
+                Ok(Acted::Escalated) => done.escalated += 1,
+                Ok(Acted::Ended) => done.ended += 1,
+                Ok(Acted::Nothing) => done.skipped += 1,
+                Ok(Acted::Unreadable) => done.unreadable += 1,
                 Err(e) => {
                     self.advance(partition, next).await?;
                     return Err(e);
@@ -165,8 +213,8 @@ impl<L: EventLog> Opener<L> {
         Ok(())
     }
 
-    /// `Some(true)`: opened; `Some(false)`: nothing to open; `None`: unreadable.
-    async fn one(&self, partition: u32, r: &Record) -> Result<Option<bool>, FeedbackError> {
+    /// What one signal did.
+    async fn one(&self, partition: u32, r: &Record) -> Result<Acted, FeedbackError> {
         let signal = match Envelope::<ChurnStateChanged>::decode(
             &r.payload,
             ChurnStateChanged::EVENT_TYPE,
@@ -174,7 +222,7 @@ impl<L: EventLog> Opener<L> {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(partition, offset = r.offset, error = %e, "not a churn signal: skipped");
-                return Ok(None);
+                return Ok(Acted::Unreadable);
             }
         };
         if let Err(e) =
@@ -184,36 +232,109 @@ impl<L: EventLog> Opener<L> {
                 return Err(e);
             }
             tracing::warn!(partition, offset = r.offset, error = %e, "churn signal skipped");
-            return Ok(None);
+            return Ok(Acted::Unreadable);
         }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.act(&signal).await {
+                // The case changed between the decision and the commit (another writer
+                // came first): decide again on what is there now.
+                Err(
+                    FeedbackError::Conflict { .. }
+                    | FeedbackError::Outreach(
+                        OutreachError::VersionConflict { .. }
+                        | OutreachError::InvalidTransition { .. },
+                    ),
+                ) if attempt < ATTEMPTS => continue,
+                Err(FeedbackError::Outreach(OutreachError::Invalid(v))) => {
+                    tracing::warn!(partition, offset = r.offset, signal = %signal.id, fields = ?v.fields().collect::<Vec<_>>(), "churn signal refused: skipped");
+                    return Ok(Acted::Unreadable);
+                }
+                Err(FeedbackError::Outreach(OutreachError::AlreadyExists)) => {
+                    return Ok(Acted::Nothing);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Decides what `signal` means for its customer's cases and acts on it.
+    async fn act(&self, signal: &Envelope<ChurnStateChanged>) -> Result<Acted, FeedbackError> {
+        let s = &signal.data;
+        let cases = self.cases_of(&s.customer).await?;
+        let key = signal.id.as_str();
         let now = self.complaints.now();
-        let directory = self.complaints.projection().sla().map(|s| &s.directory);
-        let (case_id, open) = match decide(&signal, now, &self.targets, directory) {
-            Decision::Open(id, open) => (id, open),
-            Decision::Skip(why) => {
-                tracing::debug!(partition, offset = r.offset, signal = %signal.id, why, "signal opens no case");
-                return Ok(Some(false));
+        let directory = self.complaints.projection().sla().map(|sla| &sla.directory);
+        let (case_id, command, acted) = match on_signal(&cases, &s.state, s.as_of) {
+            SignalOutcome::Skip(why) => {
+                tracing::debug!(signal = %signal.id, why, "signal changes no case");
+                return Ok(Acted::Nothing);
+            }
+            SignalOutcome::Open => match decide(signal, now, &self.targets, directory) {
+                Decision::Open(id, open) => {
+                    (id, OutreachCommand::OpenOutreach(open), Acted::Opened)
+                }
+                Decision::Skip(why) => {
+                    tracing::debug!(signal = %signal.id, why, "signal opens no case");
+                    return Ok(Acted::Nothing);
+                }
+            },
+            SignalOutcome::Escalate(id) => {
+                let store = cases
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map(|c| c.home_store.as_str().to_owned())
+                    .unwrap_or_default();
+                let escalate = EscalateOutreach {
+                    expected_version: None,
+                    signal_id: signal.id.clone(),
+                    state: s.state.clone(),
+                    value_at_risk_minor: minor(s.value_at_risk),
+                    clv_minor: minor(s.clv),
+                    due_at: due(now, self.targets.defected.secs(), &store, directory),
+                    as_of: s.as_of,
+                };
+                (
+                    id,
+                    OutreachCommand::EscalateOutreach(escalate),
+                    Acted::Escalated,
+                )
+            }
+            SignalOutcome::End(id) => {
+                let end = EndOutreach {
+                    expected_version: None,
+                    signal_id: signal.id.clone(),
+                    state: s.state.clone(),
+                    as_of: s.as_of,
+                };
+                (id, OutreachCommand::EndOutreach(end), Acted::Ended)
             }
         };
-        let key = signal.id.clone();
-        match self
+        let (_, applied) = self
             .complaints
-            .execute_outreach(&case_id, OutreachCommand::OpenOutreach(open), Some(&key))
-            .await
-        {
-            Ok((_, applied)) => {
-                if applied {
-                    tracing::debug!(case = %case_id.as_str(), signal = %key, "outreach case opened");
-                }
-                Ok(Some(applied))
-            }
-            Err(FeedbackError::Outreach(OutreachError::Invalid(v))) => {
-                tracing::warn!(partition, offset = r.offset, signal = %key, fields = ?v.fields().collect::<Vec<_>>(), "churn signal refused: skipped");
-                Ok(None)
-            }
-            Err(FeedbackError::Outreach(OutreachError::AlreadyExists)) => Ok(Some(false)),
-            Err(e) => Err(e),
+            .execute_outreach(&case_id, command, Some(key))
+            .await?;
+        if applied {
+            tracing::debug!(case = %case_id.as_str(), signal = %key, ?acted, "outreach case changed");
+            Ok(acted)
+        } else {
+            Ok(Acted::Nothing)
         }
+    }
+
+    /// Every outreach case of `customer`, as projected.
+    async fn cases_of(&self, customer: &str) -> Result<Vec<OutreachCase>, FeedbackError> {
+        let projection = self.complaints.projection();
+        let ids = projection.customer_cases(customer).await?;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut cases = Vec::with_capacity(ids.len());
+        for (case, id) in projection.load_cases(&ids).await?.into_iter().zip(&ids) {
+            cases.push(case.ok_or_else(|| {
+                FeedbackError::Corrupt(format!("{id} is a customer's case but not projected"))
+            })?);
+        }
+        Ok(cases)
     }
 
     /// Runs rounds over `partitions` until `stop` resolves. Errors are logged and the

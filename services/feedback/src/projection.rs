@@ -32,7 +32,9 @@
 //!
 //! Outreach commits (same topic, keyed by case) keep the case hash
 //! `fo:{p<partition>}:<case>` (fields as a complaint's), the outreach list index
-//! `fol:{p<partition>}` (case → `<due_ms> <status> <reached 0|1> <store>`, [`CaseEntry`])
+//! `fol:{p<partition>}` (case → `<due_ms> <status> <reached 0|1> <store>`, [`CaseEntry`]),
+//! the customer's cases `fuo:{p<partition>}:<customer>` (case → opened ms, written by the
+//! opening)
 //! and, with complaint filings, the per-day defection-reason counters
 //! `fr:{p<partition>}:<YYYY-MM-DD>` (`<counter> <cause> <store>` → amount, by HINCRBY),
 //! whose increments come from the domain's [`outreach_contribution`] and
@@ -50,8 +52,8 @@ use churnguard_domain::feedback::complaint::{
     Complaint, ComplaintEvent, ComplaintStatus, Incident,
 };
 use churnguard_domain::feedback::outreach::{
-    Cause, Contribution, OutreachCase, OutreachStatus, Tally, complaint_contribution,
-    outreach_contribution,
+    Cause, Contribution, OutreachCase, OutreachEvent, OutreachStatus, Tally,
+    complaint_contribution, outreach_contribution,
 };
 use churnguard_domain::feedback::sla::{Directory, SlaPolicy};
 use churnguard_domain::feedback::{DefectionReason, Level, OutreachOutcome, Severity, Touchpoint};
@@ -96,6 +98,13 @@ pub fn case_list_key(partition: u32) -> String {
 /// Incident histories read the customer's hash in every partition.
 pub fn customer_complaints_key(partition: u32, customer: &str) -> String {
     format!("fu:{{p{partition}}}:{customer}")
+}
+
+/// A customer's outreach cases opened in a partition: case → opened time (epoch ms). The
+/// outreach opener reads the customer's hash in every partition to find the case of their
+/// current episode.
+pub fn customer_cases_key(partition: u32, customer: &str) -> String {
+    format!("fuo:{{p{partition}}}:{customer}")
 }
 
 /// The defection-reason counters of a partition for one UTC day.
@@ -655,7 +664,22 @@ impl Projection {
             },
         );
         let (a2, r2) = fold(partition, &cases, &mut case_now, checkpoint, |before, e| {
-            tallies.add(outreach_contribution(before, e))
+            tallies.add(outreach_contribution(before, e));
+            if let OutreachEvent::OutreachOpened {
+                case_id,
+                customer,
+                at,
+                ..
+            } = e
+            {
+                filings
+                    .entry(customer_cases_key(partition, customer.as_str()))
+                    .or_default()
+                    .push((
+                        case_id.as_str().to_owned(),
+                        at.timestamp_millis().to_string(),
+                    ));
+            }
         });
 
         let mut complaint_writes = Vec::new();
@@ -982,6 +1006,21 @@ impl Projection {
                     .ok_or_else(|| FeedbackError::Corrupt(format!("{key} field {id}")))
             })
             .collect()
+    }
+
+    /// The ids of a customer's outreach cases, from their hash in every partition (as far
+    /// as each partition is projected).
+    pub async fn customer_cases(&self, customer: &str) -> Result<Vec<String>, FeedbackError> {
+        let mut pipe = redis::pipe();
+        for p in 0..self.partitions {
+            pipe.cmd("HKEYS").arg(customer_cases_key(p, customer));
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<Vec<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("HKEYS customer cases"))?;
+        Ok(raw.into_iter().flatten().collect())
     }
 
     /// Every complaint of each customer, from their hash in every partition.

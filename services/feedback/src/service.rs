@@ -110,7 +110,9 @@ impl<L: EventLog> Complaints<L> {
     ///
     /// Errors: the aggregate's refusal (bad input naming the fields, wrong status,
     /// `VersionConflict` against the caller's expected version), or [`FeedbackError::Conflict`]
-    /// when a concurrent command decided on the same version came first in the log.
+    /// when a concurrent command decided on the same version came first in the log. A
+    /// concurrent call with the same idempotency key that came first is no conflict: this
+    /// call is its retry and answers as one.
     pub async fn execute(
         &self,
         id: &ComplaintId,
@@ -140,9 +142,7 @@ impl<L: EventLog> Complaints<L> {
         if let Some(key) = idempotency_key {
             let (_, used) = self.projection.outcome(id, base_version, Some(key)).await?;
             if used.is_some() {
-                return state
-                    .map(|s| (s, false))
-                    .ok_or_else(|| FeedbackError::Corrupt(format!("{key} used on no complaint")));
+                return self.retried(id, key).await;
             }
         }
         let now = (self.clock)();
@@ -161,10 +161,34 @@ impl<L: EventLog> Complaints<L> {
             events,
         };
         self.append_and_project(commit.to_record(now)).await?;
-        let (winner, _) = self.projection.outcome(id, base_version, None).await?;
+        let (winner, used) = self
+            .projection
+            .outcome(id, base_version, idempotency_key)
+            .await?;
+        if let (Some(key), Some(_)) = (idempotency_key, used)
+            && winner.as_deref() != Some(commit.commit_id.as_str())
+        {
+            // A concurrent call with the same key came first in the log: this call is a
+            // retry of it, and answers as the retry would.
+            return self.retried(id, key).await;
+        }
         let now_state = self.projection.load(id).await?;
         let current = now_state.as_ref().map_or(0, |s| s.version);
         won(winner, &commit.commit_id, now_state, base_version, current)
+    }
+
+    /// The answer to a call whose idempotency key already produced a version: the
+    /// complaint as it stands now (read after the key, so at or past that version).
+    async fn retried(
+        &self,
+        id: &ComplaintId,
+        key: &str,
+    ) -> Result<(Complaint, bool), FeedbackError> {
+        self.projection
+            .load(id)
+            .await?
+            .map(|s| (s, false))
+            .ok_or_else(|| FeedbackError::Corrupt(format!("key {key} used on no complaint")))
     }
 
     /// Appends one commit record and projects its partition up to it (in any process:
@@ -240,7 +264,7 @@ impl<L: EventLog> Complaints<L> {
                 .case_outcome(id, base_version, Some(key))
                 .await?;
             if used.is_some() {
-                return unchanged(state);
+                return self.retried_case(id).await;
             }
         }
         let now = (self.clock)();
@@ -256,10 +280,29 @@ impl<L: EventLog> Complaints<L> {
             events,
         };
         self.append_and_project(commit.to_record(now)).await?;
-        let (winner, _) = self.projection.case_outcome(id, base_version, None).await?;
+        let (winner, used) = self
+            .projection
+            .case_outcome(id, base_version, idempotency_key)
+            .await?;
+        if used.is_some() && winner.as_deref() != Some(commit.commit_id.as_str()) {
+            // A concurrent call with the same key came first: answer as its retry.
+            return self.retried_case(id).await;
+        }
         let now_state = self.projection.load_case(id).await?;
         let current = now_state.as_ref().map_or(0, |s| s.version);
         won(winner, &commit.commit_id, now_state, base_version, current)
+    }
+
+    /// As [`Complaints::retried`], for an outreach case.
+    async fn retried_case(
+        &self,
+        id: &OutreachCaseId,
+    ) -> Result<(OutreachCase, bool), FeedbackError> {
+        self.projection
+            .load_case(id)
+            .await?
+            .map(|s| (s, false))
+            .ok_or_else(|| FeedbackError::Corrupt(format!("{}: key used on no case", id.as_str())))
     }
 }
 

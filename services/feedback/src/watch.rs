@@ -65,7 +65,12 @@ impl Position {
         let n = partitions as usize;
         let mut seen: Vec<Option<(u64, u32)>> = vec![None; n];
         for part in s.split(',') {
-            let bad = || format!("is not a position of this stream: {part:?}");
+            let bad = || {
+                format!(
+                    "is not a position of this stream: {}",
+                    crate::api::quoted(part)
+                )
+            };
             let (p, rest) = part
                 .strip_prefix('p')
                 .and_then(|r| r.split_once(':'))

@@ -9,13 +9,18 @@
 //! comes from `CHURNGUARD_SCORING_REDIS__URL`; settings are the services' own
 //! (`CHURNGUARD_INGEST_*`, `CHURNGUARD_SCORING_*`, `CHURNGUARD_FEEDBACK_*`), except that
 //! all use ingest's log and feedback uses scoring's Redis. Feedback's contact vault key
-//! (KEK) is `CHURNGUARD_LOCAL_KEK` (64 hex digits or base64) if set, else one generated
-//! at start: for local use only, and contact details sealed under it cannot be read after
-//! a restart.
+//! (KEK) is `CHURNGUARD_LOCAL_KEK` (64 hex digits or base64) if set, else the one in
+//! `local-kek` next to the embedded log directory (`data/local-kek`), generated on the
+//! first start (file mode 0600) and reused after, so contact details filed before a
+//! restart can still be read (as long as the vault's per-customer keys in Redis survive
+//! the restart too). That file is for local use only: a real deployment takes its KEK
+//! from a secret manager (`kek.env` or `kek.file`), never from a key kept next to the data
+//! it protects. `make clean-data` deletes it with the log.
 //!
 //! The embedded log belongs to one process, which is why the services share this one;
 //! past one machine each service runs its own binary on Kafka.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,9 +97,9 @@ async fn main() -> anyhow::Result<()> {
     feedback_settings.log = ingest_settings.log.clone();
     feedback_settings.redis = scoring_settings.redis.clone();
     let telemetry = Arc::new(Telemetry::init("churnguard-local"));
-    let kek = local_kek()?;
-
     let dir = &ingest_settings.log.embedded.dir;
+    let kek = local_kek(&kek_path(dir))?;
+
     let log = EmbeddedLog::open(dir)
         .with_context(|| format!("opening the embedded log at {}", dir.display()))?;
     let (topic, partitions) = (
@@ -181,17 +186,69 @@ fn load_feedback_settings() -> Result<feedback::config::Settings, churnguard_con
     Ok(settings)
 }
 
-/// `CHURNGUARD_LOCAL_KEK` if set, else a key made up now (never written anywhere).
-fn local_kek() -> anyhow::Result<Kek> {
+/// Where the local KEK is kept: `local-kek` in the directory holding the embedded log's
+/// directory (`data/local-kek` for `data/log`).
+fn kek_path(log_dir: &Path) -> PathBuf {
+    log_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."))
+        .join("local-kek")
+}
+
+/// `CHURNGUARD_LOCAL_KEK` if set, else the key in `path`, made there on first use.
+fn local_kek(path: &Path) -> anyhow::Result<Kek> {
     const VAR: &str = "CHURNGUARD_LOCAL_KEK";
     if std::env::var_os(VAR).is_some() {
         return Kek::from_env(VAR).with_context(|| format!("reading {VAR}"));
     }
+    let (kek, made) = load_or_create_kek(path)?;
+    if made {
+        tracing::info!(path = %path.display(), "feedback: contact vault key generated for local use (set {VAR} to use another)");
+    } else {
+        tracing::info!(path = %path.display(), "feedback: contact vault key from the data directory");
+    }
+    Ok(kek)
+}
+
+/// The KEK in `path` (hex), or a new random one written there first, readable by this
+/// user only (mode 0600), if there is none. `true` when it was made now. Two processes
+/// starting at once end with the one key that was written first.
+fn load_or_create_kek(path: &Path) -> anyhow::Result<(Kek, bool)> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
     let mut bytes = [0u8; 32];
     bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    tracing::info!("feedback: contact vault key generated for this run (set {VAR} to keep one)");
-    Ok(Kek::from_bytes(bytes))
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(mut file) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            file.write_all(format!("{hex}\n").as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing the local KEK to {}", path.display()))?;
+            Ok((Kek::from_bytes(bytes), true))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let kek = Kek::from_file(path).with_context(|| {
+                format!(
+                    "reading the local KEK from {} (delete it, or `make clean-data`, to start over)",
+                    path.display()
+                )
+            })?;
+            Ok((kek, false))
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 /// Whether the purchases topic (which purchase-ingest has made sure of) holds nothing yet.
@@ -338,4 +395,66 @@ async fn outreach_report(endpoint: &str) {
         .map(|(s, (n, late))| format!("{s}: {n} ({late} overdue)"))
         .collect();
     tracing::info!(open, overdue, per_store = ?stores, "outreach cases from churn signals");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::sync::Arc;
+
+    use churnguard_vault::{MemoryKeyStore, Vault, VaultError};
+
+    use super::*;
+
+    #[test]
+    fn the_kek_lives_next_to_the_log_directory() {
+        assert_eq!(
+            kek_path(Path::new("data/log")),
+            PathBuf::from("data/local-kek")
+        );
+        assert_eq!(kek_path(Path::new("log")), PathBuf::from("./local-kek"));
+        assert_eq!(
+            kek_path(Path::new("/var/lib/cg/log")),
+            PathBuf::from("/var/lib/cg/local-kek")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_kek_is_made_once_private_and_reused_after_a_restart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = kek_path(&dir.path().join("data").join("log"));
+        let (first, made) = load_or_create_kek(&path).expect("made");
+        assert!(made);
+        let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let (again, made) = load_or_create_kek(&path).expect("read back");
+        assert!(!made, "an existing key is reused");
+
+        // What one run sealed, the next run opens; a key made elsewhere does not.
+        let store = Arc::new(MemoryKeyStore::default());
+        let sealed = Vault::new(first, Arc::clone(&store))
+            .seal("cust-1", b"+44 7700 900123")
+            .await
+            .expect("seal");
+        let opened = Vault::new(again, Arc::clone(&store))
+            .open("cust-1", &sealed)
+            .await
+            .expect("the restarted run opens it");
+        assert_eq!(opened, b"+44 7700 900123");
+        let other = tempfile::tempdir().expect("dir");
+        let (stranger, _) = load_or_create_kek(&other.path().join("local-kek")).expect("made");
+        assert!(matches!(
+            Vault::new(stranger, store).open("cust-1", &sealed).await,
+            Err(VaultError::KeyUnwrap)
+        ));
+    }
+
+    #[test]
+    fn a_damaged_key_file_stops_the_start_with_its_path() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("local-kek");
+        std::fs::write(&path, "not a key").expect("write");
+        let e = load_or_create_kek(&path).expect_err("refused");
+        assert!(format!("{e:#}").contains("local-kek"), "{e:#}");
+    }
 }

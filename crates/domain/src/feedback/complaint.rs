@@ -426,14 +426,15 @@ pub struct ReopenComplaint {
     pub reason: String,
 }
 
-/// The customer's answers to the satisfaction survey, each 1..=5.
+/// The customer's answers to the satisfaction survey, each 1..=5, as the caller sent
+/// them (wide, so an out-of-range answer is reported as it was given).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SatisfactionInput {
-    pub score: u8,
-    pub ownership: u8,
-    pub felt_valued: u8,
-    pub speed: u8,
-    pub sincere_regret: u8,
+    pub score: u32,
+    pub ownership: u32,
+    pub felt_valued: u32,
+    pub speed: u32,
+    pub sincere_regret: u32,
     /// Required when `score <= 2`.
     pub reason: String,
 }
@@ -869,8 +870,7 @@ pub fn handle(
                 return Err(not_allowed());
             }
             let mut check = Check::default();
-            let method = check.parse::<ContactMethod>("method", &c.method);
-            let note = check.text("note", &c.note, Required::No, MAX_TEXT_CHARS);
+            let (method, note) = acknowledgement(&mut check, &c);
             if let Some(m) = method
                 && state.severity >= Severity::Major
                 && !m.is_personal()
@@ -938,21 +938,7 @@ pub fn handle(
                 return Err(not_allowed());
             }
             let mut check = Check::default();
-            let mut remedies = Vec::with_capacity(c.remedies.len());
-            if c.remedies.is_empty() {
-                check.fail("remedies", "at least one remedy is required");
-            }
-            for (i, r) in c.remedies.iter().enumerate() {
-                let field = format!("remedies[{i}]");
-                if let Some(r) = check.parse::<Remedy>(&field, r) {
-                    if remedies.contains(&r) {
-                        check.fail(&field, format!("{r} is listed twice"));
-                    } else {
-                        remedies.push(r);
-                    }
-                }
-            }
-            let summary = check.text("summary", &c.summary, Required::Yes, MAX_TEXT_CHARS);
+            let (remedies, summary) = resolution(&mut check, &c);
             check.finish()?;
             Ok(vec![ComplaintEvent::ComplaintResolved {
                 remedies,
@@ -1153,6 +1139,76 @@ fn file(
     }])
 }
 
+/// The input of an acknowledgement: its method and note.
+fn acknowledgement(check: &mut Check, c: &AcknowledgeComplaint) -> (Option<ContactMethod>, String) {
+    let method = check.parse::<ContactMethod>("method", &c.method);
+    let note = check.text("note", &c.note, Required::No, MAX_TEXT_CHARS);
+    (method, note)
+}
+
+/// The input of a resolution: its remedies (each once) and summary.
+fn resolution(check: &mut Check, c: &ResolveComplaint) -> (Vec<Remedy>, String) {
+    let mut remedies = Vec::with_capacity(c.remedies.len());
+    if c.remedies.is_empty() {
+        check.fail("remedies", "at least one remedy is required");
+    }
+    for (i, r) in c.remedies.iter().enumerate() {
+        let field = format!("remedies[{i}]");
+        if let Some(r) = check.parse::<Remedy>(&field, r) {
+            if remedies.contains(&r) {
+                check.fail(&field, format!("{r} is listed twice"));
+            } else {
+                remedies.push(r);
+            }
+        }
+    }
+    let summary = check.text("summary", &c.summary, Required::Yes, MAX_TEXT_CHARS);
+    (remedies, summary)
+}
+
+/// The violations of a command's own fields, whatever the complaint: what [`handle`]
+/// reports after its existence, version and status checks, less the rules that depend on
+/// the complaint (a personal first response for a major one). For an adapter that has
+/// refused the request for its own fields (a bad complaint id) and names every bad
+/// field at once. Filings are checked whole by [`handle`] (they need no complaint); timer
+/// commands come from no caller: both have none here.
+pub fn input_violations(cmd: &ComplaintCommand) -> Vec<FieldViolation> {
+    let mut check = Check::default();
+    let text = |check: &mut Check, field: &str, value: &str| {
+        check.text(field, value, Required::Yes, MAX_TEXT_CHARS);
+    };
+    match cmd {
+        ComplaintCommand::AcknowledgeComplaint(c) => {
+            acknowledgement(&mut check, c);
+        }
+        ComplaintCommand::AddComplaintUpdate(AddComplaintUpdate { note, .. })
+        | ComplaintCommand::WaitOnCustomer(WaitOnCustomer { note, .. }) => {
+            text(&mut check, "note", note);
+        }
+        ComplaintCommand::EscalateComplaint(EscalateComplaint { reason, .. })
+        | ComplaintCommand::ReopenComplaint(ReopenComplaint { reason, .. }) => {
+            text(&mut check, "reason", reason);
+        }
+        ComplaintCommand::ResolveComplaint(c) => {
+            resolution(&mut check, c);
+        }
+        ComplaintCommand::RecordSatisfaction(c) => {
+            if let Err(ComplaintError::Invalid(v)) = validate_satisfaction(&c.satisfaction) {
+                check.0.extend(v.0);
+            }
+        }
+        ComplaintCommand::RecordRootCause(c) => {
+            if let Err(ComplaintError::Invalid(v)) = validate_root_cause(&c.root_cause) {
+                check.0.extend(v.0);
+            }
+        }
+        ComplaintCommand::FileComplaint(_)
+        | ComplaintCommand::RaiseSlaWarning(_)
+        | ComplaintCommand::RecordSlaBreach(_) => {}
+    }
+    check.0
+}
+
 fn customer_key(check: &mut Check, field: &str, value: &str) -> Option<CustomerKey> {
     if looks_like_payment_card(value) {
         check.fail(field, "looks like a card number: send the card token");
@@ -1165,17 +1221,18 @@ fn customer_key(check: &mut Check, field: &str, value: &str) -> Option<CustomerK
 
 fn validate_satisfaction(s: &SatisfactionInput) -> Result<Satisfaction, ComplaintError> {
     let mut check = Check::default();
-    for (field, value) in [
-        ("satisfaction.score", s.score),
-        ("satisfaction.ownership", s.ownership),
-        ("satisfaction.felt_valued", s.felt_valued),
-        ("satisfaction.speed", s.speed),
-        ("satisfaction.sincere_regret", s.sincere_regret),
-    ] {
-        if !(1..=5).contains(&value) {
+    let mut answer = |field: &str, value: u32| match u8::try_from(value) {
+        Ok(v) if (1..=5).contains(&v) => v,
+        _ => {
             check.fail(field, format!("must be 1..=5, got {value}"));
+            0
         }
-    }
+    };
+    let score = answer("satisfaction.score", s.score);
+    let ownership = answer("satisfaction.ownership", s.ownership);
+    let felt_valued = answer("satisfaction.felt_valued", s.felt_valued);
+    let speed = answer("satisfaction.speed", s.speed);
+    let sincere_regret = answer("satisfaction.sincere_regret", s.sincere_regret);
     // A bad rating without a reason teaches nothing: ask why, as the best helpdesks do.
     let required = if (1..=2).contains(&s.score) {
         Required::Yes
@@ -1185,11 +1242,11 @@ fn validate_satisfaction(s: &SatisfactionInput) -> Result<Satisfaction, Complain
     let reason = check.text("satisfaction.reason", &s.reason, required, MAX_TEXT_CHARS);
     check.finish()?;
     Ok(Satisfaction {
-        score: s.score,
-        ownership: s.ownership,
-        felt_valued: s.felt_valued,
-        speed: s.speed,
-        sincere_regret: s.sincere_regret,
+        score,
+        ownership,
+        felt_valued,
+        speed,
+        sincere_regret,
         reason: (!reason.is_empty()).then_some(reason),
     })
 }
@@ -1612,6 +1669,10 @@ impl Check {
             .parse()
             .map_err(|e: UnknownValue| self.fail(field, e.to_string()))
             .ok()
+    }
+
+    pub(super) fn into_violations(self) -> Vec<FieldViolation> {
+        self.0
     }
 
     pub(super) fn finish(self) -> Result<(), Violations> {
@@ -2049,6 +2110,66 @@ mod tests {
             expected_version: None,
             reason: reason.into(),
         })
+    }
+
+    #[test]
+    fn out_of_range_answers_are_reported_as_sent() {
+        let (resolved, _) = given(vec![(0, file("minor")), (1, resolve(&["apology"]))]);
+        let s = SatisfactionInput {
+            score: 256,
+            speed: u32::MAX,
+            ..good_survey()
+        };
+        match when(&resolved, 2, survey(s)) {
+            Err(ComplaintError::Invalid(v)) => {
+                let d: Vec<(&str, &str)> =
+                    v.0.iter()
+                        .map(|f| (f.field.as_str(), f.description.as_str()))
+                        .collect();
+                assert_eq!(
+                    d,
+                    [
+                        ("satisfaction.score", "must be 1..=5, got 256"),
+                        ("satisfaction.speed", "must be 1..=5, got 4294967295"),
+                    ]
+                );
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn input_violations_name_a_commands_own_fields_whatever_the_complaint() {
+        let names = |cmd: ComplaintCommand| {
+            input_violations(&cmd)
+                .into_iter()
+                .map(|v| v.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(ack("carrier_pigeon")), ["method"]);
+        assert_eq!(
+            names(ack("letter")),
+            Vec::<String>::new(),
+            "needs the severity"
+        );
+        assert_eq!(names(wait_with(" ")), ["note"]);
+        assert_eq!(names(reopen_with("")), ["reason"]);
+        assert_eq!(
+            names(ComplaintCommand::ResolveComplaint(ResolveComplaint {
+                expected_version: None,
+                remedies: vec!["apology".into(), "apology".into()],
+                summary: String::new(),
+            })),
+            ["remedies[1]", "summary"]
+        );
+        assert_eq!(
+            names(survey(SatisfactionInput {
+                score: 9,
+                ..good_survey()
+            })),
+            ["satisfaction.score"]
+        );
+        assert_eq!(names(file("minor")), Vec::<String>::new());
     }
 
     #[test]
@@ -2567,7 +2688,7 @@ mod tests {
             )
             .prop_map(|r| resolve(&r)),
             Just(reopen()),
-            (1u8..=5, 1u8..=5).prop_map(|(score, f)| survey(SatisfactionInput {
+            (1u32..=5, 1u32..=5).prop_map(|(score, f)| survey(SatisfactionInput {
                 score,
                 ownership: f,
                 felt_valued: f,

@@ -6,6 +6,16 @@
 //! Same shape as the complaint aggregate: [`handle`] decides (pure, time passed in),
 //! [`apply`] folds, expected versions guard concurrent writers. [`DefectionReasons`] is the
 //! read model fed by both outreach and complaint events.
+//!
+//! **One case per episode.** An episode is a customer's run of risk: it starts when churn
+//! scoring reports them `at_risk` or `defected`, and ends when it reports them back
+//! (`active` or `won_back`). [`on_signal`] decides what a churn signal means given the
+//! customer's cases, so that a signal re-emitted for an episode that already has a case
+//! (churn scoring rebuilt after losing its state re-emits transitions, with new event ids
+//! when they land on another day) never opens a second one, while a new episode after a
+//! return does. Signals are ordered by their assessment day (`as_of`): a case remembers the
+//! day its episode started and the day the customer came back, and a signal dated before
+//! them belongs to an older episode.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::complaint::{Check, ComplaintEvent, MAX_TEXT_CHARS, Required};
 use super::vocab::{ContactMethod, DefectionReason, OutreachOutcome, Touchpoint};
-use crate::error::Violations;
+use crate::error::{FieldViolation, Violations};
 use crate::ids::{ComplaintId, CustomerKey, OutreachCaseId, StoreId, check_id};
 
 /// Where the customer stood when the case was opened.
@@ -34,10 +44,47 @@ impl DefectorState {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// `at_risk` or `defected`, as churn signals spell them.
+    pub fn parse(s: &str) -> Option<Self> {
         match s.trim() {
             "at_risk" => Some(DefectorState::AtRisk),
             "defected" => Some(DefectorState::Defected),
+            _ => None,
+        }
+    }
+
+    /// How urgent: a defection is more so than a risk.
+    fn severity(self) -> u8 {
+        match self {
+            DefectorState::AtRisk => 1,
+            DefectorState::Defected => 2,
+        }
+    }
+}
+
+/// How churn scoring reported a customer back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Returned {
+    /// Back to their usual pattern from at risk.
+    Active,
+    /// Back after a defection.
+    WonBack,
+}
+
+impl Returned {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Returned::Active => "active",
+            Returned::WonBack => "won_back",
+        }
+    }
+
+    /// `active` or `won_back`, as churn signals spell them.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "active" => Some(Returned::Active),
+            "won_back" => Some(Returned::WonBack),
             _ => None,
         }
     }
@@ -84,6 +131,41 @@ pub struct OpenOutreach {
     pub clv_minor: i64,
     /// By when the store should have reached the customer (computed by the service).
     pub due_at: DateTime<Utc>,
+    /// The day churn scoring assessed the move (the signal's `as_of`): the episode's
+    /// first day.
+    pub as_of: Option<NaiveDate>,
+}
+
+/// Make an open at-risk case a defection case: churn scoring reported the customer
+/// defected while the store was still to reach them. The deadline moves up to `due_at`
+/// if that is sooner; the value and CLV become the defection signal's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalateOutreach {
+    pub expected_version: Option<u64>,
+    /// The churn signal's event id.
+    pub signal_id: String,
+    /// `defected` (an at-risk case cannot be escalated to at risk).
+    pub state: String,
+    pub value_at_risk_minor: i64,
+    pub clv_minor: i64,
+    /// The defection deadline counted from now (computed by the service).
+    pub due_at: DateTime<Utc>,
+    /// The signal's assessment day.
+    pub as_of: NaiveDate,
+}
+
+/// End the case's episode: churn scoring reported the customer back. An open case closes
+/// (nobody needs to call any more); a closed one only records the day, so that the
+/// customer's next move into risk opens a new case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndOutreach {
+    pub expected_version: Option<u64>,
+    /// The churn signal's event id.
+    pub signal_id: String,
+    /// `active` or `won_back`.
+    pub state: String,
+    /// The signal's assessment day: the day the customer came back.
+    pub as_of: NaiveDate,
 }
 
 /// Record one attempt to reach the customer.
@@ -103,6 +185,8 @@ pub struct RecordOutreach {
 pub enum OutreachCommand {
     OpenOutreach(OpenOutreach),
     RecordOutreach(RecordOutreach),
+    EscalateOutreach(EscalateOutreach),
+    EndOutreach(EndOutreach),
 }
 
 impl OutreachCommand {
@@ -110,6 +194,8 @@ impl OutreachCommand {
         match self {
             OutreachCommand::OpenOutreach(_) => "open_outreach",
             OutreachCommand::RecordOutreach(_) => "record_outreach",
+            OutreachCommand::EscalateOutreach(_) => "escalate_outreach",
+            OutreachCommand::EndOutreach(_) => "end_outreach",
         }
     }
 
@@ -117,6 +203,8 @@ impl OutreachCommand {
         match self {
             OutreachCommand::OpenOutreach(c) => c.expected_version,
             OutreachCommand::RecordOutreach(c) => c.expected_version,
+            OutreachCommand::EscalateOutreach(c) => c.expected_version,
+            OutreachCommand::EndOutreach(c) => c.expected_version,
         }
     }
 }
@@ -135,12 +223,33 @@ pub enum OutreachEvent {
         clv_minor: i64,
         due_at: DateTime<Utc>,
         at: DateTime<Utc>,
+        /// The episode's first day (absent in cases opened before episodes were kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        as_of: Option<NaiveDate>,
     },
     OutreachRecorded {
         reason: Option<DefectionReason>,
         free_text: Option<String>,
         outcome: OutreachOutcome,
         method: ContactMethod,
+        at: DateTime<Utc>,
+    },
+    /// Churn scoring reported the customer defected while the at-risk case was open.
+    OutreachEscalated {
+        signal_id: String,
+        state: DefectorState,
+        value_at_risk_minor: i64,
+        clv_minor: i64,
+        /// The case's deadline from now on.
+        due_at: DateTime<Utc>,
+        as_of: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    /// Churn scoring reported the customer back: the episode is over.
+    OutreachEnded {
+        signal_id: String,
+        returned: Returned,
+        as_of: NaiveDate,
         at: DateTime<Utc>,
     },
 }
@@ -150,13 +259,17 @@ impl OutreachEvent {
         match self {
             OutreachEvent::OutreachOpened { .. } => "churnguard.feedback.outreach_opened.v1",
             OutreachEvent::OutreachRecorded { .. } => "churnguard.feedback.outreach_recorded.v1",
+            OutreachEvent::OutreachEscalated { .. } => "churnguard.feedback.outreach_escalated.v1",
+            OutreachEvent::OutreachEnded { .. } => "churnguard.feedback.outreach_ended.v1",
         }
     }
 
     pub fn at(&self) -> DateTime<Utc> {
         match self {
             OutreachEvent::OutreachOpened { at, .. }
-            | OutreachEvent::OutreachRecorded { at, .. } => *at,
+            | OutreachEvent::OutreachRecorded { at, .. }
+            | OutreachEvent::OutreachEscalated { at, .. }
+            | OutreachEvent::OutreachEnded { at, .. } => *at,
         }
     }
 }
@@ -206,9 +319,21 @@ pub struct OutreachCase {
     pub opened_at: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
     pub attempts: Vec<OutreachAttempt>,
+    /// The episode's first day: the assessment day of the signal that opened the case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<NaiveDate>,
+    /// The day churn scoring reported the customer back, which ended the episode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned_on: Option<NaiveDate>,
 }
 
 impl OutreachCase {
+    /// The first day of the case's episode (for a case opened before episodes were kept,
+    /// the UTC day it was opened).
+    pub fn episode_start(&self) -> NaiveDate {
+        self.since.unwrap_or_else(|| self.opened_at.date_naive())
+    }
+
     /// Past its deadline with nobody reached yet: the store owes a call.
     pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
         self.status == OutreachStatus::Open
@@ -240,25 +365,7 @@ pub fn handle(
                 });
             }
             let mut check = Check::default();
-            let outcome = check.parse::<OutreachOutcome>("outcome", &c.outcome);
-            let method = check.parse::<ContactMethod>("method", &c.method);
-            let reason = if c.reason.trim().is_empty() {
-                if outcome.is_some_and(|o| o != OutreachOutcome::NotReached) {
-                    check.fail(
-                        "reason",
-                        "is required once the customer was reached: ask why they left",
-                    );
-                }
-                None
-            } else {
-                check.parse::<DefectionReason>("reason", &c.reason)
-            };
-            let required = if reason == Some(DefectionReason::Other) {
-                Required::Yes
-            } else {
-                Required::No
-            };
-            let free_text = check.text("free_text", &c.free_text, required, MAX_TEXT_CHARS);
+            let (outcome, method, reason, free_text) = attempt(&mut check, &c);
             check.finish()?;
             let (Some(outcome), Some(method)) = (outcome, method) else {
                 return Err(internal());
@@ -271,7 +378,119 @@ pub fn handle(
                 at: now,
             }])
         }
+        OutreachCommand::EscalateOutreach(c) => {
+            let state = state.ok_or(OutreachError::NotFound)?;
+            check_version(c.expected_version, state.version)?;
+            if state.status != OutreachStatus::Open {
+                return Err(OutreachError::InvalidTransition {
+                    from_status: state.status,
+                    command: name,
+                });
+            }
+            let mut check = Check::default();
+            if let Err(e) = check_id(&c.signal_id) {
+                check.fail("signal_id", e);
+            }
+            let to = DefectorState::parse(&c.state);
+            if to.is_none() {
+                check.fail("state", "must be at_risk or defected");
+            }
+            if c.value_at_risk_minor < 0 {
+                check.fail("value_at_risk_minor", "must not be negative");
+            }
+            if c.clv_minor < 0 {
+                check.fail("clv_minor", "must not be negative");
+            }
+            check.finish()?;
+            let Some(to) = to else {
+                return Err(internal());
+            };
+            if to.severity() <= state.state.severity() {
+                // Already as urgent: a repeated or stale signal changes nothing.
+                return Ok(vec![]);
+            }
+            Ok(vec![OutreachEvent::OutreachEscalated {
+                signal_id: c.signal_id,
+                state: to,
+                value_at_risk_minor: c.value_at_risk_minor,
+                clv_minor: c.clv_minor,
+                due_at: c.due_at.min(state.due_at),
+                as_of: c.as_of,
+                at: now,
+            }])
+        }
+        OutreachCommand::EndOutreach(c) => {
+            let state = state.ok_or(OutreachError::NotFound)?;
+            check_version(c.expected_version, state.version)?;
+            let mut check = Check::default();
+            if let Err(e) = check_id(&c.signal_id) {
+                check.fail("signal_id", e);
+            }
+            let returned = Returned::parse(&c.state);
+            if returned.is_none() {
+                check.fail("state", "must be active or won_back");
+            }
+            check.finish()?;
+            let Some(returned) = returned else {
+                return Err(internal());
+            };
+            if state.returned_on.is_some() {
+                // The episode is over already.
+                return Ok(vec![]);
+            }
+            Ok(vec![OutreachEvent::OutreachEnded {
+                signal_id: c.signal_id,
+                returned,
+                as_of: c.as_of,
+                at: now,
+            }])
+        }
     }
+}
+
+/// The input of an attempt: outcome, method, reason (required once someone was reached)
+/// and free text (required with the reason `other`).
+fn attempt(
+    check: &mut Check,
+    c: &RecordOutreach,
+) -> (
+    Option<OutreachOutcome>,
+    Option<ContactMethod>,
+    Option<DefectionReason>,
+    String,
+) {
+    let outcome = check.parse::<OutreachOutcome>("outcome", &c.outcome);
+    let method = check.parse::<ContactMethod>("method", &c.method);
+    let reason = if c.reason.trim().is_empty() {
+        if outcome.is_some_and(|o| o != OutreachOutcome::NotReached) {
+            check.fail(
+                "reason",
+                "is required once the customer was reached: ask why they left",
+            );
+        }
+        None
+    } else {
+        check.parse::<DefectionReason>("reason", &c.reason)
+    };
+    let required = if reason == Some(DefectionReason::Other) {
+        Required::Yes
+    } else {
+        Required::No
+    };
+    let free_text = check.text("free_text", &c.free_text, required, MAX_TEXT_CHARS);
+    (outcome, method, reason, free_text)
+}
+
+/// The violations of an attempt's own fields, whatever the case: what [`handle`] reports
+/// after its existence, version and status checks. For an adapter that has refused the
+/// request for its own fields (a bad case id) and names every bad field at once. The
+/// other commands come from churn signals, not callers: none here.
+pub fn input_violations(cmd: &OutreachCommand) -> Vec<FieldViolation> {
+    let mut check = Check::default();
+    if let OutreachCommand::RecordOutreach(c) = cmd {
+        attempt(&mut check, c);
+    }
+    check.into_violations()
 }
 
 fn open(
@@ -325,6 +544,7 @@ fn open(
         clv_minor: c.clv_minor,
         due_at: c.due_at,
         at: now,
+        as_of: c.as_of,
     }])
 }
 
@@ -361,6 +581,7 @@ pub fn apply(state: Option<OutreachCase>, event: &OutreachEvent) -> Option<Outre
                 clv_minor,
                 due_at,
                 at,
+                as_of,
             },
         ) => Some(OutreachCase {
             id: case_id.clone(),
@@ -375,9 +596,39 @@ pub fn apply(state: Option<OutreachCase>, event: &OutreachEvent) -> Option<Outre
             opened_at: *at,
             due_at: *due_at,
             attempts: Vec::new(),
+            since: *as_of,
+            returned_on: None,
         }),
-        (None, OutreachEvent::OutreachRecorded { .. }) => None,
+        (
+            None,
+            OutreachEvent::OutreachRecorded { .. }
+            | OutreachEvent::OutreachEscalated { .. }
+            | OutreachEvent::OutreachEnded { .. },
+        ) => None,
         (Some(s), OutreachEvent::OutreachOpened { .. }) => Some(s),
+        (
+            Some(mut s),
+            OutreachEvent::OutreachEscalated {
+                state,
+                value_at_risk_minor,
+                clv_minor,
+                due_at,
+                ..
+            },
+        ) => {
+            s.state = *state;
+            s.value_at_risk_minor = *value_at_risk_minor;
+            s.clv_minor = *clv_minor;
+            s.due_at = *due_at;
+            s.version += 1;
+            Some(s)
+        }
+        (Some(mut s), OutreachEvent::OutreachEnded { as_of, .. }) => {
+            s.returned_on = Some(*as_of);
+            s.status = OutreachStatus::Closed;
+            s.version += 1;
+            Some(s)
+        }
         (
             Some(mut s),
             OutreachEvent::OutreachRecorded {
@@ -407,6 +658,83 @@ pub fn apply(state: Option<OutreachCase>, event: &OutreachEvent) -> Option<Outre
 /// Replays a case's stream from the start.
 pub fn replay<'a>(events: impl IntoIterator<Item = &'a OutreachEvent>) -> Option<OutreachCase> {
     events.into_iter().fold(None, apply)
+}
+
+/// What a churn signal means for a customer's outreach, given their cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalOutcome {
+    /// A new episode: open a case for it.
+    Open,
+    /// The episode's open at-risk case becomes a defection case ([`EscalateOutreach`]).
+    Escalate(OutreachCaseId),
+    /// The customer is back: the episode of this case ends ([`EndOutreach`]).
+    End(OutreachCaseId),
+    /// Nothing to do, and why.
+    Skip(&'static str),
+}
+
+/// The customer's case of their latest episode: the one whose episode started last (ties:
+/// opened last, then the greatest id).
+pub fn latest_case(cases: &[OutreachCase]) -> Option<&OutreachCase> {
+    cases.iter().max_by(|a, b| {
+        (a.episode_start(), a.opened_at, &a.id).cmp(&(b.episode_start(), b.opened_at, &b.id))
+    })
+}
+
+/// What a churn signal into `state` assessed on `as_of` means, given all of the
+/// customer's cases. The rules, on the case of the latest episode ([`latest_case`]):
+///
+/// - Into `at_risk` or `defected`:
+///   - no case yet: [`SignalOutcome::Open`];
+///   - the latest episode ended (the customer came back on day `r`): a new episode if the
+///     signal is from after `r`, else it belongs to an older episode (skip);
+///   - the latest episode still runs and the signal is no more severe than its case
+///     (at risk after at risk, anything after defected): skip: the episode has its case,
+///     whether the store is still on it or has closed it;
+///   - it runs, the signal is more severe (defected after at risk) and not older than the
+///     episode: an open case is escalated; a closed one has ended the episode for the
+///     store, and the defection opens a new case (a second conversation about leaving,
+///     not a duplicate: after it, no signal is more severe);
+/// - into `active` or `won_back`: the latest episode ends ([`SignalOutcome::End`]) unless
+///   it has ended already or began after the signal's day;
+/// - anything else: skip.
+pub fn on_signal(cases: &[OutreachCase], state: &str, as_of: NaiveDate) -> SignalOutcome {
+    let latest = latest_case(cases);
+    if Returned::parse(state).is_some() {
+        return match latest {
+            None => SignalOutcome::Skip("no case to end"),
+            Some(c) if c.returned_on.is_some() => {
+                SignalOutcome::Skip("the latest episode has ended already")
+            }
+            Some(c) if as_of < c.episode_start() => {
+                SignalOutcome::Skip("the return is older than the latest episode")
+            }
+            Some(c) => SignalOutcome::End(c.id.clone()),
+        };
+    }
+    let Some(to) = DefectorState::parse(state) else {
+        return SignalOutcome::Skip("not a move into at_risk, defected, active or won_back");
+    };
+    let Some(c) = latest else {
+        return SignalOutcome::Open;
+    };
+    if let Some(back) = c.returned_on {
+        return if as_of > back {
+            SignalOutcome::Open
+        } else {
+            SignalOutcome::Skip("from an episode that has ended")
+        };
+    }
+    if to.severity() <= c.state.severity() {
+        return SignalOutcome::Skip("the episode has its case");
+    }
+    if as_of < c.episode_start() {
+        return SignalOutcome::Skip("older than the episode's case");
+    }
+    match c.status {
+        OutreachStatus::Open => SignalOutcome::Escalate(c.id.clone()),
+        OutreachStatus::Closed => SignalOutcome::Open,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -641,6 +969,7 @@ mod tests {
             value_at_risk_minor: value,
             clv_minor: value * 2,
             due_at: t(48),
+            as_of: None,
         }
     }
 
@@ -773,6 +1102,216 @@ mod tests {
             method: "carrier_pigeon".into(),
         });
         assert_eq!(fields(handle(s, bad_method, t(1))), ["method"]);
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).expect("day")
+    }
+
+    /// A case opened from signal `signal` into `state` assessed on day `on`.
+    fn case_from(signal: &str, state: &str, on: u32, opened_hours: i64) -> OutreachCase {
+        let open = OpenOutreach {
+            state: state.into(),
+            as_of: Some(day(on)),
+            ..opening(&format!("o-{signal}"), signal, "s1", 1_000)
+        };
+        let events =
+            handle(None, OutreachCommand::OpenOutreach(open), t(opened_hours)).expect("opens");
+        replay(&events).expect("a case")
+    }
+
+    fn step(case: OutreachCase, cmd: OutreachCommand, at: i64) -> OutreachCase {
+        let events = handle(Some(&case), cmd, t(at)).expect("accepted");
+        events.iter().fold(Some(case), apply).expect("still there")
+    }
+
+    fn end(signal: &str, state: &str, on: u32) -> OutreachCommand {
+        OutreachCommand::EndOutreach(EndOutreach {
+            expected_version: None,
+            signal_id: signal.into(),
+            state: state.into(),
+            as_of: day(on),
+        })
+    }
+
+    fn escalate(signal: &str, on: u32, due_hours: i64) -> OutreachCommand {
+        OutreachCommand::EscalateOutreach(EscalateOutreach {
+            expected_version: None,
+            signal_id: signal.into(),
+            state: "defected".into(),
+            value_at_risk_minor: 4_000,
+            clv_minor: 9_000,
+            due_at: t(due_hours),
+            as_of: day(on),
+        })
+    }
+
+    #[test]
+    fn a_re_emitted_signal_finds_its_episode_and_a_new_episode_opens_a_new_case() {
+        use SignalOutcome::{End, Escalate, Open, Skip};
+        assert_eq!(on_signal(&[], "at_risk", day(10)), Open);
+        assert!(matches!(on_signal(&[], "active", day(10)), Skip(_)));
+        assert!(matches!(on_signal(&[], "gone", day(10)), Skip(_)));
+
+        let first = case_from("sig-1", "at_risk", 10, 0);
+        let id = first.id.clone();
+        // Re-emitted (another id: another day) or repeated: the episode has its case.
+        for d in [9, 10, 12] {
+            assert!(matches!(
+                on_signal(std::slice::from_ref(&first), "at_risk", day(d)),
+                Skip(_)
+            ));
+        }
+        // A defection during the episode makes the open case more urgent...
+        assert_eq!(
+            on_signal(std::slice::from_ref(&first), "defected", day(12)),
+            Escalate(id.clone())
+        );
+        // ...unless it is older than the episode.
+        assert!(matches!(
+            on_signal(std::slice::from_ref(&first), "defected", day(9)),
+            Skip(_)
+        ));
+        let escalated = step(first.clone(), escalate("sig-2", 12, 3), 1);
+        assert_eq!(
+            (escalated.state, escalated.version, escalated.due_at),
+            (DefectorState::Defected, 2, t(3))
+        );
+        assert_eq!(
+            (escalated.value_at_risk_minor, escalated.clv_minor),
+            (4_000, 9_000)
+        );
+        // The deadline only ever moves up; a second defection changes nothing.
+        let later = handle(Some(&first), escalate("sig-2", 12, 100), t(1)).expect("ok");
+        assert!(matches!(
+            later.as_slice(),
+            [OutreachEvent::OutreachEscalated { due_at, .. }] if *due_at == first.due_at
+        ));
+        assert_eq!(
+            handle(Some(&escalated), escalate("sig-3", 13, 3), t(2)),
+            Ok(vec![])
+        );
+        for s in ["at_risk", "defected"] {
+            assert!(matches!(
+                on_signal(std::slice::from_ref(&escalated), s, day(13)),
+                Skip(_)
+            ));
+        }
+
+        // The customer comes back: the episode ends and the case closes.
+        assert!(matches!(
+            on_signal(std::slice::from_ref(&escalated), "won_back", day(9)),
+            Skip(_)
+        ));
+        assert_eq!(
+            on_signal(std::slice::from_ref(&escalated), "won_back", day(14)),
+            End(id.clone())
+        );
+        let ended = step(escalated, end("sig-4", "won_back", 14), 5);
+        assert_eq!(
+            (ended.status, ended.returned_on, ended.version),
+            (OutreachStatus::Closed, Some(day(14)), 3)
+        );
+        assert_eq!(
+            handle(Some(&ended), end("sig-4", "won_back", 14), t(6)),
+            Ok(vec![])
+        );
+        assert!(matches!(
+            on_signal(std::slice::from_ref(&ended), "active", day(15)),
+            Skip(_)
+        ));
+        // Signals of the ended episode, re-emitted, open nothing; a later move does.
+        for (s, d) in [("at_risk", 10), ("defected", 12), ("at_risk", 14)] {
+            assert!(matches!(
+                on_signal(std::slice::from_ref(&ended), s, day(d)),
+                Skip(_)
+            ));
+        }
+        assert_eq!(
+            on_signal(std::slice::from_ref(&ended), "at_risk", day(20)),
+            Open
+        );
+        // Then the new episode's case is the latest, whatever order the cases come in.
+        let second = case_from("sig-5", "at_risk", 20, 0);
+        let both = [second.clone(), ended.clone()];
+        assert_eq!(latest_case(&both).map(|c| &c.id), Some(&second.id));
+        assert!(matches!(on_signal(&both, "at_risk", day(21)), Skip(_)));
+        assert!(matches!(on_signal(&both, "active", day(16)), Skip(_)));
+        assert_eq!(on_signal(&both, "active", day(22)), End(second.id.clone()));
+    }
+
+    #[test]
+    fn a_defection_after_the_store_closed_the_at_risk_case_opens_a_defection_case() {
+        let first = case_from("sig-1", "at_risk", 10, 0);
+        let closed = step(first, record("price", "", "lost"), 2);
+        assert_eq!(closed.status, OutreachStatus::Closed);
+        // The same episode at the same severity: nothing, closed or not.
+        assert!(matches!(
+            on_signal(std::slice::from_ref(&closed), "at_risk", day(11)),
+            SignalOutcome::Skip(_)
+        ));
+        assert_eq!(
+            on_signal(std::slice::from_ref(&closed), "defected", day(12)),
+            SignalOutcome::Open
+        );
+        // A closed case is not escalated; it still records the customer's return.
+        assert_eq!(
+            handle(Some(&closed), escalate("sig-2", 12, 3), t(3)),
+            Err(OutreachError::InvalidTransition {
+                from_status: OutreachStatus::Closed,
+                command: "escalate_outreach"
+            })
+        );
+        let returned = step(closed, end("sig-3", "active", 13), 4);
+        assert_eq!(returned.returned_on, Some(day(13)));
+        // The defection case is the episode's latest: re-emissions of either open nothing.
+        let defection = case_from("sig-2", "defected", 12, 3);
+        let cases = [
+            defection.clone(),
+            step(
+                case_from("sig-1", "at_risk", 10, 0),
+                record("price", "", "lost"),
+                2,
+            ),
+        ];
+        for (s, d) in [("at_risk", 10), ("defected", 12), ("defected", 13)] {
+            assert!(matches!(
+                on_signal(&cases, s, day(d)),
+                SignalOutcome::Skip(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn escalations_and_endings_name_their_bad_fields() {
+        let case = case_from("sig-1", "at_risk", 10, 0);
+        let bad = OutreachCommand::EscalateOutreach(EscalateOutreach {
+            expected_version: None,
+            signal_id: String::new(),
+            state: "gone".into(),
+            value_at_risk_minor: -1,
+            clv_minor: -1,
+            due_at: t(1),
+            as_of: day(10),
+        });
+        assert_eq!(
+            fields(handle(Some(&case), bad, t(0))),
+            ["signal_id", "state", "value_at_risk_minor", "clv_minor"]
+        );
+        assert_eq!(
+            fields(handle(Some(&case), end("", "at_risk", 10), t(0))),
+            ["signal_id", "state"]
+        );
+        assert_eq!(
+            handle(None, end("sig-2", "active", 10), t(0)),
+            Err(OutreachError::NotFound)
+        );
+        // Old cases (no episode day) count from the day they were opened, and their
+        // stored form still reads.
+        let mut old = serde_json::to_value(&case).expect("json");
+        old.as_object_mut().expect("object").remove("since");
+        let old: OutreachCase = serde_json::from_value(old).expect("reads");
+        assert_eq!(old.episode_start(), t(0).date_naive());
     }
 
     #[test]
