@@ -90,14 +90,24 @@ impl Default for Timeouts {
 }
 
 /// The one rule for a Redis error that passes: Redis unreachable, the connection lost
-/// or refused, a command timed out, or the cluster moving slots. Retry those (or answer
-/// UNAVAILABLE); anything else is a bad command or bad data.
+/// or refused, a command or connection timed out, the cluster moving slots or a node
+/// lost, or a server loading its data or failing over (LOADING, MASTERDOWN, READONLY).
+/// Retry those (or answer UNAVAILABLE); anything else is a bad command or bad data.
 pub fn is_transient(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            ) | ErrorKind::ClusterConnectionNotFound
+        )
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use churnguard_domain::CustomerInput;
 use churnguard_domain::envelope::event_id;
 use churnguard_domain::feedback::complaint::{
     self as domain, AcknowledgeComplaint, AddComplaintUpdate, Complainant, Complaint,
@@ -42,6 +41,7 @@ use churnguard_domain::feedback::{
     Channel, ContactMethod, DefectionReason, Level, OutreachOutcome, Remedy, Severity, Touchpoint,
 };
 use churnguard_domain::ids::{ComplaintId, CustomerKey, OutreachCaseId, check_id};
+use churnguard_domain::{CustomerInput, quoted};
 use churnguard_domain::{FieldViolation, Violations};
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1 as pb;
@@ -968,19 +968,6 @@ fn required<T>(field: &str, value: Option<T>) -> Result<T, FieldViolation> {
     value.ok_or_else(|| FieldViolation::new(field, "is required"))
 }
 
-/// The longest part of a caller's value a field violation repeats.
-const QUOTED_CHARS: usize = 32;
-
-/// A caller's value for a field violation: quoted, and cut short with its size when long,
-/// so a huge value is never echoed back or logged whole. Mirrors
-/// `churnguard_domain::error::quoted`.
-pub(crate) fn quoted(value: &str) -> String {
-    match value.char_indices().nth(QUOTED_CHARS) {
-        None => format!("{value:?}"),
-        Some((end, _)) => format!("{:?}… ({} bytes)", &value[..end], value.len()),
-    }
-}
-
 fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, FieldViolation> {
     if value.is_empty() {
         return Err(FieldViolation::new(field, "is required"));
@@ -1517,13 +1504,5 @@ mod tests {
             day("d", "").map_err(|v| v.description),
             Err("is required".to_owned())
         );
-    }
-
-    #[test]
-    fn quoting_cuts_long_values_on_a_character_boundary() {
-        assert_eq!(quoted("p0:12"), "\"p0:12\"");
-        let long = "é".repeat(100);
-        let q = quoted(&long);
-        assert_eq!(q, format!("{:?}… (200 bytes)", "é".repeat(QUOTED_CHARS)));
     }
 }

@@ -68,7 +68,7 @@ impl Position {
             let bad = || {
                 format!(
                     "is not a position of this stream: {}",
-                    crate::api::quoted(part)
+                    churnguard_domain::quoted(part)
                 )
             };
             let (p, rest) = part

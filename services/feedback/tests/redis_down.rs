@@ -35,7 +35,6 @@ fn with_deadline<T>(message: T) -> tonic::Request<T> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs the crates/redis timeouts from main"]
 async fn reads_fail_fast_with_unavailable_while_redis_is_down() {
     init_test_logging();
     let dir = tempfile::tempdir().expect("dir");
