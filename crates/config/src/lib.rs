@@ -4,12 +4,8 @@
 //!   variables (`__` separates nesting: `CHURNGUARD_SCORING_LOG__KAFKA__BOOTSTRAP_SERVERS`).
 //!   A bad value comes back as a [`ConfigError`] naming its key.
 //! - [`LogSettings`]: which event-log backend a service runs on, and its settings.
-//! - [`shutdown_signal`]: when a service should stop.
-//! - [`Serving`]: a server on a background task, and its graceful stop.
-
-mod serving;
-
-pub use serving::{Serving, ShutdownSignal, TaskFailed};
+//!
+//! How a binary uses them (load or exit, open the chosen log) is `churnguard-runtime`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -131,28 +127,6 @@ impl LogSettings {
         self.kafka
             .validate()
             .map_err(|(key, message)| ConfigError::new(format!("log.kafka.{key}"), message))
-    }
-}
-
-/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before it kills a pod).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 

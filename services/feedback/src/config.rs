@@ -33,10 +33,6 @@ pub struct Settings {
     pub listen_addr: String,
     /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
     pub shutdown_grace_ms: u64,
-    /// The topic of complaint commits.
-    pub topic: String,
-    /// Partition count of the topic when this service creates it.
-    pub partitions: u32,
     /// How often the SLA timers look for due warnings and breaches on every partition.
     pub timer_interval_ms: u64,
     /// How often Redis is probed for gRPC health (NOT_SERVING while it does not answer).
@@ -45,14 +41,34 @@ pub struct Settings {
     pub sla: SlaPolicy,
     /// Who holds each level for each store, and the stores' business calendars.
     pub directory: DirectoryConfig,
-    /// The churn-signals topic defector outreach opens cases from.
-    pub signals_topic: String,
+    pub topics: Topics,
     /// How soon, in the home store's business time, someone must reach a customer.
     pub outreach: OutreachTargets,
     /// Where the contact vault's key-encryption key comes from (required).
     pub kek: KekSource,
     pub redis: RedisSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// Complaint and outreach commits, published (the system of record).
+    pub events: String,
+    /// Partition count of the topics when this service creates them.
+    pub partitions: u32,
+    /// Churn state changes, consumed: defector outreach opens cases from them.
+    pub signals: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            events: crate::EVENTS_TOPIC.into(),
+            partitions: 6,
+            signals: "churn.signals.v1".into(),
+        }
+    }
 }
 
 /// Outreach deadlines per churn state, in the home store's business time.
@@ -91,13 +107,11 @@ impl Default for Settings {
         Self {
             listen_addr: "127.0.0.1:50053".into(),
             shutdown_grace_ms: 10_000,
-            topic: crate::EVENTS_TOPIC.into(),
-            partitions: 6,
             timer_interval_ms: 1_000,
             health_probe_interval_ms: 1_000,
             sla: default_sla(),
             directory: default_directory(),
-            signals_topic: "churn.signals.v1".into(),
+            topics: Topics::default(),
             outreach: OutreachTargets::default(),
             kek: KekSource::default(),
             redis: RedisSettings::default(),
@@ -242,14 +256,13 @@ impl Settings {
                 return bad(key, "must be positive");
             }
         }
-        if churnguard_eventlog::check_topic_name(&self.topic).is_err() {
-            return bad("topic", "must be 1-249 characters of [A-Za-z0-9._-]");
-        }
-        if churnguard_eventlog::check_topic_name(&self.signals_topic).is_err() {
-            return bad(
-                "signals_topic",
-                "must be 1-249 characters of [A-Za-z0-9._-]",
-            );
+        for (key, topic) in [
+            ("topics.events", &self.topics.events),
+            ("topics.signals", &self.topics.signals),
+        ] {
+            if churnguard_eventlog::check_topic_name(topic).is_err() {
+                return bad(key, "must be 1-249 characters of [A-Za-z0-9._-]");
+            }
         }
         for (key, target) in [
             ("outreach.at_risk", self.outreach.at_risk),
@@ -259,8 +272,8 @@ impl Settings {
                 return bad(key, "must be positive, e.g. \"9h\"");
             }
         }
-        if !(1..=10_000).contains(&self.partitions) {
-            return bad("partitions", "must be between 1 and 10000");
+        if !(1..=10_000).contains(&self.topics.partitions) {
+            return bad("topics.partitions", "must be between 1 and 10000");
         }
         if self.redis.cluster_nodes.is_empty() && self.redis.url.trim().is_empty() {
             return bad(
@@ -350,11 +363,11 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "feedback.toml",
-                "partitions = 3\n[kek]\nenv = \"FEEDBACK_KEK\"\n[redis]\nurl = \"redis://10.0.0.5:6379/\"\n",
+                "[topics]\npartitions = 3\n[kek]\nenv = \"FEEDBACK_KEK\"\n[redis]\nurl = \"redis://10.0.0.5:6379/\"\n",
             )?;
             jail.set_env("CHURNGUARD_FEEDBACK_LOG__BACKEND", "kafka");
             let s = Settings::load(Some(Path::new("feedback.toml"))).expect("loads");
-            assert_eq!(s.partitions, 3);
+            assert_eq!(s.topics.partitions, 3);
             assert_eq!(s.redis.url, "redis://10.0.0.5:6379/");
             assert_eq!(s.log.backend, Backend::Kafka);
             assert_eq!(s.log.kafka.client_id, "feedback");

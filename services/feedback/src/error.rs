@@ -81,7 +81,7 @@ impl FeedbackError {
     /// Trouble that passes (the log or Redis briefly unreachable or slow): retry.
     pub fn is_retriable(&self) -> bool {
         match self {
-            FeedbackError::Redis { source, .. } => redis_is_transient(source),
+            FeedbackError::Redis { source, .. } => churnguard_redis::is_transient(source),
             FeedbackError::Log(e) => e.is_retriable(),
             FeedbackError::Vault(e) => e.is_retriable(),
             FeedbackError::Complaint(_)
@@ -183,14 +183,6 @@ impl FeedbackError {
     pub(crate) fn redis(command: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
         move |source| FeedbackError::Redis { command, source }
     }
-}
-
-fn redis_is_transient(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_cluster_error()
 }
 
 fn precondition<const N: usize>(

@@ -7,11 +7,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use churnguard_config::{Backend, EmbeddedSettings, LogSettings};
+pub use churnguard_config::{Backend, ConfigError, EmbeddedSettings, LogSettings};
 use churnguard_domain::{CardTokenizer, SwipeLimits};
 use serde::{Deserialize, Serialize};
-
-use crate::error::IngestError;
 
 /// Prefix of the environment variables read.
 pub const ENV_PREFIX: &str = "CHURNGUARD_INGEST_";
@@ -182,26 +180,15 @@ impl Limits {
 
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment, and validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, IngestError> {
-        let settings =
-            churnguard_config::load(Settings::default(), file, ENV_PREFIX).map_err(|e| {
-                IngestError::Config {
-                    key: e.key,
-                    message: e.message,
-                }
-            })?;
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings = churnguard_config::load(Settings::default(), file, ENV_PREFIX)?;
         settings.validate()?;
         Ok(settings)
     }
 
     /// Checks every value, naming the first bad key.
-    pub fn validate(&self) -> Result<(), IngestError> {
-        let bad = |key: &str, message: &str| {
-            Err(IngestError::Config {
-                key: key.into(),
-                message: message.into(),
-            })
-        };
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
         if self.listen_addr.parse::<SocketAddr>().is_err() {
             return bad(
                 "listen_addr",
@@ -275,10 +262,7 @@ impl Settings {
             return bad("limits.stream_read_ahead_swipes", "must be positive");
         }
 
-        if let Err(e) = self.log.validate() {
-            return bad(&e.key, &e.message);
-        }
-        Ok(())
+        self.log.validate()
     }
 
     pub fn swipe_limits(&self) -> SwipeLimits {
@@ -311,9 +295,9 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn key_of(r: Result<Settings, IngestError>) -> String {
+    fn key_of(r: Result<Settings, ConfigError>) -> String {
         match r {
-            Err(IngestError::Config { key, .. }) => key,
+            Err(ConfigError { key, .. }) => key,
             other => panic!("expected a config error, got {other:?}"),
         }
     }
