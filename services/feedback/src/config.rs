@@ -8,11 +8,10 @@
 //! unknown one stops the service.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use churnguard_config::{ConfigError, LogSettings};
+use churnguard_config::{ConfigError, LogSettings, check};
 use churnguard_domain::error::Violations;
 use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
 use churnguard_domain::feedback::complaint::Context;
@@ -203,9 +202,7 @@ fn first_violation(prefix: &str, v: &Violations) -> ConfigError {
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings = churnguard_config::load(Settings::default(), file, ENV_PREFIX)?;
-        settings.validate()?;
-        Ok(settings)
+        churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
     }
 
     /// Checks every value, naming the first bad key. The KEK source must be set, but the
@@ -241,29 +238,16 @@ impl Settings {
     /// `churnguard-local` does).
     pub fn validate_except_kek(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
-        if self.listen_addr.parse::<SocketAddr>().is_err() {
-            return bad(
-                "listen_addr",
-                "must be an IP address and port, e.g. 127.0.0.1:50053",
-            );
-        }
-        for (key, value) in [
+        check::listen_addr(&self.listen_addr, "127.0.0.1:50053")?;
+        check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),
-        ] {
-            if value == 0 {
-                return bad(key, "must be positive");
-            }
-        }
-        for (key, topic) in [
+        ])?;
+        check::topics([
             ("topics.events", &self.topics.events),
             ("topics.signals", &self.topics.signals),
-        ] {
-            if churnguard_eventlog::check_topic_name(topic).is_err() {
-                return bad(key, "must be 1-249 characters of [A-Za-z0-9._-]");
-            }
-        }
+        ])?;
         for (key, target) in [
             ("outreach.at_risk", self.outreach.at_risk),
             ("outreach.defected", self.outreach.defected),
@@ -272,9 +256,7 @@ impl Settings {
                 return bad(key, "must be positive, e.g. \"9h\"");
             }
         }
-        if !(1..=10_000).contains(&self.topics.partitions) {
-            return bad("topics.partitions", "must be between 1 and 10000");
-        }
+        check::partitions("topics.partitions", self.topics.partitions)?;
         if self.redis.cluster_nodes.is_empty() && self.redis.url.trim().is_empty() {
             return bad(
                 "redis.url",

@@ -3,10 +3,10 @@
 //! Everything is validated at start; a bad value stops the service with its key named.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use churnguard_config::check;
 pub use churnguard_config::{Backend, ConfigError, EmbeddedSettings, LogSettings};
 use churnguard_domain::{CardTokenizer, SwipeLimits};
 use serde::{Deserialize, Serialize};
@@ -181,43 +181,25 @@ impl Limits {
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings = churnguard_config::load(Settings::default(), file, ENV_PREFIX)?;
-        settings.validate()?;
-        Ok(settings)
+        churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
     }
 
     /// Checks every value, naming the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
-        if self.listen_addr.parse::<SocketAddr>().is_err() {
-            return bad(
-                "listen_addr",
-                "must be an IP address and port, e.g. 127.0.0.1:50051",
-            );
-        }
-        for (key, value) in [
+        check::listen_addr(&self.listen_addr, "127.0.0.1:50051")?;
+        check::positive([
             ("publish_timeout_ms", self.publish_timeout_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),
             ("shutdown_grace_ms", self.shutdown_grace_ms),
-        ] {
-            if value == 0 {
-                return bad(key, "must be positive");
-            }
-        }
+        ])?;
         if let Some(key) = &self.card_token_key
             && let Err(e) = CardTokenizer::new(key.expose().as_bytes())
         {
             return bad("card_token_key", &e);
         }
-        if churnguard_eventlog::check_topic_name(&self.topics.purchases).is_err() {
-            return bad(
-                "topics.purchases",
-                "must be 1-249 characters of [A-Za-z0-9._-]",
-            );
-        }
-        if !(1..=10_000).contains(&self.topics.partitions) {
-            return bad("topics.partitions", "must be between 1 and 10000");
-        }
+        check::topics([("topics.purchases", &self.topics.purchases)])?;
+        check::partitions("topics.partitions", self.topics.partitions)?;
         let l = &self.limits;
         if !(1..=100_000).contains(&l.max_batch_swipes) {
             return bad("limits.max_batch_swipes", "must be between 1 and 100000");
