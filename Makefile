@@ -17,7 +17,7 @@ test: ## Install what is missing, then run every test against a real broker (Tan
 lint: ## rustfmt, clippy -D warnings, the layering rule, buf lint and buf breaking against main
 	scripts/lint.sh
 
-layering: ## Fail if the domain crate depends on an I/O crate
+layering: ## Fail if the domain crate depends on an I/O crate, or the runtime crate on a service
 	cargo test --locked -p churnguard-e2e --test layering
 
 bench: ## Throughput benchmarks with the physical limit measured in the same run

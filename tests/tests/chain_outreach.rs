@@ -102,9 +102,9 @@ async fn swipes_become_churn_signals_and_outreach_cases_on_kafka() {
     };
     feedback_settings.log = ingest_settings.log.clone();
     feedback_settings.redis.url = redis.url();
-    assert_eq!(feedback_settings.signals_topic, SIGNALS);
-    let feedback = feedback::runtime::Service::build(
-        &feedback_settings,
+    assert_eq!(feedback_settings.topics.signals, SIGNALS);
+    let feedback = feedback::App::build(
+        feedback_settings,
         Arc::new(kafka("feedback")),
         Kek::from_bytes([7; 32]),
     )

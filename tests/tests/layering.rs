@@ -1,4 +1,5 @@
-//! The layering rule, checked: the domain crate stays pure.
+//! The layering rules, checked: the domain crate stays pure, and the runtime crate serves
+//! the services without depending on any of them.
 
 use std::process::Command;
 
@@ -16,14 +17,14 @@ const FORBIDDEN: &[&str] = &[
     "socket2",
 ];
 
-#[test]
-fn the_domain_crate_pulls_in_no_io_crate() {
+/// The crates `package` depends on (normal dependencies), by name, itself included.
+fn dependencies(package: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args([
             "tree",
             "-p",
-            "churnguard-domain",
+            package,
             "-e",
             "normal",
             "--prefix",
@@ -39,17 +40,44 @@ fn the_domain_crate_pulls_in_no_io_crate() {
         String::from_utf8_lossy(&out.stderr)
     );
     let tree = String::from_utf8_lossy(&out.stdout);
-    let names: Vec<&str> = tree
+    let names: Vec<String> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
         .collect();
     assert!(
-        names.contains(&"churnguard-domain"),
+        names.iter().any(|n| n == package),
         "unexpected cargo tree output:\n{tree}"
     );
-    let bad: Vec<&&str> = names.iter().filter(|n| FORBIDDEN.contains(n)).collect();
+    names
+}
+
+#[test]
+fn the_domain_crate_pulls_in_no_io_crate() {
+    let names = dependencies("churnguard-domain");
+    let bad: Vec<&String> = names
+        .iter()
+        .filter(|n| FORBIDDEN.contains(&n.as_str()))
+        .collect();
     assert!(
         bad.is_empty(),
-        "the domain crate depends on I/O crates {bad:?}:\n{tree}"
+        "the domain crate depends on I/O crates {bad:?}:\n{names:?}"
     );
+}
+
+/// The runtime serves every service and knows none of them.
+#[test]
+fn the_runtime_crate_depends_on_no_service() {
+    let names = dependencies("churnguard-runtime");
+    let services = [
+        "purchase-ingest",
+        "churn-scoring",
+        "feedback",
+        "churnguard-local",
+    ];
+    let bad: Vec<&String> = names
+        .iter()
+        .filter(|n| services.contains(&n.as_str()))
+        .collect();
+    assert!(bad.is_empty(), "the runtime depends on services {bad:?}");
 }

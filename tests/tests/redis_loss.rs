@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use churn_scoring::runner::Clock;
 use churnguard_domain::models::{BgNbdParams, FittedModel, GammaGammaParams};
 use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
@@ -23,6 +22,7 @@ use churnguard_proto::feedback::v1 as fb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_proto::scoring::v1 as sc;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
+use churnguard_runtime::Clock;
 use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
 use churnguard_vault::Kek;
 use tonic::transport::Channel;
@@ -83,7 +83,7 @@ async fn state_rebuilt_after_redis_is_flushed_under_load_equals_a_run_without_th
 
 struct Stack {
     scoring: churn_scoring::Running<KafkaLog>,
-    feedback: feedback::runtime::RunningService<KafkaLog>,
+    feedback: feedback::Running,
 }
 
 async fn start(broker: &Tansu, redis: &RedisServer) -> Stack {
@@ -107,12 +107,12 @@ async fn start(broker: &Tansu, redis: &RedisServer) -> Stack {
     let mut settings = feedback::config::Settings {
         listen_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 5_000,
-        partitions: PARTITIONS,
         ..feedback::config::Settings::default()
     };
+    settings.topics.partitions = PARTITIONS;
     settings.redis.url = redis.url();
-    let feedback = feedback::runtime::Service::build_with_clock(
-        &settings,
+    let feedback = feedback::App::build_with_clock(
+        settings,
         Arc::new(kafka(broker, "feedback")),
         Kek::from_bytes([7; 32]),
         clock(),

@@ -4,12 +4,10 @@
 //!   variables (`__` separates nesting: `CHURNGUARD_SCORING_LOG__KAFKA__BOOTSTRAP_SERVERS`).
 //!   A bad value comes back as a [`ConfigError`] naming its key.
 //! - [`LogSettings`]: which event-log backend a service runs on, and its settings.
-//! - [`shutdown_signal`]: when a service should stop.
-//! - [`Serving`]: a server on a background task, and its graceful stop.
-
-mod serving;
-
-pub use serving::{Serving, ShutdownSignal, TaskFailed};
+//! - [`check`]: the checks every service's settings share (listen address, positive
+//!   durations, topic names, partition counts), each naming its key.
+//!
+//! How a binary uses them (load or exit, open the chosen log) is `churnguard-runtime`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -69,6 +67,70 @@ where
             e.to_string(),
         )
     })
+}
+
+/// [`load`], then `validate`: what every service's `Settings::load` does.
+pub fn load_checked<T>(
+    defaults: T,
+    file: Option<&Path>,
+    env_prefix: &str,
+    validate: impl FnOnce(&T) -> Result<(), ConfigError>,
+) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let settings = load(defaults, file, env_prefix)?;
+    validate(&settings)?;
+    Ok(settings)
+}
+
+/// The checks every service's settings share; each error names the key.
+pub mod check {
+    use std::net::SocketAddr;
+
+    use super::ConfigError;
+
+    /// `listen_addr` must be an IP address and port, like `example`.
+    pub fn listen_addr(value: &str, example: &str) -> Result<(), ConfigError> {
+        match value.parse::<SocketAddr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ConfigError::new(
+                "listen_addr",
+                format!("must be an IP address and port, e.g. {example}"),
+            )),
+        }
+    }
+
+    /// Every value (a duration or an interval) must be positive.
+    pub fn positive<const N: usize>(values: [(&str, u64); N]) -> Result<(), ConfigError> {
+        match values.iter().find(|(_, v)| *v == 0) {
+            Some((key, _)) => Err(ConfigError::new(*key, "must be positive")),
+            None => Ok(()),
+        }
+    }
+
+    /// Every value must be a valid topic name.
+    pub fn topics<const N: usize>(names: [(&str, &str); N]) -> Result<(), ConfigError> {
+        match names
+            .iter()
+            .find(|(_, name)| churnguard_eventlog::check_topic_name(name).is_err())
+        {
+            Some((key, _)) => Err(ConfigError::new(
+                *key,
+                "must be 1-249 characters of [A-Za-z0-9._-]",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The partition count of a topic a service creates.
+    pub fn partitions(key: &str, count: u32) -> Result<(), ConfigError> {
+        if (1..=10_000).contains(&count) {
+            Ok(())
+        } else {
+            Err(ConfigError::new(key, "must be between 1 and 10000"))
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,28 +196,6 @@ impl LogSettings {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before it kills a pod).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 #[cfg(test)]
 // figment's test jail returns its own large error type.
 #[allow(clippy::result_large_err)]
@@ -202,6 +242,30 @@ mod tests {
             assert_eq!(e.key, "--config");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_shared_checks_name_the_bad_key() {
+        check::listen_addr("127.0.0.1:1", "x").expect("valid");
+        let e = check::listen_addr("localhost", "127.0.0.1:50051").expect_err("no port");
+        assert_eq!(e.key, "listen_addr");
+        assert!(e.message.contains("127.0.0.1:50051"), "{e}");
+        check::positive([("a", 1), ("b", 2)]).expect("positive");
+        assert_eq!(
+            check::positive([("a", 1), ("b", 0)]).expect_err("zero").key,
+            "b"
+        );
+        check::topics([("t", "purchases.v1")]).expect("valid");
+        assert_eq!(
+            check::topics([("t", "ok"), ("u", "not ok")])
+                .expect_err("space")
+                .key,
+            "u"
+        );
+        check::partitions("p", 10_000).expect("valid");
+        for bad in [0, 10_001] {
+            assert_eq!(check::partitions("p", bad).expect_err("range").key, "p");
+        }
     }
 
     #[test]

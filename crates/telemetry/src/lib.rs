@@ -2,8 +2,6 @@
 //! context so a swipe's trace continues from the caller's gRPC request into the Kafka
 //! record's `traceparent` header and on to every consumer.
 
-pub mod health;
-
 use std::collections::HashMap;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};

@@ -2,7 +2,10 @@
 //! child process on a free loopback port with its own temporary directory, and is killed
 //! when dropped, also when the test fails. `scripts/ensure-tools.sh` installs the binaries
 //! on a fresh machine, and `scripts/with-infra.sh` (what `make test` runs) kills any
-//! process a crashed test run left behind (see `CHURNGUARD_TEST_PIDS`).
+//! process a crashed test run left behind (see `CHURNGUARD_TEST_PIDS`). [`cli`] runs a
+//! service binary's command line.
+
+pub mod cli;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

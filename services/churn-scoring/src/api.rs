@@ -1,6 +1,7 @@
-//! The gRPC query API `churnguard.scoring.v1.ChurnScoring`, with health and reflection
-//! as in purchase-ingest. [`ApiServer::bind`] binds, [`ApiServer::run_until`] serves until
-//! shutdown, [`ApiServer::spawn`] runs it on a background task; the binary mounts it.
+//! The gRPC query API `churnguard.scoring.v1.ChurnScoring`, served by the runtime's gRPC
+//! server (health, reflection, graceful stop). [`ApiServer::bind`] binds,
+//! [`ApiServer::run_until`] serves until shutdown, [`ApiServer::spawn`] runs it on a
+//! background task; [`crate::App`] mounts it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,11 +17,8 @@ use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
 use churnguard_domain::{FieldViolation, Violations, quoted};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_server::{ChurnScoring, ChurnScoringServer};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
+use churnguard_runtime::GrpcServer;
 use tonic::{Request, Response, Status};
-use tonic_health::ServingStatus;
 
 use crate::error::ScoringError;
 use crate::query::{AtRisk, DayStats, sort_at_risk};
@@ -441,11 +439,11 @@ impl ChurnScoring for ScoringApi {
     }
 }
 
-/// A bound, ready-to-run query API server.
+/// A bound, ready-to-run query API server: the runtime's gRPC server with the
+/// ChurnScoring service, health following a Redis `PING`.
 #[derive(Debug)]
 pub struct ApiServer {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    server: GrpcServer,
     state: Arc<QueryState>,
     health_probe_interval: Duration,
     shutdown_grace: Duration,
@@ -454,15 +452,8 @@ pub struct ApiServer {
 impl ApiServer {
     /// Binds `addr` (port 0 picks a free one).
     pub async fn bind(addr: &str, state: QueryState) -> Result<Self, ScoringError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| ScoringError::Startup(format!("binding {addr}: {e}")))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| ScoringError::Startup(e.to_string()))?;
         Ok(Self {
-            listener,
-            local_addr,
+            server: GrpcServer::bind(addr).await?,
             state: Arc::new(state),
             health_probe_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
@@ -482,7 +473,20 @@ impl ApiServer {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
+    }
+
+    fn into_server(self) -> GrpcServer {
+        let store = self.state.store.clone();
+        self.server
+            .with_log_name("churn-scoring query API")
+            .reflecting(churnguard_proto::FILE_DESCRIPTOR_SET)
+            .add_service(ChurnScoringServer::new(ScoringApi::new(self.state)))
+            .with_health_probe("Redis", self.health_probe_interval, move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            })
+            .with_shutdown_grace(self.shutdown_grace)
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight calls
@@ -491,67 +495,15 @@ impl ApiServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ScoringError> {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(churnguard_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| ScoringError::Startup(format!("reflection: {e}")))?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(churnguard_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(|e| ScoringError::Startup(format!("reflection: {e}")))?;
-
-        let stop = CancellationToken::new();
-        let store = self.state.store.clone();
-        let probe = tokio::spawn(churnguard_telemetry::health::follow(
-            health.clone(),
-            SERVICE_NAME,
-            "Redis",
-            self.health_probe_interval,
-            stop.clone(),
-            move || {
-                let store = store.clone();
-                async move { store.ping().await }
-            },
-        ));
-        let stop_serving = stop.clone();
-        let server = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(ChurnScoringServer::new(ScoringApi::new(self.state.clone())))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
-                shutdown.await;
-                stop_serving.cancel();
-            });
-        tracing::info!(addr = %self.local_addr, "churn-scoring query API serving");
-
-        let grace = self.shutdown_grace;
-        let mut server = std::pin::pin!(server);
-        let served = tokio::select! {
-            r = &mut server => r,
-            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "in-flight queries did not finish within the grace period");
-                Ok(())
-            }
-        };
-        stop.cancel();
-        let _ = probe.await;
-        health
-            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-            .await;
-        tracing::info!("churn-scoring query API stopped");
-        served.map_err(|e| ScoringError::Startup(format!("server: {e}")))
+        self.into_server().run_until(shutdown).await?;
+        Ok(())
     }
 
     /// Serves on a background task until [`Running::stop`] (or drop).
     pub fn spawn(self) -> Running {
-        let addr = self.local_addr;
-        Running::spawn(addr, |shutdown| self.run_until(shutdown.wait()))
+        self.into_server().spawn()
     }
 }
 
 /// The query API on a background task: where it listens, and a graceful stop.
-pub type Running = churnguard_config::Serving<ScoringError>;
+pub type Running = churnguard_runtime::Running<ScoringError>;

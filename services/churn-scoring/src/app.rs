@@ -2,7 +2,6 @@
 //! absence timers, signal relay, scheduled refits) and the gRPC query API, sharing one
 //! Redis store. The binary (`main.rs`) only loads settings, opens the log and calls this.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,15 +9,15 @@ use std::time::Duration;
 
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::EventLog;
-use tokio::task::JoinHandle;
+use churnguard_runtime::{Clock, system_clock};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiServer, QueryState};
+use crate::api::{ApiServer, QueryState};
 use crate::config::Settings;
 use crate::error::ScoringError;
 use crate::models::ModelProjection;
 use crate::refit::RefitScope;
-use crate::runner::{Clock, Instance, system_clock};
+use crate::runner::Instance;
 use crate::scorer::Scorer;
 use crate::store::CustomerStore;
 use crate::timers::Timers;
@@ -115,79 +114,53 @@ impl<L: EventLog> App<L> {
         self.api.local_addr()
     }
 
-    /// Starts scoring and serving on background tasks.
-    pub fn spawn(self) -> Running<L> {
+    /// Scores and serves until `shutdown` completes, then stops gracefully: the batches
+    /// in flight are applied (each with its checkpoint, in one script), the group is
+    /// left, signals handed to the log are flushed, and the API finishes its calls. If
+    /// scoring fails first, stops the API and returns the failure.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ScoringError> {
         let stop = CancellationToken::new();
-        let scoring = tokio::spawn(self.instance.clone().run(stop.clone()));
+        let mut scoring = tokio::spawn(self.instance.clone().run(stop.clone()));
         let models = self.models.clone();
         let token = stop.clone();
         let projection = tokio::spawn(async move { models.run(token).await });
-        Running {
-            projection,
-            instance: self.instance,
-            log: self.log,
-            api: self.api.spawn(),
-            scoring,
-            stop,
-            grace: self.grace,
-        }
-    }
-}
-
-/// A running service: scoring in its consumer group, and the query API.
-#[derive(Debug)]
-pub struct Running<L> {
-    instance: Arc<Instance<L>>,
-    projection: JoinHandle<()>,
-    log: Arc<L>,
-    api: api::Running,
-    scoring: JoinHandle<Result<(), ScoringError>>,
-    stop: CancellationToken,
-    grace: Duration,
-}
-
-impl<L: EventLog> Running<L> {
-    /// Where the query API listens.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.api.local_addr()
-    }
-
-    /// `http://host:port`, for gRPC clients.
-    pub fn endpoint(&self) -> String {
-        self.api.endpoint()
-    }
-
-    /// The partitions this instance works on now.
-    pub fn owned(&self) -> BTreeSet<u32> {
-        self.instance.owned()
-    }
-
-    /// Runs until `signal` completes, then stops gracefully; if scoring fails first,
-    /// stops the API and returns the failure.
-    pub async fn until(mut self, signal: impl Future<Output = ()>) -> Result<(), ScoringError> {
+        let api = self.api.spawn();
+        tracing::info!(addr = %api.local_addr(), "churn-scoring started");
         tokio::select! {
-            () = signal => self.stop().await,
-            r = &mut self.scoring => {
-                self.stop.cancel();
-                let _ = self.projection.await;
-                let _ = self.api.stop().await;
-                joined(r)
+            () = shutdown => {}
+            ended = &mut scoring => {
+                stop.cancel();
+                let _ = projection.await;
+                let _ = api.stop().await;
+                return joined(ended);
             }
         }
-    }
-
-    /// Graceful shutdown: the batches in flight are applied (each with its checkpoint, in
-    /// one script), the group is left, signals handed to the log are flushed, and the API
-    /// finishes its calls.
-    pub async fn stop(self) -> Result<(), ScoringError> {
-        self.stop.cancel();
-        let scored = joined(self.scoring.await);
-        let _ = self.projection.await;
+        stop.cancel();
+        let scored = joined(scoring.await);
+        let _ = projection.await;
         let flushed = self.log.flush(self.grace).await.map_err(ScoringError::Log);
-        let served = self.api.stop().await;
+        let served = api.stop().await;
         scored.and(flushed).and(served)
     }
+
+    /// Starts scoring and serving on a background task; the handle's
+    /// [`state`](churnguard_runtime::Running::state) is the group instance (`owned()`: the
+    /// partitions it works on now).
+    pub fn spawn(self) -> Running<L> {
+        let instance = self.instance.clone();
+        churnguard_runtime::Running::spawn(self.local_addr(), |shutdown| {
+            self.run_until(shutdown.wait())
+        })
+        .with_state(instance)
+    }
 }
+
+/// A running service, scoring in its consumer group and serving the query API; its
+/// state is its group instance.
+pub type Running<L> = churnguard_runtime::Running<ScoringError, Arc<Instance<L>>>;
 
 fn joined(r: Result<Result<(), ScoringError>, tokio::task::JoinError>) -> Result<(), ScoringError> {
     r.map_err(|e| ScoringError::Startup(format!("scoring task: {e}")))?

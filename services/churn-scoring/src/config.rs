@@ -2,11 +2,10 @@
 //! variables (`__` separates nesting: `CHURNGUARD_SCORING_REDIS__URL`). Everything is
 //! validated at start; a bad value stops the service with its key named.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use churnguard_config::{ConfigError, LogSettings};
+use churnguard_config::{ConfigError, LogSettings, check};
 use churnguard_domain::customer::Day;
 use churnguard_domain::policy::{DefectionPolicy, PolicyBook, RuleSet};
 use churnguard_domain::risk::ValueHorizon;
@@ -122,29 +121,18 @@ impl Default for Topics {
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings = churnguard_config::load(Settings::default(), file, ENV_PREFIX)?;
-        settings.validate()?;
-        Ok(settings)
+        churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
     }
 
     /// Checks every value, naming the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
-        if self.listen_addr.parse::<SocketAddr>().is_err() {
-            return bad(
-                "listen_addr",
-                "must be an IP address and port, e.g. 127.0.0.1:50052",
-            );
-        }
-        for (key, value) in [
+        check::listen_addr(&self.listen_addr, "127.0.0.1:50052")?;
+        check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),
-        ] {
-            if value == 0 {
-                return bad(key, "must be positive");
-            }
-        }
+        ])?;
         if self.group.trim().is_empty() {
             return bad("group", "must not be empty");
         }
@@ -154,18 +142,12 @@ impl Settings {
         if !(1..=3_660).contains(&self.horizon_days) {
             return bad("horizon_days", "must be between 1 and 3660");
         }
-        for (key, topic) in [
+        check::topics([
             ("topics.purchases", &self.topics.purchases),
             ("topics.signals", &self.topics.signals),
             ("topics.models", &self.topics.models),
-        ] {
-            if churnguard_eventlog::check_topic_name(topic).is_err() {
-                return bad(key, "must be 1-249 characters of [A-Za-z0-9._-]");
-            }
-        }
-        if !(1..=10_000).contains(&self.topics.partitions) {
-            return bad("topics.partitions", "must be between 1 and 10000");
-        }
+        ])?;
+        check::partitions("topics.partitions", self.topics.partitions)?;
         if self.redis.cluster_nodes.is_empty() && self.redis.url.trim().is_empty() {
             return bad(
                 "redis.url",

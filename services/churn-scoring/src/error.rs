@@ -2,6 +2,7 @@
 
 use churnguard_domain::{FieldViolation, Violations};
 use churnguard_eventlog::LogError;
+use churnguard_runtime::{ServeError, TaskFailed};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -29,6 +30,8 @@ pub enum ScoringError {
     NoModel,
     #[error("churn-scoring could not start: {0}")]
     Startup(String),
+    #[error("the query API's server: {0}")]
+    Serve(#[from] ServeError),
     #[error("work on partition {partition} stopped: {reason}")]
     PartitionFailed { partition: u32, reason: String },
 }
@@ -51,6 +54,7 @@ impl ScoringError {
             | ScoringError::UnknownCustomer(_)
             | ScoringError::NoModel
             | ScoringError::Startup(_)
+            | ScoringError::Serve(_)
             | ScoringError::PartitionFailed { .. } => false,
         }
     }
@@ -80,6 +84,7 @@ impl ScoringError {
             | ScoringError::Log(_)
             | ScoringError::Fit(_)
             | ScoringError::Startup(_)
+            | ScoringError::Serve(_)
             | ScoringError::PartitionFailed { .. } => {
                 Status::internal("the request could not be answered")
             }
@@ -87,8 +92,8 @@ impl ScoringError {
     }
 }
 
-impl From<churnguard_config::TaskFailed> for ScoringError {
-    fn from(e: churnguard_config::TaskFailed) -> Self {
+impl From<TaskFailed> for ScoringError {
+    fn from(e: TaskFailed) -> Self {
         ScoringError::Startup(format!("server task: {}", e.0))
     }
 }

@@ -7,29 +7,22 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use churn_scoring::App;
 use churn_scoring::config::Settings;
-use churnguard_config::{Backend, shutdown_signal};
 use churnguard_eventlog::EventLog;
-use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_kafka::KafkaLog;
+use churnguard_runtime::cli::settings_or_exit;
+use churnguard_runtime::{OnLog, with_log};
 use churnguard_telemetry::Telemetry;
+use clap::Parser;
 
-fn config_file() -> anyhow::Result<Option<PathBuf>> {
-    let mut file = std::env::var_os("CHURNGUARD_SCORING_CONFIG").map(PathBuf::from);
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--config" => file = Some(it.next().context("--config needs a file")?.into()),
-            "-h" | "--help" => {
-                println!("usage: churn-scoring [--config FILE]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (see --help)"),
-        }
-    }
-    Ok(file)
+/// Consumes card swipes, keeps per-customer state in Redis exactly once, scores
+/// defection risk and serves the ChurnScoring query API.
+#[derive(Debug, Parser)]
+#[command(name = "churn-scoring", version)]
+struct Args {
+    /// Settings file (TOML); CHURNGUARD_SCORING_* environment variables override it.
+    #[arg(long, value_name = "FILE", env = "CHURNGUARD_SCORING_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 // glibc's malloc took about a third of the scorer's CPU in `make bench`; mimalloc
@@ -39,38 +32,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let file = config_file()?;
-    let settings = match Settings::load(file.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("churn-scoring: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
+    let settings = settings_or_exit("churn-scoring", Settings::load(args.config.as_deref()));
     let _telemetry = Telemetry::init("churn-scoring");
-    match settings.log.backend {
-        Backend::Embedded => {
-            let dir = settings.log.embedded.dir.clone();
-            let log = EmbeddedLog::open(&dir)
-                .with_context(|| format!("opening the embedded log at {}", dir.display()))?;
-            serve(settings, Arc::new(log)).await
-        }
-        Backend::Kafka => {
-            let log =
-                KafkaLog::new(settings.log.kafka.clone()).context("creating the Kafka clients")?;
-            serve(settings, Arc::new(log)).await
-        }
-    }
+    let log = settings.log.clone();
+    with_log(&log, Serve(settings)).await?
 }
 
-async fn serve<L: EventLog>(settings: Settings, log: Arc<L>) -> anyhow::Result<()> {
-    let app = App::build(settings, log).await?;
-    tracing::info!(addr = %app.local_addr(), "churn-scoring started");
-    app.spawn()
-        .until(async {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested");
-        })
-        .await?;
-    Ok(())
+struct Serve(Settings);
+
+impl OnLog for Serve {
+    type Output = anyhow::Result<()>;
+
+    async fn run<L: EventLog>(self, log: L) -> anyhow::Result<()> {
+        let app = App::build(self.0, Arc::new(log)).await?;
+        app.spawn().until_shutdown_signal().await?;
+        Ok(())
+    }
 }

@@ -21,6 +21,7 @@ use churnguard_domain::envelope::Envelope;
 use churnguard_domain::models::FittedModel;
 use churnguard_eventlog::{EventLog, Record};
 use churnguard_redis::RedisConnection;
+use churnguard_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ScoringError;
@@ -99,23 +100,24 @@ impl<L: EventLog> ModelProjection<L> {
     }
 
     /// Follows the topic until `stop`: new models, and a Redis that lost its state, are
-    /// projected within about a second. Passing trouble is logged and retried.
+    /// projected within about a second. Passing trouble is logged and retried with the
+    /// runtime's backoff, from the start again after a round that went through.
     pub async fn run(&self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new();
         while !stop.is_cancelled() {
             let round = tokio::select! {
                 () = stop.cancelled() => return,
                 r = self.round(Duration::from_secs(1)) => r,
             };
             match round {
-                Ok(_) => backoff = Duration::from_millis(200),
+                Ok(_) => backoff.reset(),
                 Err(e) => {
-                    tracing::warn!(error = %e, ?backoff, "model projection interrupted; retrying");
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, ?delay, "model projection interrupted; retrying");
                     tokio::select! {
                         () = stop.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

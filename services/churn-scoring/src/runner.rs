@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use churnguard_domain::customer::{Day, day_of};
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::{AssignmentChange, EventLog};
+use churnguard_runtime::{Clock, system_clock};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,14 +30,6 @@ use crate::models::ModelProjection;
 use crate::refit::RefitScope;
 use crate::scorer::Scorer;
 use crate::timers::Timers;
-
-/// The wall clock, injectable so tests can move time.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// The real wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
 
 /// A scorer instance: what it runs and the partitions it owns at the moment.
 pub struct Instance<L> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
+use churnguard_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::ScoredSwipe;
@@ -85,7 +86,9 @@ impl<L: EventLog> Scorer<L> {
 
     /// Applies one partition's records until `stop` is cancelled; with `until_caught_up`
     /// it also stops once the checkpoint reaches the partition's end. Passing trouble with
-    /// the log or Redis is retried with backoff; only permanent errors end it.
+    /// the log or Redis is retried with the runtime's backoff ([`Backoff`]: 100-200 ms
+    /// first, doubling up to 2.5-5 s, from the start again once a batch got through);
+    /// only permanent errors end it.
     pub async fn run_partition(
         &self,
         partition: u32,
@@ -93,7 +96,7 @@ impl<L: EventLog> Scorer<L> {
         until_caught_up: bool,
     ) -> Result<PartitionStats, ScoringError> {
         let mut stats = PartitionStats::default();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new();
         loop {
             let before = stats;
             match self
@@ -104,14 +107,14 @@ impl<L: EventLog> Scorer<L> {
                 Err(e) if e.is_retriable() && !stop.is_cancelled() => {
                     if stats != before {
                         // It got somewhere since the last trouble: start the backoff over.
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                     }
-                    tracing::warn!(partition, error = %e, ?backoff, "scoring interrupted; retrying");
+                    let delay = backoff.next_delay();
+                    tracing::warn!(partition, error = %e, ?delay, "scoring interrupted; retrying");
                     tokio::select! {
                         () = stop.cancelled() => return Ok(stats),
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(e),
             }

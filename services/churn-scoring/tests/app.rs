@@ -38,7 +38,7 @@ async fn the_service_scores_what_arrives_and_stops_cleanly() {
         .spawn();
     let all: BTreeSet<u32> = (0..PARTITIONS).collect();
     eventually(Duration::from_secs(30), "every partition owned", || async {
-        (running.owned() == all).then_some(())
+        (running.state().owned() == all).then_some(())
     })
     .await;
     let records = (0..2_000)

@@ -112,7 +112,7 @@ async fn started(log: Arc<EmbeddedLog>, settings: Settings) -> churn_scoring::Ru
     let running = App::build(settings, log).await.expect("builds").spawn();
     let all: BTreeSet<u32> = (0..PARTITIONS).collect();
     eventually(Duration::from_secs(30), "every partition owned", || async {
-        (running.owned() == all).then_some(())
+        (running.state().owned() == all).then_some(())
     })
     .await;
     running

@@ -1,67 +1,217 @@
-//! The feedback API served: the Feedback service with gRPC health and reflection (v1 and
-//! v1alpha) on one listener. [`App::bind`] binds, [`App::spawn`] serves on a background
-//! task and returns a [`Running`] handle with the bound address and a graceful stop.
+//! The service put together from its [`Settings`]: the Feedback API over the complaint
+//! write path and the contact vault, the SLA timers on every partition of the events
+//! topic, and the outreach opener on every partition of the churn-signals topic, sharing
+//! one Redis. The binary (`main.rs`) and `churnguard-local` only load settings, open the
+//! log, get the key-encryption key and call this.
 //!
-//! Health follows Redis ([`App::with_health_probe`], as every service reports it:
-//! `churnguard_telemetry::health::follow`): SERVING while it answers a PING, NOT_SERVING
-//! while it does not, and NOT_SERVING once the server stops.
+//! [`ApiServer`] is the Feedback API alone on the runtime's gRPC server (health,
+//! reflection, graceful stop): what [`App`] serves, and what tests start on its own.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use churnguard_eventlog::EventLog;
+use churnguard_config::ConfigError;
+use churnguard_eventlog::{EventLog, LogError};
 use churnguard_proto::feedback::v1::feedback_server::FeedbackServer;
-use churnguard_redis::RedisConnection;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use churnguard_redis::{RedisConnection, StoreError};
+use churnguard_runtime::{Clock, GrpcServer, ServeError, TaskFailed, system_clock};
+use churnguard_vault::{Kek, RedisKeyStore, Vault};
 use tokio_util::sync::CancellationToken;
-use tonic_health::ServingStatus;
 
-use crate::api::{FeedbackApi, SERVICE_NAME};
+use crate::api::FeedbackApi;
+use crate::config::Settings;
+use crate::outreach::Opener;
+use crate::projection::Projection;
+use crate::service::Complaints;
+use crate::timers;
 
-/// Why the server could not start or stopped badly.
+/// Why the service could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("binding {addr}: {source}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("reflection: {0}")]
-    Reflection(String),
-    #[error("server: {0}")]
-    Serve(String),
-    #[error("server task: {0}")]
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    #[error("redis: {0}")]
+    Redis(#[from] StoreError),
+    #[error("the API's server: {0}")]
+    Serve(#[from] ServeError),
+    #[error("{0}")]
     Task(String),
 }
 
-/// A bound, not yet serving, feedback API.
-#[derive(Debug)]
+impl From<TaskFailed> for AppError {
+    fn from(e: TaskFailed) -> Self {
+        AppError::Task(format!("service task: {}", e.0))
+    }
+}
+
+/// A service on a background task: where its API listens, and a graceful stop.
+pub type Running = churnguard_runtime::Running<AppError>;
+
+/// A built, not yet serving, feedback service.
 pub struct App<L> {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    api: ApiServer<L>,
+    complaints: Arc<Complaints<L>>,
+    log: Arc<L>,
+    partitions: u32,
+    clock: Clock,
+    timer_interval: Duration,
+    grace: Duration,
+    opener: Arc<Opener<L>>,
+    signal_partitions: u32,
+}
+
+impl<L> std::fmt::Debug for App<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: EventLog + 'static> App<L> {
+    /// Creates the topics if needed, connects to Redis and binds the API.
+    pub async fn build(settings: Settings, log: Arc<L>, kek: Kek) -> Result<Self, AppError> {
+        Self::build_with_clock(settings, log, kek, system_clock()).await
+    }
+
+    /// As [`App::build`], with the clock commands are decided at and timers fire by.
+    pub async fn build_with_clock(
+        settings: Settings,
+        log: Arc<L>,
+        kek: Kek,
+        clock: Clock,
+    ) -> Result<Self, AppError> {
+        settings.validate_except_kek()?;
+        let directory = settings.directory()?;
+        let topics = &settings.topics;
+        // The broker is the authority on the partition count of an existing topic.
+        let partitions = log.ensure_topic(&topics.events, topics.partitions).await?;
+        // Churn scoring usually creates the signals topic; whoever starts first does.
+        let signal_partitions = log.ensure_topic(&topics.signals, topics.partitions).await?;
+        let conn = settings.redis.connect().await?;
+        let projection = Projection::new(conn.clone(), &topics.events, partitions)
+            .with_sla(settings.sla.clone(), directory);
+        let complaints = Arc::new(Complaints::new(
+            log.clone(),
+            projection,
+            settings.context(),
+            clock.clone(),
+        ));
+        let opener = Arc::new(Opener::new(
+            complaints.clone(),
+            churnguard_redis::RedisCheckpoints::new(conn.clone()),
+            &topics.signals,
+            settings.outreach,
+        ));
+        let vault = Arc::new(Vault::new(kek, RedisKeyStore::new(conn.clone())));
+        let api = FeedbackApi::new(complaints.clone(), vault, conn.clone());
+        let api = ApiServer::bind(&settings.listen_addr, api)
+            .await?
+            .with_shutdown_grace(settings.shutdown_grace())
+            .with_health_probe(conn, settings.health_probe_interval());
+        Ok(Self {
+            api,
+            complaints,
+            log,
+            partitions,
+            clock,
+            timer_interval: settings.timer_interval(),
+            grace: settings.shutdown_grace(),
+            opener,
+            signal_partitions,
+        })
+    }
+
+    /// Where the API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.api.local_addr()
+    }
+
+    /// The partition count of the events topic.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// Serves the API, runs the SLA timers over every partition and opens outreach cases
+    /// from churn signals until `shutdown` completes; then stops the timers (after the
+    /// tick in progress) and the opener, stops the API gracefully (in-flight calls finish
+    /// within the grace period) and flushes the log.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let stop = CancellationToken::new();
+        let partitions: Vec<u32> = (0..self.partitions).collect();
+        let timers = tokio::spawn({
+            let complaints = self.complaints.clone();
+            let stop = stop.clone();
+            let clock = self.clock.clone();
+            let every = self.timer_interval;
+            async move {
+                timers::run(&complaints, &partitions, clock, every, stop.cancelled()).await;
+            }
+        });
+        let opener = tokio::spawn({
+            let opener = self.opener.clone();
+            let stop = stop.clone();
+            let partitions: Vec<u32> = (0..self.signal_partitions).collect();
+            async move {
+                opener.run(&partitions, stop.cancelled()).await;
+            }
+        });
+        let api = self.api.spawn();
+        tracing::info!(
+            addr = %api.local_addr(),
+            partitions = self.partitions,
+            "feedback started"
+        );
+
+        shutdown.await;
+        stop.cancel();
+        let timers = timers
+            .await
+            .map_err(|e| AppError::Task(format!("SLA timers task: {e}")));
+        let opener = opener
+            .await
+            .map_err(|e| AppError::Task(format!("outreach opener task: {e}")));
+        let api = api.stop().await;
+        let flushed = self.log.flush(self.grace).await;
+        timers?;
+        opener?;
+        api?;
+        flushed?;
+        tracing::info!("feedback stopped");
+        Ok(())
+    }
+
+    /// Runs the service on a background task until [`Running::stop`] (or drop).
+    pub fn spawn(self) -> Running {
+        Running::spawn(self.local_addr(), |shutdown| {
+            self.run_until(shutdown.wait())
+        })
+    }
+}
+
+/// The Feedback API alone, bound, on the runtime's gRPC server: health follows Redis
+/// ([`ApiServer::with_health_probe`]; without it, SERVING while the server serves) and
+/// open escalation streams end when shutdown begins.
+#[derive(Debug)]
+pub struct ApiServer<L> {
+    server: GrpcServer,
     api: FeedbackApi<L>,
     grace: Duration,
     health: Option<(RedisConnection, Duration)>,
 }
 
-impl<L: EventLog + 'static> App<L> {
+impl<L: EventLog + 'static> ApiServer<L> {
     /// Binds `addr` (port 0 picks a free one).
     pub async fn bind(addr: &str, api: FeedbackApi<L>) -> Result<Self, AppError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: addr.to_owned(),
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })?;
         Ok(Self {
-            listener,
-            local_addr,
+            server: GrpcServer::bind(addr).await?,
             api,
             grace: Duration::from_secs(10),
             health: None,
@@ -74,15 +224,32 @@ impl<L: EventLog + 'static> App<L> {
         self
     }
 
-    /// Reports health by probing `redis` every `every`. Without it, health says SERVING
-    /// for as long as the server serves.
+    /// Reports health by probing `redis` every `every`.
     pub fn with_health_probe(mut self, redis: RedisConnection, every: Duration) -> Self {
         self.health = Some((redis, every));
         self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
+    }
+
+    fn into_server(self) -> GrpcServer {
+        // Escalation streams never end by themselves: end them at shutdown.
+        let mut server = self
+            .server
+            .with_log_name("feedback API")
+            .reflecting(churnguard_proto::FILE_DESCRIPTOR_SET)
+            .cancel_on_shutdown(self.api.stopping())
+            .add_service(FeedbackServer::new(self.api))
+            .with_shutdown_grace(self.grace);
+        if let Some((redis, every)) = self.health {
+            server = server.with_health_probe("Redis", every, move || {
+                let redis = redis.clone();
+                async move { redis.ping().await }
+            });
+        }
+        server
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight calls
@@ -91,86 +258,12 @@ impl<L: EventLog + 'static> App<L> {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(churnguard_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| AppError::Reflection(e.to_string()))?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(churnguard_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(|e| AppError::Reflection(e.to_string()))?;
-        health
-            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-            .await;
-        let probing = CancellationToken::new();
-        let probe = self.health.map(|(redis, every)| {
-            tokio::spawn(churnguard_telemetry::health::follow(
-                health.clone(),
-                SERVICE_NAME,
-                "Redis",
-                every,
-                probing.clone(),
-                move || {
-                    let redis = redis.clone();
-                    async move { redis.ping().await }
-                },
-            ))
-        });
-
-        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-        // Escalation streams never end by themselves: end them at shutdown.
-        let streams = self.api.stopping();
-        let server = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(FeedbackServer::new(self.api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
-                shutdown.await;
-                streams.cancel();
-                let _ = stopping.send(true);
-            });
-        tracing::info!(addr = %self.local_addr, "feedback API serving");
-
-        let grace = self.grace;
-        let mut server = std::pin::pin!(server);
-        let served = tokio::select! {
-            r = &mut server => r.map_err(|e| AppError::Serve(e.to_string())),
-            () = async {
-                let _ = stopped.wait_for(|s| *s).await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(?grace, "in-flight calls did not finish within the grace period");
-                Ok(())
-            }
-        };
-        probing.cancel();
-        if let Some(probe) = probe {
-            let _ = probe.await;
-        }
-        health
-            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-            .await;
-        tracing::info!("feedback API stopped");
-        served
+        self.into_server().run_until(shutdown).await?;
+        Ok(())
     }
 
     /// Serves on a background task until [`Running::stop`] (or drop).
     pub fn spawn(self) -> Running {
-        let addr = self.local_addr;
-        Running::spawn(addr, |shutdown| self.run_until(shutdown.wait()))
-    }
-}
-
-/// A serving feedback API: where it listens, and a graceful stop that lets in-flight
-/// calls finish within the grace period.
-pub type Running = churnguard_config::Serving<AppError>;
-
-impl From<churnguard_config::TaskFailed> for AppError {
-    fn from(e: churnguard_config::TaskFailed) -> Self {
-        AppError::Task(e.0)
+        self.into_server().spawn()
     }
 }

@@ -8,11 +8,10 @@
 //! unknown one stops the service.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use churnguard_config::{ConfigError, LogSettings};
+use churnguard_config::{ConfigError, LogSettings, check};
 use churnguard_domain::error::Violations;
 use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
 use churnguard_domain::feedback::complaint::Context;
@@ -33,10 +32,6 @@ pub struct Settings {
     pub listen_addr: String,
     /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
     pub shutdown_grace_ms: u64,
-    /// The topic of complaint commits.
-    pub topic: String,
-    /// Partition count of the topic when this service creates it.
-    pub partitions: u32,
     /// How often the SLA timers look for due warnings and breaches on every partition.
     pub timer_interval_ms: u64,
     /// How often Redis is probed for gRPC health (NOT_SERVING while it does not answer).
@@ -45,14 +40,34 @@ pub struct Settings {
     pub sla: SlaPolicy,
     /// Who holds each level for each store, and the stores' business calendars.
     pub directory: DirectoryConfig,
-    /// The churn-signals topic defector outreach opens cases from.
-    pub signals_topic: String,
+    pub topics: Topics,
     /// How soon, in the home store's business time, someone must reach a customer.
     pub outreach: OutreachTargets,
     /// Where the contact vault's key-encryption key comes from (required).
     pub kek: KekSource,
     pub redis: RedisSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// Complaint and outreach commits, published (the system of record).
+    pub events: String,
+    /// Partition count of the topics when this service creates them.
+    pub partitions: u32,
+    /// Churn state changes, consumed: defector outreach opens cases from them.
+    pub signals: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            events: crate::EVENTS_TOPIC.into(),
+            partitions: 6,
+            signals: "churn.signals.v1".into(),
+        }
+    }
 }
 
 /// Outreach deadlines per churn state, in the home store's business time.
@@ -91,13 +106,11 @@ impl Default for Settings {
         Self {
             listen_addr: "127.0.0.1:50053".into(),
             shutdown_grace_ms: 10_000,
-            topic: crate::EVENTS_TOPIC.into(),
-            partitions: 6,
             timer_interval_ms: 1_000,
             health_probe_interval_ms: 1_000,
             sla: default_sla(),
             directory: default_directory(),
-            signals_topic: "churn.signals.v1".into(),
+            topics: Topics::default(),
             outreach: OutreachTargets::default(),
             kek: KekSource::default(),
             redis: RedisSettings::default(),
@@ -189,9 +202,7 @@ fn first_violation(prefix: &str, v: &Violations) -> ConfigError {
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings = churnguard_config::load(Settings::default(), file, ENV_PREFIX)?;
-        settings.validate()?;
-        Ok(settings)
+        churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
     }
 
     /// Checks every value, naming the first bad key. The KEK source must be set, but the
@@ -227,30 +238,16 @@ impl Settings {
     /// `churnguard-local` does).
     pub fn validate_except_kek(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
-        if self.listen_addr.parse::<SocketAddr>().is_err() {
-            return bad(
-                "listen_addr",
-                "must be an IP address and port, e.g. 127.0.0.1:50053",
-            );
-        }
-        for (key, value) in [
+        check::listen_addr(&self.listen_addr, "127.0.0.1:50053")?;
+        check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),
-        ] {
-            if value == 0 {
-                return bad(key, "must be positive");
-            }
-        }
-        if churnguard_eventlog::check_topic_name(&self.topic).is_err() {
-            return bad("topic", "must be 1-249 characters of [A-Za-z0-9._-]");
-        }
-        if churnguard_eventlog::check_topic_name(&self.signals_topic).is_err() {
-            return bad(
-                "signals_topic",
-                "must be 1-249 characters of [A-Za-z0-9._-]",
-            );
-        }
+        ])?;
+        check::topics([
+            ("topics.events", &self.topics.events),
+            ("topics.signals", &self.topics.signals),
+        ])?;
         for (key, target) in [
             ("outreach.at_risk", self.outreach.at_risk),
             ("outreach.defected", self.outreach.defected),
@@ -259,9 +256,7 @@ impl Settings {
                 return bad(key, "must be positive, e.g. \"9h\"");
             }
         }
-        if !(1..=10_000).contains(&self.partitions) {
-            return bad("partitions", "must be between 1 and 10000");
-        }
+        check::partitions("topics.partitions", self.topics.partitions)?;
         if self.redis.cluster_nodes.is_empty() && self.redis.url.trim().is_empty() {
             return bad(
                 "redis.url",
@@ -350,11 +345,11 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "feedback.toml",
-                "partitions = 3\n[kek]\nenv = \"FEEDBACK_KEK\"\n[redis]\nurl = \"redis://10.0.0.5:6379/\"\n",
+                "[topics]\npartitions = 3\n[kek]\nenv = \"FEEDBACK_KEK\"\n[redis]\nurl = \"redis://10.0.0.5:6379/\"\n",
             )?;
             jail.set_env("CHURNGUARD_FEEDBACK_LOG__BACKEND", "kafka");
             let s = Settings::load(Some(Path::new("feedback.toml"))).expect("loads");
-            assert_eq!(s.partitions, 3);
+            assert_eq!(s.topics.partitions, 3);
             assert_eq!(s.redis.url, "redis://10.0.0.5:6379/");
             assert_eq!(s.log.backend, Backend::Kafka);
             assert_eq!(s.log.kafka.client_id, "feedback");

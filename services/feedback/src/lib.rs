@@ -29,13 +29,13 @@ pub mod error;
 pub mod journal;
 pub mod outreach;
 pub mod projection;
-pub mod runtime;
 pub mod service;
 pub mod sla_clock;
 pub mod standing;
 pub mod timers;
 pub mod watch;
 
+pub use app::{App, Running};
 pub use error::FeedbackError;
 pub use service::Complaints;
 

@@ -8,30 +8,23 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use churnguard_config::{Backend, shutdown_signal};
 use churnguard_eventlog::EventLog;
-use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_kafka::KafkaLog;
+use churnguard_runtime::cli::settings_or_exit;
+use churnguard_runtime::{OnLog, with_log};
 use churnguard_telemetry::Telemetry;
 use churnguard_vault::Kek;
+use clap::Parser;
+use feedback::App;
 use feedback::config::Settings;
-use feedback::runtime::Service;
 
-fn config_file() -> anyhow::Result<Option<PathBuf>> {
-    let mut file = std::env::var_os("CHURNGUARD_FEEDBACK_CONFIG").map(PathBuf::from);
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--config" => file = Some(it.next().context("--config needs a file")?.into()),
-            "-h" | "--help" => {
-                println!("usage: feedback [--config FILE]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (see --help)"),
-        }
-    }
-    Ok(file)
+/// Complaints, their SLA clocks and escalation, and defector outreach: event-sourced on
+/// the log, read models in Redis; serves the Feedback API.
+#[derive(Debug, Parser)]
+#[command(name = "feedback", version)]
+struct Args {
+    /// Settings file (TOML); CHURNGUARD_FEEDBACK_* environment variables override it.
+    #[arg(long, value_name = "FILE", env = "CHURNGUARD_FEEDBACK_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 // The same allocator as the other services' binaries.
@@ -40,50 +33,30 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let file = config_file()?;
-    let (settings, kek) = match Settings::load(file.as_deref()).and_then(|s| {
-        let kek = s.load_kek()?;
-        Ok((s, kek))
-    }) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("feedback: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
+    let (settings, kek) = settings_or_exit(
+        "feedback",
+        Settings::load(args.config.as_deref()).and_then(|s| {
+            let kek = s.load_kek()?;
+            Ok((s, kek))
+        }),
+    );
     let _telemetry = Telemetry::init("feedback");
-    match settings.log.backend {
-        Backend::Embedded => {
-            let dir = settings.log.embedded.dir.clone();
-            let log = EmbeddedLog::open(&dir)
-                .with_context(|| format!("opening the embedded log at {}", dir.display()))?;
-            serve(settings, kek, Arc::new(log)).await
-        }
-        Backend::Kafka => {
-            let log =
-                KafkaLog::new(settings.log.kafka.clone()).context("creating the Kafka clients")?;
-            serve(settings, kek, Arc::new(log)).await
-        }
-    }
+    let log = settings.log.clone();
+    with_log(&log, Serve { settings, kek }).await?
 }
 
-async fn serve<L: EventLog + 'static>(
+struct Serve {
     settings: Settings,
     kek: Kek,
-    log: Arc<L>,
-) -> anyhow::Result<()> {
-    let service = Service::build(&settings, log, kek).await?;
-    tracing::info!(
-        addr = %service.local_addr(),
-        partitions = service.partitions(),
-        "feedback started"
-    );
-    service
-        .spawn()
-        .until(async {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested");
-        })
-        .await?;
-    Ok(())
+}
+
+impl OnLog for Serve {
+    type Output = anyhow::Result<()>;
+
+    async fn run<L: EventLog>(self, log: L) -> anyhow::Result<()> {
+        let app = App::build(self.settings, Arc::new(log), self.kek).await?;
+        app.spawn().until_shutdown_signal().await?;
+        Ok(())
+    }
 }

@@ -338,23 +338,31 @@ impl<L: EventLog> Opener<L> {
     }
 
     /// Runs rounds over `partitions` until `stop` resolves. Errors are logged and the
-    /// partition is tried again after a pause.
+    /// partition is tried again after the runtime's backoff, which starts over after a
+    /// pass over every partition without one.
     pub async fn run(&self, partitions: &[u32], stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let wait = Duration::from_millis(200);
+        let mut backoff = churnguard_runtime::retry::Backoff::new();
         loop {
+            let mut clean = true;
             for &p in partitions {
                 let round = tokio::select! {
                     () = &mut stop => return,
                     r = self.round(p, wait) => r,
                 };
                 if let Err(e) = round {
-                    tracing::warn!(partition = p, error = %e, "outreach from churn signals failed; retrying");
+                    clean = false;
+                    let delay = backoff.next_delay();
+                    tracing::warn!(partition = p, error = %e, ?delay, "outreach from churn signals failed; retrying");
                     tokio::select! {
                         () = &mut stop => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = tokio::time::sleep(delay) => {}
                     }
                 }
+            }
+            if clean {
+                backoff.reset();
             }
         }
     }

@@ -12,13 +12,11 @@ use churnguard_domain::feedback::complaint::{
 use churnguard_domain::feedback::outreach::{self, OutreachCase, OutreachCommand};
 use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_eventlog::{EventLog, OutgoingRecord};
+use churnguard_runtime::Clock;
 
 use crate::error::FeedbackError;
 use crate::journal::{Commit, OutreachCommit};
 use crate::projection::Projection;
-
-/// The clock commands are decided at; tests pass a fake one.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// How long a writer waits for the projection to reach its record.
 const PROJECTION_DEADLINE: Duration = Duration::from_secs(10);

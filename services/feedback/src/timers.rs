@@ -12,9 +12,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use churnguard_domain::ids::ComplaintId;
 use churnguard_eventlog::EventLog;
+use churnguard_runtime::Clock;
 
 use crate::error::FeedbackError;
-use crate::service::{Clock, Complaints};
+use crate::service::Complaints;
 use crate::sla_clock::{self, AlarmKind};
 
 /// What one tick did on one partition.

@@ -19,7 +19,7 @@ use churnguard_redis::RedisConnection;
 use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
 use churnguard_vault::{Kek, RedisKeyStore, Vault};
 use feedback::api::FeedbackApi;
-use feedback::app::{App, Running};
+use feedback::app::{ApiServer, Running};
 use feedback::projection::Projection;
 use feedback::{Complaints, EVENTS_TOPIC};
 use tonic::Code;
@@ -57,7 +57,7 @@ async fn start<L: EventLog + 'static>(log: Arc<L>, redis: &RedisServer) -> Harne
         RedisKeyStore::new(conn.clone()),
     ));
     let api = FeedbackApi::new(complaints, vault, conn);
-    let running = App::bind("127.0.0.1:0", api)
+    let running = ApiServer::bind("127.0.0.1:0", api)
         .await
         .expect("bind")
         .with_shutdown_grace(Duration::from_secs(2))

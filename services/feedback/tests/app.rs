@@ -1,5 +1,5 @@
 //! The service as its binary runs it: settings from a TOML file and the environment (a
-//! bad value named by its key, the KEK required), then `Service::build` → `spawn` →
+//! bad value named by its key, the KEK required), then `App::build` → `spawn` →
 //! `stop` on the embedded log and a real Redis, answering health and a filing; health
 //! following Redis down and back up.
 
@@ -17,9 +17,9 @@ use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_testkit::{RedisServer, eventually, init_test_logging};
 use churnguard_vault::Kek;
+use feedback::App;
 use feedback::api::SERVICE_NAME;
 use feedback::config::Settings;
-use feedback::runtime::Service;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -31,8 +31,10 @@ fn settings_come_from_a_file_and_the_environment_and_name_a_bad_key() {
             "feedback.toml",
             r#"
 listen_addr = "0.0.0.0:50053"
-partitions = 12
 timer_interval_ms = 500
+
+[topics]
+partitions = 12
 
 [kek]
 file = "/etc/churnguard/kek"
@@ -55,8 +57,8 @@ region = "north"
         jail.set_env("CHURNGUARD_FEEDBACK_LOG__BACKEND", "kafka");
         let s = Settings::load(Some(Path::new("feedback.toml"))).expect("loads");
         assert_eq!(s.listen_addr, "0.0.0.0:50053");
-        assert_eq!(s.partitions, 12);
-        assert_eq!(s.topic, "feedback.events.v1");
+        assert_eq!(s.topics.partitions, 12);
+        assert_eq!(s.topics.events, "feedback.events.v1");
         assert_eq!(s.redis.url, "redis://10.0.0.5:6379/");
         assert_eq!(s.log.backend, Backend::Kafka);
         assert_eq!(s.sla.targets.critical.first_response.secs(), 1_800);
@@ -69,10 +71,10 @@ region = "north"
         let e = s.load_kek().expect_err("no such file");
         assert_eq!(e.key, "kek.file");
 
-        jail.set_env("CHURNGUARD_FEEDBACK_PARTITIONS", "0");
+        jail.set_env("CHURNGUARD_FEEDBACK_TOPICS__PARTITIONS", "0");
         let e = Settings::load(Some(Path::new("feedback.toml"))).expect_err("zero");
-        assert_eq!(e.key, "partitions");
-        jail.set_env("CHURNGUARD_FEEDBACK_PARTITIONS", "6");
+        assert_eq!(e.key, "topics.partitions");
+        jail.set_env("CHURNGUARD_FEEDBACK_TOPICS__PARTITIONS", "6");
         // Without a file there is no KEK source: the service refuses to start.
         let e = Settings::load(None).expect_err("the KEK is required");
         assert_eq!(e.key, "kek");
@@ -96,7 +98,7 @@ fn the_kubernetes_config_file_loads() {
         assert_eq!(s.listen_addr, "0.0.0.0:50053");
         assert_eq!(s.log.backend, Backend::Kafka);
         assert_eq!(s.sla, feedback::config::default_sla());
-        assert_eq!(s.signals_topic, "churn.signals.v1");
+        assert_eq!(s.topics.signals, "churn.signals.v1");
         assert_eq!(s.outreach, feedback::config::OutreachTargets::default());
         assert_eq!(
             s.kek.file.as_deref(),
@@ -137,13 +139,13 @@ async fn the_service_built_from_settings_serves_health_and_a_filing_and_stops_cl
     let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: 3,
         timer_interval_ms: 100,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
-    let service = Service::build(&settings, log.clone(), Kek::from_bytes([9; 32]))
+    settings.topics.partitions = 3;
+    let service = App::build(settings, log.clone(), Kek::from_bytes([9; 32]))
         .await
         .expect("builds");
     assert_eq!(service.partitions(), 3);
@@ -248,14 +250,14 @@ async fn health_follows_redis_down_and_back_up() {
     let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: 3,
         timer_interval_ms: 100,
         health_probe_interval_ms: 100,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
-    let running = Service::build(&settings, log, Kek::from_bytes([9; 32]))
+    settings.topics.partitions = 3;
+    let running = App::build(settings, log, Kek::from_bytes([9; 32]))
         .await
         .expect("builds")
         .spawn();

@@ -16,9 +16,9 @@ use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_testkit::RedisServer;
 use churnguard_vault::Kek;
+use feedback::App;
 use feedback::EVENTS_TOPIC;
 use feedback::config::Settings;
-use feedback::runtime::Service;
 
 mod common;
 
@@ -240,12 +240,12 @@ async fn contact_details_run(dir: &Path) -> String {
     let log = Arc::new(EmbeddedLog::open(dir).expect("log"));
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: 3,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
-    let running = Service::build(&settings, log.clone(), Kek::from_bytes([7; 32]))
+    settings.topics.partitions = 3;
+    let running = App::build(settings, log.clone(), Kek::from_bytes([7; 32]))
         .await
         .expect("builds")
         .spawn();

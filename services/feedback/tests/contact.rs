@@ -15,7 +15,7 @@ use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_testkit::{RedisServer, init_test_logging};
 use churnguard_vault::Kek;
 use feedback::config::Settings;
-use feedback::runtime::{RunningService, Service};
+use feedback::{App, Running};
 use tonic::transport::Channel;
 
 fn now() -> DateTime<Utc> {
@@ -28,15 +28,15 @@ async fn start(
     log: Arc<EmbeddedLog>,
     redis: &RedisServer,
     kek: [u8; 32],
-) -> (RunningService<EmbeddedLog>, FeedbackClient<Channel>) {
+) -> (Running, FeedbackClient<Channel>) {
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: 3,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
-    let running = Service::build_with_clock(&settings, log, Kek::from_bytes(kek), Arc::new(now))
+    settings.topics.partitions = 3;
+    let running = App::build_with_clock(settings, log, Kek::from_bytes(kek), Arc::new(now))
         .await
         .expect("builds")
         .spawn();

@@ -27,7 +27,7 @@ use feedback::EVENTS_TOPIC;
 use feedback::config::Settings;
 use feedback::outreach::OPENER;
 use feedback::projection::Projection;
-use feedback::runtime::{RunningService, Service};
+use feedback::{App, Running};
 use tonic::transport::Channel;
 
 const PARTITIONS: u32 = 3;
@@ -46,17 +46,17 @@ fn monday_ten() -> DateTime<Utc> {
 async fn start<L: EventLog + 'static>(
     log: Arc<L>,
     redis: &RedisServer,
-) -> (RunningService<L>, FeedbackClient<Channel>) {
+) -> (Running, FeedbackClient<Channel>) {
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: PARTITIONS,
         timer_interval_ms: 200,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
-    let running = Service::build_with_clock(
-        &settings,
+    settings.topics.partitions = PARTITIONS;
+    let running = App::build_with_clock(
+        settings,
         log,
         Kek::from_bytes([4; 32]),
         Arc::new(monday_ten),

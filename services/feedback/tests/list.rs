@@ -24,7 +24,7 @@ use churnguard_redis::RedisConnection;
 use churnguard_testkit::{RedisServer, init_test_logging};
 use churnguard_vault::{Kek, RedisKeyStore, Vault};
 use feedback::api::FeedbackApi;
-use feedback::app::App;
+use feedback::app::ApiServer;
 use feedback::journal::Commit;
 use feedback::projection::Projection;
 use feedback::{Complaints, EVENTS_TOPIC};
@@ -182,7 +182,7 @@ async fn list_complaints_filters_pages_and_survives_a_replay() {
         RedisKeyStore::new(conn.clone()),
     ));
     let api = FeedbackApi::new(complaints, vault, conn).with_directory(directory());
-    let running = App::bind("127.0.0.1:0", api)
+    let running = ApiServer::bind("127.0.0.1:0", api)
         .await
         .expect("bind")
         .with_shutdown_grace(Duration::from_secs(2))

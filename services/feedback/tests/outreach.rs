@@ -22,14 +22,14 @@ use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_redis::RedisConnection;
+use churnguard_runtime::Clock;
 use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
 use churnguard_vault::Kek;
 use feedback::EVENTS_TOPIC;
 use feedback::config::Settings;
 use feedback::outreach::OPENER;
 use feedback::projection::Projection;
-use feedback::runtime::{RunningService, Service};
-use feedback::service::Clock;
+use feedback::{App, Running};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -71,7 +71,7 @@ impl TestClock {
 
 struct Harness<L> {
     log: Arc<L>,
-    running: RunningService<L>,
+    running: Running,
     client: FeedbackClient<Channel>,
     clock: TestClock,
 }
@@ -79,15 +79,15 @@ struct Harness<L> {
 async fn start<L: EventLog + 'static>(log: Arc<L>, redis: &RedisServer) -> Harness<L> {
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: PARTITIONS,
         timer_interval_ms: 200,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
+    settings.topics.partitions = PARTITIONS;
     let clock = TestClock::new(monday_ten());
-    let running = Service::build_with_clock(
-        &settings,
+    let running = App::build_with_clock(
+        settings,
         log.clone(),
         Kek::from_bytes([5; 32]),
         clock.clock(),

@@ -13,8 +13,8 @@ use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_testkit::{RedisServer, init_test_logging};
 use churnguard_vault::Kek;
+use feedback::App;
 use feedback::config::Settings;
-use feedback::runtime::Service;
 use tonic::Code;
 
 fn now() -> DateTime<Utc> {
@@ -42,16 +42,15 @@ async fn reads_fail_fast_with_unavailable_while_redis_is_down() {
     let mut redis = RedisServer::start();
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: 3,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
-    let running =
-        Service::build_with_clock(&settings, log, Kek::from_bytes([9; 32]), Arc::new(now))
-            .await
-            .expect("builds")
-            .spawn();
+    settings.topics.partitions = 3;
+    let running = App::build_with_clock(settings, log, Kek::from_bytes([9; 32]), Arc::new(now))
+        .await
+        .expect("builds")
+        .spawn();
     let mut c = FeedbackClient::connect(running.endpoint())
         .await
         .expect("connect");

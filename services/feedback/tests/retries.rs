@@ -22,7 +22,7 @@ use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
 use churnguard_vault::Kek;
 use feedback::config::Settings;
-use feedback::runtime::{RunningService, Service};
+use feedback::{App, Running};
 use tonic::transport::Channel;
 
 const PARTITIONS: u32 = 3;
@@ -37,17 +37,17 @@ fn monday_ten() -> DateTime<Utc> {
 async fn start<L: EventLog + 'static>(
     log: Arc<L>,
     redis: &RedisServer,
-) -> (RunningService<L>, FeedbackClient<Channel>) {
+) -> (Running, FeedbackClient<Channel>) {
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: PARTITIONS,
         timer_interval_ms: 200,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
-    let running = Service::build_with_clock(
-        &settings,
+    settings.topics.partitions = PARTITIONS;
+    let running = App::build_with_clock(
+        settings,
         log,
         Kek::from_bytes([3; 32]),
         Arc::new(monday_ten),

@@ -27,13 +27,13 @@ use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_redis::RedisConnection;
+use churnguard_runtime::Clock;
 use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
 use churnguard_vault::{Kek, RedisKeyStore, Vault};
 use feedback::api::FeedbackApi;
-use feedback::app::App;
+use feedback::app::ApiServer;
 use feedback::journal::Commit;
 use feedback::projection::{Projection, complaint_key};
-use feedback::service::Clock;
 use feedback::timers::{Fired, fire_due};
 use feedback::{Complaints, EVENTS_TOPIC};
 
@@ -664,7 +664,7 @@ async fn watch_the_sla_timers<L: EventLog + 'static>(log: Arc<L>, redis: &RedisS
         Kek::from_bytes([7; 32]),
         RedisKeyStore::new(conn.clone()),
     ));
-    let running = App::bind("127.0.0.1:0", FeedbackApi::new(complaints, vault, conn))
+    let running = ApiServer::bind("127.0.0.1:0", FeedbackApi::new(complaints, vault, conn))
         .await
         .expect("bind")
         .with_shutdown_grace(std::time::Duration::from_secs(2))

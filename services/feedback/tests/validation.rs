@@ -14,9 +14,9 @@ use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_testkit::{RedisServer, init_test_logging};
 use churnguard_vault::Kek;
+use feedback::App;
 use feedback::EVENTS_TOPIC;
 use feedback::config::Settings;
-use feedback::runtime::Service;
 use tonic::Status;
 use tonic_types::StatusExt;
 
@@ -60,13 +60,13 @@ async fn bad_input_names_every_field() {
     let redis = RedisServer::start();
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
-        partitions: PARTITIONS,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };
     settings.redis.url = redis.url();
-    let running = Service::build_with_clock(
-        &settings,
+    settings.topics.partitions = PARTITIONS;
+    let running = App::build_with_clock(
+        settings,
         log.clone(),
         Kek::from_bytes([6; 32]),
         Arc::new(now),

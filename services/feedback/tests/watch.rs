@@ -19,7 +19,7 @@ use churnguard_redis::RedisConnection;
 use churnguard_testkit::{RedisServer, init_test_logging};
 use churnguard_vault::{Kek, RedisKeyStore, Vault};
 use feedback::api::FeedbackApi;
-use feedback::app::App;
+use feedback::app::ApiServer;
 use feedback::journal::Commit;
 use feedback::projection::Projection;
 use feedback::{Complaints, EVENTS_TOPIC};
@@ -110,7 +110,7 @@ async fn watchers_see_accepted_escalations_once_across_reconnects() {
         Kek::from_bytes([7; 32]),
         RedisKeyStore::new(conn.clone()),
     ));
-    let running = App::bind("127.0.0.1:0", FeedbackApi::new(complaints, vault, conn))
+    let running = ApiServer::bind("127.0.0.1:0", FeedbackApi::new(complaints, vault, conn))
         .await
         .expect("bind")
         .with_shutdown_grace(Duration::from_secs(2))

@@ -25,48 +25,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use churnguard_config::{Backend, shutdown_signal};
+use churnguard_config::Backend;
 use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
+use churnguard_runtime::cli::settings_or_exit;
+use churnguard_runtime::shutdown_signal;
 use churnguard_telemetry::Telemetry;
 use churnguard_vault::Kek;
+use clap::Parser;
 use purchase_ingest::simulator::{self, SimStats, SimulatorConfig};
 use tokio_util::sync::CancellationToken;
 
+/// Every churnguard service in one process on the embedded log, fed by a simulated chain
+/// of stores (what `make run` starts). Settings are the services' own environment
+/// variables (CHURNGUARD_INGEST_*, CHURNGUARD_SCORING_*, CHURNGUARD_FEEDBACK_*).
+#[derive(Debug, Parser)]
+#[command(name = "churnguard-local", version)]
 struct Args {
+    /// How many stores the simulated chain has.
+    #[arg(long = "simulate-stores", value_name = "N", default_value_t = 5)]
     stores: u32,
+    /// Days of the chain's history loaded first when the log is empty; below 90, since
+    /// purchase-ingest refuses older swipes.
+    #[arg(long, value_name = "D", default_value_t = 84,
+          value_parser = clap::value_parser!(u32).range(0..90))]
     history_days: u32,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        stores: 5,
-        history_days: 84,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> anyhow::Result<u32> {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("{name} needs a number"))
-        };
-        match arg.as_str() {
-            "--simulate-stores" => args.stores = number("--simulate-stores")?,
-            "--history-days" => args.history_days = number("--history-days")?,
-            "-h" | "--help" => {
-                println!("usage: churnguard-local [--simulate-stores N] [--history-days D]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (see --help)"),
-        }
-    }
-    if args.history_days > 89 {
-        bail!("--history-days must be below 90: older swipes are refused by purchase-ingest");
-    }
-    Ok(args)
-}
+/// How this binary names itself in messages.
+const BINARY: &str = "churnguard-local";
 
 // glibc's malloc took about a third of the scorer's CPU in `make bench`; mimalloc
 // halves that. The benchmark uses the same allocator.
@@ -75,19 +64,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
-    let ingest_settings = purchase_ingest::Settings::load(None).unwrap_or_else(|e| {
-        eprintln!("churnguard-local: {e}");
-        std::process::exit(2);
-    });
-    let mut scoring_settings = churn_scoring::config::Settings::load(None).unwrap_or_else(|e| {
-        eprintln!("churnguard-local: {e}");
-        std::process::exit(2);
-    });
-    let mut feedback_settings = load_feedback_settings().unwrap_or_else(|e| {
-        eprintln!("churnguard-local: {e}");
-        std::process::exit(2);
-    });
+    let args = Args::parse();
+    let ingest_settings = settings_or_exit(BINARY, purchase_ingest::Settings::load(None));
+    let mut scoring_settings =
+        settings_or_exit(BINARY, churn_scoring::config::Settings::load(None));
+    let mut feedback_settings = settings_or_exit(BINARY, load_feedback_settings());
     if ingest_settings.log.backend != Backend::Embedded {
         bail!("churnguard-local runs on the embedded log; run each service's binary on Kafka");
     }
@@ -139,10 +120,9 @@ async fn main() -> anyhow::Result<()> {
         .spawn();
     tracing::info!(addr = %scoring.local_addr(), "churn-scoring serving");
 
-    let feedback =
-        feedback::runtime::Service::build(&feedback_settings, Arc::new(log.clone()), kek)
-            .await?
-            .spawn();
+    let feedback = feedback::App::build(feedback_settings, Arc::new(log.clone()), kek)
+        .await?
+        .spawn();
     tracing::info!(addr = %feedback.local_addr(), "feedback serving");
 
     let stop = CancellationToken::new();

@@ -3,15 +3,13 @@
 //! Everything is validated at start; a bad value stops the service with its key named.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use churnguard_config::{Backend, EmbeddedSettings, LogSettings};
+use churnguard_config::check;
+pub use churnguard_config::{Backend, ConfigError, EmbeddedSettings, LogSettings};
 use churnguard_domain::{CardTokenizer, SwipeLimits};
 use serde::{Deserialize, Serialize};
-
-use crate::error::IngestError;
 
 /// Prefix of the environment variables read.
 pub const ENV_PREFIX: &str = "CHURNGUARD_INGEST_";
@@ -182,55 +180,26 @@ impl Limits {
 
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment, and validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, IngestError> {
-        let settings =
-            churnguard_config::load(Settings::default(), file, ENV_PREFIX).map_err(|e| {
-                IngestError::Config {
-                    key: e.key,
-                    message: e.message,
-                }
-            })?;
-        settings.validate()?;
-        Ok(settings)
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
     }
 
     /// Checks every value, naming the first bad key.
-    pub fn validate(&self) -> Result<(), IngestError> {
-        let bad = |key: &str, message: &str| {
-            Err(IngestError::Config {
-                key: key.into(),
-                message: message.into(),
-            })
-        };
-        if self.listen_addr.parse::<SocketAddr>().is_err() {
-            return bad(
-                "listen_addr",
-                "must be an IP address and port, e.g. 127.0.0.1:50051",
-            );
-        }
-        for (key, value) in [
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
+        check::listen_addr(&self.listen_addr, "127.0.0.1:50051")?;
+        check::positive([
             ("publish_timeout_ms", self.publish_timeout_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),
             ("shutdown_grace_ms", self.shutdown_grace_ms),
-        ] {
-            if value == 0 {
-                return bad(key, "must be positive");
-            }
-        }
+        ])?;
         if let Some(key) = &self.card_token_key
             && let Err(e) = CardTokenizer::new(key.expose().as_bytes())
         {
             return bad("card_token_key", &e);
         }
-        if churnguard_eventlog::check_topic_name(&self.topics.purchases).is_err() {
-            return bad(
-                "topics.purchases",
-                "must be 1-249 characters of [A-Za-z0-9._-]",
-            );
-        }
-        if !(1..=10_000).contains(&self.topics.partitions) {
-            return bad("topics.partitions", "must be between 1 and 10000");
-        }
+        check::topics([("topics.purchases", &self.topics.purchases)])?;
+        check::partitions("topics.partitions", self.topics.partitions)?;
         let l = &self.limits;
         if !(1..=100_000).contains(&l.max_batch_swipes) {
             return bad("limits.max_batch_swipes", "must be between 1 and 100000");
@@ -275,10 +244,7 @@ impl Settings {
             return bad("limits.stream_read_ahead_swipes", "must be positive");
         }
 
-        if let Err(e) = self.log.validate() {
-            return bad(&e.key, &e.message);
-        }
-        Ok(())
+        self.log.validate()
     }
 
     pub fn swipe_limits(&self) -> SwipeLimits {
@@ -311,9 +277,9 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn key_of(r: Result<Settings, IngestError>) -> String {
+    fn key_of(r: Result<Settings, ConfigError>) -> String {
         match r {
-            Err(IngestError::Config { key, .. }) => key,
+            Err(ConfigError { key, .. }) => key,
             other => panic!("expected a config error, got {other:?}"),
         }
     }

@@ -2,18 +2,22 @@
 
 use std::time::Duration;
 
+use churnguard_config::ConfigError;
 use churnguard_domain::Violations;
 use churnguard_eventlog::LogError;
 use churnguard_proto::ingest::v1 as pb;
+use churnguard_runtime::{ServeError, TaskFailed};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("invalid configuration at {key}: {message}")]
-    Config { key: String, message: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("starting the service failed: {0}")]
     Startup(String),
+    #[error("gRPC server: {0}")]
+    Serve(#[from] ServeError),
     #[error("invalid swipe: {0}")]
     InvalidSwipe(Violations),
     #[error(
@@ -56,9 +60,10 @@ impl IngestError {
             IngestError::Publish(e) if e.is_retriable() => {
                 Status::unavailable("the event log is unavailable: retry with the same swipe_id")
             }
-            IngestError::Publish(_) | IngestError::Config { .. } | IngestError::Startup(_) => {
-                Status::internal("the swipe could not be written")
-            }
+            IngestError::Publish(_)
+            | IngestError::Config(_)
+            | IngestError::Startup(_)
+            | IngestError::Serve(_) => Status::internal("the swipe could not be written"),
         }
     }
 
@@ -113,8 +118,8 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-impl From<churnguard_config::TaskFailed> for IngestError {
-    fn from(e: churnguard_config::TaskFailed) -> Self {
+impl From<TaskFailed> for IngestError {
+    fn from(e: TaskFailed) -> Self {
         IngestError::Startup(format!("server task: {}", e.0))
     }
 }

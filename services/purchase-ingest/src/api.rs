@@ -4,7 +4,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use churnguard_domain::{
     CardSwiped, CardTokenizer, CustomerInput, FieldViolation, SwipeDraft, SwipeLimits, Violations,
     envelope,
@@ -12,6 +11,7 @@ use churnguard_domain::{
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngest;
+use churnguard_runtime::Clock;
 use churnguard_telemetry::{TRACEPARENT, Telemetry, TraceSpan};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
@@ -20,9 +20,6 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::IngestError;
-
-/// A clock, injectable for tests.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Everything a call needs; shared by all calls.
 pub struct Core<L> {

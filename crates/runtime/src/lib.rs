@@ -1,0 +1,28 @@
+//! How every churnguard service binary runs, written once.
+//!
+//! - [`GrpcServer`]: binds (port 0 for tests), serves the service's tonic services with
+//!   gRPC health (set by the service or following a probe) and reflection v1 and
+//!   v1alpha, and stops gracefully: stop accepting, let in-flight calls finish within a
+//!   grace period, report NOT_SERVING. Server-wide HTTP/2 knobs are builder options, and
+//!   [`GrpcServer::with_layer`] is where metrics, authentication and rate limits go.
+//! - [`Running`]: a service (or just its server) on a background task: where it listens,
+//!   `stop`, `until(signal)`. Every service's `App::spawn` returns one.
+//! - [`cli`]: settings loaded or the binary exits with code 2 naming the bad key.
+//! - [`with_log`]: the event-log backend the settings choose, opened once, handed to a
+//!   generic callback ([`OnLog`]).
+//! - [`shutdown_signal`], [`Clock`] / [`system_clock`], and [`retry`]'s one backoff.
+
+pub mod cli;
+mod clock;
+mod health;
+mod log;
+pub mod retry;
+mod running;
+mod server;
+mod shutdown;
+
+pub use clock::{Clock, system_clock};
+pub use log::{OnLog, OpenLogError, with_log};
+pub use running::{Running, ShutdownSignal, TaskFailed};
+pub use server::{GrpcServer, ServeError, Stopped};
+pub use shutdown::shutdown_signal;
