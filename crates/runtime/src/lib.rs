@@ -10,12 +10,15 @@
 //! - [`cli`]: settings loaded or the binary exits with code 2 naming the bad key.
 //! - [`with_log`]: the event-log backend the settings choose, opened once, handed to a
 //!   generic callback ([`OnLog`]).
+//! - [`work_on_owned_partitions`]: one task per partition a consumer group gives this
+//!   replica, stopped before the partition moves: how replicas split a topic's work.
 //! - [`shutdown_signal`], [`Clock`] / [`system_clock`], and [`retry`]'s one backoff.
 
 pub mod cli;
 mod clock;
 mod health;
 mod log;
+mod partitions;
 pub mod retry;
 mod running;
 mod server;
@@ -23,6 +26,7 @@ mod shutdown;
 
 pub use clock::{Clock, system_clock};
 pub use log::{OnLog, OpenLogError, with_log};
+pub use partitions::{Owned, work_on_owned_partitions};
 pub use running::{Running, ShutdownSignal, TaskFailed};
 pub use server::{GrpcServer, ServeError, Stopped};
 pub use shutdown::shutdown_signal;

@@ -1,7 +1,10 @@
 //! The service put together from its [`Settings`]: the Feedback API over the complaint
-//! write path and the contact vault, the SLA timers on every partition of the events
-//! topic, and the outreach opener on every partition of the churn-signals topic, sharing
-//! one Redis. The binary (`main.rs`) and `churnguard-local` only load settings, open the
+//! write path and the contact vault, the SLA timers on the partitions of the events topic
+//! this replica owns (consumer group `<group>-timers`), and the outreach opener on the
+//! partitions of the churn-signals topic it owns (`<group>-outreach`), sharing one Redis.
+//! Replicas split the partitions between them; a replica that stops or dies has its
+//! partitions handed to the others (within the group session timeout when it dies). The
+//! API and the projection serve every partition on every replica. The binary (`main.rs`) and `churnguard-local` only load settings, open the
 //! log, get the key-encryption key and call this.
 //!
 //! [`ApiServer`] is the Feedback API alone on the runtime's gRPC server (health,
@@ -16,7 +19,9 @@ use churnguard_config::ConfigError;
 use churnguard_eventlog::{EventLog, LogError};
 use churnguard_proto::feedback::v1::feedback_server::FeedbackServer;
 use churnguard_redis::{RedisConnection, StoreError};
-use churnguard_runtime::{Clock, GrpcServer, ServeError, TaskFailed, system_clock};
+use churnguard_runtime::{
+    Clock, GrpcServer, Owned, ServeError, TaskFailed, system_clock, work_on_owned_partitions,
+};
 use churnguard_vault::{Kek, RedisKeyStore, Vault};
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +66,18 @@ pub struct App<L> {
     timer_interval: Duration,
     grace: Duration,
     opener: Arc<Opener<L>>,
-    signal_partitions: u32,
+    group: String,
+    topics: crate::config::Topics,
+    ownership: Ownership,
+}
+
+/// The partitions a replica works on right now.
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    /// Partitions of the events topic whose SLA timers this replica runs.
+    pub timers: Owned,
+    /// Partitions of the signals topic this replica opens outreach cases from.
+    pub outreach: Owned,
 }
 
 impl<L> std::fmt::Debug for App<L> {
@@ -91,7 +107,7 @@ impl<L: EventLog + 'static> App<L> {
         // The broker is the authority on the partition count of an existing topic.
         let partitions = log.ensure_topic(&topics.events, topics.partitions).await?;
         // Churn scoring usually creates the signals topic; whoever starts first does.
-        let signal_partitions = log.ensure_topic(&topics.signals, topics.partitions).await?;
+        log.ensure_topic(&topics.signals, topics.partitions).await?;
         let conn = settings.redis.connect().await?;
         let projection = Projection::new(conn.clone(), &topics.events, partitions)
             .with_sla(settings.sla.clone(), directory);
@@ -122,8 +138,15 @@ impl<L: EventLog + 'static> App<L> {
             timer_interval: settings.timer_interval(),
             grace: settings.shutdown_grace(),
             opener,
-            signal_partitions,
+            group: settings.group.clone(),
+            topics: settings.topics.clone(),
+            ownership: Ownership::default(),
         })
+    }
+
+    /// The partitions this replica works on, as they change.
+    pub fn ownership(&self) -> Ownership {
+        self.ownership.clone()
     }
 
     /// Where the API listens.
@@ -145,22 +168,41 @@ impl<L: EventLog + 'static> App<L> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let stop = CancellationToken::new();
-        let partitions: Vec<u32> = (0..self.partitions).collect();
         let timers = tokio::spawn({
-            let complaints = self.complaints.clone();
-            let stop = stop.clone();
-            let clock = self.clock.clone();
-            let every = self.timer_interval;
+            let (complaints, log, clock) = (
+                self.complaints.clone(),
+                self.log.clone(),
+                self.clock.clone(),
+            );
+            let (every, stop, owned) = (
+                self.timer_interval,
+                stop.clone(),
+                self.ownership.timers.clone(),
+            );
+            let (group, topic) = (format!("{}-timers", self.group), self.topics.events.clone());
             async move {
-                timers::run(&complaints, &partitions, clock, every, stop.cancelled()).await;
+                work_on_owned_partitions(log.as_ref(), &group, &topic, &owned, stop, |p, token| {
+                    let (complaints, clock) = (complaints.clone(), clock.clone());
+                    async move {
+                        timers::run(&complaints, &[p], clock, every, token.cancelled()).await;
+                    }
+                })
+                .await
             }
         });
         let opener = tokio::spawn({
-            let opener = self.opener.clone();
-            let stop = stop.clone();
-            let partitions: Vec<u32> = (0..self.signal_partitions).collect();
+            let (opener, log) = (self.opener.clone(), self.log.clone());
+            let (stop, owned) = (stop.clone(), self.ownership.outreach.clone());
+            let (group, topic) = (
+                format!("{}-outreach", self.group),
+                self.topics.signals.clone(),
+            );
             async move {
-                opener.run(&partitions, stop.cancelled()).await;
+                work_on_owned_partitions(log.as_ref(), &group, &topic, &owned, stop, |p, token| {
+                    let opener = opener.clone();
+                    async move { opener.run(&[p], token.cancelled()).await }
+                })
+                .await
             }
         });
         let api = self.api.spawn();
@@ -174,10 +216,12 @@ impl<L: EventLog + 'static> App<L> {
         stop.cancel();
         let timers = timers
             .await
-            .map_err(|e| AppError::Task(format!("SLA timers task: {e}")));
+            .map_err(|e| AppError::Task(format!("SLA timers task: {e}")))
+            .and_then(|r| r.map_err(AppError::Log));
         let opener = opener
             .await
-            .map_err(|e| AppError::Task(format!("outreach opener task: {e}")));
+            .map_err(|e| AppError::Task(format!("outreach opener task: {e}")))
+            .and_then(|r| r.map_err(AppError::Log));
         let api = api.stop().await;
         let flushed = self.log.flush(self.grace).await;
         timers?;

@@ -32,8 +32,13 @@ pub struct Settings {
     pub listen_addr: String,
     /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
     pub shutdown_grace_ms: u64,
-    /// How often the SLA timers look for due warnings and breaches on every partition.
+    /// How often the SLA timers look for due warnings and breaches on each partition this
+    /// replica owns.
     pub timer_interval_ms: u64,
+    /// Replicas share the work through two consumer groups named after this:
+    /// `<group>-timers` on the events topic (SLA timers) and `<group>-outreach` on the
+    /// signals topic (defector outreach). Each partition's work runs on one replica.
+    pub group: String,
     /// How often Redis is probed for gRPC health (NOT_SERVING while it does not answer).
     pub health_probe_interval_ms: u64,
     /// Targets per severity, warnings and the escalation chain.
@@ -107,6 +112,7 @@ impl Default for Settings {
             listen_addr: "127.0.0.1:50053".into(),
             shutdown_grace_ms: 10_000,
             timer_interval_ms: 1_000,
+            group: "feedback".into(),
             health_probe_interval_ms: 1_000,
             sla: default_sla(),
             directory: default_directory(),
@@ -244,9 +250,11 @@ impl Settings {
             ("timer_interval_ms", self.timer_interval_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),
         ])?;
+        // A group name has the topics' alphabet.
         check::topics([
             ("topics.events", &self.topics.events),
             ("topics.signals", &self.topics.signals),
+            ("group", &self.group),
         ])?;
         for (key, target) in [
             ("outreach.at_risk", self.outreach.at_risk),
