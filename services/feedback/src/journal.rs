@@ -162,11 +162,6 @@ fn record<T: Serialize>(
 }
 
 impl Commit {
-    /// The version after this commit.
-    pub fn version_after(&self) -> u64 {
-        self.base_version + self.events.len() as u64
-    }
-
     /// The log record, keyed by the complaint.
     pub fn to_record(&self, now: DateTime<Utc>) -> OutgoingRecord {
         record(

@@ -7,7 +7,7 @@
 //! running time falls due at the first instant the running time reaches `k`. So a
 //! deadline is precise to the second, and a pause moves it by exactly the business time
 //! the pause took from the clock. The deadline index of the feedback service holds the
-//! [`Schedule::next_due`] instant of each clock; no cron, no polling.
+//! first alarm of each complaint not yet recorded; no cron, no polling.
 //!
 //! # Configuration
 //!
@@ -213,17 +213,6 @@ pub struct Targets {
     pub resolution: BusinessDuration,
 }
 
-/// Which of a complaint's clocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClockKind {
-    FirstResponse,
-    Update,
-    Resolution,
-    /// How long the holder of a level has before the complaint moves up a level.
-    LevelTarget(Level),
-}
-
 /// The SLA of a chain: targets per severity, when to warn, and the escalation chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -251,27 +240,6 @@ fn default_critical_starts_at() -> Level {
 }
 
 impl SlaPolicy {
-    /// The target of a clock of a complaint of `severity`. Level targets do not depend
-    /// on the severity.
-    pub fn target(&self, severity: Severity, kind: ClockKind) -> BusinessDuration {
-        let t = self.targets.get(severity);
-        match kind {
-            ClockKind::FirstResponse => t.first_response,
-            ClockKind::Update => t.update_interval,
-            ClockKind::Resolution => t.resolution,
-            ClockKind::LevelTarget(level) => *self.escalation.get(level),
-        }
-    }
-
-    /// The level a complaint of `severity` is first assigned to.
-    pub fn first_level(&self, severity: Severity) -> Level {
-        if severity == Severity::Critical {
-            self.critical_starts_at
-        } else {
-            Level::StoreManager
-        }
-    }
-
     /// Every problem, each naming its field under `path` (`sla.targets.major.resolution`,
     /// `sla.warnings`, `sla.escalation.owner`, ...).
     pub fn validate(&self, path: &str) -> Result<(), Violations> {
@@ -618,22 +586,6 @@ impl Schedule {
         alarms.sort_by_key(|(_, t)| *t);
         alarms
     }
-
-    /// The first alarm due strictly after `after` (the instant up to which alarms have
-    /// been fired): what a deadline index holds for this clock. `None` when nothing more
-    /// is due (all fired, or the clock is paused).
-    pub fn next_due(&self, after: DateTime<Utc>) -> Option<(Alarm, DateTime<Utc>)> {
-        self.alarms().into_iter().find(|(_, t)| *t > after)
-    }
-
-    /// The alarms due in `(after, now]`: what to fire when the index wakes at `now`.
-    pub fn due_between(&self, after: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Alarm> {
-        self.alarms()
-            .into_iter()
-            .filter(|(_, t)| *t > after && *t <= now)
-            .map(|(a, _)| a)
-            .collect()
-    }
 }
 
 /// The schedule of a clock started at `start` with `target_secs` of business time, given
@@ -657,143 +609,6 @@ pub fn schedule(
         breach: reached_at(calendar, start, pauses, target_secs),
         paused_since: running_periods(start, pauses).1,
     }
-}
-
-/// A clock that cannot take a pause or resume as given.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClockError {
-    #[error("the clock is already paused")]
-    PauseWhilePaused,
-    #[error("the clock is not paused")]
-    ResumeWhileRunning,
-    #[error("{at} is before the clock's last event at {last}")]
-    OutOfOrder {
-        at: DateTime<Utc>,
-        last: DateTime<Utc>,
-    },
-}
-
-/// One SLA clock of a complaint: what it measures, when it started, its target, and its
-/// pauses in order (only the last may be open).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Clock {
-    pub kind: ClockKind,
-    pub started: DateTime<Utc>,
-    pub target: BusinessDuration,
-    pub pauses: Vec<Pause>,
-}
-
-impl Clock {
-    pub fn new(kind: ClockKind, started: DateTime<Utc>, target: BusinessDuration) -> Self {
-        Self {
-            kind,
-            started,
-            target,
-            pauses: Vec::new(),
-        }
-    }
-
-    pub fn is_paused(&self) -> bool {
-        self.pauses.last().is_some_and(|(_, until)| until.is_none())
-    }
-
-    /// The latest instant on the clock's timeline.
-    fn last_event(&self) -> DateTime<Utc> {
-        self.pauses
-            .last()
-            .map_or(self.started, |(from, until)| until.unwrap_or(*from))
-    }
-
-    /// Stops the clock at `at` (waiting on the customer).
-    pub fn pause(&mut self, at: DateTime<Utc>) -> Result<(), ClockError> {
-        if self.is_paused() {
-            return Err(ClockError::PauseWhilePaused);
-        }
-        self.in_order(at)?;
-        self.pauses.push((at, None));
-        Ok(())
-    }
-
-    /// Starts the clock again at `at`.
-    pub fn resume(&mut self, at: DateTime<Utc>) -> Result<(), ClockError> {
-        self.in_order(at)?;
-        match self.pauses.last_mut() {
-            Some((_, until @ None)) => {
-                *until = Some(at);
-                Ok(())
-            }
-            _ => Err(ClockError::ResumeWhileRunning),
-        }
-    }
-
-    fn in_order(&self, at: DateTime<Utc>) -> Result<(), ClockError> {
-        let last = self.last_event();
-        if at < last {
-            Err(ClockError::OutOfOrder { at, last })
-        } else {
-            Ok(())
-        }
-    }
-
-    /// When the clock's alarms fall due (see [`schedule`]).
-    pub fn schedule(&self, calendar: &BusinessCalendar, fractions: &[f64]) -> Schedule {
-        schedule(
-            calendar,
-            self.started,
-            self.target.secs(),
-            &self.pauses,
-            fractions,
-        )
-    }
-
-    /// The business seconds the clock has run by `now`.
-    pub fn running_secs(&self, calendar: &BusinessCalendar, now: DateTime<Utc>) -> i64 {
-        running_secs(calendar, self.started, &self.pauses, now)
-    }
-
-    /// Business seconds left before the breach at `now`; negative once breached.
-    pub fn remaining_secs(&self, calendar: &BusinessCalendar, now: DateTime<Utc>) -> i64 {
-        self.target.secs() - self.running_secs(calendar, now)
-    }
-}
-
-/// One level of an escalation chain as it would play out if nobody resolved the
-/// complaint: when the level's clock starts and when it breaches (and the complaint
-/// moves up).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LevelDeadline {
-    pub level: Level,
-    pub starts: DateTime<Utc>,
-    /// `None` if the clock is paused before then (the chain stops there).
-    pub breach: Option<DateTime<Utc>>,
-}
-
-/// The escalation chain from `first` at `start`: each level's clock starts at the breach
-/// of the level below and runs for that level's target, with the complaint's pauses.
-/// Ends at the owner, or at the first level whose breach is not due (paused).
-pub fn escalation_chain(
-    policy: &SlaPolicy,
-    calendar: &BusinessCalendar,
-    first: Level,
-    start: DateTime<Utc>,
-    pauses: &[Pause],
-) -> Vec<LevelDeadline> {
-    let mut chain = Vec::new();
-    let mut level = Some(first);
-    let mut starts = start;
-    while let Some(l) = level {
-        let target = policy.escalation.get(l).secs();
-        let breach = reached_at(calendar, starts, pauses, target);
-        chain.push(LevelDeadline {
-            level: l,
-            starts,
-            breach,
-        });
-        let Some(b) = breach else { break };
-        starts = b;
-        level = l.above();
-    }
-    chain
 }
 
 #[cfg(test)]
@@ -871,9 +686,8 @@ mod tests {
         // Friday 22 August 2025, 16:30: half an hour before closing. Monday is the
         // summer bank holiday, so the rest of the four hours run on Tuesday.
         let filed = london("2025-08-22 16:30:00");
-        let target = policy.target(Severity::Major, ClockKind::FirstResponse);
-        let mut clock = Clock::new(ClockKind::FirstResponse, filed, target);
-        let s = clock.schedule(&cal, &policy.warnings);
+        let target = policy.targets.major.first_response.secs();
+        let s = schedule(&cal, filed, target, &[], &policy.warnings);
         assert_eq!(
             s,
             Schedule {
@@ -887,23 +701,21 @@ mod tests {
         );
 
         // Tuesday 10:00 the store asks the customer for a receipt; the clock stops.
-        clock.pause(london("2025-08-26 10:00:00")).expect("pauses");
-        let paused = clock.schedule(&cal, &policy.warnings);
+        let mut pauses: Vec<Pause> = vec![(london("2025-08-26 10:00:00"), None)];
+        let paused = schedule(&cal, filed, target, &pauses, &policy.warnings);
         assert_eq!(paused.paused_since, Some(london("2025-08-26 10:00:00")));
         assert_eq!(paused.breach, None);
         assert_eq!(paused.warnings, vec![(0.5, None), (0.75, None)]);
-        assert_eq!(paused.next_due(london("2025-08-26 10:00:00")), None);
+        assert_eq!(paused.alarms(), vec![]);
         assert_eq!(
-            clock.running_secs(&cal, london("2025-08-26 15:00:00")),
+            running_secs(&cal, filed, &pauses, london("2025-08-26 15:00:00")),
             90 * 60
         );
 
         // The receipt arrives Wednesday 14:00. The pause took 7 h on Tuesday and 5 h on
         // Wednesday from the clock; every alarm still ahead moves by exactly that.
-        clock
-            .resume(london("2025-08-27 14:00:00"))
-            .expect("resumes");
-        let resumed = clock.schedule(&cal, &policy.warnings);
+        pauses[0].1 = Some(london("2025-08-27 14:00:00"));
+        let resumed = schedule(&cal, filed, target, &pauses, &policy.warnings);
         let paused_business =
             cal.business_between(london("2025-08-26 10:00:00"), london("2025-08-27 14:00:00"));
         assert_eq!(paused_business, 12 * HOUR);
@@ -923,31 +735,26 @@ mod tests {
             }
         );
         assert_eq!(
-            resumed.next_due(london("2025-08-27 14:30:00")),
-            Some((Alarm::Warning(0.75), london("2025-08-27 15:30:00")))
+            resumed.alarms(),
+            vec![
+                (Alarm::Warning(0.5), london("2025-08-27 14:30:00")),
+                (Alarm::Warning(0.75), london("2025-08-27 15:30:00")),
+                (Alarm::Breach, london("2025-08-27 16:30:00")),
+            ]
         );
-        assert_eq!(
-            resumed.due_between(london("2025-08-27 14:00:00"), london("2025-08-27 16:30:00")),
-            vec![Alarm::Warning(0.5), Alarm::Warning(0.75), Alarm::Breach]
-        );
-        assert_eq!(
-            clock.remaining_secs(&cal, london("2025-08-27 16:00:00")),
-            30 * 60
-        );
-        assert_eq!(
-            clock.remaining_secs(&cal, london("2025-08-28 09:10:00")),
-            -40 * 60
-        );
+        let remaining = |now| target - running_secs(&cal, filed, &pauses, now);
+        assert_eq!(remaining(london("2025-08-27 16:00:00")), 30 * 60);
+        assert_eq!(remaining(london("2025-08-28 09:10:00")), -40 * 60);
 
-        // The same complaint's resolution clock (24 h) over the month: the pause moves it
-        // by the same 12 business hours, into the next week.
-        let resolution = Clock {
-            kind: ClockKind::Resolution,
-            started: filed,
-            target: policy.target(Severity::Major, ClockKind::Resolution),
-            pauses: clock.pauses.clone(),
-        };
-        let s = resolution.schedule(&cal, &policy.warnings);
+        // The same complaint's 24 h from filing over the month: the pause moves it by the
+        // same 12 business hours, into the next week.
+        let s = schedule(
+            &cal,
+            filed,
+            policy.targets.major.resolution.secs(),
+            &pauses,
+            &policy.warnings,
+        );
         // 24 h unpaused: Fri 0.5 + Tue 8 + Wed 8 + Thu 7.5 → Thursday 28th 16:30;
         // plus 12 h: Thu 0.5 + Fri 29th 8 + Mon 1 Sep 3.5 → 12:30.
         assert_eq!(s.breach, Some(london("2025-09-01 12:30:00")));
@@ -976,53 +783,6 @@ mod tests {
     }
 
     #[test]
-    fn the_escalation_chain_runs_level_after_level() {
-        let cal = calendar();
-        let policy = policy();
-        let filed = london("2025-08-22 16:30:00");
-        assert_eq!(policy.first_level(Severity::Major), Level::StoreManager);
-        let chain = escalation_chain(&policy, &cal, Level::StoreManager, filed, &[]);
-        // Store manager, 8 h: Fri 0.5, (Mon bank holiday), Tue 7.5 → Tue 26th 16:30.
-        // Regional manager, 16 h: Tue 0.5, Wed 8, Thu 7.5 → Thu 28th 16:30.
-        // Owner, 24 h: Thu 0.5, Fri 8, Mon 1 Sep 8, Tue 7.5 → Tue 2 Sep 16:30.
-        assert_eq!(
-            chain,
-            vec![
-                LevelDeadline {
-                    level: Level::StoreManager,
-                    starts: filed,
-                    breach: Some(london("2025-08-26 16:30:00")),
-                },
-                LevelDeadline {
-                    level: Level::RegionalManager,
-                    starts: london("2025-08-26 16:30:00"),
-                    breach: Some(london("2025-08-28 16:30:00")),
-                },
-                LevelDeadline {
-                    level: Level::Owner,
-                    starts: london("2025-08-28 16:30:00"),
-                    breach: Some(london("2025-09-02 16:30:00")),
-                },
-            ]
-        );
-
-        // A critical complaint starts with the regional manager.
-        let first = policy.first_level(Severity::Critical);
-        assert_eq!(first, Level::RegionalManager);
-        let chain = escalation_chain(&policy, &cal, first, filed, &[]);
-        assert_eq!(
-            chain.iter().map(|d| d.level).collect::<Vec<_>>(),
-            [Level::RegionalManager, Level::Owner]
-        );
-
-        // Waiting on the customer from Wednesday stops the chain at the regional level.
-        let pauses = [(london("2025-08-27 12:00:00"), None)];
-        let chain = escalation_chain(&policy, &cal, Level::StoreManager, filed, &pauses);
-        assert_eq!(chain.len(), 2);
-        assert_eq!(chain[1].breach, None);
-    }
-
-    #[test]
     fn alarms_due_before_an_open_pause_keep_their_instants() {
         let cal = calendar();
         let start = london("2025-09-01 09:00:00");
@@ -1032,35 +792,16 @@ mod tests {
         assert_eq!(s.warnings[1], (0.75, None));
         assert_eq!(s.breach, None);
         assert_eq!(s.paused_since, Some(london("2025-09-01 11:30:00")));
-        assert_eq!(s.next_due(london("2025-09-01 11:00:00")), None);
+        assert_eq!(
+            s.alarms(),
+            vec![(Alarm::Warning(0.5), london("2025-09-01 11:00:00"))]
+        );
 
         // An alarm reached at the very instant of the pause is due then.
         let pauses = [(london("2025-09-01 12:00:00"), None)];
         let s = schedule(&cal, start, 4 * HOUR, &pauses, &[0.5, 0.75]);
         assert_eq!(s.warnings[1], (0.75, Some(london("2025-09-01 12:00:00"))));
         assert_eq!(s.breach, None);
-    }
-
-    #[test]
-    fn pause_and_resume_must_alternate_in_order() {
-        let start = london("2025-09-01 09:00:00");
-        let mut c = Clock::new(ClockKind::Update, start, h(8));
-        assert_eq!(
-            c.resume(start + Duration::hours(1)),
-            Err(ClockError::ResumeWhileRunning)
-        );
-        assert!(matches!(
-            c.pause(start - Duration::hours(1)),
-            Err(ClockError::OutOfOrder { .. })
-        ));
-        c.pause(start + Duration::hours(1)).expect("pauses");
-        assert!(c.is_paused());
-        assert_eq!(
-            c.pause(start + Duration::hours(2)),
-            Err(ClockError::PauseWhilePaused)
-        );
-        c.resume(start + Duration::hours(2)).expect("resumes");
-        assert!(!c.is_paused());
     }
 
     #[test]
@@ -1098,13 +839,7 @@ mod tests {
         p.validate("sla").expect("valid");
         assert_eq!(p.warnings, [0.5, 0.75]);
         assert_eq!(p.critical_starts_at, Level::RegionalManager);
-        assert_eq!(
-            p.target(
-                Severity::Minor,
-                ClockKind::LevelTarget(Level::RegionalManager)
-            ),
-            h(16)
-        );
+        assert_eq!(*p.escalation.get(Level::RegionalManager), h(16));
         let typo = json.replace("update_interval", "update");
         assert!(serde_json::from_str::<SlaPolicy>(&typo).is_err());
     }
