@@ -66,7 +66,8 @@ pub enum SlaClock {
     FirstResponse,
     /// Time between updates from our side once the customer has been answered.
     Update,
-    /// Reaching this level (or a reopening) until resolution.
+    /// Reaching this level (or a reopening) until resolution; due by the earlier of the
+    /// level's target and the severity's (counted from filing).
     Resolution,
 }
 
@@ -93,9 +94,10 @@ impl fmt::Display for SlaClock {
 }
 
 /// One run of a clock: which clock, at which level, counting since when. The timer turns
-/// it into a deadline (business time, the level's target, minus [`Complaint::pauses`])
-/// and echoes `started_at` in its commands so a warning for a finished run is recognised
-/// as stale.
+/// it into a deadline (business time, the run's target from
+/// [`SlaPolicy::run_target`](crate::feedback::sla::SlaPolicy::run_target), minus
+/// [`Complaint::pauses`]) and echoes `started_at` in its commands so a warning for a
+/// finished run is recognised as stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClockRun {
     pub clock: SlaClock,

@@ -40,11 +40,18 @@
 //! ```
 
 //!
+//! Which target a complaint's clock run counts against is [`SlaPolicy::run_target`]:
+//! first response and update by the severity's targets, and the resolution by the
+//! **earlier** of the severity's `resolution` target (from filing) and the level's
+//! `escalation` target (from reaching the level); see `deadline.rs`.
+//!
 //! Files: `duration.rs` (lengths of business time), `policy.rs` (targets, warnings, the
 //! escalation chain), `directory.rs` (who holds each level, each store's calendar),
-//! `clock.rs` (running time and schedules).
+//! `clock.rs` (running time and schedules), `deadline.rs` (the target of a clock run, the
+//! resolution rule).
 
 mod clock;
+mod deadline;
 mod directory;
 mod duration;
 mod policy;

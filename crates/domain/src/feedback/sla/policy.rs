@@ -55,7 +55,9 @@ pub struct Targets {
     pub first_response: BusinessDuration,
     /// The longest the customer waits between updates while the complaint is open.
     pub update_interval: BusinessDuration,
-    /// From filing to resolution.
+    /// From filing to resolution, less the time waiting on the customer. A level's
+    /// resolution run falls due at the earlier of this and the level's own target
+    /// ([`SlaPolicy::run_target`]).
     pub resolution: BusinessDuration,
 }
 
@@ -69,7 +71,9 @@ pub struct SlaPolicy {
     #[serde(default = "default_warnings")]
     pub warnings: Vec<f64>,
     /// Per level, the business time its holder has to resolve the complaint before it
-    /// moves to the level above. The clock of a level starts when the complaint reaches it.
+    /// moves to the level above. The clock of a level starts when the complaint reaches it,
+    /// and falls due sooner if the severity's `resolution` target does
+    /// ([`SlaPolicy::run_target`]).
     pub escalation: PerLevel<BusinessDuration>,
     /// The level a *critical* complaint starts at, skipping those below; every other
     /// severity starts with the store manager. Default: the regional manager.
