@@ -10,7 +10,9 @@
 //!   publishes ([`signal`]).
 //! - Feedback ([`feedback`]): complaints and their SLA clocks in business time, and
 //!   defector outreach.
+//! - Event sourcing: one shape for every aggregate ([`aggregate`]).
 
+pub mod aggregate;
 pub mod card;
 pub mod customer;
 pub mod envelope;
@@ -25,6 +27,7 @@ pub mod risk;
 pub mod signal;
 pub mod swipe;
 
+pub use aggregate::{Aggregate, Refusal};
 pub use card::{CardTokenizer, TokenizeError};
 pub use envelope::{DecodeError, Envelope};
 pub use error::{FieldViolation, Violations, quoted};

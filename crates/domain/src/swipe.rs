@@ -126,39 +126,9 @@ impl SwipeDraft {
         let employee_id = EmployeeId::parse(self.employee_id)
             .map_err(|e| field("employee_id", e))
             .ok();
-        let occurred_at = match DateTime::parse_from_rfc3339(&self.occurred_at) {
-            Err(_) => {
-                field(
-                    "occurred_at",
-                    format!(
-                        "must be an RFC 3339 time with an offset, e.g. 2026-11-22T10:15:00+01:00, got {}",
-                        quoted(&self.occurred_at)
-                    ),
-                );
-                None
-            }
-            Ok(t) if t.with_timezone(&Utc) > now + limits.max_future => {
-                field(
-                    "occurred_at",
-                    format!(
-                        "is more than {}s in the future of the server clock",
-                        limits.max_future.num_seconds()
-                    ),
-                );
-                None
-            }
-            Ok(t) if t.with_timezone(&Utc) < now - limits.max_age => {
-                field(
-                    "occurred_at",
-                    format!(
-                        "is older than the limit of {} days",
-                        limits.max_age.num_days()
-                    ),
-                );
-                None
-            }
-            Ok(t) => Some(t),
-        };
+        let occurred_at = validate_occurred_at(&self.occurred_at, now, limits)
+            .map_err(|e| field("occurred_at", e))
+            .ok();
         if self.amount_minor_units < 0 {
             field("amount.minor_units", "must not be negative".into());
         } else if self.amount_minor_units > limits.max_amount_minor_units {
@@ -212,6 +182,34 @@ impl SwipeDraft {
             _ => Err(Violations(errors)),
         }
     }
+}
+
+/// The swipe's time: RFC 3339 with an offset, neither too far ahead of the server clock
+/// `now` nor older than the limit.
+fn validate_occurred_at(
+    text: &str,
+    now: DateTime<Utc>,
+    limits: &SwipeLimits,
+) -> Result<DateTime<FixedOffset>, String> {
+    let t = DateTime::parse_from_rfc3339(text).map_err(|_| {
+        format!(
+            "must be an RFC 3339 time with an offset, e.g. 2026-11-22T10:15:00+01:00, got {}",
+            quoted(text)
+        )
+    })?;
+    if t.with_timezone(&Utc) > now + limits.max_future {
+        return Err(format!(
+            "is more than {}s in the future of the server clock",
+            limits.max_future.num_seconds()
+        ));
+    }
+    if t.with_timezone(&Utc) < now - limits.max_age {
+        return Err(format!(
+            "is older than the limit of {} days",
+            limits.max_age.num_days()
+        ));
+    }
+    Ok(t)
 }
 
 fn validate_customer(

@@ -24,13 +24,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use churnguard_domain::Aggregate;
 use churnguard_domain::envelope::event_id;
 use churnguard_domain::feedback::complaint::{
     self as domain, AcknowledgeComplaint, AddComplaintUpdate, Complainant, Complaint,
     ComplaintCommand, ComplaintError, ComplaintEvent, ComplaintStatus, ContactDetails,
     EscalateComplaint, EscalationReason, FileComplaint, RecordRootCause, RecordSatisfaction,
     ReopenComplaint, ResolveComplaint, RootCauseInput, SatisfactionInput, SealedContact, SlaClock,
-    WaitOnCustomer, handle,
+    WaitOnCustomer,
 };
 use churnguard_domain::feedback::outreach::{
     Cause, DefectorState, OutreachCase, OutreachCommand, OutreachStatus, RecordOutreach,
@@ -229,7 +230,7 @@ impl<L: EventLog> FeedbackApi<L> {
         };
         // Every field is checked before anything is sealed or appended: the adapter's
         // own checks, then the aggregate's on a dry run.
-        let dry = handle(
+        let dry = Complaint::handle(
             None,
             ComplaintCommand::FileComplaint(command.clone()),
             now,

@@ -4,11 +4,10 @@
 //! types on the one topic; [`Committed::decode`] reads either.
 
 use chrono::{DateTime, Utc};
+use churnguard_domain::Aggregate;
 use churnguard_domain::envelope::{DecodeError, Envelope};
-use churnguard_domain::feedback::complaint::Complaint;
-use churnguard_domain::feedback::complaint::{self, ComplaintEvent};
-use churnguard_domain::feedback::outreach::OutreachCase;
-use churnguard_domain::feedback::outreach::{self, OutreachEvent};
+use churnguard_domain::feedback::complaint::{Complaint, ComplaintEvent};
+use churnguard_domain::feedback::outreach::{OutreachCase, OutreachEvent};
 use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_eventlog::{Header, OutgoingRecord};
 use serde::de::DeserializeOwned;
@@ -101,7 +100,7 @@ impl StreamCommit for Commit {
         &self.events
     }
     fn apply(state: Option<Complaint>, event: &ComplaintEvent) -> Option<Complaint> {
-        complaint::apply(state, event)
+        Complaint::apply(state, event)
     }
     fn version(state: &Complaint) -> u64 {
         state.version
@@ -127,7 +126,7 @@ impl StreamCommit for OutreachCommit {
         &self.events
     }
     fn apply(state: Option<OutreachCase>, event: &OutreachEvent) -> Option<OutreachCase> {
-        outreach::apply(state, event)
+        OutreachCase::apply(state, event)
     }
     fn version(state: &OutreachCase) -> u64 {
         state.version
@@ -163,11 +162,6 @@ fn record<T: Serialize>(
 }
 
 impl Commit {
-    /// The version after this commit.
-    pub fn version_after(&self) -> u64 {
-        self.base_version + self.events.len() as u64
-    }
-
     /// The log record, keyed by the complaint.
     pub fn to_record(&self, now: DateTime<Utc>) -> OutgoingRecord {
         record(

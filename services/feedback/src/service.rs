@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use churnguard_domain::Aggregate;
 use churnguard_domain::feedback::complaint::{
-    Complaint, ComplaintCommand, ComplaintEvent, Context, apply, handle,
+    Complaint, ComplaintCommand, ComplaintEvent, Context,
 };
-use churnguard_domain::feedback::outreach::{self, OutreachCase, OutreachCommand};
+use churnguard_domain::feedback::outreach::{OutreachCase, OutreachCommand};
 use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_runtime::Clock;
@@ -95,7 +96,7 @@ impl<L: EventLog> Complaints<L> {
         let mut state: Option<Complaint> = None;
         let mut out = Vec::new();
         for e in self.projection.events(id).await? {
-            state = apply(state, &e);
+            state = Complaint::apply(state, &e);
             if let Some(s) = &state {
                 out.push((e, s.clone()));
             }
@@ -144,7 +145,7 @@ impl<L: EventLog> Complaints<L> {
             }
         }
         let now = (self.clock)();
-        let events = handle(state.as_ref(), command, now, &self.context)?;
+        let events = Complaint::handle(state.as_ref(), command, now, &self.context)?;
         if events.is_empty() {
             // Nothing to change (a retried filing, a timer that already fired).
             return state
@@ -266,7 +267,7 @@ impl<L: EventLog> Complaints<L> {
             }
         }
         let now = (self.clock)();
-        let events = outreach::handle(state.as_ref(), command, now)?;
+        let events = OutreachCase::handle(state.as_ref(), command, now, &())?;
         if events.is_empty() {
             return unchanged(state);
         }

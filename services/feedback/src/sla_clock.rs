@@ -5,15 +5,17 @@
 //! # Which target a clock runs against
 //!
 //! The aggregate says which clock runs at which level since when
-//! ([`Complaint::running_clocks`]); the targets come from the [`SlaPolicy`]:
+//! ([`Complaint::running_clocks`]); the domain's [`SlaPolicy::run_target`] gives each run
+//! its target and [`SlaPolicy::run_schedule`] its alarms:
 //!
 //! - `FirstResponse` → `targets[severity].first_response`;
 //! - `Update` → `targets[severity].update_interval`;
-//! - `Resolution` → the escalation target of the run's level
-//!   (`escalation.store_manager` / `regional_manager` / `owner`). The resolution clock
-//!   restarts whenever the complaint reaches a level (the aggregate's `level_since`), so
-//!   it is the level's own time to resolve: its breach moves the complaint up. The
-//!   severity's `resolution` target (from filing) is not alarmed here.
+//! - `Resolution` → the **earlier** of the severity's `resolution` target, counted from
+//!   the filing, and the escalation target of the run's level (`escalation.store_manager`
+//!   / `regional_manager` / `owner`), counted from when the complaint reached the level
+//!   (the aggregate's `level_since`). Its breach moves the complaint up, where the new
+//!   level's run is again due at the earlier of the two (a severity target already spent
+//!   leaves the level its own).
 //!
 //! Every clock runs in the business time of the store's calendar ([`Directory::calendar_for`])
 //! and stands still during the complaint's pauses (waiting on the customer). A complaint
@@ -25,9 +27,8 @@
 use chrono::{DateTime, Utc};
 use churnguard_domain::feedback::complaint::{
     ClockRun, Complaint, ComplaintCommand, ComplaintStatus, RaiseSlaWarning, RecordSlaBreach,
-    SlaClock,
 };
-use churnguard_domain::feedback::sla::{self, BusinessDuration, Directory, SlaPolicy};
+use churnguard_domain::feedback::sla::{self, Directory, SlaPolicy};
 
 /// What an alarm says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,16 +70,6 @@ impl DueAlarm {
     }
 }
 
-/// The target a clock run counts against (see the module documentation).
-pub fn target(policy: &SlaPolicy, complaint: &Complaint, run: &ClockRun) -> BusinessDuration {
-    let t = policy.targets.get(complaint.severity);
-    match run.clock {
-        SlaClock::FirstResponse => t.first_response,
-        SlaClock::Update => t.update_interval,
-        SlaClock::Resolution => *policy.escalation.get(run.level),
-    }
-}
-
 /// A warning fraction as the percent the aggregate records (0.5 → 50).
 fn percent(fraction: f64) -> u8 {
     (fraction * 100.0).round().clamp(1.0, 99.0) as u8
@@ -98,14 +89,12 @@ pub fn pending_alarms(
         return Vec::new();
     }
     let calendar = directory.calendar_for(complaint.store_id.as_str());
-    let pauses: Vec<sla::Pause> = complaint.pauses().iter().map(|p| (p.from, p.to)).collect();
     let mut due = Vec::new();
     for run in complaint.running_clocks() {
         if complaint.breaches.iter().any(|b| b.run == run) {
             continue;
         }
-        let target = target(policy, complaint, &run).secs();
-        let schedule = sla::schedule(calendar, run.started_at, target, &pauses, &policy.warnings);
+        let schedule = policy.run_schedule(calendar, complaint, &run);
         for (alarm, at) in schedule.alarms() {
             let kind = match alarm {
                 sla::Alarm::Warning(f) => AlarmKind::Warning(percent(f)),

@@ -51,14 +51,6 @@ const BATCH: usize = 200;
 pub struct Position(Vec<(u64, u32)>);
 
 impl Position {
-    pub fn new(offsets: Vec<(u64, u32)>) -> Self {
-        Self(offsets)
-    }
-
-    pub fn offsets(&self) -> &[(u64, u32)] {
-        &self.0
-    }
-
     /// Parses a position of a topic with `partitions` partitions; the error says what is
     /// wrong with it.
     pub fn parse(s: &str, partitions: u32) -> Result<Self, String> {
@@ -406,7 +398,7 @@ mod tests {
     #[test]
     fn positions_round_trip_and_bad_ones_say_why() {
         let p = Position::parse("p0:12,p1:7+1,p2:0", 3).expect("valid");
-        assert_eq!(p.offsets(), &[(12, 0), (7, 1), (0, 0)]);
+        assert_eq!(p, Position(vec![(12, 0), (7, 1), (0, 0)]));
         assert_eq!(p.encode(), "p0:12,p1:7+1,p2:0");
         assert_eq!(
             Position::parse("p2:0,p0:12,p1:7+1", 3).expect("any order"),

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use churnguard_domain::CustomerInput;
 use churnguard_domain::feedback::complaint::{
-    AcknowledgeComplaint, AddComplaintUpdate, ComplaintCommand, ComplaintError, ComplaintStatus,
-    Context, FileComplaint, RecordRootCause, RecordSatisfaction, ResolveComplaint, RootCauseInput,
-    SatisfactionInput, SealedContact, replay,
+    AcknowledgeComplaint, AddComplaintUpdate, Complaint, ComplaintCommand, ComplaintError,
+    ComplaintStatus, Context, FileComplaint, RecordRootCause, RecordSatisfaction, ResolveComplaint,
+    RootCauseInput, SatisfactionInput, SealedContact,
 };
 use churnguard_domain::ids::ComplaintId;
+use churnguard_domain::{Aggregate, CustomerInput};
 use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_kafka::{KafkaLog, KafkaSettings};
@@ -320,7 +320,7 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
     }
     let after = read_model(redis).await;
     assert_eq!(after, before, "replay rebuilds the read model identically");
-    let replayed = replay(
+    let replayed = Complaint::replay(
         c1_commits
             .iter()
             .filter(|c| {

@@ -183,8 +183,6 @@ pub(super) fn bfgs<const N: usize>(
 ) -> Result<Minimum<N>, FitError> {
     const MAX_ITERATIONS: usize = 500;
     const GRADIENT_TOLERANCE: f64 = 1e-10;
-    const MAX_LOG_STEP: f64 = 4.0; // at most a factor e^4 on a parameter per step
-    const ARMIJO: f64 = 1e-4;
     const RELATIVE_TOLERANCE: f64 = 1e-13;
     const MAX_LOG_PARAMETER: f64 = 30.0;
 
@@ -220,24 +218,8 @@ pub(super) fn bfgs<const N: usize>(
             dir = grad.map(|g| -g);
             slope = dot(&dir, &grad);
         }
-        let longest = dir.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let mut step = if longest > MAX_LOG_STEP {
-            MAX_LOG_STEP / longest
-        } else {
-            1.0
-        };
-        let mut next_grad = [0.0; N];
-        let mut accepted = None;
-        for _ in 0..60 {
-            let trial: [f64; N] = std::array::from_fn(|i| theta[i] + step * dir[i]);
-            let v = eval(&trial, &mut next_grad);
-            if v <= value + ARMIJO * step * slope {
-                accepted = Some((trial, v));
-                break;
-            }
-            step *= 0.5;
-        }
-        let Some((next, next_value)) = accepted else {
+        let Some((next, next_value, next_grad)) = backtrack(&mut eval, &theta, &dir, value, slope)
+        else {
             if fresh {
                 break; // no progress along the gradient itself: as far as floats go
             }
@@ -279,6 +261,37 @@ pub(super) fn bfgs<const N: usize>(
         cost: value,
         evaluations,
     })
+}
+
+/// The backtracking (Armijo) line search of [`bfgs`] from `theta` along the descent
+/// direction `dir` (`slope` = dirᵀ∇): a first step of at most a factor e⁴ on any
+/// parameter, halved until the cost has fallen by enough, at most 60 times. The accepted
+/// point with its cost and gradient, or `None`.
+fn backtrack<const N: usize>(
+    eval: &mut impl FnMut(&[f64; N], &mut [f64; N]) -> f64,
+    theta: &[f64; N],
+    dir: &[f64; N],
+    value: f64,
+    slope: f64,
+) -> Option<([f64; N], f64, [f64; N])> {
+    const MAX_LOG_STEP: f64 = 4.0; // at most a factor e^4 on a parameter per step
+    const ARMIJO: f64 = 1e-4;
+    let longest = dir.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut step = if longest > MAX_LOG_STEP {
+        MAX_LOG_STEP / longest
+    } else {
+        1.0
+    };
+    let mut next_grad = [0.0; N];
+    for _ in 0..60 {
+        let trial: [f64; N] = std::array::from_fn(|i| theta[i] + step * dir[i]);
+        let v = eval(&trial, &mut next_grad);
+        if v <= value + ARMIJO * step * slope {
+            return Some((trial, v, next_grad));
+        }
+        step *= 0.5;
+    }
+    None
 }
 
 /// H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ, with ρ = 1 / yᵀs.
