@@ -183,7 +183,7 @@ impl GrpcServer {
     }
 
     /// How long calls in flight may take to finish once shutdown is asked for
-    /// (default [`DEFAULT_GRACE`]).
+    /// (default `DEFAULT_GRACE`, 10 s).
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self

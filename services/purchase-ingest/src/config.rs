@@ -166,7 +166,7 @@ const CONNECTION_WINDOW_FACTOR: u64 = 16;
 const MAX_WINDOW: u64 = (1 << 31) - 1;
 
 impl Limits {
-    /// The HTTP/2 connection window: [`CONNECTION_WINDOW_FACTOR`] × every stream window of
+    /// The HTTP/2 connection window: `CONNECTION_WINDOW_FACTOR` × every stream window of
     /// a connection (see `stream_window_bytes`); `None` if that exceeds HTTP/2's largest.
     pub fn connection_window(&self) -> Option<u32> {
         let w = CONNECTION_WINDOW_FACTOR

@@ -164,7 +164,7 @@ pub struct Value {
 impl BgNbd {
     /// Discounted customer lifetime value over `periods` periods of `period_len` (in the
     /// model's time unit), with `discount` per period (0.01 = 1 %), and the value at risk.
-    /// Expected purchases per period come from E[Y]; each is worth `spend_per_purchase`.
+    /// Expected purchases per period come from E\[Y\]; each is worth `spend_per_purchase`.
     pub fn value(
         &self,
         c: &Rfm,

@@ -54,7 +54,7 @@ fn value_tier(minor: i64) -> u32 {
 ///
 /// `score = severity + value + churn + incidents`, where
 /// - **severity**: minor 0, moderate 25, major 50, critical 100;
-/// - **value**: [`value_tier`] of the customer's CLV (0..=20);
+/// - **value**: `value_tier` of the customer's CLV (0..=20);
 /// - **churn**: a customer already slipping is the one a complaint loses: 0 when active;
 ///   otherwise a base (won back 5, at risk 10, defected 10) plus the tier of the value at
 ///   risk (0..=20), so an at-risk high-value customer moves up;

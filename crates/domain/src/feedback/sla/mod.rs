@@ -1,7 +1,7 @@
 //! The SLA clocks of a complaint, as pure functions of configuration and a timeline of
 //! facts (when a clock started, when it was paused and resumed).
 //!
-//! A clock runs in the business time of the store's [`BusinessCalendar`] and stands still
+//! A clock runs in the business time of the store's [`BusinessCalendar`](crate::feedback::calendar::BusinessCalendar) and stands still
 //! while paused (waiting on the customer). Its *running time* at an instant is the open
 //! time since its start less the open time spent paused; an alarm set at `k` seconds of
 //! running time falls due at the first instant the running time reaches `k`. So a
