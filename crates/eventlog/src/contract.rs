@@ -227,7 +227,8 @@ pub struct Acked {
 
 /// A consumer group: one member gets every partition; a second member takes half of
 /// them, each partition owned by exactly one member, after the first released them; when
-/// the second leaves, the first owns all again.
+/// the second leaves, the first owns all again; when that one leaves too, a member that
+/// joins next (a restarted service) gets every partition.
 pub async fn group_members_share_partitions<L: EventLog>(log: &L, topic: &str) {
     const PARTITIONS: u32 = 4;
     let all: BTreeSet<u32> = (0..PARTITIONS).collect();
@@ -268,10 +269,18 @@ pub async fn group_members_share_partitions<L: EventLog>(log: &L, topic: &str) {
         )
     });
 
-    drop(b);
+    b.membership.leave().await;
     a.until(
         |owned| owned == &all,
         "the member left takes back every partition",
+    )
+    .await;
+
+    a.membership.leave().await;
+    let mut c = Member::new(log.join_group(&group, topic).await.expect("join c"));
+    c.until(
+        |owned| owned == &all,
+        "a member joining after the others left owns every partition",
     )
     .await;
 }

@@ -55,12 +55,17 @@ impl Drop for Revocation {
     }
 }
 
-/// Membership of one consumer group on one topic. Dropping it (or [`Membership::leave`])
-/// leaves the group; its partitions go to the remaining members.
+/// How long [`Membership::leave`] waits for the backend to confirm the member has left.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Membership of one consumer group on one topic. [`Membership::leave`] leaves the group
+/// and returns once the backend has left it, so a successor that joins next (a restarted
+/// service) finds the partitions free; dropping it starts leaving without waiting.
 pub struct Membership {
     member: String,
     changes: mpsc::UnboundedReceiver<AssignmentChange>,
     on_leave: Option<Box<dyn FnOnce() + Send + Sync>>,
+    left: Option<oneshot::Receiver<()>>,
 }
 
 impl fmt::Debug for Membership {
@@ -82,7 +87,16 @@ impl Membership {
             member,
             changes,
             on_leave: Some(Box::new(on_leave)),
+            left: None,
         }
+    }
+
+    /// For backends that leave in the background: `left` fires (or is dropped) once the
+    /// member is out of the group, and [`Membership::leave`] waits for it.
+    #[must_use]
+    pub fn left_when(mut self, left: oneshot::Receiver<()>) -> Self {
+        self.left = Some(left);
+        self
     }
 
     /// This member's name in the group.
@@ -95,16 +109,27 @@ impl Membership {
         self.changes.recv().await
     }
 
-    /// Leaves the group.
-    pub fn leave(self) {}
-}
+    /// Leaves the group and waits (at most [`LEAVE_TIMEOUT`]) until the backend has.
+    pub async fn leave(mut self) {
+        self.start_leaving();
+        if let Some(left) = self.left.take()
+            && tokio::time::timeout(LEAVE_TIMEOUT, left).await.is_err()
+        {
+            tracing::warn!(member = %self.member, "the group did not confirm the leave in time");
+        }
+    }
 
-impl Drop for Membership {
-    fn drop(&mut self) {
+    fn start_leaving(&mut self) {
         self.changes.close();
         if let Some(leave) = self.on_leave.take() {
             leave();
         }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.start_leaving();
     }
 }
 

@@ -570,6 +570,7 @@ impl EventLog for KafkaLog {
             .map_err(|e| LogError::Unavailable(format!("joining group {group}: {e}")))?;
         let leaving = Arc::new(AtomicBool::new(false));
         let stop = leaving.clone();
+        let (left, gone) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("group-{group}"))
             .spawn(move || {
@@ -584,11 +585,14 @@ impl EventLog for KafkaLog {
                 let _ = consumer.poll(Duration::from_millis(100));
                 // Dropping closes the consumer: it leaves the group, and the others
                 // take over its partitions at once.
+                drop(consumer);
+                let _ = left.send(());
             })
             .map_err(|e| LogError::Unavailable(format!("starting the group thread: {e}")))?;
         Ok(Membership::new(member, rx, move || {
             leaving.store(true, Ordering::Relaxed);
-        }))
+        })
+        .left_when(gone))
     }
 
     async fn check(&self) -> Result<(), LogError> {

@@ -93,7 +93,8 @@ where
         let _ = task.await;
     }
     owned.set(std::iter::empty());
-    drop(membership); // leaves the group
+    // Waits until the group has let go, so a successor finds the partitions free.
+    membership.leave().await;
     outcome
 }
 

@@ -189,7 +189,8 @@ impl<L: EventLog> Instance<L> {
             o.tasks.join_all().await;
         }
         self.publish_owned(&owned);
-        drop(membership); // leaves the group
+        // Waits until the group has let go, so a successor finds the partitions free.
+        membership.leave().await;
         outcome
     }
 
