@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod connection;
+pub mod guarded;
 
 pub use connection::RedisConnection;
 

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -285,37 +286,7 @@ impl GrpcServer {
             layers,
         } = self;
 
-        routes.add_service(HealthServer::new(HealthService::from_health_reporter(
-            health.clone(),
-        )));
-        let reflection = |builder: tonic_reflection::server::Builder<'static>| {
-            let builder = descriptor_sets
-                .iter()
-                .fold(builder, |b, set| {
-                    b.register_encoded_file_descriptor_set(set)
-                })
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-            // List what this server serves, not every service the descriptor sets hold.
-            names
-                .iter()
-                .chain(&[
-                    "grpc.health.v1.Health",
-                    "grpc.reflection.v1.ServerReflection",
-                    "grpc.reflection.v1alpha.ServerReflection",
-                ])
-                .fold(builder, |b, name| b.with_service_name(*name))
-        };
-        let configure = tonic_reflection::server::Builder::configure;
-        routes.add_service(
-            reflection(configure())
-                .build_v1()
-                .map_err(ServeError::Reflection)?,
-        );
-        routes.add_service(
-            reflection(configure())
-                .build_v1alpha()
-                .map_err(ServeError::Reflection)?,
-        );
+        add_health_and_reflection(&mut routes, &health, &names, &descriptor_sets)?;
         let router = layers
             .into_iter()
             .fold(routes.routes().into_axum_router(), |router, wrap| {
@@ -323,20 +294,7 @@ impl GrpcServer {
             });
 
         let stop = CancellationToken::new();
-        // Health is right from the first call on: the first probe's answer, else SERVING.
-        let probing = match probe {
-            Some(start) => {
-                let (first, answered) = oneshot::channel();
-                let probing =
-                    tokio::spawn(start(health.clone(), names.clone(), stop.clone(), first));
-                let _ = answered.await;
-                Some(probing)
-            }
-            None => {
-                health::set_all(&health, &names, ServingStatus::Serving).await;
-                None
-            }
-        };
+        let probing = start_health(probe, &health, &names, &stop).await;
 
         // One grace budget for everything shutdown does, from the moment it is asked for.
         let requested: Arc<OnceLock<Instant>> = Arc::default();
@@ -473,6 +431,70 @@ impl Connected for Cuttable {
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.io.connect_info()
+    }
+}
+
+/// Adds the health service and server reflection (v1 and v1alpha) to `routes`, listing
+/// the services `names` and the two of their own.
+fn add_health_and_reflection(
+    routes: &mut RoutesBuilder,
+    health: &HealthReporter,
+    names: &[&'static str],
+    descriptor_sets: &[&'static [u8]],
+) -> Result<(), ServeError> {
+    routes.add_service(HealthServer::new(HealthService::from_health_reporter(
+        health.clone(),
+    )));
+    let reflection = |builder: tonic_reflection::server::Builder<'static>| {
+        let builder = descriptor_sets
+            .iter()
+            .fold(builder, |b, set| {
+                b.register_encoded_file_descriptor_set(set)
+            })
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        // List what this server serves, not every service the descriptor sets hold.
+        names
+            .iter()
+            .chain(&[
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ])
+            .fold(builder, |b, name| b.with_service_name(*name))
+    };
+    let configure = tonic_reflection::server::Builder::configure;
+    routes.add_service(
+        reflection(configure())
+            .build_v1()
+            .map_err(ServeError::Reflection)?,
+    );
+    routes.add_service(
+        reflection(configure())
+            .build_v1alpha()
+            .map_err(ServeError::Reflection)?,
+    );
+    Ok(())
+}
+
+/// Makes health right from the first call on: starts the probe and waits for its first
+/// answer, or, without one, says SERVING for every service.
+async fn start_health(
+    probe: Option<Probe>,
+    health: &HealthReporter,
+    names: &[&'static str],
+    stop: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    match probe {
+        Some(start) => {
+            let (first, answered) = oneshot::channel();
+            let probing = tokio::spawn(start(health.clone(), names.to_vec(), stop.clone(), first));
+            let _ = answered.await;
+            Some(probing)
+        }
+        None => {
+            health::set_all(health, names, ServingStatus::Serving).await;
+            None
+        }
     }
 }
 

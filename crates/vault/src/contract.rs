@@ -25,12 +25,30 @@ async fn wrapped(vault: &Vault<impl KeyStore>, customer: &str) -> WrappedKey {
         .expect("a live key")
 }
 
+/// What the first clause sealed, for the later ones.
+struct Sealed {
+    a1: Vec<u8>,
+    empty: Vec<u8>,
+    b1: Vec<u8>,
+    alice_dek: [u8; 32],
+    bob_dek: [u8; 32],
+}
+
 /// Runs every clause against an empty `store`.
 pub async fn run_all<K: KeyStore + 'static>(store: K) {
     let store = Arc::new(store);
     let vault = Arc::new(Vault::new(Kek::from_bytes(KEK), Arc::clone(&store)));
-    let alice_phone = b"+44 7700 900001".as_slice();
+    let sealed = seals_open_only_for_their_customer(&vault).await;
+    wrapped_keys_are_bound_to_customer_and_kek(&vault, &store, &sealed).await;
+    concurrent_first_seals_end_with_one_key(&vault).await;
+    put_if_absent_keeps_the_first_key(&store).await;
+    erasure_shreds_every_earlier_blob(&vault, &store, &sealed).await;
+}
 
+/// Round trip (the empty value too), a key per customer, and a blob that was moved or
+/// has any bit flipped does not open.
+async fn seals_open_only_for_their_customer<K: KeyStore>(vault: &Vault<Arc<K>>) -> Sealed {
+    let alice_phone = b"+44 7700 900001".as_slice();
     // Round trip, including the empty value.
     let a1 = vault.seal("alice", alice_phone).await.expect("seal");
     assert_eq!(vault.open("alice", &a1).await.expect("open"), alice_phone);
@@ -73,9 +91,31 @@ pub async fn run_all<K: KeyStore + 'static>(store: K) {
         );
     }
 
+    Sealed {
+        a1,
+        empty,
+        b1,
+        alice_dek,
+        bob_dek,
+    }
+}
+
+/// Wrapped keys hold no data key and no KEK, and are bound to their customer and KEK.
+async fn wrapped_keys_are_bound_to_customer_and_kek<K: KeyStore + 'static>(
+    vault: &Vault<Arc<K>>,
+    store: &Arc<K>,
+    sealed: &Sealed,
+) {
+    let Sealed {
+        a1,
+        alice_dek,
+        bob_dek,
+        ..
+    } = sealed;
+    let (alice_dek, bob_dek) = (*alice_dek, *bob_dek);
     // Wrapped keys: no data key, no KEK inside; bound to their customer and to the KEK.
     for (customer, dek) in [("alice", alice_dek), ("bob", bob_dek)] {
-        let w = wrapped(&vault, customer).await;
+        let w = wrapped(vault, customer).await;
         assert!(
             !contains(w.as_bytes(), &dek),
             "{customer}'s data key stored in the clear"
@@ -87,26 +127,31 @@ pub async fn run_all<K: KeyStore + 'static>(store: K) {
             );
         }
     }
-    let alice_wrapped = wrapped(&vault, "alice").await;
+    let alice_wrapped = wrapped(vault, "alice").await;
     store
         .put_if_absent("carol", alice_wrapped.clone())
         .await
         .expect("copy alice's wrapped key to carol");
     assert!(
-        matches!(vault.open("carol", &a1).await, Err(VaultError::KeyUnwrap)),
+        matches!(vault.open("carol", a1).await, Err(VaultError::KeyUnwrap)),
         "a wrapped key copied to another customer does not unwrap"
     );
-    let other_kek = Vault::new(Kek::from_bytes([0xA5; 32]), Arc::clone(&store));
+    let other_kek = Vault::new(Kek::from_bytes([0xA5; 32]), Arc::clone(store));
     assert!(matches!(
-        other_kek.open("alice", &a1).await,
+        other_kek.open("alice", a1).await,
         Err(VaultError::KeyUnwrap)
     ));
+}
 
+/// Concurrent first seals for one customer all end with one key.
+async fn concurrent_first_seals_end_with_one_key<K: KeyStore + 'static>(
+    vault: &Arc<Vault<Arc<K>>>,
+) {
     // Concurrent first seals for one customer all end with one key.
     let barrier = Arc::new(tokio::sync::Barrier::new(16));
     let tasks: Vec<_> = (0..16)
         .map(|i| {
-            let (vault, barrier) = (Arc::clone(&vault), Arc::clone(&barrier));
+            let (vault, barrier) = (Arc::clone(vault), Arc::clone(&barrier));
             tokio::spawn(async move {
                 barrier.wait().await;
                 let contact = format!("dave-{i}@example.com");
@@ -119,7 +164,7 @@ pub async fn run_all<K: KeyStore + 'static>(store: K) {
     for t in tasks {
         daves.push(t.await.expect("task"));
     }
-    let dave_key = wrapped(&vault, "dave").await.key_id();
+    let dave_key = wrapped(vault, "dave").await.key_id();
     for (contact, blob) in &daves {
         assert_eq!(
             key_id(blob),
@@ -131,7 +176,10 @@ pub async fn run_all<K: KeyStore + 'static>(store: K) {
             contact.as_bytes()
         );
     }
+}
 
+/// put_if_absent itself: the first key stored stays, whoever comes second.
+async fn put_if_absent_keeps_the_first_key<K: KeyStore>(store: &Arc<K>) {
     // put_if_absent itself: the first key stored stays, whoever comes second.
     let fresh = |id: u64| {
         let (_, dek) = crate::format::new_dek().expect("random");
@@ -151,7 +199,23 @@ pub async fn run_all<K: KeyStore + 'static>(store: K) {
         "a second put_if_absent returns the first key"
     );
     assert_eq!(store.get("frank").await.expect("get"), Some(first));
+}
 
+/// Erasure shreds every earlier blob, is idempotent and touches no one else; sealing
+/// after it makes a new key; erasing a customer who never had one leaves a tombstone.
+async fn erasure_shreds_every_earlier_blob<K: KeyStore>(
+    vault: &Vault<Arc<K>>,
+    store: &Arc<K>,
+    sealed: &Sealed,
+) {
+    let Sealed {
+        a1,
+        empty,
+        b1,
+        alice_dek,
+        ..
+    } = sealed;
+    let alice_dek = *alice_dek;
     // Erasure shreds every earlier blob; it is idempotent and touches no one else.
     let a2 = vault.seal("alice", b"1 High Street").await.expect("seal");
     assert!(!store.is_erased("alice").await.expect("is_erased"));
@@ -162,14 +226,14 @@ pub async fn run_all<K: KeyStore + 'static>(store: K) {
         store.get("alice").await.expect("get").is_none(),
         "key deleted"
     );
-    for blob in [&a1, &empty, &a2] {
+    for blob in [a1, empty, &a2] {
         assert!(
             matches!(vault.open("alice", blob).await, Err(VaultError::Erased)),
             "an erased customer's blob opened"
         );
     }
     assert_eq!(
-        vault.open("bob", &b1).await.expect("bob unaffected"),
+        vault.open("bob", b1).await.expect("bob unaffected"),
         b"bob@example.com"
     );
 
@@ -179,9 +243,9 @@ pub async fn run_all<K: KeyStore + 'static>(store: K) {
         vault.open("alice", &a3).await.expect("open"),
         b"+44 7700 900002"
     );
-    assert_ne!(key_id(&a3), key_id(&a1), "a new key after erasure");
+    assert_ne!(key_id(&a3), key_id(a1), "a new key after erasure");
     assert_ne!(vault.live_dek("alice").await.expect("new key"), alice_dek);
-    for blob in [&a1, &a2] {
+    for blob in [a1, &a2] {
         assert!(matches!(
             vault.open("alice", blob).await,
             Err(VaultError::Erased)
@@ -192,7 +256,7 @@ pub async fn run_all<K: KeyStore + 'static>(store: K) {
     vault.erase("erin").await.expect("erase unknown");
     assert!(store.is_erased("erin").await.expect("is_erased"));
     assert!(matches!(
-        vault.open("erin", &b1).await,
+        vault.open("erin", b1).await,
         Err(VaultError::Erased)
     ));
     let e1 = vault.seal("erin", b"erin").await.expect("seal after erase");

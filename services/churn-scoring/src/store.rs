@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use churnguard_domain::customer::{CustomerState, Day, DayBucket};
 use churnguard_domain::models::FittedModel;
 use churnguard_domain::policy::ChurnState;
-use churnguard_redis::{RedisConnection, checkpoint_key, load_checkpoint};
+use churnguard_redis::guarded::{GuardedBatch, Read};
+use churnguard_redis::{RedisConnection, load_checkpoint};
 
 use crate::CONSUMER;
 use crate::batch::{Effect, Pending, ScoredSwipe, Summary};
@@ -21,6 +22,52 @@ pub struct BatchOutcome {
     pub too_late: u64,
     /// The partition's checkpoint afterwards.
     pub checkpoint: u64,
+}
+
+impl BatchOutcome {
+    /// Nothing applied; read on from `checkpoint`.
+    fn unchanged(checkpoint: u64) -> Self {
+        Self {
+            checkpoint,
+            ..Self::default()
+        }
+    }
+}
+
+/// A batch's records grouped by customer, in the order customers first appear, with
+/// each customer's hash and the fields its records touch.
+struct ByCustomer<'a> {
+    order: Vec<&'a str>,
+    records: HashMap<&'a str, Vec<&'a ScoredSwipe>>,
+    keys: Vec<String>,
+    fields: Vec<Vec<String>>,
+}
+
+impl<'a> ByCustomer<'a> {
+    fn of(partition: u32, swipes: &'a [ScoredSwipe]) -> Self {
+        let mut order: Vec<&str> = Vec::new();
+        let mut records: HashMap<&str, Vec<&ScoredSwipe>> = HashMap::new();
+        for s in swipes {
+            records
+                .entry(&s.customer)
+                .or_insert_with(|| {
+                    order.push(&s.customer);
+                    Vec::new()
+                })
+                .push(s);
+        }
+        let keys = order.iter().map(|c| customer_key(partition, c)).collect();
+        let fields = order
+            .iter()
+            .map(|c| Pending::fields(records[c].iter().copied()))
+            .collect();
+        Self {
+            order,
+            records,
+            keys,
+            fields,
+        }
+    }
 }
 
 /// One stream entry as XRANGE returns it: id and field/value pairs.
@@ -198,7 +245,8 @@ impl CustomerStore {
     }
 
     /// Applies a batch of one partition: the records read from offset `from` up to
-    /// `next_offset` (poison records left out). Exactly once, in three steps:
+    /// `next_offset` (poison records left out), exactly once, by the checkpoint-guarded
+    /// fold ([`churnguard_redis::guarded`]):
     /// 1. one pipeline reads the checkpoint and then, per customer, the fields the batch
     ///    touches (summary, the buckets of its days, the store-mix entries of its stores);
     /// 2. [`Pending`] applies the records in log order, in Rust; the rare customer whose
@@ -217,65 +265,74 @@ impl CustomerStore {
         swipes: &[ScoredSwipe],
         next_offset: u64,
     ) -> Result<BatchOutcome, ScoringError> {
-        let mut conn = self.conn.clone();
-        let checkpoint_key = checkpoint_key(CONSUMER, &self.topic, partition);
-        // Each customer's records, in log order, in the order customers first appear.
-        let mut order: Vec<&str> = Vec::new();
-        let mut by_customer: HashMap<&str, Vec<&ScoredSwipe>> = HashMap::new();
-        for s in swipes {
-            by_customer
-                .entry(&s.customer)
-                .or_insert_with(|| {
-                    order.push(&s.customer);
-                    Vec::new()
-                })
-                .push(s);
-        }
-        let keys: Vec<String> = order.iter().map(|c| customer_key(partition, c)).collect();
-        let fields: Vec<Vec<String>> = order
-            .iter()
-            .map(|c| Pending::fields(by_customer[c].iter().copied()))
-            .collect();
-        let mut read = redis::pipe();
-        read.cmd("GET").arg(&checkpoint_key);
-        for (key, fields) in keys.iter().zip(&fields) {
-            read.cmd("HMGET").arg(key).arg(fields);
-        }
-        let mut replies: Vec<redis::Value> = read
-            .query_async(&mut conn)
+        let batch = GuardedBatch::new(CONSUMER, &self.topic, partition, from, next_offset);
+        let customers = ByCustomer::of(partition, swipes);
+        let read = batch
+            .read(&self.conn, |pipe| {
+                for (key, fields) in customers.keys.iter().zip(&customers.fields) {
+                    pipe.cmd("HMGET").arg(key).arg(fields);
+                }
+            })
             .await
-            .map_err(command("HMGET batch"))?;
-        let mut replies = replies.drain(..);
-        let checkpoint: Option<String> = replies
-            .next()
-            .map(redis::from_redis_value)
-            .transpose()
-            .map_err(|e| ScoringError::Corrupt(format!("checkpoint: {e}")))?
-            .flatten();
-        let checkpoint: u64 = match checkpoint {
-            Some(c) => c
-                .parse()
-                .map_err(|_| ScoringError::Corrupt(format!("checkpoint {c}")))?,
-            None => 0,
+            .map_err(ScoringError::Store)?;
+        let (checkpoint, replies) = match read {
+            Read::Skip { checkpoint } => return Ok(BatchOutcome::unchanged(checkpoint)),
+            Read::Fold {
+                checkpoint,
+                replies,
+            } => (checkpoint, replies),
         };
-        let unchanged = |checkpoint| BatchOutcome {
-            checkpoint,
-            ..BatchOutcome::default()
-        };
-        if checkpoint < from || checkpoint >= next_offset {
-            return Ok(unchanged(checkpoint));
-        }
+        let (mut pending, mut outcome, latest) = self.fold(&customers, replies, checkpoint)?;
+        self.roll(&mut pending).await?;
 
+        let mut keys = vec![deadline_key(partition), watermark_key(partition)];
+        keys.extend(pending.iter().map(|p| p.key.clone()));
+        let mut commit = batch.commit(&self.commit, checkpoint, &keys);
+        commit.arg(latest.map(|d| d.to_string()).unwrap_or_default());
+        for p in &pending {
+            let (set, delete, due) = p.writes();
+            commit
+                .arg(set.len())
+                .arg(set)
+                .arg(delete.len())
+                .arg(delete)
+                .arg(due);
+        }
+        let committed = commit.run(&self.conn).await.map_err(ScoringError::Store)?;
+        if !committed.written {
+            return Ok(BatchOutcome::unchanged(committed.checkpoint));
+        }
+        outcome.checkpoint = committed.checkpoint;
+        Ok(outcome)
+    }
+
+    /// Step 2 of [`CustomerStore::apply_batch`]: each customer's records at or after the
+    /// checkpoint, applied in log order to the fields read. Returns the customers that
+    /// changed, the counts, and the latest day counted.
+    fn fold(
+        &self,
+        customers: &ByCustomer<'_>,
+        replies: impl Iterator<Item = redis::Value>,
+        checkpoint: u64,
+    ) -> Result<(Vec<Pending>, BatchOutcome, Option<Day>), ScoringError> {
         let mut outcome = BatchOutcome::default();
         let mut latest: Option<Day> = None;
-        let mut pending = Vec::with_capacity(order.len());
-        for (((customer, key), fields), values) in order.iter().zip(keys).zip(&fields).zip(replies)
+        let mut pending = Vec::with_capacity(customers.order.len());
+        for (((customer, key), fields), values) in customers
+            .order
+            .iter()
+            .zip(&customers.keys)
+            .zip(&customers.fields)
+            .zip(replies)
         {
             let values: Vec<Option<String>> = redis::from_redis_value(values)
                 .map_err(|e| ScoringError::Corrupt(format!("HMGET reply: {e}")))?;
-            let records = &by_customer[customer];
-            let mut p = Pending::read(key, fields, values).map_err(ScoringError::Corrupt)?;
-            for r in records.iter().filter(|r| r.offset >= checkpoint) {
+            let mut p =
+                Pending::read(key.clone(), fields, values).map_err(ScoringError::Corrupt)?;
+            for r in customers.records[customer]
+                .iter()
+                .filter(|r| r.offset >= checkpoint)
+            {
                 match p.apply(r, self.horizon) {
                     Effect::Counted => {
                         outcome.counted += 1;
@@ -289,66 +346,31 @@ impl CustomerStore {
                 pending.push(p);
             }
         }
-        // Buckets falling out of the horizon: list the hash's fields to drop them.
+        Ok((pending, outcome, latest))
+    }
+
+    /// Buckets falling out of the horizon: lists the hash's fields of the customers that
+    /// need it, so the commit can drop them.
+    async fn roll(&self, pending: &mut [Pending]) -> Result<(), ScoringError> {
         let rolling: Vec<usize> = (0..pending.len())
             .filter(|i| pending[*i].needs_listing())
             .collect();
-        if !rolling.is_empty() {
-            let mut list = redis::pipe();
-            for i in &rolling {
-                list.cmd("HKEYS").arg(&pending[*i].key);
-            }
-            let names: Vec<Vec<String>> = list
-                .query_async(&mut conn)
-                .await
-                .map_err(command("HKEYS"))?;
-            for (i, names) in rolling.iter().zip(names) {
-                pending[*i].roll(&names);
-            }
+        if rolling.is_empty() {
+            return Ok(());
         }
-
-        // EVALSHA built as one command (a script invocation would copy every argument
-        // into a buffer of its own first); a Redis that lost its scripts gets it again.
-        let mut commit = redis::cmd("EVALSHA");
-        commit
-            .arg(self.commit.get_hash())
-            .arg(3 + pending.len())
-            .arg(&checkpoint_key)
-            .arg(deadline_key(partition))
-            .arg(watermark_key(partition));
-        for p in &pending {
-            commit.arg(&p.key);
+        let mut list = redis::pipe();
+        for i in &rolling {
+            list.cmd("HKEYS").arg(&pending[*i].key);
         }
-        commit
-            .arg(checkpoint)
-            .arg(next_offset)
-            .arg(latest.map(|d| d.to_string()).unwrap_or_default());
-        for p in &pending {
-            let (set, delete, due) = p.writes();
-            commit
-                .arg(set.len())
-                .arg(set)
-                .arg(delete.len())
-                .arg(delete)
-                .arg(due);
+        let mut conn = self.conn.clone();
+        let names: Vec<Vec<String>> = list
+            .query_async(&mut conn)
+            .await
+            .map_err(command("HKEYS"))?;
+        for (i, names) in rolling.iter().zip(names) {
+            pending[*i].roll(&names);
         }
-        let reply = match commit.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.commit
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(command("SCRIPT LOAD commit_batch"))?;
-                commit.query_async(&mut conn).await
-            }
-            reply => reply,
-        };
-        let (committed, checkpoint): (u8, u64) = reply.map_err(command("EVALSHA commit_batch"))?;
-        if committed == 0 {
-            return Ok(unchanged(checkpoint));
-        }
-        outcome.checkpoint = checkpoint;
-        Ok(outcome)
+        Ok(())
     }
 
     /// The partition's stream time: the latest event day applied.

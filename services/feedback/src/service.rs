@@ -1,6 +1,8 @@
-//! Executing complaint commands: decide on the read model's state with the pure
-//! aggregate, append the commit to the log, project up to it, and answer from the
-//! outcome.
+//! Executing commands on the service's aggregates (complaints, outreach cases), one
+//! path for all: decide on the read model's state with the pure aggregate, append the
+//! commit to the log, project up to it, and answer from the outcome. An aggregate takes
+//! part by implementing [`churnguard_domain::Aggregate`] in the domain and [`Stream`]
+//! here: nothing else.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,14 +12,112 @@ use churnguard_domain::Aggregate;
 use churnguard_domain::feedback::complaint::{
     Complaint, ComplaintCommand, ComplaintEvent, Context,
 };
-use churnguard_domain::feedback::outreach::{OutreachCase, OutreachCommand};
+use churnguard_domain::feedback::outreach::{OutreachCase, OutreachCommand, OutreachEvent};
 use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_runtime::Clock;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::FeedbackError;
-use crate::journal::{Commit, OutreachCommit};
-use crate::projection::Projection;
+use crate::journal::{Commit, OutreachCommit, StreamCommit};
+use crate::projection::{Projection, case_key, complaint_key};
+
+/// An aggregate kept on the events topic and in the read model: how its commands are
+/// recorded and where its state is read.
+pub trait Stream: Aggregate + Serialize + DeserializeOwned {
+    /// The stream's id (the record key).
+    type Id;
+    /// The record of one accepted command.
+    type Commit: StreamCommit<Event = Self::Event, State = Self>;
+    /// What the stream is called in messages.
+    const KIND: &'static str;
+
+    fn id_str(id: &Self::Id) -> &str;
+
+    /// The commit of `events`, decided on `base_version` of stream `id`.
+    fn commit(
+        id: &Self::Id,
+        base_version: u64,
+        commit_id: String,
+        idempotency_key: Option<String>,
+        events: Vec<Self::Event>,
+    ) -> Self::Commit;
+
+    /// The commit's log record at `now`.
+    fn record(commit: &Self::Commit, now: DateTime<Utc>) -> OutgoingRecord;
+
+    /// The stream's hash in the read model of `partition`.
+    fn hash_key(partition: u32, id: &str) -> String;
+}
+
+impl Stream for Complaint {
+    type Id = ComplaintId;
+    type Commit = Commit;
+    const KIND: &'static str = "complaint";
+
+    fn id_str(id: &ComplaintId) -> &str {
+        id.as_str()
+    }
+
+    fn commit(
+        id: &ComplaintId,
+        base_version: u64,
+        commit_id: String,
+        idempotency_key: Option<String>,
+        events: Vec<ComplaintEvent>,
+    ) -> Commit {
+        Commit {
+            complaint_id: id.clone(),
+            base_version,
+            commit_id,
+            idempotency_key,
+            events,
+        }
+    }
+
+    fn record(commit: &Commit, now: DateTime<Utc>) -> OutgoingRecord {
+        commit.to_record(now)
+    }
+
+    fn hash_key(partition: u32, id: &str) -> String {
+        complaint_key(partition, id)
+    }
+}
+
+impl Stream for OutreachCase {
+    type Id = OutreachCaseId;
+    type Commit = OutreachCommit;
+    const KIND: &'static str = "outreach case";
+
+    fn id_str(id: &OutreachCaseId) -> &str {
+        id.as_str()
+    }
+
+    fn commit(
+        id: &OutreachCaseId,
+        base_version: u64,
+        commit_id: String,
+        idempotency_key: Option<String>,
+        events: Vec<OutreachEvent>,
+    ) -> OutreachCommit {
+        OutreachCommit {
+            case_id: id.clone(),
+            base_version,
+            commit_id,
+            idempotency_key,
+            events,
+        }
+    }
+
+    fn record(commit: &OutreachCommit, now: DateTime<Utc>) -> OutgoingRecord {
+        commit.to_record(now)
+    }
+
+    fn hash_key(partition: u32, id: &str) -> String {
+        case_key(partition, id)
+    }
+}
 
 /// How long a writer waits for the projection to reach its record.
 const PROJECTION_DEADLINE: Duration = Duration::from_secs(10);
@@ -131,63 +231,93 @@ impl<L: EventLog> Complaints<L> {
         command: ComplaintCommand,
         idempotency_key: Option<&str>,
     ) -> Result<(Complaint, bool), FeedbackError> {
-        let partition = self.projection.partition_of(id);
+        self.execute_on::<Complaint>(id, command, idempotency_key, &self.context)
+            .await
+    }
+
+    /// Runs one command on any [`Stream`], with the rules of [`Complaints::execute`]; the
+    /// answer says whether this call's commit took effect.
+    pub async fn execute_on<A: Stream>(
+        &self,
+        id: &A::Id,
+        command: A::Command,
+        idempotency_key: Option<&str>,
+        context: &A::Context,
+    ) -> Result<(A, bool), FeedbackError>
+    where
+        FeedbackError: From<A::Error>,
+    {
+        let stream = A::id_str(id);
+        let hash = A::hash_key(self.projection.partition_of_stream(stream), stream);
         // Decide on the latest state: everything in the log before us is projected.
-        self.projection
-            .catch_up(self.log.as_ref(), partition, None)
-            .await?;
-        let state = self.projection.load(id).await?;
-        let base_version = state.as_ref().map_or(0, |s| s.version);
+        self.catch_up_stream(stream).await?;
+        let state: Option<A> = self.projection.load_stream(&hash).await?;
+        let base_version = state.as_ref().map_or(0, Aggregate::version);
         if let Some(key) = idempotency_key {
-            let (_, used) = self.projection.outcome(id, base_version, Some(key)).await?;
+            let (_, used) = self
+                .projection
+                .outcome_in(&hash, base_version, Some(key))
+                .await?;
             if used.is_some() {
-                return self.retried(id, key).await;
+                return self.retried::<A>(&hash, stream).await;
             }
         }
         let now = (self.clock)();
-        let events = Complaint::handle(state.as_ref(), command, now, &self.context)?;
+        let events = A::handle(state.as_ref(), command, now, context)?;
         if events.is_empty() {
-            // Nothing to change (a retried filing, a timer that already fired).
-            return state
-                .map(|s| (s, false))
-                .ok_or_else(|| FeedbackError::Corrupt("no events for a new complaint".into()));
+            // Nothing to change (a retried creation, a timer that already fired).
+            return state.map(|s| (s, false)).ok_or_else(|| {
+                FeedbackError::Corrupt(format!("{} {stream}: no events to create it", A::KIND))
+            });
         }
-        let commit = Commit {
-            complaint_id: id.clone(),
+        let commit_id = uuid::Uuid::new_v4().to_string();
+        let commit = A::commit(
+            id,
             base_version,
-            commit_id: uuid::Uuid::new_v4().to_string(),
-            idempotency_key: idempotency_key.map(str::to_owned),
+            commit_id.clone(),
+            idempotency_key.map(str::to_owned),
             events,
-        };
-        self.append_and_project(commit.to_record(now)).await?;
+        );
+        self.append_and_project(A::record(&commit, now)).await?;
         let (winner, used) = self
             .projection
-            .outcome(id, base_version, idempotency_key)
+            .outcome_in(&hash, base_version, idempotency_key)
             .await?;
-        if let (Some(key), Some(_)) = (idempotency_key, used)
-            && winner.as_deref() != Some(commit.commit_id.as_str())
-        {
+        if used.is_some() && winner.as_deref() != Some(commit_id.as_str()) {
             // A concurrent call with the same key came first in the log: this call is a
             // retry of it, and answers as the retry would.
-            return self.retried(id, key).await;
+            return self.retried::<A>(&hash, stream).await;
         }
-        let now_state = self.projection.load(id).await?;
-        let current = now_state.as_ref().map_or(0, |s| s.version);
-        won(winner, &commit.commit_id, now_state, base_version, current)
+        let now_state: Option<A> = self.projection.load_stream(&hash).await?;
+        let current = now_state.as_ref().map_or(0, Aggregate::version);
+        won(winner, &commit_id, now_state, base_version, current)
     }
 
-    /// The answer to a call whose idempotency key already produced a version: the
-    /// complaint as it stands now (read after the key, so at or past that version).
-    async fn retried(
-        &self,
-        id: &ComplaintId,
-        key: &str,
-    ) -> Result<(Complaint, bool), FeedbackError> {
+    /// Projects the partition of `stream` up to the end of the log as it is now.
+    async fn catch_up_stream(&self, stream: &str) -> Result<u64, FeedbackError> {
+        let partition = self.projection.partition_of_stream(stream);
         self.projection
-            .load(id)
+            .catch_up(self.log.as_ref(), partition, None)
+            .await
+    }
+
+    /// The answer to a call whose idempotency key already produced a version: the stream
+    /// as it stands now (read after the key, so at or past that version).
+    async fn retried<A: Stream>(
+        &self,
+        hash: &str,
+        stream: &str,
+    ) -> Result<(A, bool), FeedbackError> {
+        self.projection
+            .load_stream::<A>(hash)
             .await?
             .map(|s| (s, false))
-            .ok_or_else(|| FeedbackError::Corrupt(format!("key {key} used on no complaint")))
+            .ok_or_else(|| {
+                FeedbackError::Corrupt(format!(
+                    "{} {stream}: its key was used, it is missing",
+                    A::KIND
+                ))
+            })
     }
 
     /// Appends one commit record and projects its partition up to it (in any process:
@@ -246,62 +376,8 @@ impl<L: EventLog> Complaints<L> {
         command: OutreachCommand,
         idempotency_key: Option<&str>,
     ) -> Result<(OutreachCase, bool), FeedbackError> {
-        let partition = self.projection.partition_of_stream(id.as_str());
-        self.projection
-            .catch_up(self.log.as_ref(), partition, None)
-            .await?;
-        let state = self.projection.load_case(id).await?;
-        let base_version = state.as_ref().map_or(0, |s| s.version);
-        let unchanged = |state: Option<OutreachCase>| {
-            state
-                .map(|s| (s, false))
-                .ok_or_else(|| FeedbackError::Corrupt(format!("{}: no case", id.as_str())))
-        };
-        if let Some(key) = idempotency_key {
-            let (_, used) = self
-                .projection
-                .case_outcome(id, base_version, Some(key))
-                .await?;
-            if used.is_some() {
-                return self.retried_case(id).await;
-            }
-        }
-        let now = (self.clock)();
-        let events = OutreachCase::handle(state.as_ref(), command, now, &())?;
-        if events.is_empty() {
-            return unchanged(state);
-        }
-        let commit = OutreachCommit {
-            case_id: id.clone(),
-            base_version,
-            commit_id: uuid::Uuid::new_v4().to_string(),
-            idempotency_key: idempotency_key.map(str::to_owned),
-            events,
-        };
-        self.append_and_project(commit.to_record(now)).await?;
-        let (winner, used) = self
-            .projection
-            .case_outcome(id, base_version, idempotency_key)
-            .await?;
-        if used.is_some() && winner.as_deref() != Some(commit.commit_id.as_str()) {
-            // A concurrent call with the same key came first: answer as its retry.
-            return self.retried_case(id).await;
-        }
-        let now_state = self.projection.load_case(id).await?;
-        let current = now_state.as_ref().map_or(0, |s| s.version);
-        won(winner, &commit.commit_id, now_state, base_version, current)
-    }
-
-    /// As [`Complaints::retried`], for an outreach case.
-    async fn retried_case(
-        &self,
-        id: &OutreachCaseId,
-    ) -> Result<(OutreachCase, bool), FeedbackError> {
-        self.projection
-            .load_case(id)
-            .await?
-            .map(|s| (s, false))
-            .ok_or_else(|| FeedbackError::Corrupt(format!("{}: key used on no case", id.as_str())))
+        self.execute_on::<OutreachCase>(id, command, idempotency_key, &())
+            .await
     }
 }
 
