@@ -1,10 +1,9 @@
 //! The proto enums and the domain's vocabularies, mapped value by value.
 //!
 //! Each pair is spelled out in a `match` in both directions, so the mapping does not
-//! depend on the order in which the proto and the domain list their values: adding a
-//! value to one side without the other fails to compile (domain to proto) or is refused
-//! as unknown (proto to domain), and the tests below check that every value makes the
-//! round trip.
+//! depend on the order in which the proto and the domain list their values. Both matches
+//! are exhaustive, so a value added to either side without the other fails to compile;
+//! the tests below check that every value makes the round trip.
 //!
 //! Proto to domain, a number that names no value (UNSPECIFIED, or a number the proto does
 //! not define) is a [`FieldViolation`] naming the request field, in the words clients
