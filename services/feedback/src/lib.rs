@@ -27,6 +27,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod journal;
+pub mod mapping;
 pub mod outreach;
 pub mod projection;
 pub mod service;

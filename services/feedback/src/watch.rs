@@ -26,19 +26,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use churnguard_domain::feedback::Level;
-use churnguard_domain::feedback::complaint::{ComplaintEvent, EscalationReason, SlaClock};
+use churnguard_domain::feedback::complaint::{ComplaintEvent, EscalationReason};
 use churnguard_domain::feedback::sla::Directory;
 use churnguard_domain::ids::ComplaintId;
-use churnguard_eventlog::EventLog;
+use churnguard_eventlog::{EventLog, Record};
 use churnguard_proto::feedback::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::api::{code, timestamp_out};
 use crate::error::FeedbackError;
 use crate::journal::Commit;
+use crate::mapping::{ProtoEnum, escalation_reason, timestamp_out};
 use crate::projection::Projection;
 
 /// How long one read waits for a new record before looking again.
@@ -113,8 +113,7 @@ pub struct Filter {
 
 impl Filter {
     fn matches(&self, alert: &pb::EscalationAlert) -> bool {
-        self.level
-            .is_none_or(|l| alert.level == code(Level::ALL, &l))
+        self.level.is_none_or(|l| alert.level == l.to_proto())
             && self
                 .holder_id
                 .as_ref()
@@ -217,19 +216,12 @@ impl<L: EventLog> Watcher<L> {
     ) -> Result<(), Status> {
         let partition = u32::try_from(p).map_err(|_| Status::internal("partition"))?;
         let topic = self.projection.topic().to_owned();
-        let mut known: HashMap<ComplaintId, (String, i32)> = HashMap::new();
+        let mut known = HashMap::new();
         loop {
             if tx.is_closed() {
                 return Ok(());
             }
-            let records = tokio::select! {
-                () = self.stopping.cancelled() => {
-                    return Err(Status::unavailable("the server is shutting down: reconnect from the last position"));
-                }
-                r = self.log.read(&topic, partition, from, BATCH, POLL_WAIT) => {
-                    r.map_err(|e| FeedbackError::from(e).status())?
-                }
-            };
+            let records = self.read_from(&topic, partition, from).await?;
             let Some(last) = records.last() else { continue };
             if records[0].offset > from {
                 return Err(Status::out_of_range(format!(
@@ -249,65 +241,93 @@ impl<L: EventLog> Watcher<L> {
                     .map_err(|e| e.status())?;
             }
             for (offset, c) in relevant {
-                let (winner, _) = self
-                    .projection
-                    .outcome(&c.complaint_id, c.base_version, None)
-                    .await
-                    .map_err(|e| e.status())?;
-                if winner.as_deref() != Some(c.commit_id.as_str()) {
+                let Some(alerts) = self.accepted_alerts(&c, &mut known, filter).await? else {
                     continue;
-                }
-                let (store, severity) = match known.get(&c.complaint_id) {
-                    Some(k) => k.clone(),
-                    None => {
-                        let Some(complaint) = self
-                            .projection
-                            .load(&c.complaint_id)
-                            .await
-                            .map_err(|e| e.status())?
-                        else {
-                            continue;
-                        };
-                        let k = (
-                            complaint.store_id.as_str().to_owned(),
-                            code(
-                                churnguard_domain::feedback::Severity::ALL,
-                                &complaint.severity,
-                            ),
-                        );
-                        known.insert(c.complaint_id.clone(), k.clone());
-                        k
-                    }
                 };
-                let alerts: Vec<(u32, pb::EscalationAlert)> = c
-                    .events
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, e)| {
-                        let version = c.base_version + i as u64 + 1;
-                        let a = self.alert(&c, e, version, &store, severity)?;
-                        Some((u32::try_from(i).ok()?, a))
-                    })
-                    .filter(|(_, a)| filter.matches(a))
-                    .collect();
-                let count = alerts.len();
-                for (k, (i, alert)) in alerts.into_iter().enumerate() {
-                    if offset == from && i < skip {
-                        continue;
-                    }
-                    let after = if k + 1 == count {
-                        (offset + 1, 0)
-                    } else {
-                        (offset, i + 1)
-                    };
-                    if tx.send(Ok((p, after, alert))).await.is_err() {
-                        return Ok(());
-                    }
+                let skip = if offset == from { skip } else { 0 };
+                if !send_alerts(tx, p, offset, skip, alerts).await {
+                    return Ok(());
                 }
             }
             from = next;
             skip = 0;
         }
+    }
+
+    /// The partition's next records from `from`, after waiting up to [`POLL_WAIT`] for
+    /// one; UNAVAILABLE when the server shuts down.
+    async fn read_from(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Vec<Record>, Status> {
+        tokio::select! {
+            () = self.stopping.cancelled() => {
+                Err(Status::unavailable("the server is shutting down: reconnect from the last position"))
+            }
+            r = self.log.read(topic, partition, from, BATCH, POLL_WAIT) => {
+                r.map_err(|e| FeedbackError::from(e).status())
+            }
+        }
+    }
+
+    /// The alerts of commit `c` that `filter` matches, each with the index of its event
+    /// in the commit; `None` if the commit was not accepted, or its complaint is not in
+    /// the read model. `known` remembers each complaint's store and severity.
+    async fn accepted_alerts(
+        &self,
+        c: &Commit,
+        known: &mut HashMap<ComplaintId, (String, i32)>,
+        filter: &Filter,
+    ) -> Result<Option<Vec<(u32, pb::EscalationAlert)>>, Status> {
+        let (winner, _) = self
+            .projection
+            .outcome(&c.complaint_id, c.base_version, None)
+            .await
+            .map_err(|e| e.status())?;
+        if winner.as_deref() != Some(c.commit_id.as_str()) {
+            return Ok(None);
+        }
+        let Some((store, severity)) = self.store_and_severity(&c.complaint_id, known).await? else {
+            return Ok(None);
+        };
+        let alerts = c
+            .events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let version = c.base_version + i as u64 + 1;
+                let a = self.alert(c, e, version, &store, severity)?;
+                Some((u32::try_from(i).ok()?, a))
+            })
+            .filter(|(_, a)| filter.matches(a))
+            .collect();
+        Ok(Some(alerts))
+    }
+
+    /// The store and the severity (as its proto number) of a complaint, which its alerts
+    /// carry: from `known`, else from the read model (and then remembered). `None` if the
+    /// read model does not have the complaint.
+    async fn store_and_severity(
+        &self,
+        complaint: &ComplaintId,
+        known: &mut HashMap<ComplaintId, (String, i32)>,
+    ) -> Result<Option<(String, i32)>, Status> {
+        if let Some(k) = known.get(complaint) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(c) = self
+            .projection
+            .load(complaint)
+            .await
+            .map_err(|e| e.status())?
+        else {
+            return Ok(None);
+        };
+        let k = (c.store_id.as_str().to_owned(), c.severity.to_proto());
+        known.insert(complaint.clone(), k.clone());
+        Ok(Some(k))
     }
 
     fn alert(
@@ -321,7 +341,7 @@ impl<L: EventLog> Watcher<L> {
         let (kind, level, clock, percent, due_at, reason) = match e {
             ComplaintEvent::ComplaintEscalated { to, reason, .. } => {
                 let clock = match reason {
-                    EscalationReason::Breach { clock } => code(SlaClock::ALL, clock),
+                    EscalationReason::Breach { clock } => clock.to_proto(),
                     EscalationReason::Manual { .. } => 0,
                 };
                 // The new level's due times need the SLA calendar at that version: not
@@ -332,7 +352,7 @@ impl<L: EventLog> Watcher<L> {
                     clock,
                     0,
                     String::new(),
-                    Some(crate::api::escalation_reason(reason)),
+                    Some(escalation_reason(reason)),
                 )
             }
             ComplaintEvent::SlaWarningRaised {
@@ -343,7 +363,7 @@ impl<L: EventLog> Watcher<L> {
             } => (
                 pb::EscalationAlertKind::WarningRaised,
                 run.level,
-                code(SlaClock::ALL, &run.clock),
+                run.clock.to_proto(),
                 u32::from(*fraction_percent),
                 timestamp_out(*due_at),
                 None,
@@ -351,7 +371,7 @@ impl<L: EventLog> Watcher<L> {
             ComplaintEvent::SlaBreached { run, due_at, .. } => (
                 pb::EscalationAlertKind::Breached,
                 run.level,
-                code(SlaClock::ALL, &run.clock),
+                run.clock.to_proto(),
                 0,
                 timestamp_out(*due_at),
                 None,
@@ -370,7 +390,7 @@ impl<L: EventLog> Watcher<L> {
             complaint_version: version,
             store_id: store.to_owned(),
             kind: kind as i32,
-            level: code(Level::ALL, &level),
+            level: level.to_proto(),
             holder_id,
             clock,
             percent_elapsed: percent,
@@ -389,6 +409,33 @@ fn is_alert(e: &ComplaintEvent) -> bool {
             | ComplaintEvent::SlaWarningRaised { .. }
             | ComplaintEvent::SlaBreached { .. }
     )
+}
+
+/// Sends the alerts of the commit at `offset` of partition `p` (each with the index of
+/// its event in the commit), but not those of the events before `skip`: each stamped
+/// with the position after it. `false` if the receiver is gone.
+async fn send_alerts(
+    tx: &mpsc::Sender<Found>,
+    p: usize,
+    offset: u64,
+    skip: u32,
+    alerts: Vec<(u32, pb::EscalationAlert)>,
+) -> bool {
+    let count = alerts.len();
+    for (k, (i, alert)) in alerts.into_iter().enumerate() {
+        if i < skip {
+            continue;
+        }
+        let after = if k + 1 == count {
+            (offset + 1, 0)
+        } else {
+            (offset, i + 1)
+        };
+        if tx.send(Ok((p, after, alert))).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
