@@ -13,6 +13,7 @@
 //! - [`work_on_owned_partitions`]: one task per partition a consumer group gives this
 //!   replica, stopped before the partition moves: how replicas split a topic's work.
 //! - [`shutdown_signal`], [`Clock`] / [`system_clock`], and [`retry`]'s one backoff.
+//! - [`status`]: the gRPC statuses every service answers alike (bad fields named).
 
 pub mod cli;
 mod clock;
@@ -23,6 +24,7 @@ pub mod retry;
 mod running;
 mod server;
 mod shutdown;
+pub mod status;
 
 pub use clock::{Clock, system_clock};
 pub use log::{OnLog, OpenLogError, with_log};

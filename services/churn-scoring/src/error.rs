@@ -3,8 +3,7 @@
 use churnguard_domain::{FieldViolation, Violations};
 use churnguard_eventlog::LogError;
 use churnguard_runtime::{ServeError, TaskFailed};
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
@@ -62,17 +61,9 @@ impl ScoringError {
     /// The status a caller sees. Internal details stay in our logs, never in the status.
     pub fn status(&self) -> Status {
         match self {
-            ScoringError::InvalidArgument(v) => Status::with_error_details(
-                Code::InvalidArgument,
-                self.to_string(),
-                ErrorDetails::with_bad_request(
-                    v.0.iter()
-                        .map(|f| {
-                            tonic_types::FieldViolation::new(f.field.clone(), f.description.clone())
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            ),
+            ScoringError::InvalidArgument(v) => {
+                churnguard_runtime::status::invalid_argument(self.to_string(), v)
+            }
             ScoringError::UnknownCustomer(_) => Status::not_found(self.to_string()),
             ScoringError::NoModel => Status::failed_precondition(
                 "no model has been fitted yet: risk figures need a first refit",

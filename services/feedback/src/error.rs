@@ -97,17 +97,9 @@ impl FeedbackError {
     pub fn status(&self) -> Status {
         match self {
             FeedbackError::Complaint(ComplaintError::Invalid(v))
-            | FeedbackError::Outreach(OutreachError::Invalid(v)) => Status::with_error_details(
-                Code::InvalidArgument,
-                self.to_string(),
-                ErrorDetails::with_bad_request(
-                    v.0.iter()
-                        .map(|f| {
-                            tonic_types::FieldViolation::new(f.field.clone(), f.description.clone())
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            ),
+            | FeedbackError::Outreach(OutreachError::Invalid(v)) => {
+                churnguard_runtime::status::invalid_argument(self.to_string(), v)
+            }
             FeedbackError::Complaint(ComplaintError::VersionConflict { expected, current })
             | FeedbackError::Outreach(OutreachError::VersionConflict { expected, current })
             | FeedbackError::Conflict { expected, current } => Status::with_error_details(

@@ -8,7 +8,7 @@ use churnguard_eventlog::LogError;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_runtime::{ServeError, TaskFailed};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use tonic_types::{ErrorDetails, StatusExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -38,11 +38,9 @@ impl IngestError {
     /// The status a caller sees. Internal details stay in our logs, never in the status.
     pub fn status(&self) -> Status {
         match self {
-            IngestError::InvalidSwipe(v) => Status::with_error_details(
-                Code::InvalidArgument,
-                format!("invalid swipe: {v}"),
-                ErrorDetails::with_bad_request(violations(v)),
-            ),
+            IngestError::InvalidSwipe(v) => {
+                churnguard_runtime::status::invalid_argument(format!("invalid swipe: {v}"), v)
+            }
             IngestError::BatchTooLarge { size, max, .. } => Status::with_error_details(
                 Code::InvalidArgument,
                 self.to_string(),
@@ -87,12 +85,6 @@ impl IngestError {
             field_violations,
         }
     }
-}
-
-fn violations(v: &Violations) -> Vec<FieldViolation> {
-    v.0.iter()
-        .map(|f| FieldViolation::new(f.field.clone(), f.description.clone()))
-        .collect()
 }
 
 /// The canonical upper-case name of a gRPC code, as in the gRPC spec.
