@@ -1,291 +1,40 @@
 //! The query API end to end: swipes on the log → scorer → timers on stream time →
 //! `churnguard.scoring.v1.ChurnScoring` through a real gRPC client, against a real
-//! Kafka-protocol broker (Tansu) and a real Redis; the same scenario on the embedded log.
-//! Finally Redis is flushed and the log replayed: the query indices come back identical.
+//! Kafka-protocol broker (Tansu) and a real Redis, and on the embedded log: one test per
+//! behaviour and log, each on its own Redis (and broker), each scoring the retail chain of
+//! [`common::chain`] as far into its year as the behaviour needs. Finally Redis is flushed
+//! and the log replayed: the query indices come back identical.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, NaiveDate, Utc};
+use churn_scoring::CustomerStore;
 use churn_scoring::api::{ApiServer, QueryState, Running, SERVICE_NAME};
 use churn_scoring::models::ModelProjection;
 use churn_scoring::refit::{RefitScope, refit};
-use churn_scoring::timers::Timers;
-use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
 use churnguard_domain::customer::{Day, day_of};
-use churnguard_domain::models::BgNbd;
-use churnguard_domain::policy::{ChurnState, DefectionPolicy, PolicyBook, Rule, RuleSet};
+use churnguard_domain::models::FittedModel;
+use churnguard_domain::partition_for_key;
+use churnguard_domain::policy::{ChurnState, Rule};
 use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
 use churnguard_domain::signal::ChurnStateChanged;
-use churnguard_domain::{CustomerInput, Envelope, SwipeDraft, SwipeLimits, partition_for_key};
+use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_testkit::{RedisCluster, RedisServer, Tansu, eventually, init_test_logging};
-use tokio_util::sync::CancellationToken;
+use common::HORIZON;
+use common::chain::{
+    CHECK_WEEK, Chain, MODELS, PARTITIONS, TOPIC, WEEKS, date_of, policies, start,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
-
-const TOPIC: &str = "purchases.v1";
-const MODELS: &str = "churn.models.v1";
-const PARTITIONS: u32 = 3;
-const HORIZON: Day = 120;
-const WEEKS: u64 = 40;
-/// The week after which the quiet diners are at risk but not yet defected.
-const CHECK_WEEK: u64 = 17;
-/// The model the timers assess with; the API uses the fitted one.
-const TIMER_MODEL: BgNbd = BgNbd {
-    r: 0.243,
-    alpha: 4.414,
-    a: 0.793,
-    b: 2.426,
-};
-
-fn restaurant() -> DefectionPolicy {
-    DefectionPolicy {
-        recent_days: 28,
-        baseline_days: 56,
-        min_baseline_visits: 4,
-        at_risk: RuleSet {
-            visits_below_fraction: Some(0.6),
-            overdue_gaps: Some(3.0),
-            min_rules: 1,
-            ..RuleSet::default()
-        },
-        defected: RuleSet {
-            overdue_gaps: Some(8.0),
-            min_rules: 1,
-            ..RuleSet::default()
-        },
-    }
-}
-
-fn supermarket() -> DefectionPolicy {
-    DefectionPolicy {
-        recent_days: 28,
-        baseline_days: 56,
-        min_baseline_visits: 4,
-        at_risk: RuleSet {
-            visits_below_fraction: Some(0.3),
-            overdue_gaps: Some(5.0),
-            min_rules: 1,
-            ..RuleSet::default()
-        },
-        defected: RuleSet {
-            overdue_gaps: Some(12.0),
-            min_rules: 1,
-            ..RuleSet::default()
-        },
-    }
-}
-
-/// The chain: supermarkets by default, store `r1` is a restaurant.
-fn policies() -> PolicyBook {
-    PolicyBook {
-        default: supermarket(),
-        formats: BTreeMap::from([("restaurant".to_owned(), restaurant())]),
-        store_formats: BTreeMap::from([("r1".to_owned(), "restaurant".to_owned())]),
-    }
-}
-
-fn start() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 1, 5).expect("date")
-}
-
-fn date_of(day: Day) -> String {
-    (NaiveDate::default() + chrono::Days::new(day as u64)).to_string()
-}
-
-fn swipe(customer: &str, store: &str, week: u64, weekday: u64, spend: i64) -> OutgoingRecord {
-    let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z")
-        .expect("time")
-        .to_utc();
-    let date = start() + chrono::Days::new(week * 7 + weekday);
-    let s = SwipeDraft {
-        swipe_id: format!("{customer}-{week}-{weekday}"),
-        customer: CustomerInput::CustomerId(customer.into()),
-        store_id: store.into(),
-        terminal_id: "t1".into(),
-        employee_id: "e1".into(),
-        occurred_at: format!("{}T19:30:00+01:00", date.format("%Y-%m-%d")),
-        amount_minor_units: spend,
-        currency: "EUR".into(),
-        item_count: 2,
-    }
-    .validate(
-        now,
-        &SwipeLimits {
-            max_age: chrono::TimeDelta::days(400),
-            ..Default::default()
-        },
-        None,
-    )
-    .expect("valid");
-    OutgoingRecord {
-        key: customer.as_bytes().to_vec(),
-        timestamp_ms: s.occurred_at.timestamp_millis(),
-        payload: s.into_envelope().to_json(),
-        headers: vec![],
-    }
-}
-
-/// The diners who go quiet after 16 weeks at the restaurant, with their spend per dinner:
-/// their values at risk are ordered like their spend (b and c tie).
-const DINERS: [(&str, i64); 4] = [
-    ("diner-a", 2_000),
-    ("diner-b", 4_000),
-    ("diner-c", 4_000),
-    ("diner-d", 8_000),
-];
-
-/// One week of the chain's swipes.
-fn week(w: u64) -> Vec<OutgoingRecord> {
-    let mut out = Vec::new();
-    for i in 0..6 {
-        let c = format!("steady-{i}");
-        for d in [0, 3] {
-            out.push(swipe(&c, "r1", w, d, 3_000 + 250 * i));
-        }
-    }
-    for i in 0..3 {
-        out.push(swipe(
-            &format!("shopper-{i}"),
-            "s2",
-            w,
-            1,
-            9_000 + 1_000 * i,
-        ));
-    }
-    if w < 16 {
-        for (c, spend) in DINERS {
-            for d in [0, 3] {
-                out.push(swipe(c, "r1", w, d, spend));
-            }
-        }
-        out.push(swipe("market-1", "s2", w, 1, 12_000));
-    }
-    // Gone for four months, then back for good.
-    if !(16..32).contains(&w) {
-        for d in [0, 3] {
-            out.push(swipe("back-1", "r1", w, d, 6_000));
-        }
-    }
-    out
-}
-
-struct Chain<L: EventLog> {
-    log: Arc<L>,
-    store: CustomerStore,
-    scorer: Scorer<L>,
-    timers: Timers,
-    /// Each partition's end offset after each week.
-    ends: Vec<Vec<u64>>,
-}
-
-impl<L: EventLog> Chain<L> {
-    async fn new(log: Arc<L>, store: CustomerStore) -> Self {
-        log.ensure_topic(TOPIC, PARTITIONS).await.expect("topic");
-        log.ensure_topic(MODELS, 1).await.expect("models topic");
-        Self {
-            scorer: Scorer::new(log.clone(), store.clone(), TOPIC, 500),
-            timers: Timers::new(store.clone(), policies(), TIMER_MODEL),
-            log,
-            store,
-            ends: Vec::new(),
-        }
-    }
-
-    /// Stream time: the latest event day applied on any partition.
-    async fn stream_time(&self) -> Day {
-        let mut now = Day::MIN;
-        for p in 0..PARTITIONS {
-            if let Some(w) = self.store.watermark(p).await.expect("watermark") {
-                now = now.max(w);
-            }
-        }
-        now
-    }
-
-    async fn fire(&self) {
-        let now = self.stream_time().await;
-        for p in 0..PARTITIONS {
-            self.timers.fire_due(p, now).await.expect("fire");
-        }
-    }
-
-    /// Appends week `w`, scores it, and fires the timers on stream time.
-    async fn live_week(&mut self, w: u64) {
-        for r in self.log.append(TOPIC, week(w)).await {
-            r.expect("append");
-        }
-        let mut ends = Vec::new();
-        for p in 0..PARTITIONS {
-            self.scorer
-                .run_partition(p, CancellationToken::new(), true)
-                .await
-                .expect("score");
-            ends.push(self.log.end_offset(TOPIC, p).await.expect("end"));
-        }
-        self.ends.push(ends);
-        self.fire().await;
-    }
-
-    /// Replays the log from the start in the live run's weekly steps, firing the timers
-    /// at the same stream times.
-    async fn replay(&self) {
-        for ends in &self.ends {
-            for (p, end) in (0..PARTITIONS).zip(ends) {
-                let mut from = self.store.checkpoint(p).await.expect("checkpoint");
-                while from < *end {
-                    let records = self
-                        .log
-                        .read(
-                            TOPIC,
-                            p,
-                            from,
-                            (*end - from) as usize,
-                            Duration::from_secs(1),
-                        )
-                        .await
-                        .expect("read");
-                    let records: Vec<_> = records.into_iter().filter(|r| r.offset < *end).collect();
-                    let Some(last) = records.last() else { continue };
-                    let next = last.offset + 1;
-                    let swipes: Vec<ScoredSwipe> = records
-                        .iter()
-                        .map(|r| ScoredSwipe::from_record(r).expect("swipe"))
-                        .collect();
-                    from = self
-                        .store
-                        .apply_batch(p, from, &swipes, next)
-                        .await
-                        .expect("apply")
-                        .checkpoint;
-                }
-            }
-            self.fire().await;
-        }
-    }
-
-    /// Every churn signal committed so far (the outbox is not relayed in these tests).
-    async fn signals(&self) -> Vec<ChurnStateChanged> {
-        let mut out = Vec::new();
-        for p in 0..PARTITIONS {
-            for (_, _, payload) in self.store.outbox(p, 100_000).await.expect("outbox") {
-                out.push(
-                    Envelope::<ChurnStateChanged>::decode(&payload, ChurnStateChanged::EVENT_TYPE)
-                        .expect("signal")
-                        .data,
-                );
-            }
-        }
-        out
-    }
-}
 
 async fn client(api: &Running) -> ChurnScoringClient<Channel> {
     ChurnScoringClient::connect(api.endpoint())
@@ -451,28 +200,130 @@ async fn flushall(redis: &RedisServer) {
         .expect("flushall");
 }
 
-async fn scenario<L: EventLog>(log: L) {
-    let redis = RedisServer::start();
-    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+// ---------------------------------------------------------------------------------
+// The shared set-up: the query API over the chain, scored as far as a behaviour needs.
+
+/// A fresh Redis, the chain's scorer and timers on a log, and the query API over them
+/// with a client.
+struct Fixture<L: EventLog> {
+    redis: RedisServer,
+    chain: Chain<L>,
+    api: Running,
+    c: ChurnScoringClient<Channel>,
+}
+
+/// The refit done after [`CHECK_WEEK`]: the model, the day it was fitted as of, and when.
+struct Refit {
+    fitted: FittedModel,
+    now_day: Day,
+    fitted_at: DateTime<Utc>,
+}
+
+impl<L: EventLog> Fixture<L> {
+    /// Redis, the chain on `log` with no swipes yet, and the query API on a free port.
+    async fn start(log: L) -> Self {
+        let redis = RedisServer::start();
+        let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+            .await
+            .expect("store");
+        let chain = Chain::new(Arc::new(log), store).await;
+        let api = ApiServer::bind(
+            "127.0.0.1:0",
+            QueryState::new(chain.store.clone(), policies(), PARTITIONS),
+        )
         .await
-        .expect("store");
-    let mut chain = Chain::new(Arc::new(log), store).await;
-    let api = ApiServer::bind(
-        "127.0.0.1:0",
-        QueryState::new(chain.store.clone(), policies(), PARTITIONS),
-    )
-    .await
-    .expect("bind")
-    .with_timings(Duration::from_millis(200), Duration::from_secs(5))
-    .spawn();
-    let mut c = client(&api).await;
-
-    // Health and reflection, as in purchase-ingest.
-    health_and_reflection(&api).await;
-
-    for w in 0..=CHECK_WEEK {
-        chain.live_week(w).await;
+        .expect("bind")
+        .with_timings(Duration::from_millis(200), Duration::from_secs(5))
+        .spawn();
+        let c = client(&api).await;
+        Self {
+            redis,
+            chain,
+            api,
+            c,
+        }
     }
+
+    /// Weeks 0 to [`CHECK_WEEK`], live: the quiet diners are at risk, no model is fitted.
+    async fn to_check_week(log: L) -> Self {
+        let mut f = Self::start(log).await;
+        for w in 0..=CHECK_WEEK {
+            f.chain.live_week(w).await;
+        }
+        f
+    }
+
+    /// Weeks 0 to [`CHECK_WEEK`], then a refit on stream time.
+    async fn refitted_at_check_week(log: L) -> (Self, Refit) {
+        let f = Self::to_check_week(log).await;
+        let refit = f.refit().await;
+        (f, refit)
+    }
+
+    /// The whole year: weeks 0 to [`CHECK_WEEK`], a refit, and the rest of the year, in
+    /// which the diners defect, the supermarket's shopper too, and back-1 returns.
+    async fn whole_year(log: L) -> Self {
+        let (mut f, _) = Self::refitted_at_check_week(log).await;
+        for w in CHECK_WEEK + 1..WEEKS {
+            f.chain.live_week(w).await;
+        }
+        f
+    }
+
+    /// Refits the models on the chain's stream time, as fitted at 08:00 on 22 November.
+    async fn refit(&self) -> Refit {
+        let chain = &self.chain;
+        let now_day = chain.stream_time().await;
+        let fitted_at = DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z")
+            .expect("time")
+            .to_utc();
+        let models = ModelProjection::new(chain.log.clone(), chain.store.connection(), MODELS);
+        let scope = RefitScope {
+            partitions: PARTITIONS,
+            sample: 0,
+        };
+        let fitted = refit(
+            &chain.store,
+            &models,
+            chain.log.as_ref(),
+            scope,
+            now_day,
+            fitted_at,
+        )
+        .await
+        .expect("refit");
+        Refit {
+            fitted,
+            now_day,
+            fitted_at,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The behaviours, each run on both logs by `on_both_logs!` below.
+
+/// Health reports SERVING and reflection lists the service, as in purchase-ingest.
+async fn serves_health_and_reflection<L: EventLog>(log: L) {
+    let Fixture {
+        redis: _redis,
+        chain: _chain,
+        api,
+        c: _c,
+    } = Fixture::start(log).await;
+    health_and_reflection(&api).await;
+    api.stop().await.expect("stop");
+}
+
+/// Before any refit, GetModel and GetCustomerRisk are FAILED_PRECONDITION: risk figures
+/// cannot be computed.
+async fn without_a_model_risk_is_a_failed_precondition<L: EventLog>(log: L) {
+    let Fixture {
+        redis: _redis,
+        chain: _chain,
+        api,
+        mut c,
+    } = Fixture::to_check_week(log).await;
 
     // No model yet: risk figures cannot be computed.
     let status = c
@@ -488,27 +339,26 @@ async fn scenario<L: EventLog>(log: L) {
         .await
         .expect_err("no model");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    api.stop().await.expect("stop");
+}
 
-    // A refit; GetModel shows it.
-    let now_day = chain.stream_time().await;
-    let fitted_at = DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z")
-        .expect("time")
-        .to_utc();
-    let models = ModelProjection::new(chain.log.clone(), chain.store.connection(), MODELS);
-    let scope = RefitScope {
-        partitions: PARTITIONS,
-        sample: 0,
-    };
-    let fitted = refit(
-        &chain.store,
-        &models,
-        chain.log.as_ref(),
-        scope,
+/// After a refit, GetModel shows the fitted model: version, times, population and
+/// parameters.
+async fn get_model_shows_the_refit<L: EventLog>(log: L) {
+    let (
+        Fixture {
+            redis: _redis,
+            chain: _chain,
+            api,
+            mut c,
+        },
+        refit,
+    ) = Fixture::refitted_at_check_week(log).await;
+    let Refit {
+        fitted,
         now_day,
         fitted_at,
-    )
-    .await
-    .expect("refit");
+    } = refit;
     let m = c
         .get_model(pb::GetModelRequest {})
         .await
@@ -533,6 +383,21 @@ async fn scenario<L: EventLog>(log: L) {
         m.gamma_gamma.map(|g| (g.p, g.q, g.gamma)),
         fitted.gamma_gamma.map(|g| (g.p, g.q, g.gamma))
     );
+    api.stop().await.expect("stop");
+}
+
+/// GetCustomerRisk is the domain's computation: on the partition's stream time by default,
+/// and on any day asked for.
+async fn customer_risk_is_the_domains_assessment<L: EventLog>(log: L) {
+    let (
+        Fixture {
+            redis: _redis,
+            chain,
+            api,
+            mut c,
+        },
+        Refit { fitted, .. },
+    ) = Fixture::refitted_at_check_week(log).await;
     let model = ScoringModel::from(&fitted);
 
     // GetCustomerRisk is the domain's computation, on the partition's stream time by
@@ -576,6 +441,21 @@ async fn scenario<L: EventLog>(log: L) {
     let (recorded, want) = expected_risk(&chain.store, "diner-b", &model, later).await;
     assert_eq!(want.assessment.state, ChurnState::Defected, "months later");
     assert_risk_matches(&got, recorded, &want);
+    api.stop().await.expect("stop");
+}
+
+/// A store's at-risk list is ordered by value at risk as the timers committed it, and
+/// pages of any size give each customer once; a store with nobody missed lists nobody.
+async fn the_at_risk_list_is_by_value_and_pages<L: EventLog>(log: L) {
+    let (
+        Fixture {
+            redis: _redis,
+            chain,
+            api,
+            mut c,
+        },
+        _,
+    ) = Fixture::refitted_at_check_week(log).await;
 
     // The at-risk list of the restaurant: by value at risk as the timers committed it
     // (their at_risk signals carry it), paged two at a time.
@@ -612,12 +492,17 @@ async fn scenario<L: EventLog>(log: L) {
         supermarket.customers.is_empty(),
         "the supermarket's weekly shopper is not yet missed: {supermarket:?}"
     );
+    api.stop().await.expect("stop");
+}
 
-    // The rest of the year: diners defect, the supermarket's shopper too, back-1 returns.
-    for w in CHECK_WEEK + 1..WEEKS {
-        chain.live_week(w).await;
-    }
-    let signals = chain.signals().await;
+/// By the end of the year, defected and won-back customers have left the at-risk list.
+async fn defected_and_won_back_customers_leave_the_at_risk_list<L: EventLog>(log: L) {
+    let Fixture {
+        redis: _redis,
+        chain: _chain,
+        api,
+        mut c,
+    } = Fixture::whole_year(log).await;
     let list = c
         .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
             store_id: "r1".into(),
@@ -631,6 +516,19 @@ async fn scenario<L: EventLog>(log: L) {
         list.customers.is_empty(),
         "defected and won-back customers leave the at-risk list: {list:?}"
     );
+    api.stop().await.expect("stop");
+}
+
+/// GetStoreDefectionStats sums the committed defections, returns and value lost of a
+/// store's home customers over the period asked for.
+async fn store_stats_sum_the_signals_of_the_period<L: EventLog>(log: L) {
+    let Fixture {
+        redis: _redis,
+        chain,
+        api,
+        c,
+    } = Fixture::whole_year(log).await;
+    let signals = chain.signals().await;
 
     let stats = |store: &str, from: &str, to: &str| {
         let mut c = c.clone();
@@ -697,6 +595,18 @@ async fn scenario<L: EventLog>(log: L) {
         ),
         (0, 0, 0)
     );
+    api.stop().await.expect("stop");
+}
+
+/// Bad requests are INVALID_ARGUMENT naming every bad field; an unknown customer is
+/// NOT_FOUND.
+async fn bad_requests_name_the_field_and_unknown_customers_are_not_found<L: EventLog>(log: L) {
+    let Fixture {
+        redis: _redis,
+        chain: _chain,
+        api,
+        mut c,
+    } = Fixture::whole_year(log).await;
 
     // Bad requests name the field; unknown customers are NOT_FOUND.
     let status = c
@@ -768,6 +678,18 @@ async fn scenario<L: EventLog>(log: L) {
         .await
         .expect_err("everything wrong");
     assert_eq!(bad_fields(&status), ["store_id", "from_date", "to_date"]);
+    api.stop().await.expect("stop");
+}
+
+/// After the whole year, flushing Redis and replaying the log in the live run's steps
+/// rebuilds the query indices exactly.
+async fn replaying_the_log_into_an_empty_redis_rebuilds_the_indices<L: EventLog>(log: L) {
+    let Fixture {
+        redis,
+        chain,
+        api,
+        c: _c,
+    } = Fixture::whole_year(log).await;
 
     // Flush Redis and replay the log: the indices are rebuilt exactly.
     let before = indices(&redis).await;
@@ -777,7 +699,6 @@ async fn scenario<L: EventLog>(log: L) {
     assert!(indices(&redis).await.is_empty());
     chain.replay().await;
     assert_eq!(indices(&redis).await, before);
-
     api.stop().await.expect("stop");
 }
 
@@ -910,8 +831,19 @@ async fn health_and_reflection(api: &Running) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kafka_swipes_to_query_api_risk_lists_stats_model_errors_and_rebuild() {
+// ---------------------------------------------------------------------------------
+// The tests: each behaviour on the embedded log and on a Kafka-protocol broker.
+
+/// An embedded log in a fresh directory (kept while the test runs).
+fn embedded_log() -> (tempfile::TempDir, EmbeddedLog) {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(dir.path()).expect("log");
+    (dir, log)
+}
+
+/// A fresh Tansu broker (kept while the test runs) and a log on it.
+fn kafka_log() -> (Tansu, KafkaLog) {
     init_test_logging();
     let broker = Tansu::start();
     let log = KafkaLog::new(KafkaSettings {
@@ -919,14 +851,50 @@ async fn kafka_swipes_to_query_api_risk_lists_stats_model_errors_and_rebuild() {
         ..KafkaSettings::default()
     })
     .expect("log");
-    scenario(log).await;
+    (broker, log)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn embedded_log_swipes_to_query_api_risk_lists_stats_model_errors_and_rebuild() {
-    init_test_logging();
-    let dir = tempfile::tempdir().expect("tempdir");
-    scenario(EmbeddedLog::open(dir.path()).expect("log")).await;
+/// For the behaviour `$name`, a module `$name` with two tests: `embedded_log` and `kafka`.
+macro_rules! on_both_logs {
+    ($($(#[$doc:meta])* $name:ident;)+) => {$(
+        $(#[$doc])*
+        mod $name {
+            /// On the embedded log.
+            #[tokio::test(flavor = "multi_thread")]
+            async fn embedded_log() {
+                let (_dir, log) = super::embedded_log();
+                super::$name(log).await;
+            }
+
+            /// On a Kafka-protocol broker (Tansu).
+            #[tokio::test(flavor = "multi_thread")]
+            async fn kafka() {
+                let (_broker, log) = super::kafka_log();
+                super::$name(log).await;
+            }
+        }
+    )+};
+}
+
+on_both_logs! {
+    /// Health and reflection work for generic clients.
+    serves_health_and_reflection;
+    /// No model yet: FAILED_PRECONDITION.
+    without_a_model_risk_is_a_failed_precondition;
+    /// GetModel shows the refit.
+    get_model_shows_the_refit;
+    /// GetCustomerRisk is the domain's assessment.
+    customer_risk_is_the_domains_assessment;
+    /// The at-risk list is by value at risk, paged.
+    the_at_risk_list_is_by_value_and_pages;
+    /// Defected and won-back customers leave the at-risk list.
+    defected_and_won_back_customers_leave_the_at_risk_list;
+    /// Store defection stats sum the period's signals.
+    store_stats_sum_the_signals_of_the_period;
+    /// Bad requests name the field; unknown customers are NOT_FOUND.
+    bad_requests_name_the_field_and_unknown_customers_are_not_found;
+    /// Replay into an empty Redis rebuilds the indices.
+    replaying_the_log_into_an_empty_redis_rebuilds_the_indices;
 }
 
 /// The indices' keys share the partition's hash tag: on a three-master cluster the

@@ -1,6 +1,7 @@
 //! The complaint write path against the embedded log and a real Kafka-protocol broker
 //! (Tansu), with a real Redis: lifecycle, replay into an empty Redis, concurrent commands,
-//! idempotency keys and bad input.
+//! idempotency keys and bad input. One test per behaviour and log, each on its own Redis
+//! (and broker); the replay test takes every step before it as set-up.
 
 mod common;
 
@@ -87,21 +88,33 @@ async fn commits<L: EventLog>(log: &L) -> Vec<Commit> {
     all
 }
 
-async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
-    let svc = setup(log.clone(), redis).await;
-    let c1 = id("c-1");
+/// What the service answered along c-1's lifecycle.
+struct Lifecycle {
+    filed: Complaint,
+    again: Complaint,
+    letter: FeedbackError,
+    acked: Complaint,
+    retried: Complaint,
+    retried_again: Complaint,
+    stale: FeedbackError,
+    resolved: Complaint,
+    /// After the root cause, the last command.
+    last: Complaint,
+}
 
-    // The lifecycle, end to end.
+/// c-1's lifecycle, end to end: filed (and the filing retried), acknowledged (by letter
+/// first, refused), an update sent twice with one key, one with a stale version,
+/// resolved, the customer's satisfaction and the root cause recorded.
+async fn lifecycle<L: EventLog>(svc: &Complaints<L>) -> Lifecycle {
+    let c1 = id("c-1");
     let filed = svc
         .execute(&c1, filing("c-1", "major"), None)
         .await
         .expect("file");
-    assert_eq!((filed.version, filed.status), (1, ComplaintStatus::Open));
     let again = svc
         .execute(&c1, filing("c-1", "major"), None)
         .await
         .expect("a retried filing");
-    assert_eq!(again.version, 1, "a retried filing changes nothing");
     let letter = svc
         .execute(
             &c1,
@@ -114,10 +127,6 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
         )
         .await
         .expect_err("a letter is no first response to a major complaint");
-    assert_eq!(
-        letter.violations().map(|v| v.fields().collect::<Vec<_>>()),
-        Some(vec!["method"])
-    );
     let acked = svc
         .execute(
             &c1,
@@ -130,8 +139,6 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
         )
         .await
         .expect("acknowledge");
-    assert_eq!(acked.status, ComplaintStatus::Acknowledged);
-    // The same key again: once.
     let retried = svc
         .execute(&c1, update("a retried update", None), Some("upd-1"))
         .await
@@ -140,16 +147,10 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
         .execute(&c1, update("a retried update", None), Some("upd-1"))
         .await
         .expect("update retried");
-    assert_eq!(retried.version, retried_again.version);
-    assert_eq!(retried_again.updates.len(), 1, "one update for one key");
     let stale = svc
         .execute(&c1, update("stale", Some(1)), None)
         .await
         .expect_err("stale expected version");
-    assert!(matches!(
-        stale,
-        FeedbackError::Complaint(ComplaintError::VersionConflict { expected: 1, .. })
-    ));
     let resolved = svc
         .execute(
             &c1,
@@ -162,7 +163,6 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
         )
         .await
         .expect("resolve");
-    assert_eq!(resolved.status, ComplaintStatus::Resolved);
     svc.execute(
         &c1,
         ComplaintCommand::RecordSatisfaction(RecordSatisfaction {
@@ -199,7 +199,22 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
         )
         .await
         .expect("root cause");
+    Lifecycle {
+        filed,
+        again,
+        letter,
+        acked,
+        retried,
+        retried_again,
+        stale,
+        resolved,
+        last,
+    }
+}
 
+/// Files c-bad with a severity that does not exist, and checks that it is refused naming
+/// the field and that nothing is written.
+async fn refuse_a_bad_filing<L: EventLog>(svc: &Complaints<L>, log: &L) {
     // Bad input: every bad field named, nothing written.
     let ends_before: Vec<u64> = {
         let mut v = Vec::new();
@@ -224,12 +239,14 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
         );
     }
     assert!(svc.get(&id("c-bad")).await.expect("get").is_none());
+}
 
-    // Concurrent commands decided on one version: exactly the acknowledged ones land.
+/// Files c-2, then eight commands race on its version 1: returns the notes of those that
+/// won and how many lost with a version conflict.
+async fn race_on_one_version<L: EventLog>(svc: &Arc<Complaints<L>>) -> (Vec<String>, i32) {
     svc.execute(&id("c-2"), filing("c-2", "minor"), None)
         .await
         .expect("file c-2");
-    let svc = Arc::new(svc);
     let racers: Vec<_> = (0..8)
         .map(|i| {
             let svc = svc.clone();
@@ -251,19 +268,12 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
             Err(e) => panic!("unexpected error {e}"),
         }
     }
-    assert_eq!(won.len(), 1, "one command wins version 1");
-    assert_eq!(lost, 7);
-    let c2 = svc.get(&id("c-2")).await.expect("get").expect("c-2");
-    assert_eq!(c2.version, 2);
-    assert_eq!(
-        c2.updates
-            .iter()
-            .map(|u| u.note.clone())
-            .collect::<Vec<_>>(),
-        won,
-        "the winner's update is there and no other"
-    );
-    // Without an expected version, racing writers retry on conflict and none is lost.
+    (won, lost)
+}
+
+/// Six writers add an update to c-2 each, without an expected version, retrying on
+/// conflict.
+async fn racing_writers<L: EventLog>(svc: &Arc<Complaints<L>>) {
     let writers: Vec<_> = (0..6)
         .map(|i| {
             let svc = svc.clone();
@@ -288,11 +298,128 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
     for w in writers {
         w.await.expect("writer");
     }
+}
+
+// ---------------------------------------------------------------------------------
+// The behaviours, each run on both logs by `on_both_logs!` below.
+
+/// A complaint is filed open at version 1, acknowledged, and resolved.
+async fn a_complaint_is_filed_acknowledged_and_resolved<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let svc = setup(log, redis).await;
+    let Lifecycle {
+        filed,
+        acked,
+        resolved,
+        ..
+    } = lifecycle(&svc).await;
+    assert_eq!((filed.version, filed.status), (1, ComplaintStatus::Open));
+    assert_eq!(acked.status, ComplaintStatus::Acknowledged);
+    assert_eq!(resolved.status, ComplaintStatus::Resolved);
+}
+
+/// A retried filing, and an update sent again with the same idempotency key, change
+/// nothing.
+async fn retries_change_nothing<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
+    let svc = setup(log, redis).await;
+    let Lifecycle {
+        again,
+        retried,
+        retried_again,
+        ..
+    } = lifecycle(&svc).await;
+    assert_eq!(again.version, 1, "a retried filing changes nothing");
+    // The same key again: once.
+    assert_eq!(retried.version, retried_again.version);
+    assert_eq!(retried_again.updates.len(), 1, "one update for one key");
+}
+
+/// A letter is refused as the first response to a major complaint, naming the method.
+async fn a_letter_is_no_first_response_to_a_major_complaint<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let svc = setup(log, redis).await;
+    let Lifecycle { letter, .. } = lifecycle(&svc).await;
+    assert_eq!(
+        letter.violations().map(|v| v.fields().collect::<Vec<_>>()),
+        Some(vec!["method"])
+    );
+}
+
+/// A command on a stale expected version is a version conflict.
+async fn a_stale_expected_version_is_a_conflict<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
+    let svc = setup(log, redis).await;
+    let Lifecycle { stale, .. } = lifecycle(&svc).await;
+    assert!(matches!(
+        stale,
+        FeedbackError::Complaint(ComplaintError::VersionConflict { expected: 1, .. })
+    ));
+}
+
+/// Bad input names every bad field and writes nothing.
+async fn bad_input_names_the_field_and_writes_nothing<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let svc = setup(log.clone(), redis).await;
+    // Bad input: every bad field named, nothing written.
+    refuse_a_bad_filing(&svc, log.as_ref()).await;
+}
+
+/// Concurrent commands decided on one version: exactly one lands, the others are version
+/// conflicts.
+async fn of_commands_racing_on_one_version_one_lands<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let svc = Arc::new(setup(log, redis).await);
+    // Concurrent commands decided on one version: exactly the acknowledged ones land.
+    let (won, lost) = race_on_one_version(&svc).await;
+    assert_eq!(won.len(), 1, "one command wins version 1");
+    assert_eq!(lost, 7);
+    let c2 = svc.get(&id("c-2")).await.expect("get").expect("c-2");
+    assert_eq!(c2.version, 2);
+    assert_eq!(
+        c2.updates
+            .iter()
+            .map(|u| u.note.clone())
+            .collect::<Vec<_>>(),
+        won,
+        "the winner's update is there and no other"
+    );
+}
+
+/// Without an expected version, racing writers retry on conflict and none is lost.
+async fn racing_writers_without_a_version_lose_nothing<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let svc = Arc::new(setup(log, redis).await);
+    race_on_one_version(&svc).await;
+    // Without an expected version, racing writers retry on conflict and none is lost.
+    racing_writers(&svc).await;
     let c2 = svc.get(&id("c-2")).await.expect("get").expect("c-2");
     let mut notes: Vec<String> = c2.updates.iter().map(|u| u.note.clone()).collect();
     notes.sort();
     assert_eq!(notes.len(), 7, "{notes:?}");
     assert!((0..6).all(|i| notes.contains(&format!("w{i}"))));
+}
+
+/// After all of the above, the read model equals the log's story, and a replay into an
+/// empty Redis rebuilds it byte for byte.
+async fn a_replay_into_an_empty_redis_rebuilds_the_read_model<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let svc = Arc::new(setup(log.clone(), redis).await);
+    let c1 = id("c-1");
+    let Lifecycle { last, .. } = lifecycle(&svc).await;
+    refuse_a_bad_filing(&svc, log.as_ref()).await;
+    race_on_one_version(&svc).await;
+    racing_writers(&svc).await;
 
     // The read model equals the log's story, and a replay into an empty Redis rebuilds it
     // byte for byte.
@@ -354,26 +481,61 @@ async fn lifecycle_replay_and_conflicts<L: EventLog>(log: Arc<L>, redis: &RedisS
     assert!(c2_commits.len() >= 8);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn complaints_on_the_embedded_log() {
-    init_test_logging();
-    let dir = tempfile::tempdir().expect("dir");
-    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
-    let redis = RedisServer::start();
-    lifecycle_replay_and_conflicts(log, &redis).await;
+// ---------------------------------------------------------------------------------
+// The tests: each behaviour on the embedded log and on a Kafka-protocol broker, each
+// with its own Redis.
+
+/// For the behaviour `$name`, a module `$name` with two tests: `embedded_log` and `kafka`.
+macro_rules! on_both_logs {
+    ($($(#[$doc:meta])* $name:ident;)+) => {$(
+        $(#[$doc])*
+        mod $name {
+            use super::*;
+
+            /// On the embedded log.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded_log() {
+                init_test_logging();
+                let dir = tempfile::tempdir().expect("dir");
+                let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+                let redis = RedisServer::start();
+                $name(log, &redis).await;
+            }
+
+            /// On a Kafka-protocol broker (Tansu).
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn kafka() {
+                init_test_logging();
+                let broker = Tansu::start();
+                let log = Arc::new(
+                    KafkaLog::new(KafkaSettings {
+                        bootstrap_servers: broker.bootstrap(),
+                        ..KafkaSettings::default()
+                    })
+                    .expect("log"),
+                );
+                let redis = RedisServer::start();
+                $name(log, &redis).await;
+            }
+        }
+    )+};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn complaints_on_a_kafka_protocol_broker() {
-    init_test_logging();
-    let broker = Tansu::start();
-    let log = Arc::new(
-        KafkaLog::new(KafkaSettings {
-            bootstrap_servers: broker.bootstrap(),
-            ..KafkaSettings::default()
-        })
-        .expect("log"),
-    );
-    let redis = RedisServer::start();
-    lifecycle_replay_and_conflicts(log, &redis).await;
+on_both_logs! {
+    /// Filed, acknowledged, resolved.
+    a_complaint_is_filed_acknowledged_and_resolved;
+    /// Retries change nothing.
+    retries_change_nothing;
+    /// A letter is no first response to a major complaint.
+    a_letter_is_no_first_response_to_a_major_complaint;
+    /// A stale expected version is a conflict.
+    a_stale_expected_version_is_a_conflict;
+    /// Bad input names the field and writes nothing.
+    bad_input_names_the_field_and_writes_nothing;
+    /// Of commands racing on one version, one lands.
+    of_commands_racing_on_one_version_one_lands;
+    /// Racing writers without a version lose nothing.
+    racing_writers_without_a_version_lose_nothing;
+    /// A replay into an empty Redis rebuilds the read model.
+    a_replay_into_an_empty_redis_rebuilds_the_read_model;
 }

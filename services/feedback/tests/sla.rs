@@ -1,389 +1,99 @@
-//! SLA timers against the embedded log and a real Redis: the deadline index, alarms fired
-//! to the second on a fake clock, automatic escalation up the chain, two timer instances
-//! racing, a replay into an empty Redis rebuilding the index, and WatchEscalations through
-//! a real gRPC client reporting exactly the scenario's alerts.
+//! SLA timers against the embedded log and a real Kafka-protocol broker (Tansu), with a
+//! real Redis: the deadline index, alarms fired to the second on a fake clock, automatic
+//! escalation up the chain, two timer instances racing, a replay into an empty Redis
+//! rebuilding the index, and WatchEscalations through a real gRPC client reporting exactly
+//! the scenario's alerts. The scenario itself is [`common::sla::play`]; each test plays it
+//! on its own Redis (and broker) and checks one behaviour.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use churnguard_domain::CustomerInput;
-use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
 use churnguard_domain::feedback::complaint::{
-    AcknowledgeComplaint, AddComplaintUpdate, ComplaintCommand, ComplaintEvent, Context,
-    EscalationReason, FileComplaint, SealedContact, WaitOnCustomer,
-};
-use churnguard_domain::feedback::sla::{
-    BusinessDuration, DirectoryConfig, PerLevel, PerSeverity, RegionEntry, SlaPolicy, StoreEntry,
-    Targets,
+    ComplaintCommand, ComplaintEvent, EscalationReason, FileComplaint, SealedContact,
 };
 use churnguard_domain::feedback::vocab::Level;
-use churnguard_domain::ids::ComplaintId;
 use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_redis::RedisConnection;
-use churnguard_runtime::Clock;
 use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
 use churnguard_vault::{Kek, RedisKeyStore, Vault};
+use common::sla::{
+    FakeClock, PARTITIONS, Played, id, instance, london, next_due, play, read_model, show, timeline,
+};
+use feedback::EVENTS_TOPIC;
 use feedback::api::FeedbackApi;
 use feedback::app::ApiServer;
 use feedback::journal::Commit;
-use feedback::projection::{Projection, complaint_key};
-use feedback::timers::{Fired, fire_due};
-use feedback::{Complaints, EVENTS_TOPIC};
+use feedback::projection::complaint_key;
 
-const PARTITIONS: u32 = 3;
-const HOUR: i64 = 3600;
+// ---------------------------------------------------------------------------------
+// The timers, each behaviour run on both logs by `on_both_logs!` below.
 
-/// A UTC instant from a London wall-clock time.
-fn london(s: &str) -> DateTime<Utc> {
-    // Every instant of this test is in August or September 2025: BST, UTC+1.
-    let local = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("date");
-    Utc.from_utc_datetime(&(local - TimeDelta::hours(1)))
-}
-
-fn show(t: DateTime<Utc>) -> String {
-    (t + TimeDelta::hours(1))
-        .format("%a %Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
-fn h(hours: i64) -> BusinessDuration {
-    BusinessDuration::from_secs(hours * HOUR)
-}
-
-/// The default targets, but for a major complaint's resolution: 40 h, the sum of the three
-/// levels' 8 h + 16 h + 24 h, so that in these scenarios (major complaints) every level's
-/// resolution run is due by the level's own target. A resolution run falls due at the
-/// earlier of the level's target and what is left of the severity's (counted from
-/// filing); with the default 24 h the owner, taking over with 16 h of it spent, would
-/// have 8 h rather than 24.
-fn policy() -> SlaPolicy {
-    let targets = |first: i64, update: i64, resolution: i64| Targets {
-        first_response: h(first),
-        update_interval: h(update),
-        resolution: h(resolution),
-    };
-    SlaPolicy {
-        targets: PerSeverity {
-            minor: targets(16, 40, 80),
-            moderate: targets(8, 24, 40),
-            major: targets(4, 8, 40),
-            critical: targets(1, 4, 8),
-        },
-        warnings: vec![0.5, 0.75],
-        escalation: PerLevel {
-            store_manager: h(8),
-            regional_manager: h(16),
-            owner: h(24),
-        },
-        critical_starts_at: Level::RegionalManager,
-    }
-}
-
-/// Store s-7: Mon-Fri 09:00-17:00 in London, with the August 2025 bank holiday.
-fn directory() -> DirectoryConfig {
-    let day = vec!["09:00-17:00".to_owned()];
-    DirectoryConfig {
-        owner: "e-1".into(),
-        regions: BTreeMap::from([(
-            "north".into(),
-            RegionEntry {
-                manager: "e-20".into(),
-            },
-        )]),
-        stores: BTreeMap::from([(
-            "s-7".into(),
-            StoreEntry {
-                manager: "e-71".into(),
-                region: "north".into(),
-                calendar: None,
-            },
-        )]),
-        calendars: BTreeMap::from([(
-            "uk-high-street".into(),
-            CalendarConfig {
-                timezone: "Europe/London".into(),
-                hours: WeekHours {
-                    monday: day.clone(),
-                    tuesday: day.clone(),
-                    wednesday: day.clone(),
-                    thursday: day.clone(),
-                    friday: day,
-                    ..WeekHours::default()
-                },
-                holidays: vec!["2025-08-25".into()],
-            },
-        )]),
-        default_calendar: "uk-high-street".into(),
-    }
-}
-
-/// A clock the test moves by hand.
-#[derive(Clone)]
-struct FakeClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl FakeClock {
-    fn set(&self, t: DateTime<Utc>) {
-        *self.0.lock().expect("clock") = t;
-    }
-    fn clock(&self) -> Clock {
-        let me = self.0.clone();
-        Arc::new(move || *me.lock().expect("clock"))
-    }
-}
-
-async fn instance<L: EventLog>(
+/// Filing indexes the first alarm: 50 % of the 4 h first response, on the Tuesday after
+/// the bank holiday Monday.
+async fn filing_indexes_the_first_alarm_after_the_bank_holiday<L: EventLog>(
     log: Arc<L>,
     redis: &RedisServer,
-    clock: &FakeClock,
-) -> Complaints<L> {
-    let conn = RedisConnection::single(&redis.url()).await.expect("redis");
-    Complaints::new(
-        log,
-        Projection::new(conn, EVENTS_TOPIC, PARTITIONS)
-            .with_sla(policy(), directory().build().expect("directory")),
-        Context::default(),
-        clock.clock(),
-    )
-}
-
-/// Every hash (complaints, list indexes) and the deadline indexes, as Redis holds them.
-async fn read_model(redis: &RedisServer) -> BTreeMap<String, String> {
-    let mut all: BTreeMap<String, String> = common::hashes(redis, &["fc:*", "fl:*"])
-        .await
-        .into_iter()
-        .map(|(k, h)| (k, format!("{h:?}")))
-        .collect();
-    for (k, z) in common::sorted_sets(redis, "fd:*").await {
-        all.insert(k, format!("{z:?}"));
-    }
-    all
-}
-
-/// The earliest entry of every partition's deadline index.
-async fn next_due<L: EventLog>(svc: &Complaints<L>) -> Option<DateTime<Utc>> {
-    let mut best: Option<i64> = None;
-    for p in 0..PARTITIONS {
-        svc.catch_up(p).await.expect("catch up");
-        if let Some((_, s)) = svc.projection().deadlines(p).await.expect("index").first() {
-            best = Some(best.map_or(*s, |b| b.min(*s)));
-        }
-    }
-    best.map(|s| DateTime::from_timestamp(s, 0).expect("instant"))
-}
-
-/// Both timer instances tick at once on every partition.
-async fn tick_both<L: EventLog>(a: &Complaints<L>, b: &Complaints<L>, now: DateTime<Utc>) -> Fired {
-    let mut total = Fired::default();
-    for p in 0..PARTITIONS {
-        let (x, y) = tokio::join!(fire_due(a, p, now), fire_due(b, p, now));
-        total += x.expect("timer a");
-        total += y.expect("timer b");
-    }
-    total
-}
-
-fn id(s: &str) -> ComplaintId {
-    ComplaintId::parse(s).expect("id")
-}
-
-/// The timer-driven scenario, played out and checked to the second.
-struct Played<L> {
-    a: Complaints<L>,
-    /// The complaint's partition.
-    p: u32,
-    /// Every commit on that partition, in log order, losers of the timer race included.
-    log_commits: Vec<Commit>,
-    /// The accepted ones, in log order.
-    accepted: Vec<Commit>,
-    /// The read model at the end.
-    before: BTreeMap<String, String>,
-}
-
-async fn sla_timers<L: EventLog>(log: Arc<L>, redis: &RedisServer) {
-    let played = play(log.clone(), redis).await;
-    replay(&played, log.as_ref(), redis).await;
-}
-
-/// A major complaint auto-escalates through all three levels on business hours, over a
-/// bank holiday and a pause, with two timer instances racing on every alarm: its 20
-/// events are checked to the second.
-async fn play<L: EventLog>(log: Arc<L>, redis: &RedisServer) -> Played<L> {
-    log.ensure_topic(EVENTS_TOPIC, PARTITIONS)
-        .await
-        .expect("topic");
-    let fake = FakeClock(Arc::new(Mutex::new(london("2025-08-22 16:30:00"))));
-    let a = instance(log.clone(), redis, &fake).await;
-    let b = instance(log.clone(), redis, &fake).await;
-    let c = id("c-sla");
-
-    // A major complaint filed on Friday 22 August 2025 at 16:30, half an hour before
-    // closing, before the bank holiday weekend.
-    a.execute(
-        &c,
-        ComplaintCommand::FileComplaint(FileComplaint {
-            expected_version: None,
-            complaint_id: c.clone(),
-            idempotency_key: "file-c-sla".into(),
-            customer: CustomerInput::CustomerId("cust-1".into()),
-            contact: SealedContact::new(vec![1, 2, 3]),
-            store_id: "s-7".into(),
-            channel: "till".into(),
-            touchpoint: "staff".into(),
-            severity: "major".into(),
-            description: "Charged twice for the same basket".into(),
-            occurred_at: london("2025-08-22 16:00:00"),
-        }),
-        None,
-    )
-    .await
-    .expect("file");
-    let p = a.projection().partition_of(&c);
+) {
+    let played = play(log, redis).await;
     // The index holds the first alarm: 50 % of the 4 h first response, on Tuesday (Monday
     // is the bank holiday).
     assert_eq!(
-        a.projection().deadlines(p).await.expect("index"),
+        played.first_index,
         vec![(
             "c-sla".to_owned(),
             london("2025-08-26 10:30:00").timestamp()
         )]
     );
+}
 
-    // What people do, and when.
-    let mut actions: Vec<(DateTime<Utc>, ComplaintCommand)> = vec![
-        // Tuesday 10:00: the store manager phones the customer (before the 50 % warning
-        // of the first response, due 10:30).
-        (
-            london("2025-08-26 10:00:00"),
-            ComplaintCommand::AcknowledgeComplaint(AcknowledgeComplaint {
-                expected_version: None,
-                method: "phone".into(),
-                note: "Called, refund being checked".into(),
-            }),
-        ),
-        // Tuesday 13:00: the store asks for the bank statement; the clocks stop.
-        (
-            london("2025-08-26 13:00:00"),
-            ComplaintCommand::WaitOnCustomer(WaitOnCustomer {
-                expected_version: None,
-                note: "Please send the bank statement".into(),
-            }),
-        ),
-        // Wednesday 10:00: the customer answers; the clocks run again.
-        (
-            london("2025-08-27 10:00:00"),
-            ComplaintCommand::AddComplaintUpdate(AddComplaintUpdate {
-                expected_version: None,
-                note: "Statement attached".into(),
-                from_customer: true,
-            }),
-        ),
-    ];
-    actions.reverse();
-
-    let mut fired = Fired::default();
-    let mut steps = 0;
-    let wall = std::time::Instant::now();
-    loop {
-        steps += 1;
-        assert!(steps < 200, "the timeline does not end");
-        let due = next_due(&a).await;
-        let action = actions.last().map(|(t, _)| *t);
-        let t = match (due, action) {
-            (Some(d), Some(x)) => d.min(x),
-            (Some(d), None) => d,
-            (None, Some(x)) => x,
-            (None, None) => break,
-        };
-        if due == Some(t) {
-            // A second early, nothing fires.
-            fake.set(t - TimeDelta::seconds(1));
-            let early = tick_both(&a, &b, t - TimeDelta::seconds(1)).await;
-            assert_eq!(
-                (early.warnings, early.breaches),
-                (0, 0),
-                "nothing fires before {}",
-                show(t)
-            );
-        }
-        fake.set(t);
-        if action == Some(t) {
-            let (_, cmd) = actions.pop().expect("action");
-            a.execute(&c, cmd, None).await.expect("action");
-        }
-        if due == Some(t) {
-            let f = tick_both(&a, &b, t).await;
-            assert!(
-                f.warnings + f.breaches >= 1,
-                "something fires at {}",
-                show(t)
-            );
-            fired += f;
-        }
+/// A tick a second before an alarm is due fires nothing; the tick at the second fires it.
+async fn nothing_fires_a_second_early_and_something_fires_when_due<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let played = play(log, redis).await;
+    assert!(!played.on_time_ticks.is_empty(), "alarms fell due");
+    for (t, early) in &played.early_ticks {
+        assert_eq!(
+            (early.warnings, early.breaches),
+            (0, 0),
+            "nothing fires before {}",
+            show(*t)
+        );
     }
-    let wall = wall.elapsed();
+    for (t, f) in &played.on_time_ticks {
+        assert!(
+            f.warnings + f.breaches >= 1,
+            "something fires at {}",
+            show(*t)
+        );
+    }
+}
 
+/// The accepted events tell the story to the second: warnings, breaches and escalations
+/// through all three levels on business hours, over the bank holiday and the pause.
+async fn the_timeline_escalates_through_all_three_levels_to_the_second<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let Played {
+        log_commits,
+        accepted,
+        fired,
+        steps,
+        wall,
+        ..
+    } = play(log, redis).await;
     // The story as the log tells it: only accepted commits count.
-    let before = read_model(redis).await;
-    let hash: BTreeMap<String, String> = {
-        let client = redis::Client::open(redis.url()).expect("client");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("conn");
-        redis::cmd("HGETALL")
-            .arg(complaint_key(p, "c-sla"))
-            .query_async(&mut conn)
-            .await
-            .expect("hash")
-    };
-    let log_commits = common::commits(log.as_ref(), p).await;
-    let accepted: Vec<&Commit> = log_commits
-        .iter()
-        .filter(|cm| hash.get(&format!("w:{}", cm.base_version)) == Some(&cm.commit_id))
-        .collect();
-    let mut timeline = Vec::new();
-    for e in accepted.iter().flat_map(|cm| cm.events.iter()) {
-        let line = match e {
-            ComplaintEvent::SlaWarningRaised {
-                run,
-                fraction_percent,
-                due_at,
-                at,
-            } => {
-                assert_eq!(at, due_at, "fired at the second it fell due");
-                format!(
-                    "{} warning {}% {} at {} (run since {})",
-                    show(*due_at),
-                    fraction_percent,
-                    run.clock,
-                    run.level,
-                    show(run.started_at)
-                )
-            }
-            ComplaintEvent::SlaBreached { run, due_at, at } => {
-                assert_eq!(at, due_at, "fired at the second it fell due");
-                format!(
-                    "{} breach {} at {} (run since {})",
-                    show(*due_at),
-                    run.clock,
-                    run.level,
-                    show(run.started_at)
-                )
-            }
-            ComplaintEvent::ComplaintEscalated { from, to, at, .. } => {
-                format!("{} escalated {from} -> {to}", show(*at))
-            }
-            other => format!("{} {}", show(other.at()), other.event_type()),
-        };
-        timeline.push(line);
-    }
+    let timeline = timeline(&accepted);
     println!("{}", timeline.join("\n"));
     println!(
         "{steps} steps, {} log records on the partition, {} accepted, {:?} of wall time, {fired:?}",
@@ -419,6 +129,17 @@ async fn play<L: EventLog>(log: Arc<L>, redis: &RedisServer) -> Played<L> {
         "Tue 2025-09-02 13:30:00 breach resolution at owner (run since Thu 2025-08-28 13:30:00)",
     ];
     assert_eq!(timeline, expected);
+}
+
+/// Each alarm is recorded once, though two instances fired every one of them.
+async fn two_racing_instances_record_each_alarm_once<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let Played {
+        accepted, fired, ..
+    } = play(log, redis).await;
+    let timeline = timeline(&accepted);
     // Each alarm once, though two instances fired every one of them.
     let warnings = timeline.iter().filter(|l| l.contains(" warning ")).count() as u64;
     let breaches = timeline.iter().filter(|l| l.contains(" breach ")).count() as u64;
@@ -428,32 +149,27 @@ async fn play<L: EventLog>(log: Arc<L>, redis: &RedisServer) -> Played<L> {
         (warnings, breaches),
         "each alarm recorded by exactly one of the two instances"
     );
-    // Everything fired: the complaint has no alarm left, the index is empty.
-    assert!(a.projection().deadlines(p).await.expect("index").is_empty());
-    let accepted = accepted.into_iter().cloned().collect();
-    Played {
-        a,
-        p,
-        log_commits,
-        accepted,
-        before,
-    }
 }
 
-/// A replay of the played scenario into an empty Redis rebuilds the index and the hashes
-/// identically; part way, the index holds the owner's first alarm.
-async fn replay<L: EventLog>(played: &Played<L>, log: &L, redis: &RedisServer) {
-    let Played {
-        a,
-        p,
-        log_commits,
-        before,
-        ..
-    } = played;
-    let p = *p;
-    // A replay into an empty Redis rebuilds the index and the hashes identically, also
-    // and part way: up to the escalation to the owner, the index holds the owner's first
-    // alarm.
+/// Once everything has fired, the complaint has no alarm left: the index is empty.
+async fn once_everything_has_fired_the_index_is_empty<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let played = play(log, redis).await;
+    // Everything fired: the complaint has no alarm left, the index is empty.
+    assert!(played.last_index.is_empty());
+}
+
+/// After the scenario, a replay into an empty Redis rebuilds the index and the hashes
+/// identically.
+async fn a_replay_into_an_empty_redis_rebuilds_the_index_and_the_hashes<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let Played { a, before, .. } = play(log, redis).await;
+    let before = &before;
+    // A replay into an empty Redis rebuilds the index and the hashes identically.
     common::flush(redis).await;
     assert!(read_model(redis).await.is_empty());
     for q in 0..PARTITIONS {
@@ -464,6 +180,23 @@ async fn replay<L: EventLog>(played: &Played<L>, log: &L, redis: &RedisServer) {
         before,
         "replay rebuilds identically"
     );
+}
+
+/// A replay part way, up to the escalation to the owner, leaves the owner's first alarm
+/// in the index.
+async fn a_replay_up_to_the_owner_indexes_the_owners_first_alarm<L: EventLog>(
+    log: Arc<L>,
+    redis: &RedisServer,
+) {
+    let Played {
+        a, p, log_commits, ..
+    } = play(log.clone(), redis).await;
+    let log = log.as_ref();
+    // As after the whole replay: Redis flushed and every partition caught up again.
+    common::flush(redis).await;
+    for q in 0..PARTITIONS {
+        a.catch_up(q).await.expect("replay");
+    }
     common::flush(redis).await;
     let to_owner = log_commits
         .iter()
@@ -507,29 +240,62 @@ async fn replay<L: EventLog>(played: &Played<L>, log: &L, redis: &RedisServer) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sla_timers_on_the_embedded_log() {
-    init_test_logging();
-    let dir = tempfile::tempdir().expect("dir");
-    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
-    let redis = RedisServer::start();
-    sla_timers(log, &redis).await;
+/// For the behaviour `$name`, a module `$name` with two tests: `embedded_log` and `kafka`,
+/// each with its own Redis.
+macro_rules! on_both_logs {
+    ($($(#[$doc:meta])* $name:ident;)+) => {$(
+        $(#[$doc])*
+        mod $name {
+            use super::*;
+
+            /// On the embedded log.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded_log() {
+                init_test_logging();
+                let dir = tempfile::tempdir().expect("dir");
+                let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+                let redis = RedisServer::start();
+                $name(log, &redis).await;
+            }
+
+            /// On a Kafka-protocol broker (Tansu).
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn kafka() {
+                init_test_logging();
+                let broker = Tansu::start();
+                let log = Arc::new(
+                    KafkaLog::new(KafkaSettings {
+                        bootstrap_servers: broker.bootstrap(),
+                        ..KafkaSettings::default()
+                    })
+                    .expect("log"),
+                );
+                let redis = RedisServer::start();
+                $name(log, &redis).await;
+            }
+        }
+    )+};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sla_timers_on_a_kafka_protocol_broker() {
-    init_test_logging();
-    let broker = Tansu::start();
-    let log = Arc::new(
-        KafkaLog::new(KafkaSettings {
-            bootstrap_servers: broker.bootstrap(),
-            ..KafkaSettings::default()
-        })
-        .expect("log"),
-    );
-    let redis = RedisServer::start();
-    sla_timers(log, &redis).await;
+on_both_logs! {
+    /// The first alarm is indexed after the bank holiday.
+    filing_indexes_the_first_alarm_after_the_bank_holiday;
+    /// Nothing fires a second early; something fires when due.
+    nothing_fires_a_second_early_and_something_fires_when_due;
+    /// The timeline escalates through all three levels, to the second.
+    the_timeline_escalates_through_all_three_levels_to_the_second;
+    /// Two racing instances record each alarm once.
+    two_racing_instances_record_each_alarm_once;
+    /// Once everything has fired, the index is empty.
+    once_everything_has_fired_the_index_is_empty;
+    /// A replay rebuilds the index and the hashes.
+    a_replay_into_an_empty_redis_rebuilds_the_index_and_the_hashes;
+    /// A replay up to the owner indexes the owner's first alarm.
+    a_replay_up_to_the_owner_indexes_the_owners_first_alarm;
 }
+
+// ---------------------------------------------------------------------------------
+// WatchEscalations while the scenario plays.
 
 /// A watch from the beginning of the log: every partition from offset 0.
 const BEGINNING: &str = "p0:0,p1:0,p2:0";

@@ -1,7 +1,10 @@
 //! What several churn-scoring test files share: card-swipe records as purchase-ingest
 //! writes them, and the checker that rebuilds the expected Redis state from the log with
-//! the domain's reference model.
+//! the domain's reference model; and (in [`chain`]) the retail chain the query API tests
+//! score a year of.
 #![allow(dead_code)] // each test file uses its own part
+
+pub mod chain;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,9 @@
 //! What several feedback test files share: reading the read model and the log back, the
-//! field names of an INVALID_ARGUMENT, and taking alerts off an escalation watch.
+//! field names of an INVALID_ARGUMENT, and taking alerts off an escalation watch; and (in
+//! [`sla`]) the SLA timer scenario.
 #![allow(dead_code)] // each test file uses its own part
+
+pub mod sla;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
