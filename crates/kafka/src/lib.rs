@@ -539,7 +539,10 @@ impl EventLog for KafkaLog {
         config
             .set("client.id", &member)
             .set("group.id", group)
-            .set("partition.assignment.strategy", "cooperative-sticky")
+            // The eager protocol: a rebalance revokes everything, then assigns anew. With
+            // cooperative-sticky, Tansu 0.6 could leave a member that joined right after
+            // another left without partitions for good (tests/redis_loss.rs).
+            .set("partition.assignment.strategy", "roundrobin")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "latest")

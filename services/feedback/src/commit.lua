@@ -1,5 +1,5 @@
 -- Writes one projected batch of a partition's commits (folded in Rust,
--- src/projection.rs) if the partition's checkpoint is still the one read with the
+-- src/projection/) if the partition's checkpoint is still the one read with the
 -- streams: every change to the read model goes through this script and moves the
 -- checkpoint, so an unchanged checkpoint means nothing changed since the read. Every
 -- key carries the partition's hash tag: one atomic step on a single Redis or a cluster.

@@ -4,10 +4,11 @@
 //! can be signalled), the other runs in the test; both on a real Kafka-protocol broker
 //! (Tansu) and a real Redis.
 //!
-//! Not covered: a replica killed with SIGKILL. On Tansu 0.6 the survivor's partitions
-//! were revoked once the dead member's session expired and never assigned again (seen in
-//! three runs); on Apache Kafka the coordinator expires the member and rebalances. Until
-//! that is understood, the hand-over after a crash is not claimed here.
+//! Not covered: a replica killed with SIGKILL. On Tansu 0.6 the dead member's session
+//! expires and the group rebalances, but the member stays in the member list Tansu hands
+//! the group's leader, so the survivor is given back only its own partitions (seen with
+//! both the cooperative-sticky and the round-robin protocol). Apache Kafka removes an
+//! expired member; that hand-over is not claimed until it runs against such a broker.
 
 mod common;
 
@@ -26,6 +27,7 @@ use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
 use churnguard_vault::Kek;
 use feedback::App;
 use feedback::config::Settings;
+use tonic::transport::Channel;
 
 const PARTITIONS: u32 = 4;
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
@@ -127,45 +129,12 @@ async fn replicas_split_the_timers_fire_each_alarm_once_and_a_stopped_one_hands_
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("dir");
 
-    // Replica A, the binary, first: it takes every partition.
-    let mut a = spawn_binary(&settings(&broker, &redis, "feedback-a"), dir.path());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    // Replica B in the test: the group splits the four partitions between the two.
-    let b_settings = settings(&broker, &redis, "feedback-b");
-    let log = Arc::new(KafkaLog::new(b_settings.log.kafka.clone()).expect("kafka"));
-    let b = App::build(b_settings, log.clone(), Kek::parse(KEK_HEX).expect("kek"))
-        .await
-        .expect("builds");
-    let owned = b.ownership().timers;
-    let b = b.spawn();
-    let split = wait_for(
-        Duration::from_secs(60),
-        "the partitions split two and two",
-        || {
-            let mine = owned.get();
-            (mine.len() == 2).then_some(mine)
-        },
-    )
-    .await;
-    eprintln!("replica B runs the timers of partitions {split:?}, A the others");
+    let (mut a, b, log, owned) = two_replicas(&broker, &redis, dir.path()).await;
 
     // Complaints over every partition; their first-response warnings (3 s) and breaches
     // (6 s) fire on whichever replica owns the partition.
     let mut client = FeedbackClient::connect(b.endpoint()).await.expect("client");
-    let mut ids = Vec::new();
-    for i in 0..COMPLAINTS {
-        let mut filing = common::filing(&format!("file-{i}"));
-        filing.severity = pb::Severity::Minor as i32;
-        let c = client
-            .file_complaint(filing)
-            .await
-            .expect("filed")
-            .into_inner()
-            .complaint
-            .expect("complaint");
-        ids.push(c.complaint_id);
-    }
+    let ids = file(&mut client, "file", COMPLAINTS).await;
     let partitions: BTreeSet<u32> = ids
         .iter()
         .map(|id| churnguard_domain::partition_for_key(id.as_bytes(), PARTITIONS))
@@ -231,6 +200,61 @@ async fn replicas_split_the_timers_fire_each_alarm_once_and_a_stopped_one_hands_
         "{alarms} alarm commits for {} complaints, none fired twice",
         all.len()
     );
+}
+
+/// Replica A (the binary) and replica B (in the test, on `log`), once the group has split
+/// the four partitions two and two; B's owned partitions follow `Owned`.
+async fn two_replicas(
+    broker: &Tansu,
+    redis: &RedisServer,
+    dir: &std::path::Path,
+) -> (
+    Replica,
+    feedback::Running,
+    Arc<KafkaLog>,
+    churnguard_runtime::Owned,
+) {
+    // Replica A, the binary, first: it takes every partition.
+    let a = spawn_binary(&settings(broker, redis, "feedback-a"), dir);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Replica B in the test: the group splits the four partitions between the two.
+    let b_settings = settings(broker, redis, "feedback-b");
+    let log = Arc::new(KafkaLog::new(b_settings.log.kafka.clone()).expect("kafka"));
+    let b = App::build(b_settings, log.clone(), Kek::parse(KEK_HEX).expect("kek"))
+        .await
+        .expect("builds");
+    let owned = b.ownership().timers;
+    let b = b.spawn();
+    let split = wait_for(
+        Duration::from_secs(60),
+        "the partitions split two and two",
+        || {
+            let mine = owned.get();
+            (mine.len() == 2).then_some(mine)
+        },
+    )
+    .await;
+    eprintln!("replica B runs the timers of partitions {split:?}, A the others");
+    (a, b, log, owned)
+}
+
+/// Files `n` minor complaints through `client`, ids prefixed with `tag`.
+async fn file(client: &mut FeedbackClient<Channel>, tag: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut filing = common::filing(&format!("{tag}-{i}"));
+        filing.severity = pb::Severity::Minor as i32;
+        let c = client
+            .file_complaint(filing)
+            .await
+            .expect("filed")
+            .into_inner()
+            .complaint
+            .expect("complaint");
+        ids.push(c.complaint_id);
+    }
+    ids
 }
 
 /// Waits until every complaint of `ids` has breached.
