@@ -507,9 +507,21 @@ impl EventLog for KafkaLog {
         let timeout = self.settings.request_timeout();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_watermarks(&topic, partition as i32, timeout)
+            // A busy broker may miss one request's timeout: ask up to three times.
+            let mut attempt = 1;
+            loop {
+                let asked = producer
+                    .client()
+                    .fetch_watermarks(&topic, partition as i32, timeout);
+                match asked {
+                    Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut))
+                        if attempt < WATERMARK_ATTEMPTS =>
+                    {
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
         })
         .await
         .map_err(|_| LogError::Closed)?
@@ -616,6 +628,10 @@ impl EventLog for KafkaLog {
             .map_err(|_| LogError::TimedOut(timeout))
     }
 }
+
+/// How often a partition's end offset is asked for when the broker does not answer in
+/// time.
+const WATERMARK_ATTEMPTS: u32 = 3;
 
 /// What one poll run delivered.
 enum Polled {

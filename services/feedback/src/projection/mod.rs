@@ -184,7 +184,7 @@ impl Projection {
 
     /// Applies one partition's records read from offset `from`, ending at `next`, by the
     /// checkpoint-guarded fold ([`churnguard_redis::guarded`]): one pipeline reads the
-    /// checkpoint and the streams the commits touch, [`fold`] applies the commits at or
+    /// checkpoint and the streams the commits touch, `fold` applies the commits at or
     /// after the checkpoint in log order, and `commit.lua` writes the changed streams,
     /// the indexes and the counters and moves the checkpoint, only if it has not moved.
     pub async fn project(
