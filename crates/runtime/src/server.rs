@@ -380,10 +380,15 @@ impl GrpcServer {
                 .get()
                 .map_or(grace, |at| grace.saturating_sub(at.elapsed()))
         };
-        if let Some(admin) = admin {
+        if let Some(mut admin) = admin {
             admin_stop.cancel();
-            // Scrapes are short; one that is not done within the grace is dropped.
-            let _ = tokio::time::timeout(grace_left(), admin).await;
+            // Scrapes are short; one not done within the grace is cut off with its task.
+            if tokio::time::timeout(grace_left(), &mut admin)
+                .await
+                .is_err()
+            {
+                admin.abort();
+            }
         }
         tracing::info!(addr = %local_addr, "{log_name} stopped");
         served.map_err(ServeError::Serve)?;

@@ -1,12 +1,10 @@
 //! The admin endpoint of a running `GrpcServer`, over HTTP as Prometheus and a
 //! platform's probes read it.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
+use std::net::TcpStream;
 
 use churnguard_runtime::{GrpcServer, ServeError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use churnguard_testkit::admin::{assert_promtool_accepts, get, sample};
 use tonic::transport::Channel;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -14,67 +12,6 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response};
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-
-/// `GET path` on `addr` over HTTP/1.1: the status code and the body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect to admin");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send request");
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .await
-        .expect("read answer");
-    let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    (status, body.to_owned())
-}
-
-/// The value of the sample `series` (name and labels, as rendered) in `text`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
-/// `promtool check metrics` on `text`: `promtool` must be on PATH when `CI` is set;
-/// elsewhere a missing one skips the check with a note.
-async fn promtool_accepts(text: &str) {
-    let child = tokio::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "promtool is not on PATH (scripts/ensure-tools.sh installs it)"
-            );
-            eprintln!("note: promtool is not on PATH: `promtool check metrics` skipped");
-            return;
-        }
-        Err(e) => panic!("running promtool: {e}"),
-    };
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(text.as_bytes()).await.expect("to promtool");
-    drop(stdin);
-    let out = child.wait_with_output().await.expect("promtool ran");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 const SERVING: i32 = health_check_response::ServingStatus::Serving as i32;
 
@@ -118,7 +55,7 @@ async fn the_admin_endpoint_serves_grpc_metrics_and_follows_health() {
     }
     assert_eq!(answers, 1);
 
-    let (status, text) = get(admin, "/metrics").await;
+    let (status, text) = get(admin, "/metrics");
     assert_eq!(status, 200, "{text}");
     for line in [
         "# HELP grpc_server_requests_total ",
@@ -161,26 +98,22 @@ async fn the_admin_endpoint_serves_grpc_metrics_and_follows_health() {
         text.contains(r#"grpc_server_request_duration_seconds_bucket{service="grpc.health.v1.Health",method="Check",le="0.005"}"#),
         "the duration buckets are the runtime's\n{text}"
     );
-    promtool_accepts(&text).await;
+    assert_promtool_accepts(&text);
 
-    assert_eq!(get(admin, "/healthz").await.0, 200);
-    assert_eq!(get(admin, "/readyz").await.0, 200, "ready while SERVING");
+    assert_eq!(get(admin, "/healthz").0, 200);
+    assert_eq!(get(admin, "/readyz").0, 200, "ready while SERVING");
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    assert_eq!(
-        get(admin, "/readyz").await.0,
-        503,
-        "not ready while NOT_SERVING"
-    );
-    assert_eq!(get(admin, "/healthz").await.0, 200, "alive all the same");
+    assert_eq!(get(admin, "/readyz").0, 503, "not ready while NOT_SERVING");
+    assert_eq!(get(admin, "/healthz").0, 200, "alive all the same");
     health.set_service_status("", ServingStatus::Serving).await;
-    assert_eq!(get(admin, "/readyz").await.0, 200, "ready again");
-    assert_eq!(get(admin, "/nothing-here").await.0, 404);
+    assert_eq!(get(admin, "/readyz").0, 200, "ready again");
+    assert_eq!(get(admin, "/nothing-here").0, 404);
 
     running.stop().await.expect("a clean stop");
     assert!(
-        TcpStream::connect(admin).await.is_err(),
+        TcpStream::connect(admin).is_err(),
         "the admin endpoint stops with the server"
     );
 }
@@ -222,12 +155,12 @@ async fn every_server_of_a_process_shares_one_recorder() {
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
     let series = r#"grpc_server_requests_total{service="grpc.health.v1.Health",method="Check",code="NOT_FOUND"}"#;
-    let (_, from_first) = get(first_admin, "/metrics").await;
+    let (_, from_first) = get(first_admin, "/metrics");
     assert!(
         sample(&from_first, series).is_some_and(|n| n >= 1.0),
         "a call to the second server shows on the first's endpoint\n{from_first}"
     );
-    let (_, from_second) = get(second_admin, "/metrics").await;
+    let (_, from_second) = get(second_admin, "/metrics");
     assert!(sample(&from_second, series).is_some_and(|n| n >= 1.0));
     first.stop().await.expect("a clean stop");
     second.stop().await.expect("a clean stop");

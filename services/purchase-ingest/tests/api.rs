@@ -34,6 +34,7 @@ fn now() -> DateTime<Utc> {
 fn settings(backend: Backend) -> Settings {
     let mut s = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         publish_timeout_ms: 4_000,
         health_probe_interval_ms: 200,
         shutdown_grace_ms: 5_000,
