@@ -2,6 +2,8 @@
 # Installs what the tests need and a fresh machine lacks. Safe to run again: each step
 # checks first. Binaries built here are cached under $CHURNGUARD_CACHE.
 #   redis-server  Debian packages redis-server and redis-tools (redis-cli builds test clusters)
+#   promtool      Debian package prometheus (the only one shipping promtool; without its
+#                 recommends): the runtime's admin test checks the /metrics text with it
 #   tansu 0.6.0   Kafka-protocol broker, `cargo install` (about 20 min cold; cached)
 #   buf           protobuf linter, from the npm registry (only with --lint)
 # With --no-broker, Tansu is skipped (`make run` needs only Redis).
@@ -32,6 +34,12 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   say "installing redis-server and redis-tools"
   apt_install redis-server redis-tools
   # The package may start a system instance; tests start their own on free ports.
+fi
+
+if ! command -v promtool >/dev/null; then
+  say "installing promtool (Debian package prometheus, without its recommends)"
+  apt_install --no-install-recommends prometheus
+  # Only promtool is used; the package's own server is not needed by anything here.
 fi
 
 if [ "${1:-}" != "--no-broker" ] && [ ! -x "$TANSU_ROOT/bin/tansu" ]; then

@@ -47,6 +47,7 @@ async fn swipes_become_churn_signals_and_outreach_cases_on_kafka() {
     // purchase-ingest, and the chain's history streamed through its gRPC API.
     let mut ingest_settings = purchase_ingest::Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         ..purchase_ingest::Settings::default()
     };
     ingest_settings.log.backend = Backend::Kafka;
@@ -81,6 +82,7 @@ async fn swipes_become_churn_signals_and_outreach_cases_on_kafka() {
     // one Redis.
     let mut scoring_settings = churn_scoring::config::Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 5_000,
         timer_interval_ms: 500,
         ..churn_scoring::config::Settings::default()
@@ -97,6 +99,7 @@ async fn swipes_become_churn_signals_and_outreach_cases_on_kafka() {
 
     let mut feedback_settings = feedback::config::Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 5_000,
         ..feedback::config::Settings::default()
     };

@@ -89,6 +89,7 @@ struct Stack {
 async fn start(broker: &Tansu, redis: &RedisServer) -> Stack {
     let mut scoring = churn_scoring::config::Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 5_000,
         timer_interval_ms: 200,
         refit_interval_secs: 0,
@@ -106,6 +107,7 @@ async fn start(broker: &Tansu, redis: &RedisServer) -> Stack {
     .spawn();
     let mut settings = feedback::config::Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 5_000,
         ..feedback::config::Settings::default()
     };

@@ -24,6 +24,7 @@ async fn a_simulated_chain_streams_through_ingest_into_kafka() {
     };
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         ..Settings::default()
     };
     settings.log.backend = Backend::Kafka;

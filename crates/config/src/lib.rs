@@ -92,10 +92,23 @@ pub mod check {
 
     /// `listen_addr` must be an IP address and port, like `example`.
     pub fn listen_addr(value: &str, example: &str) -> Result<(), ConfigError> {
+        socket_addr("listen_addr", value, example)
+    }
+
+    /// `admin_addr` (the admin HTTP endpoint) must be an IP address and port, like
+    /// `example`, or empty: no admin endpoint.
+    pub fn admin_addr(value: &str, example: &str) -> Result<(), ConfigError> {
+        if value.is_empty() {
+            return Ok(());
+        }
+        socket_addr("admin_addr", value, example)
+    }
+
+    fn socket_addr(key: &str, value: &str, example: &str) -> Result<(), ConfigError> {
         match value.parse::<SocketAddr>() {
             Ok(_) => Ok(()),
             Err(_) => Err(ConfigError::new(
-                "listen_addr",
+                key,
                 format!("must be an IP address and port, e.g. {example}"),
             )),
         }
@@ -250,6 +263,11 @@ mod tests {
         let e = check::listen_addr("localhost", "127.0.0.1:50051").expect_err("no port");
         assert_eq!(e.key, "listen_addr");
         assert!(e.message.contains("127.0.0.1:50051"), "{e}");
+        check::admin_addr("", "x").expect("empty: off");
+        check::admin_addr("0.0.0.0:9464", "x").expect("valid");
+        let e = check::admin_addr(":9464", "127.0.0.1:9464").expect_err("no host");
+        assert_eq!(e.key, "admin_addr");
+        assert!(e.message.contains("127.0.0.1:9464"), "{e}");
         check::positive([("a", 1), ("b", 2)]).expect("positive");
         assert_eq!(
             check::positive([("a", 1), ("b", 0)]).expect_err("zero").key,

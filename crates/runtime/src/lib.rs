@@ -4,7 +4,10 @@
 //!   gRPC health (set by the service or following a probe) and reflection v1 and
 //!   v1alpha, and stops gracefully: stop accepting, let in-flight calls finish within a
 //!   grace period, report NOT_SERVING. Server-wide HTTP/2 knobs are builder options, and
-//!   [`GrpcServer::with_layer`] is where metrics, authentication and rate limits go.
+//!   [`GrpcServer::with_layer`] is where authentication and rate limits go.
+//! - [`admin`]: the admin HTTP endpoint ([`GrpcServer::with_admin`]): `/metrics`
+//!   (Prometheus text, from the process's [`recorder`]), `/healthz`, `/readyz`; and
+//!   [`grpc_metrics`], what every call of every server records.
 //! - [`Running`]: a service (or just its server) on a background task: where it listens,
 //!   `stop`, `until(signal)`. Every service's `App::spawn` returns one.
 //! - [`cli`]: settings loaded or the binary exits with code 2 naming the bad key.
@@ -15,11 +18,14 @@
 //! - [`shutdown_signal`], [`Clock`] / [`system_clock`], and [`retry`]'s one backoff.
 //! - [`status`]: the gRPC statuses every service answers alike (bad fields named).
 
+pub mod admin;
 pub mod cli;
 mod clock;
+pub mod grpc_metrics;
 mod health;
 mod log;
 mod partitions;
+pub mod recorder;
 pub mod retry;
 mod running;
 mod server;

@@ -8,6 +8,7 @@
 //!     .with_health_probe(..)          health follows a dependency (else SERVING)
 //!     .with_shutdown_grace(..)        how long in-flight calls get at shutdown
 //!     .with_layer(..)                 middleware around every call
+//!     .with_admin(addr).await?        /metrics, /healthz, /readyz over HTTP (crate::admin)
 //!     .run_until(shutdown) / .spawn()
 //! ```
 //!
@@ -17,7 +18,12 @@
 //! drops them: nothing of the server outlives the stop), health probing stops and every
 //! served service, and the server as a whole, is reported NOT_SERVING.
 //!
-//! Where later concerns go: metrics, authentication and rate limits are layers
+//! Every call of every service is measured ([`crate::grpc_metrics`]: counts by status
+//! code, durations, calls in flight), whether or not this server has an admin endpoint:
+//! the metrics go to the process's recorder, which any admin endpoint of the process
+//! renders.
+//!
+//! Where later concerns go: authentication and rate limits are layers
 //! ([`GrpcServer::with_layer`]), applied to every call of every service the server
 //! serves; TLS is a setting of the transport ([`tonic::transport::Server`], held here).
 
@@ -45,8 +51,9 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
-use crate::health;
+use crate::grpc_metrics::Methods;
 use crate::running::{Running, TaskFailed};
+use crate::{admin, grpc_metrics, health};
 
 /// Why a server could not start, or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +113,8 @@ pub struct GrpcServer {
     probe: Option<Probe>,
     cancel_on_shutdown: Vec<CancellationToken>,
     layers: Vec<Layer>,
+    /// The admin endpoint's listener, if [`GrpcServer::with_admin`] asked for one.
+    admin: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -115,6 +124,7 @@ impl std::fmt::Debug for GrpcServer {
             .field("local_addr", &self.local_addr)
             .field("services", &self.names)
             .field("grace", &self.grace)
+            .field("admin_addr", &self.admin_addr())
             .finish_non_exhaustive()
     }
 }
@@ -145,11 +155,32 @@ impl GrpcServer {
             probe: None,
             cancel_on_shutdown: Vec::new(),
             layers: Vec::new(),
+            admin: None,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Serves the admin HTTP endpoint ([`crate::admin`]: `/metrics`, `/healthz`,
+    /// `/readyz`) on `addr` (port 0 picks a free one; [`GrpcServer::admin_addr`] says
+    /// which), from when the server runs until after it stopped. Binds now, and installs
+    /// the process's metrics recorder if it is not yet.
+    pub async fn with_admin(mut self, addr: &str) -> Result<Self, ServeError> {
+        let bind_error = |source| ServeError::Bind {
+            addr: addr.to_owned(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        crate::recorder::prometheus();
+        self.admin = Some(listener);
+        Ok(self)
+    }
+
+    /// Where the admin endpoint listens, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// What its log lines call the server (default "gRPC server"): `<name> serving`,
@@ -284,6 +315,7 @@ impl GrpcServer {
             probe,
             cancel_on_shutdown,
             layers,
+            admin,
         } = self;
 
         add_health_and_reflection(&mut routes, &health, &names, &descriptor_sets)?;
@@ -292,9 +324,19 @@ impl GrpcServer {
             .fold(routes.routes().into_axum_router(), |router, wrap| {
                 wrap(router)
             });
+        // Outermost, so that calls refused by a layer are counted too.
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(measured_methods(&names, &descriptor_sets)),
+            grpc_metrics::measure,
+        ));
 
         let stop = CancellationToken::new();
         let probing = start_health(probe, &health, &names, &stop).await;
+        let admin_stop = CancellationToken::new();
+        let admin = admin.map(|listener| {
+            tracing::info!(addr = ?listener.local_addr().ok(), "{log_name}: admin endpoint serving");
+            admin::spawn(listener, health.clone(), stop.clone(), admin_stop.clone())
+        });
 
         // One grace budget for everything shutdown does, from the moment it is asked for.
         let requested: Arc<OnceLock<Instant>> = Arc::default();
@@ -333,12 +375,25 @@ impl GrpcServer {
             let _ = probing.await;
         }
         health::set_all(&health, &names, ServingStatus::NotServing).await;
+        let grace_left = || {
+            requested
+                .get()
+                .map_or(grace, |at| grace.saturating_sub(at.elapsed()))
+        };
+        if let Some(mut admin) = admin {
+            admin_stop.cancel();
+            // Scrapes are short; one not done within the grace is cut off with its task.
+            if tokio::time::timeout(grace_left(), &mut admin)
+                .await
+                .is_err()
+            {
+                admin.abort();
+            }
+        }
         tracing::info!(addr = %local_addr, "{log_name} stopped");
         served.map_err(ServeError::Serve)?;
         Ok(Stopped {
-            grace_left: requested
-                .get()
-                .map_or(grace, |at| grace.saturating_sub(at.elapsed())),
+            grace_left: grace_left(),
         })
     }
 
@@ -432,6 +487,28 @@ impl Connected for Cuttable {
     fn connect_info(&self) -> Self::ConnectInfo {
         self.io.connect_info()
     }
+}
+
+/// The methods the gRPC metrics name: those of the services `names` as
+/// `descriptor_sets` describe them, and of health and reflection.
+fn measured_methods(names: &[&'static str], descriptor_sets: &[&'static [u8]]) -> Methods {
+    let served: Vec<&str> = names
+        .iter()
+        .copied()
+        .chain([
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ])
+        .collect();
+    Methods::of(
+        &served,
+        descriptor_sets.iter().copied().chain([
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]),
+    )
 }
 
 /// Adds the health service and server reflection (v1 and v1alpha) to `routes`, listing

@@ -476,6 +476,18 @@ impl ApiServer {
         self.server.local_addr()
     }
 
+    /// Serves the admin endpoint (`/metrics`, `/healthz`, `/readyz`) on `addr` too
+    /// ([`GrpcServer::with_admin`]).
+    pub async fn with_admin(mut self, addr: &str) -> Result<Self, ScoringError> {
+        self.server = self.server.with_admin(addr).await?;
+        Ok(self)
+    }
+
+    /// Where the admin endpoint listens, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.server.admin_addr()
+    }
+
     fn into_server(self) -> GrpcServer {
         let store = self.state.store.clone();
         self.server

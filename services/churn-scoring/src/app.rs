@@ -100,6 +100,10 @@ impl<L: EventLog> App<L> {
         )
         .await?
         .with_timings(settings.health_probe_interval(), settings.shutdown_grace());
+        let api = match settings.admin_addr() {
+            Some(addr) => api.with_admin(addr).await?,
+            None => api,
+        };
         Ok(Self {
             instance: Arc::new(instance),
             models,
@@ -112,6 +116,12 @@ impl<L: EventLog> App<L> {
     /// Where the query API listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.api.local_addr()
+    }
+
+    /// Where the admin endpoint (`/metrics`, `/healthz`, `/readyz`) listens, if
+    /// `admin_addr` asks for one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.api.admin_addr()
     }
 
     /// Scores and serves until `shutdown` completes, then stops gracefully: the batches

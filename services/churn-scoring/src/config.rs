@@ -20,6 +20,9 @@ pub const ENV_PREFIX: &str = "CHURNGUARD_SCORING_";
 pub struct Settings {
     /// Address of the gRPC query API.
     pub listen_addr: String,
+    /// Address of the admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`,
+    /// `/readyz`. Empty: none.
+    pub admin_addr: String,
     /// How long shutdown waits for batches in flight and the API's calls.
     pub shutdown_grace_ms: u64,
     /// The consumer group instances of this service share.
@@ -66,6 +69,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen_addr: "127.0.0.1:50052".into(),
+            admin_addr: "127.0.0.1:9465".into(),
             shutdown_grace_ms: 10_000,
             group: "churn-scoring".into(),
             batch_records: 2_000,
@@ -119,6 +123,11 @@ impl Default for Topics {
 }
 
 impl Settings {
+    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
+    pub fn admin_addr(&self) -> Option<&str> {
+        Some(self.admin_addr.as_str()).filter(|addr| !addr.is_empty())
+    }
+
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
@@ -128,6 +137,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
         check::listen_addr(&self.listen_addr, "127.0.0.1:50052")?;
+        check::admin_addr(&self.admin_addr, "127.0.0.1:9465")?;
         check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),

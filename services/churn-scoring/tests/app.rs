@@ -11,12 +11,13 @@ use churn_scoring::App;
 use churn_scoring::config::Settings;
 use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_testkit::{RedisServer, eventually, init_test_logging};
+use churnguard_testkit::{RedisServer, admin, eventually, init_test_logging};
 use common::{PARTITIONS, TOPIC, caught_up};
 
 fn settings(redis: &RedisServer, partitions: u32) -> Settings {
     let mut s = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         timer_interval_ms: 100,
         refit_interval_secs: 0,
         ..Settings::default()
@@ -32,10 +33,11 @@ async fn the_service_scores_what_arrives_and_stops_cleanly() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("dir");
     let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
-    let running = App::build(settings(&redis, PARTITIONS), log.clone())
+    let app = App::build(settings(&redis, PARTITIONS), log.clone())
         .await
-        .expect("builds")
-        .spawn();
+        .expect("builds");
+    let admin = app.admin_addr().expect("admin_addr asks for one");
+    let running = app.spawn();
     let all: BTreeSet<u32> = (0..PARTITIONS).collect();
     eventually(Duration::from_secs(30), "every partition owned", || async {
         (running.state().owned() == all).then_some(())
@@ -65,6 +67,11 @@ async fn the_service_scores_what_arrives_and_stops_cleanly() {
     )
     .await;
     assert_eq!(common::stored(&store).await.len(), 100);
+    assert_eq!(
+        admin::get(admin, "/readyz").0,
+        200,
+        "the query API is ready: Redis is up"
+    );
     running.stop().await.expect("a clean stop");
 }
 

@@ -39,6 +39,7 @@ fn swipes(from: usize, to: usize) -> Vec<OutgoingRecord> {
 fn start_scorer(broker: &Tansu, redis: &RedisServer) -> Child {
     Command::new(env!("CARGO_BIN_EXE_churn-scoring"))
         .env("CHURNGUARD_SCORING_LISTEN_ADDR", "127.0.0.1:0")
+        .env("CHURNGUARD_SCORING_ADMIN_ADDR", "127.0.0.1:0")
         .env("CHURNGUARD_SCORING_LOG__BACKEND", "kafka")
         .env(
             "CHURNGUARD_SCORING_LOG__KAFKA__BOOTSTRAP_SERVERS",

@@ -24,6 +24,7 @@ use tonic_health::pb::health_client::HealthClient;
 fn settings(redis: &RedisServer, refit_every_secs: u64, sample: usize) -> Settings {
     let mut s = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         timer_interval_ms: 100,
         refit_interval_secs: refit_every_secs,
         refit_sample_customers: sample,

@@ -226,6 +226,7 @@ async fn pipeline_with_cdnow() -> Pipeline {
     };
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         ..Settings::default()
     };
     settings.log.backend = Backend::Kafka;

@@ -129,6 +129,10 @@ impl<L: EventLog + 'static> App<L> {
             .await?
             .with_shutdown_grace(settings.shutdown_grace())
             .with_health_probe(conn, settings.health_probe_interval());
+        let api = match settings.admin_addr() {
+            Some(addr) => api.with_admin(addr).await?,
+            None => api,
+        };
         Ok(Self {
             api,
             complaints,
@@ -152,6 +156,12 @@ impl<L: EventLog + 'static> App<L> {
     /// Where the API listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.api.local_addr()
+    }
+
+    /// Where the admin endpoint (`/metrics`, `/healthz`, `/readyz`) listens, if
+    /// `admin_addr` asks for one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.api.admin_addr()
     }
 
     /// The partition count of the events topic.
@@ -276,6 +286,18 @@ impl<L: EventLog + 'static> ApiServer<L> {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Serves the admin endpoint (`/metrics`, `/healthz`, `/readyz`) on `addr` too
+    /// ([`GrpcServer::with_admin`]).
+    pub async fn with_admin(mut self, addr: &str) -> Result<Self, AppError> {
+        self.server = self.server.with_admin(addr).await?;
+        Ok(self)
+    }
+
+    /// Where the admin endpoint listens, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.server.admin_addr()
     }
 
     fn into_server(self) -> GrpcServer {

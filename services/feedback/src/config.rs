@@ -30,6 +30,9 @@ pub const ENV_PREFIX: &str = "CHURNGUARD_FEEDBACK_";
 pub struct Settings {
     /// Address of the gRPC Feedback API.
     pub listen_addr: String,
+    /// Address of the admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`,
+    /// `/readyz`. Empty: none.
+    pub admin_addr: String,
     /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
     pub shutdown_grace_ms: u64,
     /// How often the SLA timers look for due warnings and breaches on each partition this
@@ -110,6 +113,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen_addr: "127.0.0.1:50053".into(),
+            admin_addr: "127.0.0.1:9466".into(),
             shutdown_grace_ms: 10_000,
             timer_interval_ms: 1_000,
             group: "feedback".into(),
@@ -206,6 +210,11 @@ fn first_violation(prefix: &str, v: &Violations) -> ConfigError {
 }
 
 impl Settings {
+    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
+    pub fn admin_addr(&self) -> Option<&str> {
+        Some(self.admin_addr.as_str()).filter(|addr| !addr.is_empty())
+    }
+
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
@@ -245,6 +254,7 @@ impl Settings {
     pub fn validate_except_kek(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
         check::listen_addr(&self.listen_addr, "127.0.0.1:50053")?;
+        check::admin_addr(&self.admin_addr, "127.0.0.1:9466")?;
         check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),

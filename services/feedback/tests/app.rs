@@ -15,7 +15,7 @@ use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
-use churnguard_testkit::{RedisServer, eventually, init_test_logging};
+use churnguard_testkit::{RedisServer, admin, eventually, init_test_logging};
 use churnguard_vault::Kek;
 use feedback::App;
 use feedback::api::SERVICE_NAME;
@@ -96,6 +96,7 @@ fn the_kubernetes_config_file_loads() {
     figment::Jail::expect_with(|_| {
         let s = Settings::load(Some(&file)).expect("deploy/k8s/feedback.toml loads");
         assert_eq!(s.listen_addr, "0.0.0.0:50053");
+        assert_eq!(s.admin_addr, "0.0.0.0:9466");
         assert_eq!(s.log.backend, Backend::Kafka);
         assert_eq!(s.sla, feedback::config::default_sla());
         assert_eq!(s.topics.signals, "churn.signals.v1");
@@ -139,6 +140,7 @@ async fn the_service_built_from_settings_serves_health_and_a_filing_and_stops_cl
     let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         timer_interval_ms: 100,
         shutdown_grace_ms: 2_000,
         ..Settings::default()
@@ -149,6 +151,7 @@ async fn the_service_built_from_settings_serves_health_and_a_filing_and_stops_cl
         .await
         .expect("builds");
     assert_eq!(service.partitions(), 3);
+    let admin = service.admin_addr().expect("admin_addr asks for one");
     let running = service.spawn();
 
     let channel = tonic::transport::Channel::from_shared(running.endpoint())
@@ -207,6 +210,17 @@ async fn the_service_built_from_settings_serves_health_and_a_filing_and_stops_cl
     }
     assert_eq!(total, 1, "one commit on the log");
 
+    // The admin endpoint: ready (Redis is up), and the filing counted by its code.
+    assert_eq!(admin::get(admin, "/readyz").0, 200);
+    let (_, metrics) = admin::get(admin, "/metrics");
+    let filed = format!(
+        r#"grpc_server_requests_total{{service="{SERVICE_NAME}",method="FileComplaint",code="OK"}}"#
+    );
+    assert!(
+        admin::sample(&metrics, &filed).is_some_and(|n| n >= 1.0),
+        "{filed} in\n{metrics}"
+    );
+
     tokio::time::timeout(Duration::from_secs(10), running.stop())
         .await
         .expect("stops in time")
@@ -250,6 +264,7 @@ async fn health_follows_redis_down_and_back_up() {
     let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         timer_interval_ms: 100,
         health_probe_interval_ms: 100,
         shutdown_grace_ms: 2_000,

@@ -240,6 +240,7 @@ async fn contact_details_run(dir: &Path) -> String {
     let log = Arc::new(EmbeddedLog::open(dir).expect("log"));
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };

@@ -31,6 +31,7 @@ async fn start(
 ) -> (Running, FeedbackClient<Channel>) {
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };

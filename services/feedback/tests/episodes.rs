@@ -49,6 +49,7 @@ async fn start<L: EventLog + 'static>(
 ) -> (Running, FeedbackClient<Channel>) {
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         timer_interval_ms: 200,
         shutdown_grace_ms: 2_000,
         ..Settings::default()

@@ -42,6 +42,7 @@ async fn reads_fail_fast_with_unavailable_while_redis_is_down() {
     let mut redis = RedisServer::start();
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };

@@ -43,6 +43,7 @@ fn secs(s: i64) -> BusinessDuration {
 fn settings(broker: &Tansu, redis: &RedisServer, client: &str) -> Settings {
     let mut s = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         timer_interval_ms: 200,
         shutdown_grace_ms: 2_000,
         ..Settings::default()

@@ -60,6 +60,7 @@ async fn bad_input_names_every_field() {
     let redis = RedisServer::start();
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         shutdown_grace_ms: 2_000,
         ..Settings::default()
     };

@@ -253,6 +253,7 @@ async fn ingest_app<L: EventLog>(settings: Settings, log: L) -> purchase_ingest:
 fn ingest_settings(backend: Backend) -> Settings {
     let mut s = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         publish_timeout_ms: 30_000,
         ..Settings::default()
     };

@@ -55,6 +55,10 @@ impl<L: EventLog> App<L> {
     ) -> Result<Self, IngestError> {
         settings.validate()?;
         let server = GrpcServer::bind(&settings.listen_addr).await?;
+        let server = match settings.admin_addr() {
+            Some(addr) => server.with_admin(addr).await?,
+            None => server,
+        };
 
         let topics = &settings.topics;
         let partitions = (|| log.ensure_topic(&topics.purchases, topics.partitions))
@@ -129,6 +133,12 @@ impl<L: EventLog> App<L> {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where the admin endpoint (`/metrics`, `/healthz`, `/readyz`) listens, if
+    /// `admin_addr` asks for one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.server.admin_addr()
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight calls

@@ -19,6 +19,9 @@ pub const ENV_PREFIX: &str = "CHURNGUARD_INGEST_";
 pub struct Settings {
     /// Address of the gRPC server.
     pub listen_addr: String,
+    /// Address of the admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`,
+    /// `/readyz`. Empty: none.
+    pub admin_addr: String,
     /// The longest a call waits for the log's acknowledgement; a shorter gRPC deadline
     /// from the caller wins.
     pub publish_timeout_ms: u64,
@@ -119,6 +122,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen_addr: "127.0.0.1:50051".into(),
+            admin_addr: "127.0.0.1:9464".into(),
             publish_timeout_ms: 5_000,
             health_probe_interval_ms: 1_000,
             shutdown_grace_ms: 10_000,
@@ -179,6 +183,11 @@ impl Limits {
 }
 
 impl Settings {
+    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
+    pub fn admin_addr(&self) -> Option<&str> {
+        Some(self.admin_addr.as_str()).filter(|addr| !addr.is_empty())
+    }
+
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
@@ -188,6 +197,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
         check::listen_addr(&self.listen_addr, "127.0.0.1:50051")?;
+        check::admin_addr(&self.admin_addr, "127.0.0.1:9464")?;
         check::positive([
             ("publish_timeout_ms", self.publish_timeout_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),

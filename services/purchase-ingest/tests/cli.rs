@@ -17,6 +17,8 @@ fn help_version_and_wrong_flags() {
 fn a_bad_setting_or_a_missing_file_stops_it_at_start_with_the_key_named() {
     let bad = run(EXE, &[], &[("CHURNGUARD_INGEST_LISTEN_ADDR", "nowhere")]);
     assert_refused(&bad, "listen_addr");
+    let bad = run(EXE, &[], &[("CHURNGUARD_INGEST_ADMIN_ADDR", "localhost")]);
+    assert_refused(&bad, "admin_addr");
     let missing = run(
         EXE,
         &[],

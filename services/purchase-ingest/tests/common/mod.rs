@@ -32,6 +32,7 @@ pub fn now() -> DateTime<Utc> {
 pub fn settings(backend: Backend) -> Settings {
     let mut s = Settings {
         listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
         publish_timeout_ms: 4_000,
         health_probe_interval_ms: 200,
         shutdown_grace_ms: 5_000,

@@ -1,0 +1,300 @@
+//! gRPC request metrics for every call of every service a [`crate::GrpcServer`] serves:
+//! [`REQUESTS_TOTAL`] `{service, method, code}`, [`REQUEST_DURATION_SECONDS`]
+//! `{service, method}` and [`IN_FLIGHT_REQUESTS`] `{service, method}`.
+//!
+//! - Labels are bounded: `service` and `method` come from the request path
+//!   `/pkg.Service/Method`, but only methods the server serves (as its descriptor sets
+//!   describe them) are named; any other path counts as `service="unknown"` or
+//!   `method="unknown"`, so a client cannot grow the label set.
+//! - `code` is the `grpc-status` of the response: in its headers for a trailers-only
+//!   answer (an error before any message), else in the trailers at the end of the
+//!   body, unary and streaming alike. A call is counted when its status goes out, so a
+//!   stream counts (and its duration runs) until its last message and status, and a
+//!   client holding its answer finds the call counted. A call whose response never got
+//!   a status (the client went away, the connection was cut at the end of the shutdown
+//!   grace) counts as `CANCELLED`; trailers or a body end without any `grpc-status` as
+//!   `UNKNOWN`.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::Frame;
+use prost::Message;
+use tonic::Code;
+use tonic::codegen::http::HeaderMap;
+
+pub use crate::recorder::{IN_FLIGHT_REQUESTS, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
+
+/// The label of a service or method the server does not serve.
+const UNKNOWN: &str = "unknown";
+
+/// The methods a server serves, by service: what the labels may name.
+#[derive(Debug, Default)]
+pub(crate) struct Methods(HashMap<String, HashSet<String>>);
+
+impl Methods {
+    /// The methods of `services` as `descriptor_sets` (encoded `FileDescriptorSet`s)
+    /// describe them. A set that does not decode is skipped: its methods count as
+    /// unknown.
+    pub(crate) fn of<'a>(
+        services: &[&str],
+        descriptor_sets: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Self {
+        let mut methods: HashMap<String, HashSet<String>> = HashMap::new();
+        for set in descriptor_sets {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+                tracing::warn!("a descriptor set does not decode: its methods are not labelled");
+                continue;
+            };
+            for file in set.file {
+                let package = file.package.unwrap_or_default();
+                for service in file.service {
+                    let name = match (package.as_str(), service.name()) {
+                        ("", name) => name.to_owned(),
+                        (package, name) => format!("{package}.{name}"),
+                    };
+                    if services.contains(&name.as_str()) {
+                        let served = methods.entry(name).or_default();
+                        served.extend(service.method.into_iter().map(|m| m.name().to_owned()));
+                    }
+                }
+            }
+        }
+        Self(methods)
+    }
+
+    /// The `(service, method)` labels of a call to `path`: both named only if the
+    /// server serves them, else [`UNKNOWN`].
+    pub(crate) fn labels(&self, path: &str) -> (String, String) {
+        let Some((service, method)) = parse_path(path) else {
+            return (UNKNOWN.to_owned(), UNKNOWN.to_owned());
+        };
+        match self.0.get(service) {
+            None => (UNKNOWN.to_owned(), UNKNOWN.to_owned()),
+            Some(methods) if methods.contains(method) => (service.to_owned(), method.to_owned()),
+            Some(_) => (service.to_owned(), UNKNOWN.to_owned()),
+        }
+    }
+}
+
+/// `("pkg.Service", "Method")` of a gRPC request path `/pkg.Service/Method`; `None` for
+/// any other shape.
+pub(crate) fn parse_path(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let fine = |part: &str| !part.is_empty() && !part.contains('/');
+    (fine(service) && fine(method)).then_some((service, method))
+}
+
+/// The gRPC status code in `headers` (`grpc-status`), if there is one; a value that is
+/// not a number counts as `UNKNOWN`, as gRPC clients read it.
+pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .map(|value| Code::from_bytes(value.as_bytes()))
+}
+
+/// The canonical name of `code`, as the `code` label says it (`OK`, `NOT_FOUND`, ...).
+pub(crate) fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The middleware ([`axum::middleware::from_fn_with_state`]) that measures every call.
+pub(crate) async fn measure(
+    State(methods): State<Arc<Methods>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (service, method) = methods.labels(request.uri().path());
+    let mut call = Call::start(service, method);
+    let response = next.run(request).await;
+    match status_code(response.headers()) {
+        // Trailers-only: the status is the whole answer.
+        Some(code) => {
+            call.end(code);
+            response
+        }
+        None => response.map(|body| Body::new(Measured { body, call })),
+    }
+}
+
+/// One call being measured: in flight from [`Call::start`] until [`Call::end`], or until
+/// dropped without a status (counted as `CANCELLED`).
+struct Call {
+    service: String,
+    method: String,
+    started: Instant,
+    ended: bool,
+}
+
+impl Call {
+    fn start(service: String, method: String) -> Self {
+        metrics::gauge!(IN_FLIGHT_REQUESTS, "service" => service.clone(), "method" => method.clone())
+            .increment(1.0);
+        Self {
+            service,
+            method,
+            started: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// Counts the call as answered with `code` (once; later calls do nothing). Called
+    /// before the status goes out, so that a client that has its answer finds the call
+    /// counted.
+    fn end(&mut self, code: Code) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let (service, method) = (self.service.clone(), self.method.clone());
+        metrics::gauge!(IN_FLIGHT_REQUESTS, "service" => service.clone(), "method" => method.clone())
+            .decrement(1.0);
+        metrics::histogram!(REQUEST_DURATION_SECONDS, "service" => service.clone(), "method" => method.clone())
+            .record(self.started.elapsed());
+        metrics::counter!(REQUESTS_TOTAL, "service" => service, "method" => method, "code" => code_name(code))
+            .increment(1);
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.end(Code::Cancelled);
+    }
+}
+
+/// A response body that ends its call when the status goes by in the trailers, or when
+/// the body ends without one (`UNKNOWN`).
+struct Measured {
+    body: Body,
+    call: Call,
+}
+
+impl http_body::Body for Measured {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    self.call
+                        .end(status_code(trailers).unwrap_or(Code::Unknown));
+                }
+            }
+            Poll::Ready(None) => self.call.end(Code::Unknown),
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grpc_path_names_its_service_and_method() {
+        assert_eq!(
+            parse_path("/grpc.health.v1.Health/Check"),
+            Some(("grpc.health.v1.Health", "Check"))
+        );
+        for bad in [
+            "",
+            "/",
+            "//Check",
+            "/grpc.health.v1.Health",
+            "/grpc.health.v1.Health/",
+            "grpc.health.v1.Health/Check",
+            "/a/b/c",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_served_methods_are_named() {
+        let methods = Methods::of(
+            &["grpc.health.v1.Health"],
+            [tonic_health::pb::FILE_DESCRIPTOR_SET],
+        );
+        let labels = |path| methods.labels(path);
+        assert_eq!(
+            labels("/grpc.health.v1.Health/Check"),
+            ("grpc.health.v1.Health".into(), "Check".into())
+        );
+        assert_eq!(
+            labels("/grpc.health.v1.Health/Watch"),
+            ("grpc.health.v1.Health".into(), "Watch".into())
+        );
+        assert_eq!(
+            labels("/grpc.health.v1.Health/Made-Up"),
+            ("grpc.health.v1.Health".into(), UNKNOWN.into())
+        );
+        assert_eq!(
+            labels("/made.up.Service/Check"),
+            (UNKNOWN.into(), UNKNOWN.into())
+        );
+        assert_eq!(labels("/not-grpc"), (UNKNOWN.into(), UNKNOWN.into()));
+
+        let undescribed = Methods::of(&["grpc.health.v1.Health"], []);
+        assert_eq!(
+            undescribed.labels("/grpc.health.v1.Health/Check"),
+            (UNKNOWN.into(), UNKNOWN.into()),
+            "a service whose descriptor set is not given is not named"
+        );
+    }
+
+    #[test]
+    fn the_code_is_read_from_grpc_status() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(status_code(&headers), None);
+        for (value, code, name) in [
+            ("0", Code::Ok, "OK"),
+            ("5", Code::NotFound, "NOT_FOUND"),
+            ("14", Code::Unavailable, "UNAVAILABLE"),
+            ("99", Code::Unknown, "UNKNOWN"),
+            ("not a number", Code::Unknown, "UNKNOWN"),
+        ] {
+            headers.insert("grpc-status", value.parse().expect("a header value"));
+            assert_eq!(status_code(&headers), Some(code), "{value:?}");
+            assert_eq!(code_name(code), name);
+        }
+    }
+}

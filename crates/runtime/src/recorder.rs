@@ -1,0 +1,66 @@
+//! The process's metrics: one Prometheus recorder behind the [`metrics`] facade, installed
+//! the first time an admin endpoint asks for it and shared by every server of the process
+//! (`churnguard-local` runs all services in one process: each admin endpoint shows them
+//! all), and the gRPC metrics every [`crate::GrpcServer`] records.
+//!
+//! Without an admin endpoint no recorder is installed and the facade's macros do nothing.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Calls answered, by service, method and gRPC status code.
+pub const REQUESTS_TOTAL: &str = "grpc_server_requests_total";
+/// How long calls took, from the request to the end of the response (its status).
+pub const REQUEST_DURATION_SECONDS: &str = "grpc_server_request_duration_seconds";
+/// Calls started and not yet ended.
+pub const IN_FLIGHT_REQUESTS: &str = "grpc_server_in_flight_requests";
+
+/// The buckets of [`REQUEST_DURATION_SECONDS`], in seconds: 1 ms (a cache read) to 60 s
+/// (a long stream); calls slower than that land in `+Inf`.
+pub const DURATION_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on the first call: what `/metrics`
+/// renders. Later calls (a second server, another test) get the same one. If some other
+/// recorder was installed first, this one renders without receiving anything (a warning
+/// says so).
+pub fn prometheus() -> &'static PrometheusHandle {
+    RECORDER.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(REQUEST_DURATION_SECONDS.to_owned()),
+                &DURATION_BUCKETS,
+            )
+            .expect("the duration buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if let Err(e) = metrics::set_global_recorder(recorder) {
+            tracing::warn!(error = %e, "another metrics recorder is installed: /metrics stays empty");
+        }
+        describe();
+        handle
+    })
+}
+
+/// HELP text and units of the metrics the runtime records.
+fn describe() {
+    metrics::describe_counter!(
+        REQUESTS_TOTAL,
+        metrics::Unit::Count,
+        "gRPC calls ended, by service, method and status code"
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "How long gRPC calls took, from the request to the status (streams: to their end)"
+    );
+    metrics::describe_gauge!(
+        IN_FLIGHT_REQUESTS,
+        metrics::Unit::Count,
+        "gRPC calls started and not yet ended"
+    );
+}
