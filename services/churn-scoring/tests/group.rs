@@ -1,4 +1,4 @@
-//! Scale-out: scorer instances in one consumer group (cooperative-sticky on Kafka) share
+//! Scale-out: scorer instances in one consumer group (round robin on Kafka) share
 //! the partitions, hand them over when members come and go, and the state in Redis is
 //! the same as one clean pass over the log.
 
@@ -38,9 +38,30 @@ fn swipes(from: usize, to: usize) -> Vec<OutgoingRecord> {
         .collect()
 }
 
+/// Appends `records`, as a till would: a record the broker did not acknowledge in time
+/// (Tansu can stall while the group rebalances) is sent again, up to three times. A record
+/// sent twice is a duplicate the scorer counts once, and the reference is built from the
+/// log, so the comparison stays exact.
 async fn append<L: EventLog>(log: &L, records: Vec<OutgoingRecord>) {
-    for r in log.append(TOPIC, records).await {
-        r.expect("append");
+    let mut pending = records;
+    for attempt in 1..=3 {
+        let results = log.append(TOPIC, pending.clone()).await;
+        let mut failed = Vec::new();
+        for (record, r) in pending.into_iter().zip(results) {
+            match r {
+                Ok(_) => {}
+                Err(e) if e.is_retriable() && attempt < 3 => failed.push(record),
+                Err(e) => panic!("append: {e:?}"),
+            }
+        }
+        if failed.is_empty() {
+            return;
+        }
+        eprintln!(
+            "append attempt {attempt}: {} records not acknowledged in time; sending them again",
+            failed.len()
+        );
+        pending = failed;
     }
 }
 
