@@ -656,6 +656,8 @@ fn poll_records(
 ) -> Result<Polled, LogError> {
     let mut out: Vec<Record> = Vec::new();
     let mut failed = None;
+    // A connection lost meanwhile (an error only if nothing came before the deadline).
+    let mut lost = None;
     let mut reassign = false;
     while out.len() < max {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -713,6 +715,17 @@ fn poll_records(
                 }
                 break;
             }
+            // A dropped connection: librdkafka reconnects by itself. Keep polling until the
+            // deadline; only a connection still lost then, with nothing read, is an error.
+            Some(Err(
+                e @ KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure,
+                ),
+            )) => {
+                tracing::debug!(partition, error = %e, "connection to the broker lost while reading");
+                lost = Some(e.to_string());
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
             Some(Err(e)) => {
                 failed = Some(e.to_string());
                 break;
@@ -721,6 +734,9 @@ fn poll_records(
     }
     if reassign {
         reader.next = None;
+    }
+    if failed.is_none() && out.is_empty() {
+        failed = lost;
     }
     match failed {
         // Start over from a known offset next time.
