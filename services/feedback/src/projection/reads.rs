@@ -306,17 +306,6 @@ impl Projection {
         self.outcome_in(&hash, base_version, key).await
     }
 
-    /// As [`Projection::outcome`], for an outreach case.
-    pub async fn case_outcome(
-        &self,
-        case: &OutreachCaseId,
-        base_version: u64,
-        key: Option<&str>,
-    ) -> Result<(Option<String>, Option<u64>), FeedbackError> {
-        let hash = case_key(self.partition_of_stream(case.as_str()), case.as_str());
-        self.outcome_in(&hash, base_version, key).await
-    }
-
     /// The commit accepted on `base_version` of the stream whose hash is `hash`, and the
     /// version `key` was used for.
     pub async fn outcome_in(
