@@ -69,7 +69,7 @@ where
     })
 }
 
-/// [`load`], then `validate`: what every service's `Settings::load` does.
+/// [`load`], then `validate`: what [`ServiceSettings::load`] does.
 pub fn load_checked<T>(
     defaults: T,
     file: Option<&Path>,
@@ -84,11 +84,42 @@ where
     Ok(settings)
 }
 
+/// What a service's settings are: defaults ([`Default`]), the prefix of the environment
+/// variables that override them, and their checks. [`ServiceSettings::load`] is the one
+/// way every service loads them.
+pub trait ServiceSettings: Default + Serialize + DeserializeOwned {
+    /// Variables starting with it are settings: `CHURNGUARD_SCORING_`.
+    const ENV_PREFIX: &'static str;
+    /// The variable that names the settings file when `--config` is not given
+    /// (`<ENV_PREFIX>CONFIG`; [`load`] skips it).
+    const CONFIG_ENV: &'static str;
+
+    /// Checks every value, naming the first bad key.
+    fn validate(&self) -> Result<(), ConfigError>;
+
+    /// Loads defaults, then `file` (if given), then the environment, and validates.
+    fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        load_checked(Self::default(), file, Self::ENV_PREFIX, Self::validate)
+    }
+}
+
+/// An address setting where empty means "off" (`admin_addr`): the address, if any.
+pub fn optional_addr(value: &str) -> Option<&str> {
+    Some(value).filter(|addr| !addr.is_empty())
+}
+
 /// The checks every service's settings share; each error names the key.
 pub mod check {
     use std::net::SocketAddr;
 
     use super::ConfigError;
+
+    /// A server's two addresses, each with an example for its error:
+    /// [`listen_addr`] and [`admin_addr`].
+    pub fn addresses(listen: (&str, &str), admin: (&str, &str)) -> Result<(), ConfigError> {
+        listen_addr(listen.0, listen.1)?;
+        admin_addr(admin.0, admin.1)
+    }
 
     /// `listen_addr` must be an IP address and port, like `example`.
     pub fn listen_addr(value: &str, example: &str) -> Result<(), ConfigError> {

@@ -8,7 +8,7 @@
 //!     .with_health_probe(..)          health follows a dependency (else SERVING)
 //!     .with_shutdown_grace(..)        how long in-flight calls get at shutdown
 //!     .with_layer(..)                 middleware around every call
-//!     .with_admin(addr).await?        /metrics, /healthz, /readyz over HTTP (crate::admin)
+//!     .with_admin(Some(addr)).await?  /metrics, /healthz, /readyz over HTTP (crate::admin)
 //!     .run_until(shutdown) / .spawn()
 //! ```
 //!
@@ -166,8 +166,12 @@ impl GrpcServer {
     /// Serves the admin HTTP endpoint ([`crate::admin`]: `/metrics`, `/healthz`,
     /// `/readyz`) on `addr` (port 0 picks a free one; [`GrpcServer::admin_addr`] says
     /// which), from when the server runs until after it stopped. Binds now, and installs
-    /// the process's metrics recorder if it is not yet.
-    pub async fn with_admin(mut self, addr: &str) -> Result<Self, ServeError> {
+    /// the process's metrics recorder if it is not yet. `None` (the setting left empty):
+    /// no admin endpoint.
+    pub async fn with_admin(mut self, addr: Option<&str>) -> Result<Self, ServeError> {
+        let Some(addr) = addr else {
+            return Ok(self);
+        };
         let bind_error = |source| ServeError::Bind {
             addr: addr.to_owned(),
             source,

@@ -20,7 +20,7 @@ async fn the_admin_endpoint_serves_grpc_metrics_and_follows_health() {
     let server = GrpcServer::bind("127.0.0.1:0")
         .await
         .expect("bind")
-        .with_admin("127.0.0.1:0")
+        .with_admin(Some("127.0.0.1:0"))
         .await
         .expect("bind admin");
     let admin = server.admin_addr().expect("an admin endpoint");
@@ -125,13 +125,13 @@ async fn every_server_of_a_process_shares_one_recorder() {
     let first = GrpcServer::bind("127.0.0.1:0")
         .await
         .expect("bind")
-        .with_admin("127.0.0.1:0")
+        .with_admin(Some("127.0.0.1:0"))
         .await
         .expect("first admin");
     let second = GrpcServer::bind("127.0.0.1:0")
         .await
         .expect("bind")
-        .with_admin("127.0.0.1:0")
+        .with_admin(Some("127.0.0.1:0"))
         .await
         .expect("second admin");
     let (first_admin, second_admin) = (

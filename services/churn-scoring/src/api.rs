@@ -476,9 +476,9 @@ impl ApiServer {
         self.server.local_addr()
     }
 
-    /// Serves the admin endpoint (`/metrics`, `/healthz`, `/readyz`) on `addr` too
-    /// ([`GrpcServer::with_admin`]).
-    pub async fn with_admin(mut self, addr: &str) -> Result<Self, ScoringError> {
+    /// Serves the admin endpoint (`/metrics`, `/healthz`, `/readyz`) on `addr` too, if
+    /// any ([`GrpcServer::with_admin`]).
+    pub async fn with_admin(mut self, addr: Option<&str>) -> Result<Self, ScoringError> {
         self.server = self.server.with_admin(addr).await?;
         Ok(self)
     }

@@ -99,11 +99,9 @@ impl<L: EventLog> App<L> {
                 .with_value_horizon(settings.value),
         )
         .await?
-        .with_timings(settings.health_probe_interval(), settings.shutdown_grace());
-        let api = match settings.admin_addr() {
-            Some(addr) => api.with_admin(addr).await?,
-            None => api,
-        };
+        .with_timings(settings.health_probe_interval(), settings.shutdown_grace())
+        .with_admin(settings.admin_addr())
+        .await?;
         Ok(Self {
             instance: Arc::new(instance),
             models,

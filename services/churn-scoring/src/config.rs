@@ -2,9 +2,10 @@
 //! variables (`__` separates nesting: `CHURNGUARD_SCORING_REDIS__URL`). Everything is
 //! validated at start; a bad value stops the service with its key named.
 
-use std::path::Path;
 use std::time::Duration;
 
+/// How settings load; import it to call `Settings::load` and `validate`.
+pub use churnguard_config::ServiceSettings;
 use churnguard_config::{ConfigError, LogSettings, check};
 use churnguard_domain::customer::Day;
 use churnguard_domain::policy::{DefectionPolicy, PolicyBook, RuleSet};
@@ -122,22 +123,17 @@ impl Default for Topics {
     }
 }
 
-impl Settings {
-    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
-    pub fn admin_addr(&self) -> Option<&str> {
-        Some(self.admin_addr.as_str()).filter(|addr| !addr.is_empty())
-    }
-
-    /// Loads defaults, then `file` (if given), then the environment, and validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
-    }
+impl ServiceSettings for Settings {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    const CONFIG_ENV: &'static str = "CHURNGUARD_SCORING_CONFIG";
 
     /// Checks every value, naming the first bad key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
-        check::listen_addr(&self.listen_addr, "127.0.0.1:50052")?;
-        check::admin_addr(&self.admin_addr, "127.0.0.1:9465")?;
+        check::addresses(
+            (&self.listen_addr, "127.0.0.1:50052"),
+            (&self.admin_addr, "127.0.0.1:9465"),
+        )?;
         check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),
@@ -184,6 +180,13 @@ impl Settings {
         }
         self.log.validate()
     }
+}
+
+impl Settings {
+    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
+    pub fn admin_addr(&self) -> Option<&str> {
+        churnguard_config::optional_addr(&self.admin_addr)
+    }
 
     pub fn health_probe_interval(&self) -> Duration {
         Duration::from_millis(self.health_probe_interval_ms)
@@ -208,6 +211,8 @@ impl Settings {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
     use churnguard_config::Backend;
 
     #[test]

@@ -4,26 +4,14 @@
 //! configured event log, joins the scorers' consumer group and serves the query API until
 //! SIGTERM or Ctrl-C.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use churn_scoring::App;
 use churn_scoring::config::Settings;
 use churnguard_eventlog::EventLog;
-use churnguard_runtime::cli::settings_or_exit;
+use churnguard_runtime::cli;
 use churnguard_runtime::{OnLog, with_log};
 use churnguard_telemetry::Telemetry;
-use clap::Parser;
-
-/// Consumes card swipes, keeps per-customer state in Redis exactly once, scores
-/// defection risk and serves the ChurnScoring query API.
-#[derive(Debug, Parser)]
-#[command(name = "churn-scoring", version)]
-struct Args {
-    /// Settings file (TOML); CHURNGUARD_SCORING_* environment variables override it.
-    #[arg(long, value_name = "FILE", env = "CHURNGUARD_SCORING_CONFIG")]
-    config: Option<PathBuf>,
-}
 
 // glibc's malloc took about a third of the scorer's CPU in `make bench`; mimalloc
 // halves that. The benchmark uses the same allocator.
@@ -32,11 +20,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let settings = settings_or_exit("churn-scoring", Settings::load(args.config.as_deref()));
+    let settings: Settings = cli::start_service(
+        "churn-scoring",
+        env!("CARGO_PKG_VERSION"),
+        "Consumes card swipes, keeps per-customer state in Redis exactly once, scores \
+         defection risk and serves the ChurnScoring query API.",
+    );
     let _telemetry = Telemetry::init("churn-scoring");
-    let log = settings.log.clone();
-    with_log(&log, Serve(settings)).await?
+    with_log(&settings.log.clone(), Serve(settings)).await?
 }
 
 struct Serve(Settings);

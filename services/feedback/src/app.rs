@@ -128,11 +128,9 @@ impl<L: EventLog + 'static> App<L> {
         let api = ApiServer::bind(&settings.listen_addr, api)
             .await?
             .with_shutdown_grace(settings.shutdown_grace())
-            .with_health_probe(conn, settings.health_probe_interval());
-        let api = match settings.admin_addr() {
-            Some(addr) => api.with_admin(addr).await?,
-            None => api,
-        };
+            .with_health_probe(conn, settings.health_probe_interval())
+            .with_admin(settings.admin_addr())
+            .await?;
         Ok(Self {
             api,
             complaints,
@@ -288,9 +286,9 @@ impl<L: EventLog + 'static> ApiServer<L> {
         self.server.local_addr()
     }
 
-    /// Serves the admin endpoint (`/metrics`, `/healthz`, `/readyz`) on `addr` too
-    /// ([`GrpcServer::with_admin`]).
-    pub async fn with_admin(mut self, addr: &str) -> Result<Self, AppError> {
+    /// Serves the admin endpoint (`/metrics`, `/healthz`, `/readyz`) on `addr` too, if
+    /// any ([`GrpcServer::with_admin`]).
+    pub async fn with_admin(mut self, addr: Option<&str>) -> Result<Self, AppError> {
         self.server = self.server.with_admin(addr).await?;
         Ok(self)
     }

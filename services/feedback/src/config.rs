@@ -8,9 +8,11 @@
 //! unknown one stops the service.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+/// How settings load; import it to call `Settings::load` and `validate`.
+pub use churnguard_config::ServiceSettings;
 use churnguard_config::{ConfigError, LogSettings, check};
 use churnguard_domain::error::Violations;
 use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
@@ -209,20 +211,13 @@ fn first_violation(prefix: &str, v: &Violations) -> ConfigError {
     }
 }
 
-impl Settings {
-    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
-    pub fn admin_addr(&self) -> Option<&str> {
-        Some(self.admin_addr.as_str()).filter(|addr| !addr.is_empty())
-    }
-
-    /// Loads defaults, then `file` (if given), then the environment, and validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
-    }
+impl ServiceSettings for Settings {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    const CONFIG_ENV: &'static str = "CHURNGUARD_FEEDBACK_CONFIG";
 
     /// Checks every value, naming the first bad key. The KEK source must be set, but the
     /// key itself is read only by [`Settings::load_kek`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         self.validate_except_kek()?;
         match (&self.kek.env, &self.kek.file) {
             (None, None) => Err(ConfigError::new(
@@ -248,13 +243,22 @@ impl Settings {
             _ => Ok(()),
         }
     }
+}
+
+impl Settings {
+    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
+    pub fn admin_addr(&self) -> Option<&str> {
+        churnguard_config::optional_addr(&self.admin_addr)
+    }
 
     /// Every check but the KEK source's (for a process that brings its own key, as
     /// `churnguard-local` does).
     pub fn validate_except_kek(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
-        check::listen_addr(&self.listen_addr, "127.0.0.1:50053")?;
-        check::admin_addr(&self.admin_addr, "127.0.0.1:9466")?;
+        check::addresses(
+            (&self.listen_addr, "127.0.0.1:50053"),
+            (&self.admin_addr, "127.0.0.1:9466"),
+        )?;
         check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),
@@ -337,6 +341,8 @@ impl Settings {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
     use churnguard_config::Backend;
 
     fn with_kek() -> Settings {

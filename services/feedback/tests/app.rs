@@ -19,7 +19,7 @@ use churnguard_testkit::{RedisServer, admin, eventually, init_test_logging};
 use churnguard_vault::Kek;
 use feedback::App;
 use feedback::api::SERVICE_NAME;
-use feedback::config::Settings;
+use feedback::config::{ServiceSettings, Settings};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

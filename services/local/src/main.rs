@@ -35,6 +35,7 @@ use churnguard_runtime::shutdown_signal;
 use churnguard_telemetry::Telemetry;
 use churnguard_vault::Kek;
 use clap::Parser;
+use purchase_ingest::config::ServiceSettings;
 use purchase_ingest::simulator::{self, SimStats, SimulatorConfig};
 use tokio_util::sync::CancellationToken;
 

@@ -13,7 +13,7 @@ use churnguard_runtime::{Clock, GrpcServer, retry, system_clock};
 use churnguard_telemetry::Telemetry;
 
 use crate::api::{Core, IngestService};
-use crate::config::Settings;
+use crate::config::{ServiceSettings, Settings};
 use crate::error::IngestError;
 
 /// The least time the log's flush gets at shutdown, even when the calls in flight took
@@ -54,11 +54,10 @@ impl<L: EventLog> App<L> {
         clock: Clock,
     ) -> Result<Self, IngestError> {
         settings.validate()?;
-        let server = GrpcServer::bind(&settings.listen_addr).await?;
-        let server = match settings.admin_addr() {
-            Some(addr) => server.with_admin(addr).await?,
-            None => server,
-        };
+        let server = GrpcServer::bind(&settings.listen_addr)
+            .await?
+            .with_admin(settings.admin_addr())
+            .await?;
 
         let topics = &settings.topics;
         let partitions = (|| log.ensure_topic(&topics.purchases, topics.partitions))

@@ -3,9 +3,10 @@
 //! Everything is validated at start; a bad value stops the service with its key named.
 
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
+/// How settings load; import it to call `Settings::load` and `validate`.
+pub use churnguard_config::ServiceSettings;
 use churnguard_config::check;
 pub use churnguard_config::{Backend, ConfigError, EmbeddedSettings, LogSettings};
 use churnguard_domain::{CardTokenizer, SwipeLimits};
@@ -182,22 +183,17 @@ impl Limits {
     }
 }
 
-impl Settings {
-    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
-    pub fn admin_addr(&self) -> Option<&str> {
-        Some(self.admin_addr.as_str()).filter(|addr| !addr.is_empty())
-    }
-
-    /// Loads defaults, then `file` (if given), then the environment, and validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        churnguard_config::load_checked(Settings::default(), file, ENV_PREFIX, Self::validate)
-    }
+impl ServiceSettings for Settings {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    const CONFIG_ENV: &'static str = "CHURNGUARD_INGEST_CONFIG";
 
     /// Checks every value, naming the first bad key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| Err(ConfigError::new(key, message));
-        check::listen_addr(&self.listen_addr, "127.0.0.1:50051")?;
-        check::admin_addr(&self.admin_addr, "127.0.0.1:9464")?;
+        check::addresses(
+            (&self.listen_addr, "127.0.0.1:50051"),
+            (&self.admin_addr, "127.0.0.1:9464"),
+        )?;
         check::positive([
             ("publish_timeout_ms", self.publish_timeout_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),
@@ -256,6 +252,13 @@ impl Settings {
 
         self.log.validate()
     }
+}
+
+impl Settings {
+    /// Where the admin endpoint listens, if anywhere (`admin_addr` not empty).
+    pub fn admin_addr(&self) -> Option<&str> {
+        churnguard_config::optional_addr(&self.admin_addr)
+    }
 
     pub fn swipe_limits(&self) -> SwipeLimits {
         SwipeLimits {
@@ -285,6 +288,8 @@ impl Settings {
 // figment's test jail returns its own large error type.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn key_of(r: Result<Settings, ConfigError>) -> String {

@@ -4,12 +4,11 @@
 //! event log and serves gRPC until SIGTERM or Ctrl-C. With `--simulate-stores N` it also
 //! runs a simulated chain of N stores against itself.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use churnguard_eventlog::EventLog;
-use churnguard_runtime::cli::settings_or_exit;
+use churnguard_runtime::cli::{self, ServiceArgs};
 use churnguard_runtime::{OnLog, shutdown_signal, with_log};
 use churnguard_telemetry::Telemetry;
 use clap::Parser;
@@ -22,9 +21,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "purchase-ingest", version)]
 struct Args {
-    /// Settings file (TOML); CHURNGUARD_INGEST_* environment variables override it.
-    #[arg(long, value_name = "FILE", env = "CHURNGUARD_INGEST_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    service: ServiceArgs,
     /// Also run a simulated chain of N stores against this server.
     #[arg(long, value_name = "N")]
     simulate_stores: Option<u32>,
@@ -32,8 +30,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let settings = settings_or_exit("purchase-ingest", Settings::load(args.config.as_deref()));
+    let (args, settings): (Args, Settings) = cli::start("purchase-ingest", |args| &args.service);
     let telemetry = Arc::new(Telemetry::init("purchase-ingest"));
     let log = settings.log.clone();
     let serve = Serve {
