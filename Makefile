@@ -11,8 +11,9 @@ help: ## List the targets
 run: ## Run the main job: every service in one process on the embedded log (./data/log) and a private Redis, fed by a simulated chain of $(STORES) stores (with 12 weeks of history on the first start); Ctrl-C stops it
 	scripts/run-local.sh --simulate-stores $(STORES)
 
-test: ## Install what is missing, then run every test against a real broker (Tansu) and Redis
+test: ## Install what is missing, then run every test against a real broker (Tansu) and Redis, then check the alert rules and dashboards (promtool)
 	scripts/with-infra.sh cargo test --workspace --locked
+	scripts/check-observability.sh
 
 lint: ## rustfmt, clippy -D warnings, the layering rule, buf lint and buf breaking against main
 	scripts/lint.sh

@@ -18,7 +18,7 @@ use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::feedback::v1 as fb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_telemetry::Telemetry;
-use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
+use churnguard_testkit::{RedisServer, Tansu, admin, init_test_logging};
 use churnguard_vault::Kek;
 use purchase_ingest::config::Backend;
 use purchase_ingest::simulator::{self, SimStats, SimulatorConfig};
@@ -59,8 +59,11 @@ async fn swipes_become_churn_signals_and_outreach_cases_on_kafka() {
         Arc::new(Telemetry::tracer_only("e2e")),
     )
     .await
-    .expect("purchase-ingest builds")
-    .spawn();
+    .expect("purchase-ingest builds");
+    // The services share this process's metrics, as in churnguard-local: one admin
+    // endpoint shows them all.
+    let admin = ingest.admin_addr().expect("admin_addr asks for one");
+    let ingest = ingest.spawn();
 
     let stats = Arc::new(SimStats::default());
     let chain = SimulatorConfig {
@@ -234,10 +237,96 @@ async fn swipes_become_churn_signals_and_outreach_cases_on_kafka() {
         cases.len()
     );
 
+    ops_see_the_chain(admin, accepted, signals.len(), cases.len()).await;
+
     drop(client);
     feedback.stop().await.expect("feedback stops cleanly");
     scoring.stop().await.expect("churn-scoring stops cleanly");
     ingest.stop().await.expect("purchase-ingest stops cleanly");
+}
+
+/// What `/metrics` says of the run: every swipe accepted is counted once, the scorer
+/// applied them and timed each from ingest to its committed state, the signals and cases
+/// are counted, Redis is timed, lag is measured, and promtool accepts the text.
+async fn ops_see_the_chain(
+    admin: std::net::SocketAddr,
+    accepted: u64,
+    signals: usize,
+    cases: usize,
+) {
+    // The store gauges and lag probes are periodic: scrape until the store gauges are in.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let (status, text) = tokio::task::spawn_blocking(move || admin::get(admin, "/metrics"))
+            .await
+            .expect("scrape");
+        assert_eq!(status, 200);
+        if text.contains("\nchurnguard_store_customers{") {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no store gauges within 30 s: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let total = |series: &str| -> f64 {
+        let (name, filter) = series.split_once('{').unwrap_or((series, ""));
+        let filter = filter.trim_end_matches('}');
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(s, _)| {
+                (s == &name || s.starts_with(&format!("{name}{{"))) && s.contains(filter)
+            })
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .sum()
+    };
+    let accepted = accepted as f64;
+    assert_eq!(
+        total("churnguard_ingest_swipes_accepted_total"),
+        accepted,
+        "{text}"
+    );
+    assert_eq!(total("churnguard_ingest_swipes_rejected_total"), 0.0);
+    assert!(total("churnguard_ingest_publish_duration_seconds_count") > 0.0);
+    assert!(total("churnguard_ingest_batch_swipes_sum") >= accepted);
+    let applied = total(r#"churnguard_consumer_records_applied_total{consumer="scorer""#);
+    assert!(
+        applied >= accepted,
+        "scorer applied {applied} of {accepted}"
+    );
+    let scored = total("churnguard_swipe_to_score_seconds_count");
+    assert!(
+        scored >= accepted,
+        "{scored} swipes timed to their score of {accepted}"
+    );
+    let mean = total("churnguard_swipe_to_score_seconds_sum") / scored;
+    assert!(
+        mean > 0.0 && mean < WAIT.as_secs_f64(),
+        "mean swipe-to-score {mean} s"
+    );
+    let lag_series = text
+        .lines()
+        .filter(|l| l.starts_with(r#"churnguard_consumer_lag_records{consumer="scorer""#))
+        .count();
+    assert!(lag_series > 0, "the scorer's lag is measured");
+    assert!(total("churnguard_churn_signals_total") >= signals as f64);
+    assert!(
+        total("churnguard_store_customers") > 0.0,
+        "store gauges are set"
+    );
+    assert!(total("churnguard_outreach_cases_opened_total") >= cases as f64);
+    assert!(total(r#"churnguard_consumer_records_applied_total{consumer="projection""#) > 0.0);
+    assert!(total(r#"churnguard_consumer_records_applied_total{consumer="outreach""#) > 0.0);
+    assert!(total(r#"churnguard_redis_command_duration_seconds_count{op="EVALSHA""#) > 0.0);
+    assert_eq!(total("churnguard_consumer_dead_letters_total"), 0.0);
+    admin::assert_promtool_accepts(&text);
+    eprintln!(
+        "chain_outreach metrics: {accepted} accepted, {applied} applied, mean swipe-to-score \
+         {mean:.3} s, {} lag series",
+        lag_series
+    );
 }
 
 /// Whether a signal moves its customer into a state outreach is for.

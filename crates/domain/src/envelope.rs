@@ -7,6 +7,10 @@ use crate::error::quoted;
 
 /// The `content-type` header of a structured-mode CloudEvent.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
+
+/// The record header in which purchase-ingest says when it accepted a swipe (ms since
+/// the Unix epoch, decimal): where the end-to-end latency is measured from.
+pub const INGESTED_AT_HEADER: &str = "churnguard-ingested-at-ms";
 const SPEC_VERSION: &str = "1.0";
 
 /// Namespace of churnguard's name-based (v5) event ids.

@@ -4,7 +4,10 @@
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use std::future::Future;
+use std::time::Instant;
+
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::{StoreError, Timeouts};
 
@@ -135,12 +138,16 @@ impl RedisConnection {
     }
 }
 
+/// Every command and pipeline is timed ([`crate::metrics`]): the services see Redis's
+/// latency and errors as their callers do, network included.
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
+        let op = command_name(cmd);
+        let reply = match self {
             RedisConnection::Single(c) => c.req_packed_command(cmd),
             RedisConnection::Cluster(c) => c.req_packed_command(cmd),
-        }
+        };
+        Box::pin(timed(op, reply))
     }
 
     fn req_packed_commands<'a>(
@@ -149,10 +156,11 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
+        let replies = match self {
             RedisConnection::Single(c) => c.req_packed_commands(cmd, offset, count),
             RedisConnection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
+        };
+        Box::pin(timed("PIPELINE".to_owned(), replies))
     }
 
     fn get_db(&self) -> i64 {
@@ -161,4 +169,21 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// A command's name, upper case (`EVALSHA`, `HGETALL`): the `op` label. The code issues a
+/// fixed set of commands, so the label's values are few.
+fn command_name(cmd: &Cmd) -> String {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).to_ascii_uppercase(),
+        _ => "UNKNOWN".to_owned(),
+    }
+}
+
+/// Runs `reply`, recording how long it took and whether it failed, under `op`.
+async fn timed<T>(op: String, reply: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    let started = Instant::now();
+    let result = reply.await;
+    crate::metrics::record(op, started.elapsed(), result.is_err());
+    result
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod connection;
 pub mod guarded;
+pub mod metrics;
 
 pub use connection::RedisConnection;
 

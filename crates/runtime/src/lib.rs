@@ -7,7 +7,9 @@
 //!   [`GrpcServer::with_layer`] is where authentication and rate limits go.
 //! - [`admin`]: the admin HTTP endpoint ([`GrpcServer::with_admin`]): `/metrics`
 //!   (Prometheus text, from the process's [`recorder`]), `/healthz`, `/readyz`; and
-//!   [`grpc_metrics`], what every call of every server records.
+//!   [`grpc_metrics`], what every call of every server records;
+//!   [`consumer_metrics`], what every consumer of the log records (applied, lag, dead
+//!   letters, duplicates, conflicts).
 //! - [`Running`]: a service (or just its server) on a background task: where it listens,
 //!   `stop`, `until(signal)`. Every service's `App::spawn` returns one.
 //! - [`cli`]: settings loaded or the binary exits with code 2 naming the bad key.
@@ -21,6 +23,7 @@
 pub mod admin;
 pub mod cli;
 mod clock;
+pub mod consumer_metrics;
 pub mod grpc_metrics;
 mod health;
 mod log;

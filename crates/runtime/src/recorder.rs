@@ -22,26 +22,47 @@ pub const DURATION_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// The buckets of histograms counting things (`*_records`, `*_swipes`): 1 to 10,000.
+pub const COUNT_BUCKETS: [f64; 9] = [
+    1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
+];
+
+/// The buckets of `*_business_seconds` histograms (SLA clocks): 5 minutes to 5 days.
+pub const BUSINESS_SECONDS_BUCKETS: [f64; 10] = [
+    300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 432000.0,
+];
+
 static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process's Prometheus recorder, installed on the first call: what `/metrics`
 /// renders. Later calls (a second server, another test) get the same one. If some other
 /// recorder was installed first, this one renders without receiving anything (a warning
 /// says so).
+///
+/// Every histogram gets buckets by its name's ending (so none is rendered as a summary):
+/// `_business_seconds` [`BUSINESS_SECONDS_BUCKETS`], `_seconds` [`DURATION_BUCKETS`],
+/// `_records` and `_swipes` [`COUNT_BUCKETS`].
 pub fn prometheus() -> &'static PrometheusHandle {
     RECORDER.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full(REQUEST_DURATION_SECONDS.to_owned()),
-                &DURATION_BUCKETS,
-            )
-            .expect("the duration buckets are not empty")
-            .build_recorder();
+        let buckets: [(&str, &[f64]); 4] = [
+            ("_business_seconds", &BUSINESS_SECONDS_BUCKETS),
+            ("_seconds", &DURATION_BUCKETS),
+            ("_records", &COUNT_BUCKETS),
+            ("_swipes", &COUNT_BUCKETS),
+        ];
+        let mut builder = PrometheusBuilder::new();
+        for (suffix, values) in buckets {
+            builder = builder
+                .set_buckets_for_metric(Matcher::Suffix(suffix.to_owned()), values)
+                .expect("bucket lists are not empty");
+        }
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         if let Err(e) = metrics::set_global_recorder(recorder) {
             tracing::warn!(error = %e, "another metrics recorder is installed: /metrics stays empty");
         }
         describe();
+        crate::consumer_metrics::describe();
         handle
     })
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use churnguard_domain::customer::day_of;
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::EventLog;
 use churnguard_runtime::{Clock, system_clock};
@@ -30,7 +31,12 @@ pub struct App<L> {
     log: Arc<L>,
     api: ApiServer,
     grace: Duration,
+    /// What the store gauges read, and how often.
+    figures: (CustomerStore, u32, Duration),
 }
+
+/// How often the store gauges ([`crate::metrics::store`]) are read from Redis.
+const STORE_GAUGES_EVERY: Duration = Duration::from_secs(5);
 
 impl<L: EventLog> App<L> {
     pub async fn build(settings: Settings, log: Arc<L>) -> Result<Self, ScoringError> {
@@ -76,6 +82,7 @@ impl<L: EventLog> App<L> {
             Timers::new(store.clone(), settings.policy.clone(), model)
                 .with_value_horizon(settings.value),
         );
+        let figures = (store.clone(), partitions, STORE_GAUGES_EVERY);
         let scorer = Arc::new(Scorer::new(
             log.clone(),
             store.clone(),
@@ -102,12 +109,14 @@ impl<L: EventLog> App<L> {
         .with_timings(settings.health_probe_interval(), settings.shutdown_grace())
         .with_admin(settings.admin_addr())
         .await?;
+        crate::metrics::describe();
         Ok(Self {
             instance: Arc::new(instance),
             models,
             log: log_handle,
             api,
             grace: settings.shutdown_grace(),
+            figures,
         })
     }
 
@@ -135,6 +144,8 @@ impl<L: EventLog> App<L> {
         let models = self.models.clone();
         let token = stop.clone();
         let projection = tokio::spawn(async move { models.run(token).await });
+        let (store, partitions, every) = self.figures.clone();
+        tokio::spawn(store_gauges(store, partitions, every, stop.clone()));
         let api = self.api.spawn();
         tracing::info!(addr = %api.local_addr(), "churn-scoring started");
         tokio::select! {
@@ -169,6 +180,33 @@ impl<L: EventLog> App<L> {
 /// A running service, scoring in its consumer group and serving the query API; its
 /// state is its group instance.
 pub type Running<L> = churnguard_runtime::Running<ScoringError, Arc<Instance<L>>>;
+
+/// Sets the store gauges from Redis every `every` until `stop`. Every replica reports
+/// every store (the figures are global); dashboards take the largest. A failed read
+/// leaves the gauges as they were.
+async fn store_gauges(
+    store: CustomerStore,
+    partitions: u32,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        let today = day_of(chrono::Utc::now().date_naive());
+        let year = (today.saturating_sub(364), today);
+        match store.store_figures(partitions, year).await {
+            Ok(figures) => {
+                for (name, f) in figures {
+                    crate::metrics::store(&name, &f);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "store gauges not read"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
 
 fn joined(r: Result<Result<(), ScoringError>, tokio::task::JoinError>) -> Result<(), ScoringError> {
     r.map_err(|e| ScoringError::Startup(format!("scoring task: {e}")))?

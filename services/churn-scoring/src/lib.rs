@@ -12,6 +12,7 @@ pub mod app;
 pub mod batch;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod models;
 pub mod query;
 pub mod refit;

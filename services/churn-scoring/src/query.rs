@@ -61,7 +61,56 @@ fn command(command: &'static str) -> impl FnOnce(redis::RedisError) -> ScoringEr
     move |source| ScoringError::Redis { command, source }
 }
 
+/// A store's figures now, over every partition: what the store gauges show
+/// ([`crate::metrics::store`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreFigures {
+    pub customers: u64,
+    pub at_risk: u64,
+    /// Value at risk of the at-risk customers, in minor units.
+    pub value_at_risk: f64,
+    /// Defections counted in the window given to [`CustomerStore::store_figures`], less
+    /// the win-backs counted in it (at least 0).
+    pub defected: u64,
+}
+
 impl CustomerStore {
+    /// Every store's figures: home customers (`hc:`), at-risk customers and their value
+    /// at risk (`ar:`), and defections less win-backs on the days `window` (`ds:`), summed
+    /// over `partitions`.
+    pub async fn store_figures(
+        &self,
+        partitions: u32,
+        window: (Day, Day),
+    ) -> Result<BTreeMap<String, StoreFigures>, ScoringError> {
+        let mut conn = self.connection();
+        let mut out: BTreeMap<String, StoreFigures> = BTreeMap::new();
+        for p in 0..partitions {
+            let counts: BTreeMap<String, u64> = redis::cmd("HGETALL")
+                .arg(home_counts_key(p))
+                .query_async(&mut conn)
+                .await
+                .map_err(command("HGETALL home counts"))?;
+            for (store, customers) in counts {
+                let scores: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                    .arg(at_risk_key(p, &store))
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(command("ZRANGE at-risk"))?;
+                let days = self.day_stats(p, &store, window.0, window.1).await?;
+                let figures = out.entry(store).or_default();
+                figures.defected += days.defected.saturating_sub(days.won_back);
+                figures.customers += customers;
+                figures.at_risk += scores.len() as u64;
+                figures.value_at_risk += scores.iter().map(|(_, v)| v).sum::<f64>();
+            }
+        }
+        Ok(out)
+    }
+
     /// The first `limit` at-risk customers of `store` in `partition` after `cursor`, in
     /// list order. Redis orders equal scores by member descending, so whole groups of
     /// equal values are read before the page is cut.

@@ -251,8 +251,10 @@ impl<L: EventLog> Instance<L> {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            match self.refit_once(refits).await {
-                Ok(version) => {
+            let refitted = self.refit_once(refits).await;
+            crate::metrics::refit(refitted.as_ref().ok().map(|(_, ll)| *ll));
+            match refitted {
+                Ok((version, _)) => {
                     tracing::info!(version, "periodic refit stored");
                     wait = refits.every;
                 }
@@ -264,8 +266,9 @@ impl<L: EventLog> Instance<L> {
         }
     }
 
-    /// One refit as of the stream time: the latest day applied on any partition.
-    async fn refit_once(&self, refits: &Refits<L>) -> Result<u64, ScoringError> {
+    /// One refit as of the stream time: the latest day applied on any partition. Returns
+    /// the stored model's version and BG/NBD log-likelihood.
+    async fn refit_once(&self, refits: &Refits<L>) -> Result<(u64, f64), ScoringError> {
         let store = self.scorer.store();
         let mut as_of = None;
         for p in 0..refits.scope.partitions {
@@ -287,7 +290,7 @@ impl<L: EventLog> Instance<L> {
             (self.clock)(),
         )
         .await?;
-        Ok(model.version)
+        Ok((model.version, model.bg_nbd_log_likelihood))
     }
 
     /// Fires the partition's due deadlines and relays its signals, every
@@ -329,6 +332,7 @@ impl<L: EventLog> Instance<L> {
             && self.model_version.swap(fitted.version, Ordering::Relaxed) != fitted.version
         {
             self.timers.set_model(ScoringModel::from(&fitted));
+            crate::metrics::model_in_use(fitted.bg_nbd_log_likelihood);
             tracing::info!(version = fitted.version, "timers use a newly fitted model");
         }
         self.timers.fire_due(partition, now).await?;

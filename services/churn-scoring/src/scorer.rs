@@ -4,12 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use churnguard_domain::envelope::INGESTED_AT_HEADER;
 use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
+use churnguard_runtime::consumer_metrics::LagProbe;
 use churnguard_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::ScoredSwipe;
 use crate::error::ScoringError;
+use crate::metrics::CONSUMER;
 use crate::store::CustomerStore;
 
 /// Counts of one partition's run.
@@ -130,6 +133,7 @@ impl<L: EventLog> Scorer<L> {
     ) -> Result<(), ScoringError> {
         // Redis's checkpoint is the authority; an empty Redis starts from the beginning.
         let mut from = self.store.checkpoint(partition).await?;
+        let mut lag = LagProbe::new(CONSUMER, partition);
         while !stop.is_cancelled() {
             if until_caught_up
                 && from
@@ -145,7 +149,11 @@ impl<L: EventLog> Scorer<L> {
                 () = stop.cancelled() => break,
                 r = self.log.read(&self.topic, partition, from, self.batch, Duration::from_millis(500)) => r.map_err(ScoringError::Log)?,
             };
-            let Some(last) = records.last() else { continue };
+            let Some(last) = records.last() else {
+                lag.observe(self.log.as_ref(), &self.topic, from, &[], now_ms())
+                    .await;
+                continue;
+            };
             // The purchases topic is neither compacted nor transactional, so its offsets
             // are dense: a read that does not start where asked, or skips, would move the
             // checkpoint past records never applied. Refuse it and read again.
@@ -173,6 +181,7 @@ impl<L: EventLog> Scorer<L> {
             // between sends them again (the origin headers identify repeats); none is lost.
             if !poison.is_empty() {
                 stats.poison += poison.len() as u64;
+                CONSUMER.dead_lettered(poison.len());
                 for result in self.log.append(&self.dead_letters, poison).await {
                     result.map_err(ScoringError::Log)?;
                 }
@@ -184,8 +193,30 @@ impl<L: EventLog> Scorer<L> {
             stats.counted += outcome.counted;
             stats.duplicates += outcome.duplicates;
             stats.too_late += outcome.too_late;
+            if outcome.conflict {
+                CONSUMER.checkpoint_conflict();
+            } else if outcome.checkpoint == next {
+                CONSUMER.applied(partition, records.len(), outcome.duplicates);
+                let now = now_ms();
+                crate::metrics::swipes_scored(records.iter().filter_map(|r| ingested_ago(r, now)));
+            }
             from = outcome.checkpoint;
+            lag.observe(self.log.as_ref(), &self.topic, from, &records, now_ms())
+                .await;
         }
         Ok(())
     }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// How long ago (at `now_ms`) ingest accepted the swipe in `r`, if it says
+/// ([`INGESTED_AT_HEADER`]; records imported from history do not).
+fn ingested_ago(r: &Record, now_ms: i64) -> Option<Duration> {
+    let header = r.headers.iter().find(|h| h.name == INGESTED_AT_HEADER)?;
+    let at: i64 = std::str::from_utf8(&header.value).ok()?.parse().ok()?;
+    u64::try_from(now_ms - at).ok().map(Duration::from_millis)
 }

@@ -22,6 +22,8 @@ pub struct BatchOutcome {
     pub too_late: u64,
     /// The partition's checkpoint afterwards.
     pub checkpoint: u64,
+    /// The commit found the checkpoint moved by another instance: nothing written.
+    pub conflict: bool,
 }
 
 impl BatchOutcome {
@@ -300,7 +302,10 @@ impl CustomerStore {
         }
         let committed = commit.run(&self.conn).await.map_err(ScoringError::Store)?;
         if !committed.written {
-            return Ok(BatchOutcome::unchanged(committed.checkpoint));
+            return Ok(BatchOutcome {
+                conflict: true,
+                ..BatchOutcome::unchanged(committed.checkpoint)
+            });
         }
         outcome.checkpoint = committed.checkpoint;
         Ok(outcome)

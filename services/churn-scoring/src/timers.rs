@@ -93,6 +93,7 @@ impl Timers {
         loop {
             let due = self.store.due(partition, now, 500).await?;
             if due.is_empty() {
+                crate::metrics::timers_fired(stats.assessed);
                 return Ok(stats);
             }
             let mut fired = stream::iter(due)
@@ -184,6 +185,9 @@ impl Timers {
                 Some(decision),
             )
             .await?;
+        if committed && signal.is_some() {
+            crate::metrics::signal(decision_home(&r.home_store), r.assessment.state.as_str());
+        }
         Ok(Fired::Assessed {
             committed,
             changed: signal.is_some(),
@@ -223,4 +227,10 @@ impl Timers {
         self.store.ack_outbox(partition, &published).await?;
         Ok(published.len())
     }
+}
+
+/// The store a decision counts for: the customer's home store (every stored customer has
+/// swiped somewhere).
+fn decision_home(home: &Option<String>) -> &str {
+    home.as_deref().unwrap_or_default()
 }

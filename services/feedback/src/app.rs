@@ -131,6 +131,7 @@ impl<L: EventLog + 'static> App<L> {
             .with_health_probe(conn, settings.health_probe_interval())
             .with_admin(settings.admin_addr())
             .await?;
+        crate::metrics::describe();
         Ok(Self {
             api,
             complaints,

@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod journal;
 pub mod mapping;
+pub mod metrics;
 pub mod outreach;
 pub mod projection;
 pub mod service;

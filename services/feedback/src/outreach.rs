@@ -37,9 +37,11 @@ use churnguard_domain::ids::OutreachCaseId;
 use churnguard_domain::signal::ChurnStateChanged;
 use churnguard_eventlog::{EventLog, Record};
 use churnguard_redis::{CheckpointStore, RedisCheckpoints};
+use churnguard_runtime::consumer_metrics::LagProbe;
 
 use crate::config::OutreachTargets;
 use crate::error::FeedbackError;
+use crate::metrics::OUTREACH;
 use crate::service::Complaints;
 use crate::standing::{self, minor};
 
@@ -186,6 +188,10 @@ impl<L: EventLog> Opener<L> {
             for p in 0..self.complaints.projection().partitions() {
                 self.complaints.catch_up(p).await?;
             }
+        }
+        let handled = records.iter().filter(|r| r.offset >= from).count();
+        if handled > 0 {
+            OUTREACH.applied(partition, handled, 0);
         }
         for r in records.iter().filter(|r| r.offset >= from) {
             let outcome = self.one(partition, r).await;
@@ -344,13 +350,24 @@ impl<L: EventLog> Opener<L> {
         tokio::pin!(stop);
         let wait = Duration::from_millis(200);
         let mut backoff = churnguard_runtime::retry::Backoff::new();
+        let mut lags: Vec<LagProbe> = partitions
+            .iter()
+            .map(|&p| LagProbe::new(OUTREACH, p))
+            .collect();
         loop {
             let mut clean = true;
-            for &p in partitions {
+            for (&p, lag) in partitions.iter().zip(&mut lags) {
                 let round = tokio::select! {
                     () = &mut stop => return,
                     r = self.round(p, wait) => r,
                 };
+                if lag.due()
+                    && let Ok(Some(next)) = self.checkpoints.load(OPENER, &self.topic, p).await
+                {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    lag.observe(self.complaints.log().as_ref(), &self.topic, next, &[], now)
+                        .await;
+                }
                 if let Err(e) = round {
                     clean = false;
                     let delay = backoff.next_delay();

@@ -13,8 +13,10 @@ use chrono::{DateTime, Utc};
 use churnguard_domain::ids::ComplaintId;
 use churnguard_eventlog::EventLog;
 use churnguard_runtime::Clock;
+use churnguard_runtime::consumer_metrics::LagProbe;
 
 use crate::error::FeedbackError;
+use crate::metrics::PROJECTION;
 use crate::service::Complaints;
 use crate::sla_clock::{self, AlarmKind};
 
@@ -115,15 +117,34 @@ pub async fn run<L: EventLog>(
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let projection = complaints.projection();
+    let mut lags: Vec<LagProbe> = partitions
+        .iter()
+        .map(|&p| LagProbe::new(PROJECTION, p))
+        .collect();
     loop {
         tokio::select! {
             () = &mut stop => return,
             _ = ticker.tick() => {}
         }
         let now = clock();
-        for &p in partitions {
+        for (&p, lag) in partitions.iter().zip(&mut lags) {
             if let Err(e) = fire_due(complaints, p, now).await {
                 tracing::warn!(partition = p, error = %e, "SLA timer tick failed");
+            }
+            // The projection's lag, as the partition's owner sees it after its tick.
+            if lag.due()
+                && let Ok(next) = projection.checkpoint(p).await
+            {
+                let wall = chrono::Utc::now().timestamp_millis();
+                lag.observe(
+                    complaints.log().as_ref(),
+                    projection.topic(),
+                    next,
+                    &[],
+                    wall,
+                )
+                .await;
             }
         }
     }

@@ -101,6 +101,8 @@ impl<L: EventLog> Core<L> {
     ) -> Prepared {
         let started = tokio::time::Instant::now();
         let now = (self.clock)();
+        crate::metrics::batch(swipes.len());
+        let ingested_ms = now.timestamp_millis().to_string();
         let span = self.telemetry.span("purchases.publish", traceparent);
         let traceparent = span.traceparent();
         let mut outcomes = Vec::with_capacity(swipes.len());
@@ -112,7 +114,7 @@ impl<L: EventLog> Core<L> {
                     // Moved into its record, not cloned; its position and event id are
                     // kept to answer with.
                     slots.push((outcomes.len(), s.event_id()));
-                    records.push(to_record(s, &traceparent));
+                    records.push(to_record(s, &traceparent, &ingested_ms));
                     outcomes.push(None);
                 }
                 Err(v) => outcomes.push(Some(Err(IngestError::InvalidSwipe(v)))),
@@ -166,7 +168,14 @@ impl<L: EventLog> Core<L> {
             return finish(outcomes);
         };
         let timeout = timeout.saturating_sub(waited.elapsed());
+        let handed = records.len() as f64;
+        crate::metrics::in_flight(handed);
+        let appending = tokio::time::Instant::now();
         let written = tokio::time::timeout(timeout, self.log.append(&self.topic, records)).await;
+        crate::metrics::in_flight(-handed);
+        if written.is_ok() {
+            crate::metrics::published(appending.elapsed());
+        }
         match written {
             Ok(results) => {
                 for ((i, event_id), result) in slots.into_iter().zip(results) {
@@ -195,13 +204,16 @@ impl<L: EventLog> Core<L> {
     }
 }
 
+/// Every swipe's answer (counted for the metrics).
 fn finish(
     outcomes: Vec<Option<Result<pb::Accepted, IngestError>>>,
 ) -> Vec<Result<pb::Accepted, IngestError>> {
-    outcomes
+    let answers: Vec<_> = outcomes
         .into_iter()
         .map(|o| o.unwrap_or(Err(IngestError::DeadlineExceeded(Duration::ZERO))))
-        .collect()
+        .collect();
+    crate::metrics::answered(&answers);
+    answers
 }
 
 /// The gRPC face of [`Core`].
@@ -571,7 +583,9 @@ fn draft(s: pb::Swipe) -> SwipeDraft {
     }
 }
 
-fn to_record(swipe: CardSwiped, traceparent: &str) -> OutgoingRecord {
+/// The swipe as a log record: keyed by customer, stamped with its event time, with the
+/// call's trace context and when ingest accepted it (the end-to-end latency's start).
+fn to_record(swipe: CardSwiped, traceparent: &str, ingested_ms: &str) -> OutgoingRecord {
     let key = swipe.customer.as_str().as_bytes().to_vec();
     let timestamp_ms = swipe.occurred_at.timestamp_millis();
     OutgoingRecord {
@@ -580,6 +594,7 @@ fn to_record(swipe: CardSwiped, traceparent: &str) -> OutgoingRecord {
         headers: vec![
             Header::new("content-type", envelope::CONTENT_TYPE),
             Header::new(TRACEPARENT, traceparent),
+            Header::new(envelope::INGESTED_AT_HEADER, ingested_ms),
         ],
         timestamp_ms,
     }

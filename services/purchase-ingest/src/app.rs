@@ -58,6 +58,7 @@ impl<L: EventLog> App<L> {
             .await?
             .with_admin(settings.admin_addr())
             .await?;
+        crate::metrics::describe();
 
         let topics = &settings.topics;
         let partitions = (|| log.ensure_topic(&topics.purchases, topics.partitions))

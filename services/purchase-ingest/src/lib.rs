@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod simulator;
 
 pub use api::{Core, IngestService};

@@ -62,6 +62,7 @@ use serde::de::DeserializeOwned;
 use crate::CONSUMER;
 use crate::error::FeedbackError;
 use crate::journal::{Commit, Committed, OutreachCommit};
+use crate::metrics::PROJECTION;
 use crate::sla_clock;
 
 mod fold;
@@ -276,8 +277,11 @@ impl Projection {
         side.add_to(&mut commit);
         let committed = commit.run(&self.conn).await?;
         if !committed.written {
+            PROJECTION.checkpoint_conflict();
             return Ok(Projected::unchanged(committed.checkpoint));
         }
+        side.counted.record();
+        PROJECTION.applied(partition, records.len(), r1 + r2);
         Ok(Projected {
             accepted: a1 + a2,
             rejected: r1 + r2,
@@ -442,6 +446,8 @@ struct SideEffects {
     tallies: Tallies,
     /// customer hash -> (field, value) pairs to set.
     filings: BTreeMap<String, Vec<(String, String)>>,
+    /// The events' counts for the metrics, recorded once the batch is committed.
+    counted: crate::metrics::Tally,
 }
 
 impl SideEffects {
@@ -450,11 +456,13 @@ impl SideEffects {
             partition,
             tallies: Tallies::default(),
             filings: BTreeMap::new(),
+            counted: crate::metrics::Tally::default(),
         }
     }
 
     fn complaint_event(&mut self, e: &ComplaintEvent) {
         self.tallies.add(complaint_contribution(e));
+        self.counted.complaint(e);
         if let ComplaintEvent::ComplaintFiled {
             complaint_id,
             customer,
@@ -478,6 +486,7 @@ impl SideEffects {
 
     fn outreach_event(&mut self, before: Option<&OutreachCase>, e: &OutreachEvent) {
         self.tallies.add(outreach_contribution(before, e));
+        self.counted.outreach(e);
         if let OutreachEvent::OutreachOpened {
             case_id,
             customer,

@@ -1,0 +1,107 @@
+//! What ingest records for ops, on top of the runtime's gRPC metrics: swipes accepted and
+//! rejected (by reason), how long the log took to acknowledge, how many swipes are being
+//! published, and the size of the batches callers send.
+
+use std::time::Duration;
+
+use crate::error::IngestError;
+
+/// Swipes acknowledged: durable in the log.
+pub const SWIPES_ACCEPTED_TOTAL: &str = "churnguard_ingest_swipes_accepted_total";
+/// Swipes refused, by reason (`invalid`, `overloaded`, `unavailable`, `timeout`).
+pub const SWIPES_REJECTED_TOTAL: &str = "churnguard_ingest_swipes_rejected_total";
+/// Seconds from handing a batch to the log to its acknowledgement.
+pub const PUBLISH_DURATION_SECONDS: &str = "churnguard_ingest_publish_duration_seconds";
+/// Swipes handed to the log and not yet acknowledged.
+pub const PUBLISH_IN_FLIGHT: &str = "churnguard_ingest_publish_in_flight";
+/// Swipes per call (RecordSwipe: 1) or per StreamSwipes batch.
+pub const BATCH_SWIPES: &str = "churnguard_ingest_batch_swipes";
+
+/// Every reason a swipe can be refused for: the `reason` label's values.
+pub const REASONS: [&str; 4] = ["invalid", "overloaded", "unavailable", "timeout"];
+
+/// HELP text and units; the counters start at zero for every reason.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        SWIPES_ACCEPTED_TOTAL,
+        Unit::Count,
+        "Swipes acknowledged to the caller: durable in the log"
+    );
+    describe_counter!(
+        SWIPES_REJECTED_TOTAL,
+        Unit::Count,
+        "Swipes refused, by reason (invalid, overloaded, unavailable, timeout)"
+    );
+    describe_histogram!(
+        PUBLISH_DURATION_SECONDS,
+        Unit::Seconds,
+        "Seconds from handing a batch of swipes to the event log to its acknowledgement"
+    );
+    describe_gauge!(
+        PUBLISH_IN_FLIGHT,
+        Unit::Count,
+        "Swipes handed to the event log and not yet acknowledged"
+    );
+    describe_histogram!(
+        BATCH_SWIPES,
+        Unit::Count,
+        "Swipes per RecordSwipe call (1) or StreamSwipes batch"
+    );
+    metrics::counter!(SWIPES_ACCEPTED_TOTAL).increment(0);
+    for reason in REASONS {
+        metrics::counter!(SWIPES_REJECTED_TOTAL, "reason" => reason).increment(0);
+    }
+    metrics::gauge!(PUBLISH_IN_FLIGHT).set(0.0);
+}
+
+/// The `reason` label of a refused swipe.
+fn reason(e: &IngestError) -> &'static str {
+    match e {
+        IngestError::InvalidSwipe(_) | IngestError::BatchTooLarge { .. } => "invalid",
+        IngestError::Overloaded => "overloaded",
+        IngestError::DeadlineExceeded(_) => "timeout",
+        IngestError::Publish(_)
+        | IngestError::Config(_)
+        | IngestError::Startup(_)
+        | IngestError::Serve(_) => "unavailable",
+    }
+}
+
+/// A batch's answers: counts accepted and refused swipes.
+pub fn answered<T>(outcomes: &[Result<T, IngestError>]) {
+    let mut accepted = 0;
+    let mut refused = [0u64; REASONS.len()];
+    for o in outcomes {
+        match o {
+            Ok(_) => accepted += 1,
+            Err(e) => {
+                let r = reason(e);
+                if let Some(i) = REASONS.iter().position(|x| *x == r) {
+                    refused[i] += 1;
+                }
+            }
+        }
+    }
+    metrics::counter!(SWIPES_ACCEPTED_TOTAL).increment(accepted);
+    for (reason, n) in REASONS.into_iter().zip(refused) {
+        if n > 0 {
+            metrics::counter!(SWIPES_REJECTED_TOTAL, "reason" => reason).increment(n);
+        }
+    }
+}
+
+/// A batch of `swipes` received.
+pub fn batch(swipes: usize) {
+    metrics::histogram!(BATCH_SWIPES).record(swipes as f64);
+}
+
+/// `swipes` handed to the log (positive) or answered by it (negative).
+pub fn in_flight(swipes: f64) {
+    metrics::gauge!(PUBLISH_IN_FLIGHT).increment(swipes);
+}
+
+/// The log answered a batch after `took`.
+pub fn published(took: Duration) {
+    metrics::histogram!(PUBLISH_DURATION_SECONDS).record(took.as_secs_f64());
+}
