@@ -1,18 +1,67 @@
-//! One place for telemetry: structured logs through `tracing`, and OpenTelemetry trace
-//! context so a swipe's trace continues from the caller's gRPC request into the Kafka
-//! record's `traceparent` header and on to every consumer.
+//! One place for telemetry: structured logs and traces through `tracing`, its spans
+//! bridged to OpenTelemetry (`tracing-opentelemetry`) and exported over OTLP/gRPC when an
+//! endpoint is set, and W3C trace context so a swipe's trace continues from the caller's
+//! gRPC request into the Kafka record's `traceparent` header and on to every consumer.
+//!
+//! - [`Telemetry::init`] (the binaries) / [`Telemetry::init_with`] (tests, explicit
+//!   settings) install the process's subscriber once: the log layer (`RUST_LOG`,
+//!   `LOG_FORMAT=json`), every log line inside a span carrying its `trace_id`, and the
+//!   OpenTelemetry layer. Dropping the [`Telemetry`] flushes and shuts the tracer down.
+//! - Spans are ordinary `tracing` spans; the conventions' special fields set their
+//!   OpenTelemetry side (`otel.name`, `otel.kind`, `otel.status_code`).
+//! - [`continue_trace`], [`link_to`] and [`traceparent_of`] move context between a span
+//!   and a `traceparent` value (gRPC metadata, record headers, the outbox).
 
 use std::collections::HashMap;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
-use tracing_subscriber::EnvFilter;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+pub use opentelemetry_sdk::trace::Sampler;
 
 /// The header carrying W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// The environment variable naming the OTLP endpoint (the OpenTelemetry convention).
+pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// Where traces go and which are kept.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSettings {
+    /// The OTLP/gRPC endpoint (`http://collector:4317`). `None`: spans are still made, so
+    /// trace context propagates and log lines carry trace ids, but none is exported.
+    pub endpoint: Option<String>,
+    /// The sampler. `None`: the SDK's reading of `OTEL_TRACES_SAMPLER` and
+    /// `OTEL_TRACES_SAMPLER_ARG` (e.g. `parentbased_traceidratio` and `0.1`), parent-based
+    /// always-on when unset.
+    pub sampler: Option<Sampler>,
+}
+
+impl TraceSettings {
+    /// From the environment: [`OTLP_ENDPOINT_VAR`] (empty counts as unset); the sampler's
+    /// variables are read by the SDK.
+    pub fn from_env() -> Self {
+        Self {
+            endpoint: std::env::var(OTLP_ENDPOINT_VAR)
+                .ok()
+                .filter(|e| !e.trim().is_empty()),
+            sampler: None,
+        }
+    }
+}
 
 /// Installed telemetry; dropping it flushes and shuts the tracer down (do that last).
 #[derive(Debug)]
@@ -23,37 +72,105 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Sets up logging (`RUST_LOG`, default `info`; `LOG_FORMAT=json` for JSON lines) and
-    /// a tracer for `service`. Safe to call more than once: later calls keep the first
-    /// subscriber.
+    /// tracing for `service`, exporting to `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set
+    /// ([`TraceSettings::from_env`]). Call it inside the Tokio runtime (the exporter's
+    /// gRPC channel lives there). Safe to call more than once: later calls keep the
+    /// first subscriber.
     pub fn init(service: &'static str) -> Self {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let json = std::env::var("LOG_FORMAT")
-            .map(|v| v == "json")
-            .unwrap_or(false);
-        let builder = tracing_subscriber::fmt().with_env_filter(filter);
-        let _ = if json {
-            builder.json().try_init()
-        } else {
-            builder.try_init()
-        };
-        Self::tracer_only(service)
+        Self::init_with(service, TraceSettings::from_env())
     }
 
-    /// A tracer without installing a log subscriber (tests, embedded use).
+    /// As [`Telemetry::init`], with explicit trace settings. The subscriber is
+    /// process-wide and installed once: spans go to the tracer of the first call, so a
+    /// test installs its exporter before it builds the services.
+    pub fn init_with(service: &'static str, traces: TraceSettings) -> Self {
+        let telemetry = Self::build(service, traces);
+        let logs = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
+        let log_layer = if json {
+            tracing_subscriber::fmt::layer()
+                .event_format(WithTraceId(format::format().json()))
+                .fmt_fields(format::JsonFields::new())
+                .with_filter(logs)
+                .boxed()
+        } else {
+            tracing_subscriber::fmt::layer()
+                .event_format(WithTraceId(format::format()))
+                .with_filter(logs)
+                .boxed()
+        };
+        // Spans at info and above are traced whatever RUST_LOG says of log lines; warnings
+        // and errors also become events on their span.
+        let trace_filter = filter_fn(|meta| {
+            let level = *meta.level();
+            if meta.is_span() {
+                level <= tracing::Level::INFO
+            } else {
+                level <= tracing::Level::WARN
+            }
+        });
+        let trace_layer = tracing_opentelemetry::layer()
+            .with_tracer(telemetry.tracer.clone())
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_filter(trace_filter);
+        let installed = Registry::default()
+            .with(trace_layer)
+            .with(log_layer)
+            .try_init()
+            .is_ok();
+        if installed {
+            opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+            opentelemetry::global::set_tracer_provider(telemetry.provider.clone());
+        }
+        telemetry
+    }
+
+    /// A tracer without installing a log subscriber (tests, embedded use); nothing is
+    /// exported.
     pub fn tracer_only(service: &'static str) -> Self {
-        let provider = SdkTracerProvider::builder().build();
+        Self::build(service, TraceSettings::default())
+    }
+
+    fn build(service: &'static str, traces: TraceSettings) -> Self {
+        let resource = Resource::builder()
+            .with_service_name(service)
+            .with_attributes([
+                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+                KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
+            ])
+            .build();
+        let mut builder = SdkTracerProvider::builder().with_resource(resource);
+        if let Some(sampler) = traces.sampler {
+            builder = builder.with_sampler(sampler);
+        }
+        if let Some(endpoint) = traces.endpoint {
+            match opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .build()
+            {
+                Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+                // No subscriber may be installed yet: say it on stderr.
+                Err(e) => eprintln!("traces are not exported: OTLP exporter to {endpoint}: {e}"),
+            }
+        }
+        let provider = builder.build();
         let tracer = provider.tracer(service);
         Self { provider, tracer }
     }
 
-    /// Starts a span named `name` that continues the trace in `incoming` (a `traceparent`
-    /// value from the caller), or starts a new trace when there is none or it is invalid.
+    /// Exports the spans ended so far (tests; [`Drop`] does it too).
+    pub fn flush(&self) {
+        let _ = self.provider.force_flush();
+    }
+
+    /// Starts a span named `name`, outside `tracing`, that continues the trace in
+    /// `incoming` (a `traceparent` value from the caller), or starts a new trace when
+    /// there is none or it is invalid: the trace context of records written where no
+    /// subscriber traces the `tracing` spans (tests, benchmarks).
     pub fn span(&self, name: &'static str, incoming: Option<&str>) -> TraceSpan {
-        let mut carrier = HashMap::new();
-        if let Some(tp) = incoming {
-            carrier.insert(TRACEPARENT.to_owned(), tp.to_owned());
-        }
-        let parent = TraceContextPropagator::new().extract(&carrier);
+        let parent = incoming.map(extract).unwrap_or_default();
         let mut span = self.tracer.start_with_context(name, &parent);
         span.set_attribute(KeyValue::new("messaging.system", "kafka"));
         TraceSpan {
@@ -64,11 +181,12 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
+        let _ = self.provider.force_flush();
         let _ = self.provider.shutdown();
     }
 }
 
-/// An open span; it ends when dropped.
+/// An open span made by [`Telemetry::span`]; it ends when dropped.
 #[derive(Debug)]
 pub struct TraceSpan {
     cx: Context,
@@ -77,9 +195,7 @@ pub struct TraceSpan {
 impl TraceSpan {
     /// The `traceparent` value for records written inside this span.
     pub fn traceparent(&self) -> String {
-        let mut carrier = HashMap::new();
-        TraceContextPropagator::new().inject_context(&self.cx, &mut Carrier(&mut carrier));
-        carrier.remove(TRACEPARENT).unwrap_or_default()
+        inject(&self.cx).unwrap_or_default()
     }
 
     /// The trace id, for log lines.
@@ -92,6 +208,55 @@ impl Drop for TraceSpan {
     fn drop(&mut self) {
         self.cx.span().end();
     }
+}
+
+/// Makes `span` continue the trace in `traceparent` (its remote parent), before the span
+/// is first entered. False when there is no valid context in it, or no OpenTelemetry
+/// layer traces the span: it then keeps the parent `tracing` gave it.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) -> bool {
+    let Some(cx) = traceparent.map(extract) else {
+        return false;
+    };
+    cx.span().span_context().is_valid() && span.set_parent(cx).is_ok()
+}
+
+/// Links `span` to the span in `traceparent` (a record it handles among others), if valid.
+pub fn link_to(span: &tracing::Span, traceparent: &str) {
+    let cx = extract(traceparent);
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
+/// The `traceparent` value of `span`, for what is written inside it; `None` when no
+/// OpenTelemetry layer traces it.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    inject(&span.context())
+}
+
+/// The trace id of `span`, if it is traced.
+pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// The context a `traceparent` value carries (empty when it is not one).
+fn extract(traceparent: &str) -> Context {
+    let mut carrier = HashMap::new();
+    carrier.insert(TRACEPARENT.to_owned(), traceparent.to_owned());
+    TraceContextPropagator::new().extract(&Carrier(&mut carrier))
+}
+
+/// The `traceparent` of `cx`'s span, if it has a valid one.
+fn inject(cx: &Context) -> Option<String> {
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut Carrier(&mut carrier));
+    carrier.remove(TRACEPARENT)
 }
 
 struct Carrier<'a>(&'a mut HashMap<String, String>);
@@ -108,6 +273,44 @@ impl Extractor for Carrier<'_> {
     }
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// A log line format (text or JSON) with the trace id of the span the line belongs to:
+/// ` trace_id=<id>` at the end of a text line, a `"trace_id"` member of a JSON line.
+/// Read from the span's OpenTelemetry context, so it is there whatever `RUST_LOG` lets
+/// the log layer see of the spans.
+struct WithTraceId<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceId<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let trace_id = if event.is_contextual() {
+            trace_id_of(&tracing::Span::current())
+        } else {
+            None
+        };
+        let Some(trace_id) = trace_id else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let body = line.trim_end_matches('\n');
+        match body.strip_suffix('}') {
+            Some(object) if body.starts_with('{') => {
+                writeln!(writer, "{object},\"trace_id\":\"{trace_id}\"}}")
+            }
+            _ => writeln!(writer, "{body} trace_id={trace_id}"),
+        }
     }
 }
 
@@ -140,5 +343,31 @@ mod tests {
             assert_eq!(p.len(), 4, "{tp}");
             assert_ne!(p[1], "00000000000000000000000000000000");
         }
+    }
+
+    #[test]
+    fn tracing_spans_carry_context_in_and_out() {
+        let t = Telemetry::tracer_only("test");
+        let layer = tracing_opentelemetry::layer().with_tracer(t.tracer.clone());
+        let subscriber = Registry::default().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("consume");
+            assert!(continue_trace(&span, Some(INCOMING)));
+            let tp = traceparent_of(&span).expect("traced");
+            let p = parts(&tp);
+            assert_eq!(p[1], "4bf92f3577b34da6a3ce929d0e0e4736", "{tp}");
+            assert_ne!(p[2], "00f067aa0ba902b7");
+            assert_eq!(
+                trace_id_of(&span).as_deref(),
+                Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            );
+            let child = span.in_scope(|| tracing::info_span!("child"));
+            assert_eq!(trace_id_of(&child), trace_id_of(&span));
+            assert!(!continue_trace(&tracing::info_span!("x"), Some("garbage")));
+        });
+        // No OpenTelemetry layer: nothing to carry.
+        let span = tracing::info_span!("untraced");
+        assert_eq!(traceparent_of(&span), None);
+        assert!(!continue_trace(&span, Some(INCOMING)));
     }
 }
