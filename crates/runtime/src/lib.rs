@@ -7,7 +7,8 @@
 //!   [`GrpcServer::with_layer`] is where authentication and rate limits go.
 //! - [`admin`]: the admin HTTP endpoint ([`GrpcServer::with_admin`]): `/metrics`
 //!   (Prometheus text, from the process's [`recorder`]), `/healthz`, `/readyz`; and
-//!   [`grpc_metrics`], what every call of every server records;
+//!   [`grpc_metrics`], what every call of every server records; [`grpc_tracing`], the
+//!   server span every call runs in;
 //!   [`consumer_metrics`], what every consumer of the log records (applied, lag, dead
 //!   letters, duplicates, conflicts).
 //! - [`Running`]: a service (or just its server) on a background task: where it listens,
@@ -25,6 +26,7 @@ pub mod cli;
 mod clock;
 pub mod consumer_metrics;
 pub mod grpc_metrics;
+pub mod grpc_tracing;
 mod health;
 mod log;
 mod partitions;

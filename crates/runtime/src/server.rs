@@ -23,6 +23,9 @@
 //! the metrics go to the process's recorder, which any admin endpoint of the process
 //! renders.
 //!
+//! Every call (health checks aside) is traced too ([`crate::grpc_tracing`]): a server
+//! span continuing the caller's `traceparent`, the parent of what the call does.
+//!
 //! Where later concerns go: authentication and rate limits are layers
 //! ([`GrpcServer::with_layer`]), applied to every call of every service the server
 //! serves; TLS is a setting of the transport ([`tonic::transport::Server`], held here).
@@ -53,7 +56,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::grpc_metrics::Methods;
 use crate::running::{Running, TaskFailed};
-use crate::{admin, grpc_metrics, health};
+use crate::{admin, grpc_metrics, grpc_tracing, health};
 
 /// Why a server could not start, or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -328,9 +331,15 @@ impl GrpcServer {
             .fold(routes.routes().into_axum_router(), |router, wrap| {
                 wrap(router)
             });
-        // Outermost, so that calls refused by a layer are counted too.
+        let methods = Arc::new(measured_methods(&names, &descriptor_sets));
+        // Around the given layers, so that calls refused by a layer are traced and
+        // counted too, and the layers run inside the call's span.
         let router = router.layer(axum::middleware::from_fn_with_state(
-            Arc::new(measured_methods(&names, &descriptor_sets)),
+            methods.clone(),
+            grpc_tracing::trace,
+        ));
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            methods,
             grpc_metrics::measure,
         ));
 

@@ -13,6 +13,7 @@ use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngest;
 use churnguard_runtime::Clock;
 use churnguard_telemetry::{TRACEPARENT, Telemetry, TraceSpan};
+use tracing::Instrument;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -46,6 +47,38 @@ impl<L> std::fmt::Debug for Core<L> {
     }
 }
 
+/// One publish's producer span and how many of the records are its own.
+struct Producer {
+    span: tracing::Span,
+    records: usize,
+    /// Where no subscriber traces `span` (tests, benchmarks): the span made outside
+    /// `tracing` whose context the records carry instead.
+    _untraced: Option<TraceSpan>,
+}
+
+impl Producer {
+    /// Records where the span's records landed: the partition and the first offset when
+    /// they all went to one partition; any failure makes the span an error.
+    fn written<T>(&self, results: &[Result<churnguard_eventlog::Appended, T>]) {
+        let mut partitions = results.iter().flatten().map(|a| a.partition);
+        if let Some(first) = results.iter().flatten().next()
+            && partitions.all(|p| p == first.partition)
+        {
+            self.span
+                .record("messaging.kafka.destination.partition", first.partition)
+                .record("messaging.destination.partition.id", first.partition)
+                .record("messaging.kafka.offset", first.offset);
+        }
+        if results.iter().any(Result::is_err) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+    }
+
+    fn failed(&self) {
+        self.span.record("otel.status_code", "ERROR");
+    }
+}
+
 /// Swipes validated and turned into records, not yet handed to the log.
 pub(crate) struct Prepared {
     /// One per swipe: `Some` for those refused by validation, `None` for those to publish.
@@ -53,8 +86,9 @@ pub(crate) struct Prepared {
     /// Each record's position among the swipes, and its event id.
     slots: Vec<(usize, String)>,
     records: Vec<OutgoingRecord>,
-    /// The spans whose traceparent the records carry, ended once they are written.
-    spans: Vec<TraceSpan>,
+    /// The producer spans whose traceparent the records carry, in record order, ended
+    /// once the records are written.
+    spans: Vec<Producer>,
     /// The time the call allows, counted from `started`.
     timeout: Duration,
     started: tokio::time::Instant,
@@ -103,8 +137,28 @@ impl<L: EventLog> Core<L> {
         let now = (self.clock)();
         crate::metrics::batch(swipes.len());
         let ingested_ms = now.timestamp_millis().to_string();
-        let span = self.telemetry.span("purchases.publish", traceparent);
-        let traceparent = span.traceparent();
+        // A child of the call's span; its context goes into every record.
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("send {}", self.topic),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.destination.name = %self.topic,
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.batch.message_count = tracing::field::Empty,
+            messaging.destination.partition.id = tracing::field::Empty,
+            messaging.kafka.destination.partition = tracing::field::Empty,
+            messaging.kafka.offset = tracing::field::Empty,
+        );
+        let (traceparent, untraced) = match churnguard_telemetry::traceparent_of(&span) {
+            Some(tp) => (tp, None),
+            None => {
+                let untraced = self.telemetry.span("purchases.publish", traceparent);
+                (untraced.traceparent(), Some(untraced))
+            }
+        };
         let mut outcomes = Vec::with_capacity(swipes.len());
         let mut slots = Vec::with_capacity(swipes.len());
         let mut records = Vec::with_capacity(swipes.len());
@@ -120,11 +174,17 @@ impl<L: EventLog> Core<L> {
                 Err(v) => outcomes.push(Some(Err(IngestError::InvalidSwipe(v)))),
             }
         }
+        span.record("messaging.batch.message_count", records.len());
+        let spans = vec![Producer {
+            span,
+            records: records.len(),
+            _untraced: untraced,
+        }];
         Prepared {
             outcomes,
             slots,
             records,
-            spans: vec![span],
+            spans,
             timeout: deadline.map_or(self.publish_timeout, |d| d.min(self.publish_timeout)),
             started,
         }
@@ -137,17 +197,35 @@ impl<L: EventLog> Core<L> {
         prepared: Prepared,
     ) -> Vec<Result<pb::Accepted, IngestError>> {
         let Prepared {
-            mut outcomes,
+            outcomes,
             slots,
             records,
             spans,
             timeout,
             started,
         } = prepared;
-        let trace_id = spans.first().map(TraceSpan::trace_id).unwrap_or_default();
         if records.is_empty() {
             return finish(outcomes);
         }
+        // Log lines of the append belong to the (first) publish's span.
+        let current = spans
+            .iter()
+            .find(|p| p.records > 0)
+            .map_or_else(tracing::Span::none, |p| p.span.clone());
+        self.publish_records(outcomes, slots, records, &spans, timeout, started)
+            .instrument(current)
+            .await
+    }
+
+    async fn publish_records(
+        &self,
+        mut outcomes: Vec<Option<Result<pb::Accepted, IngestError>>>,
+        slots: Vec<(usize, String)>,
+        records: Vec<OutgoingRecord>,
+        spans: &[Producer],
+        timeout: Duration,
+        started: tokio::time::Instant,
+    ) -> Vec<Result<pb::Accepted, IngestError>> {
         let timeout = timeout.saturating_sub(started.elapsed());
         let waited = tokio::time::Instant::now();
         let permits = tokio::time::timeout(
@@ -162,6 +240,7 @@ impl<L: EventLog> Core<L> {
                 swipes = records.len(),
                 "too many swipes in flight; refusing the batch"
             );
+            spans.iter().for_each(Producer::failed);
             for (i, _) in slots {
                 outcomes[i] = Some(Err(IngestError::Overloaded));
             }
@@ -178,6 +257,12 @@ impl<L: EventLog> Core<L> {
         }
         match written {
             Ok(results) => {
+                let mut rest = results.as_slice();
+                for p in spans {
+                    let (own, after) = rest.split_at(p.records.min(rest.len()));
+                    p.written(own);
+                    rest = after;
+                }
                 for ((i, event_id), result) in slots.into_iter().zip(results) {
                     outcomes[i] = Some(
                         result
@@ -187,14 +272,15 @@ impl<L: EventLog> Core<L> {
                                 offset: at.offset,
                             })
                             .map_err(|e| {
-                                tracing::warn!(error = %e, %trace_id, "publishing a swipe failed");
+                                tracing::warn!(error = %e, "publishing a swipe failed");
                                 IngestError::Publish(e)
                             }),
                     );
                 }
             }
             Err(_) => {
-                tracing::warn!(?timeout, %trace_id, "event log did not acknowledge in time");
+                tracing::warn!(?timeout, "event log did not acknowledge in time");
+                spans.iter().for_each(Producer::failed);
                 for (i, _) in slots {
                     outcomes[i] = Some(Err(IngestError::DeadlineExceeded(timeout)));
                 }
@@ -280,11 +366,14 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
         // Bounded: a client that does not read its answers stops being read from.
         let (answers, rx) = mpsc::channel(core.read_ahead.clamp(4, 1024));
         let reader = read_batches(batches, queue, read_ahead, core.max_batch);
-        tokio::spawn(async move {
-            let reader = AbortOnDrop(tokio::spawn(reader));
-            publish_batches(core, queued, answers, traceparent, deadline).await;
-            drop(reader);
-        });
+        tokio::spawn(
+            async move {
+                let reader = AbortOnDrop(tokio::spawn(reader.in_current_span()));
+                publish_batches(core, queued, answers, traceparent, deadline).await;
+                drop(reader);
+            }
+            .in_current_span(),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -417,7 +506,9 @@ async fn publish_batches<L: EventLog>(
             in_flight = Some(InFlight {
                 sizes,
                 ids,
-                written: tokio::spawn(async move { core.publish(prepared).await }),
+                written: tokio::spawn(
+                    async move { core.publish(prepared).await }.in_current_span(),
+                ),
             });
         }
         if in_flight.is_none() && stop.is_some() {
