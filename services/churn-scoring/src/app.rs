@@ -83,12 +83,15 @@ impl<L: EventLog> App<L> {
                 .with_value_horizon(settings.value),
         );
         let figures = (store.clone(), partitions, STORE_GAUGES_EVERY);
-        let scorer = Arc::new(Scorer::new(
-            log.clone(),
-            store.clone(),
-            &topics.purchases,
-            settings.batch_records,
-        ));
+        let scorer = Arc::new(
+            Scorer::new(
+                log.clone(),
+                store.clone(),
+                &topics.purchases,
+                settings.batch_records,
+            )
+            .with_group(&settings.group),
+        );
         let log_handle = log.clone();
         let mut instance = Instance::new(scorer, timers, log, &settings.group, &topics.signals)
             .with_timer_interval(settings.timer_interval())

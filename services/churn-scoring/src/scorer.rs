@@ -8,7 +8,9 @@ use churnguard_domain::envelope::INGESTED_AT_HEADER;
 use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
 use churnguard_runtime::consumer_metrics::LagProbe;
 use churnguard_runtime::retry::Backoff;
+use churnguard_telemetry::TRACEPARENT;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::batch::ScoredSwipe;
 use crate::error::ScoringError;
@@ -33,6 +35,8 @@ pub struct Scorer<L> {
     topic: String,
     dead_letters: String,
     batch: usize,
+    /// The consumer group it reads in, as its spans name it.
+    group: String,
 }
 
 /// The dead-letter topic of `topic`.
@@ -64,7 +68,14 @@ impl<L: EventLog> Scorer<L> {
             topic: topic.to_owned(),
             dead_letters: dead_letter_topic(topic),
             batch,
+            group: crate::CONSUMER.to_owned(),
         }
+    }
+
+    /// The consumer group its spans name (default [`crate::CONSUMER`]).
+    pub fn with_group(mut self, group: &str) -> Self {
+        self.group = group.to_owned();
+        self
     }
 
     /// The topic this scorer consumes.
@@ -165,52 +176,109 @@ impl<L: EventLog> Scorer<L> {
                     records.len()
                 ))));
             }
-            let next = last.offset + 1;
-            let mut swipes = Vec::with_capacity(records.len());
-            let mut poison = Vec::new();
-            for r in &records {
-                match ScoredSwipe::from_record(r) {
-                    Ok(s) => swipes.push(s),
-                    Err(e) => {
-                        tracing::warn!(partition, offset = r.offset, error = %e, "record is not a card swipe: dead-lettered");
-                        poison.push(dead_letter(&self.topic, partition, r, &e.to_string()));
-                    }
-                }
+            let span = self.batch_span(partition, &records);
+            let applied = self
+                .apply_records(partition, from, &records, stats)
+                .instrument(span.clone())
+                .await;
+            if applied.is_err() {
+                span.record("otel.status_code", "ERROR");
             }
-            // Dead letters are durable before the checkpoint moves past them. A crash in
-            // between sends them again (the origin headers identify repeats); none is lost.
-            if !poison.is_empty() {
-                stats.poison += poison.len() as u64;
-                CONSUMER.dead_lettered(poison.len());
-                for result in self.log.append(&self.dead_letters, poison).await {
-                    result.map_err(ScoringError::Log)?;
-                }
-            }
-            let outcome = self
-                .store
-                .apply_batch(partition, from, &swipes, next)
-                .await?;
-            stats.counted += outcome.counted;
-            stats.duplicates += outcome.duplicates;
-            stats.too_late += outcome.too_late;
-            if outcome.conflict {
-                CONSUMER.checkpoint_conflict();
-            } else if outcome.checkpoint == next {
-                CONSUMER.applied(partition, records.len(), outcome.duplicates);
-                let now = now_ms();
-                crate::metrics::swipes_scored(records.iter().filter_map(|r| ingested_ago(r, now)));
-            }
-            from = outcome.checkpoint;
+            from = applied?;
             lag.observe(self.log.as_ref(), &self.topic, from, &records, now_ms())
                 .await;
         }
         Ok(())
+    }
+
+    /// The span of one batch: a consumer span processing the records, linked to each
+    /// record's trace (its `traceparent`, the span that wrote it).
+    fn batch_span(&self, partition: u32, records: &[Record]) -> tracing::Span {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {}", self.topic),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %self.topic,
+            messaging.consumer.group.name = %self.group,
+            messaging.destination.partition.id = partition,
+            messaging.kafka.destination.partition = partition,
+            messaging.kafka.offset = records.first().map_or(0, |r| r.offset),
+            messaging.batch.message_count = records.len(),
+        );
+        for tp in records.iter().filter_map(traceparent) {
+            churnguard_telemetry::link_to(&span, tp);
+        }
+        span
+    }
+
+    /// Applies one batch read from `from` (dead letters first); returns the checkpoint to
+    /// read on from.
+    async fn apply_records(
+        &self,
+        partition: u32,
+        from: u64,
+        records: &[Record],
+        stats: &mut PartitionStats,
+    ) -> Result<u64, ScoringError> {
+        let Some(last) = records.last() else {
+            return Ok(from);
+        };
+        let next = last.offset + 1;
+        let mut swipes = Vec::with_capacity(records.len());
+        let mut traceparents = Vec::with_capacity(records.len());
+        let mut poison = Vec::new();
+        for r in records {
+            match ScoredSwipe::from_record(r) {
+                Ok(s) => {
+                    swipes.push(s);
+                    traceparents.push(traceparent(r).map(str::to_owned));
+                }
+                Err(e) => {
+                    tracing::warn!(partition, offset = r.offset, error = %e, "record is not a card swipe: dead-lettered");
+                    poison.push(dead_letter(&self.topic, partition, r, &e.to_string()));
+                }
+            }
+        }
+        // Dead letters are durable before the checkpoint moves past them. A crash in
+        // between sends them again (the origin headers identify repeats); none is lost.
+        if !poison.is_empty() {
+            stats.poison += poison.len() as u64;
+            CONSUMER.dead_lettered(poison.len());
+            for result in self.log.append(&self.dead_letters, poison).await {
+                result.map_err(ScoringError::Log)?;
+            }
+        }
+        let outcome = self
+            .store
+            .apply_batch_traced(partition, from, &swipes, &traceparents, next)
+            .await?;
+        stats.counted += outcome.counted;
+        stats.duplicates += outcome.duplicates;
+        stats.too_late += outcome.too_late;
+        if outcome.conflict {
+            CONSUMER.checkpoint_conflict();
+        } else if outcome.checkpoint == next {
+            CONSUMER.applied(partition, records.len(), outcome.duplicates);
+            let now = now_ms();
+            crate::metrics::swipes_scored(records.iter().filter_map(|r| ingested_ago(r, now)));
+        }
+        Ok(outcome.checkpoint)
     }
 }
 
 /// Milliseconds since the Unix epoch, now.
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// The trace context a record carries (its `traceparent` header), if any.
+fn traceparent(r: &Record) -> Option<&str> {
+    let header = r.headers.iter().find(|h| h.name == TRACEPARENT)?;
+    std::str::from_utf8(&header.value).ok()
 }
 
 /// How long ago (at `now_ms`) ingest accepted the swipe in `r`, if it says

@@ -37,10 +37,11 @@ impl BatchOutcome {
 }
 
 /// A batch's records grouped by customer, in the order customers first appear, with
-/// each customer's hash and the fields its records touch.
+/// each customer's hash and the fields its records touch. Each record goes with its
+/// position in the batch.
 struct ByCustomer<'a> {
     order: Vec<&'a str>,
-    records: HashMap<&'a str, Vec<&'a ScoredSwipe>>,
+    records: HashMap<&'a str, Vec<(usize, &'a ScoredSwipe)>>,
     keys: Vec<String>,
     fields: Vec<Vec<String>>,
 }
@@ -48,20 +49,20 @@ struct ByCustomer<'a> {
 impl<'a> ByCustomer<'a> {
     fn of(partition: u32, swipes: &'a [ScoredSwipe]) -> Self {
         let mut order: Vec<&str> = Vec::new();
-        let mut records: HashMap<&str, Vec<&ScoredSwipe>> = HashMap::new();
-        for s in swipes {
+        let mut records: HashMap<&str, Vec<(usize, &ScoredSwipe)>> = HashMap::new();
+        for (i, s) in swipes.iter().enumerate() {
             records
                 .entry(&s.customer)
                 .or_insert_with(|| {
                     order.push(&s.customer);
                     Vec::new()
                 })
-                .push(s);
+                .push((i, s));
         }
         let keys = order.iter().map(|c| customer_key(partition, c)).collect();
         let fields = order
             .iter()
-            .map(|c| Pending::fields(records[c].iter().copied()))
+            .map(|c| Pending::fields(records[c].iter().map(|(_, r)| *r)))
             .collect();
         Self {
             order,
@@ -121,6 +122,24 @@ pub struct Assessable {
     pub swipes: u64,
     /// The home store recorded at the last committed assessment.
     pub home: Option<String>,
+    /// The trace context (`traceparent`) of the customer's latest swipe counted, if it
+    /// carried one: the trace an assessment continues.
+    pub traceparent: Option<String>,
+}
+
+/// The customer hash's field holding the `traceparent` of the latest swipe counted.
+pub const TRACEPARENT_FIELD: &str = "tp";
+
+/// A churn signal waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The stream entry's id.
+    pub id: String,
+    pub customer: String,
+    /// The signal's envelope, as published.
+    pub signal: Vec<u8>,
+    /// The trace context of the assessment that made it, if traced.
+    pub traceparent: Option<String>,
 }
 
 /// A timer's decision, as `transition.lua` commits it.
@@ -130,6 +149,8 @@ pub struct Decision<'a> {
     pub next_deadline: Option<Day>,
     /// The signal to publish when the state changed.
     pub signal: Option<&'a [u8]>,
+    /// The trace context the signal carries (the assessment's span).
+    pub traceparent: Option<&'a str>,
     /// The home store as read with the state, and the one now.
     pub old_home: Option<&'a str>,
     pub home: &'a str,
@@ -246,6 +267,18 @@ impl CustomerStore {
         Ok(stored.unwrap_or(0))
     }
 
+    /// As [`CustomerStore::apply_batch_traced`], the records carrying no trace context.
+    pub async fn apply_batch(
+        &self,
+        partition: u32,
+        from: u64,
+        swipes: &[ScoredSwipe],
+        next_offset: u64,
+    ) -> Result<BatchOutcome, ScoringError> {
+        self.apply_batch_traced(partition, from, swipes, &[], next_offset)
+            .await
+    }
+
     /// Applies a batch of one partition: the records read from offset `from` up to
     /// `next_offset` (poison records left out), exactly once, by the checkpoint-guarded
     /// fold ([`churnguard_redis::guarded`]):
@@ -260,11 +293,15 @@ impl CustomerStore {
     /// Records below the stored checkpoint are skipped. When the checkpoint is behind
     /// `from` (Redis lost state) or moved meanwhile, nothing is written and the outcome
     /// carries the checkpoint to read from.
-    pub async fn apply_batch(
+    ///
+    /// `traceparents` (empty, or one per swipe): each swipe's trace context; a changed
+    /// customer keeps that of their latest swipe counted in [`TRACEPARENT_FIELD`].
+    pub async fn apply_batch_traced(
         &self,
         partition: u32,
         from: u64,
         swipes: &[ScoredSwipe],
+        traceparents: &[Option<String>],
         next_offset: u64,
     ) -> Result<BatchOutcome, ScoringError> {
         let batch = GuardedBatch::new(CONSUMER, &self.topic, partition, from, next_offset);
@@ -284,15 +321,20 @@ impl CustomerStore {
                 replies,
             } => (checkpoint, replies),
         };
-        let (mut pending, mut outcome, latest) = self.fold(&customers, replies, checkpoint)?;
+        let (mut pending, mut outcome, latest) =
+            self.fold(&customers, replies, checkpoint, traceparents)?;
         self.roll(&mut pending).await?;
 
         let mut keys = vec![deadline_key(partition), watermark_key(partition)];
-        keys.extend(pending.iter().map(|p| p.key.clone()));
+        keys.extend(pending.iter().map(|(p, _)| p.key.clone()));
         let mut commit = batch.commit(&self.commit, checkpoint, &keys);
         commit.arg(latest.map(|d| d.to_string()).unwrap_or_default());
-        for p in &pending {
-            let (set, delete, due) = p.writes();
+        for (p, traceparent) in &pending {
+            let (mut set, delete, due) = p.writes();
+            if let Some(tp) = traceparent {
+                set.push(TRACEPARENT_FIELD.to_owned());
+                set.push(tp.clone());
+            }
             commit
                 .arg(set.len())
                 .arg(set)
@@ -311,15 +353,18 @@ impl CustomerStore {
         Ok(outcome)
     }
 
-    /// Step 2 of [`CustomerStore::apply_batch`]: each customer's records at or after the
-    /// checkpoint, applied in log order to the fields read. Returns the customers that
-    /// changed, the counts, and the latest day counted.
+    /// Step 2 of [`CustomerStore::apply_batch_traced`]: each customer's records at or
+    /// after the checkpoint, applied in log order to the fields read. Returns the
+    /// customers that changed, each with the trace context of their latest swipe counted,
+    /// the counts, and the latest day counted.
+    #[allow(clippy::type_complexity)]
     fn fold(
         &self,
         customers: &ByCustomer<'_>,
         replies: impl Iterator<Item = redis::Value>,
         checkpoint: u64,
-    ) -> Result<(Vec<Pending>, BatchOutcome, Option<Day>), ScoringError> {
+        traceparents: &[Option<String>],
+    ) -> Result<(Vec<(Pending, Option<String>)>, BatchOutcome, Option<Day>), ScoringError> {
         let mut outcome = BatchOutcome::default();
         let mut latest: Option<Day> = None;
         let mut pending = Vec::with_capacity(customers.order.len());
@@ -334,21 +379,25 @@ impl CustomerStore {
                 .map_err(|e| ScoringError::Corrupt(format!("HMGET reply: {e}")))?;
             let mut p =
                 Pending::read(key.clone(), fields, values).map_err(ScoringError::Corrupt)?;
-            for r in customers.records[customer]
+            let mut traceparent = None;
+            for (i, r) in customers.records[customer]
                 .iter()
-                .filter(|r| r.offset >= checkpoint)
+                .filter(|(_, r)| r.offset >= checkpoint)
             {
                 match p.apply(r, self.horizon) {
                     Effect::Counted => {
                         outcome.counted += 1;
                         latest = Some(latest.map_or(r.day, |l| l.max(r.day)));
+                        if let Some(Some(tp)) = traceparents.get(*i) {
+                            traceparent = Some(tp.clone());
+                        }
                     }
                     Effect::Duplicate => outcome.duplicates += 1,
                     Effect::TooLate => outcome.too_late += 1,
                 }
             }
             if p.changed() {
-                pending.push(p);
+                pending.push((p, traceparent));
             }
         }
         Ok((pending, outcome, latest))
@@ -356,16 +405,16 @@ impl CustomerStore {
 
     /// Buckets falling out of the horizon: lists the hash's fields of the customers that
     /// need it, so the commit can drop them.
-    async fn roll(&self, pending: &mut [Pending]) -> Result<(), ScoringError> {
+    async fn roll(&self, pending: &mut [(Pending, Option<String>)]) -> Result<(), ScoringError> {
         let rolling: Vec<usize> = (0..pending.len())
-            .filter(|i| pending[*i].needs_listing())
+            .filter(|i| pending[*i].0.needs_listing())
             .collect();
         if rolling.is_empty() {
             return Ok(());
         }
         let mut list = redis::pipe();
         for i in &rolling {
-            list.cmd("HKEYS").arg(&pending[*i].key);
+            list.cmd("HKEYS").arg(&pending[*i].0.key);
         }
         let mut conn = self.conn.clone();
         let names: Vec<Vec<String>> = list
@@ -373,7 +422,7 @@ impl CustomerStore {
             .await
             .map_err(command("HKEYS"))?;
         for (i, names) in rolling.iter().zip(names) {
-            pending[*i].roll(&names);
+            pending[*i].0.roll(&names);
         }
         Ok(())
     }
@@ -432,11 +481,13 @@ impl CustomerStore {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let home = fields.get("h").cloned();
+        let traceparent = fields.get(TRACEPARENT_FIELD).cloned();
         Ok(parse_state(&fields)?.map(|state| Assessable {
             state,
             churn,
             swipes,
             home,
+            traceparent,
         }))
     }
 
@@ -477,7 +528,8 @@ impl CustomerStore {
                     .arg(d.old_home.unwrap_or_default())
                     .arg(d.home)
                     .arg(d.value_at_risk_minor)
-                    .arg(d.as_of);
+                    .arg(d.as_of)
+                    .arg(d.traceparent.unwrap_or_default());
             }
         }
         let committed: i64 = invocation
@@ -487,12 +539,12 @@ impl CustomerStore {
         Ok(committed == 1)
     }
 
-    /// Signals waiting in the outbox: (entry id, customer, payload).
+    /// Signals waiting in the outbox, oldest first.
     pub async fn outbox(
         &self,
         partition: u32,
         limit: usize,
-    ) -> Result<Vec<(String, String, Vec<u8>)>, ScoringError> {
+    ) -> Result<Vec<OutboxEntry>, ScoringError> {
         let mut conn = self.conn.clone();
         let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
             .arg(outbox_key(partition))
@@ -513,11 +565,13 @@ impl CustomerStore {
                         .map(|(_, v)| v.clone())
                         .unwrap_or_default()
                 };
-                (
+                let traceparent = String::from_utf8_lossy(&get("traceparent")).into_owned();
+                OutboxEntry {
                     id,
-                    String::from_utf8_lossy(&get("customer")).into_owned(),
-                    get("signal"),
-                )
+                    customer: String::from_utf8_lossy(&get("customer")).into_owned(),
+                    signal: get("signal"),
+                    traceparent: (!traceparent.is_empty()).then_some(traceparent),
+                }
             })
             .collect())
     }

@@ -14,6 +14,8 @@ use churnguard_domain::policy::PolicyBook;
 use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
 use churnguard_domain::signal::ChurnStateChanged;
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
+use churnguard_telemetry::TRACEPARENT;
+use tracing::Instrument;
 
 use crate::error::ScoringError;
 use crate::store::{CustomerStore, Decision};
@@ -115,7 +117,8 @@ impl Timers {
         }
     }
 
-    /// Assesses one due customer and commits the decision.
+    /// Assesses one due customer and commits the decision, in a span that continues the
+    /// trace of the customer's latest swipe; a signal carries that span's context.
     async fn fire_one(
         &self,
         partition: u32,
@@ -136,6 +139,49 @@ impl Timers {
             return Ok(Fired::Dropped);
         };
         let previous = read.churn;
+        let span = tracing::info_span!(
+            "assess",
+            otel.name = "assess customer",
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            churn.customer = %customer,
+            churn.partition = partition,
+            churn.deadline = deadline,
+            churn.day = now,
+            churn.previous_state = previous.as_str(),
+            churn.state = tracing::field::Empty,
+            churn.committed = tracing::field::Empty,
+        );
+        churnguard_telemetry::continue_trace(&span, read.traceparent.as_deref());
+        let fired = self
+            .assess(partition, &key, &customer, deadline, now, model, read)
+            .instrument(span.clone())
+            .await;
+        match &fired {
+            Ok(Fired::Assessed { committed, .. }) => {
+                span.record("churn.committed", committed);
+            }
+            Ok(Fired::Dropped) => {}
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        fired
+    }
+
+    /// Assesses a customer as read and commits the decision (in the assessment's span).
+    #[allow(clippy::too_many_arguments)]
+    async fn assess(
+        &self,
+        partition: u32,
+        key: &str,
+        customer: &str,
+        deadline: Day,
+        now: Day,
+        model: &ScoringModel,
+        read: crate::store::Assessable,
+    ) -> Result<Fired, ScoringError> {
+        let previous = read.churn;
         let r = risk::assess(
             previous,
             &read.state,
@@ -151,9 +197,10 @@ impl Timers {
             now,
             self.lookahead,
         );
+        tracing::Span::current().record("churn.state", r.assessment.state.as_str());
         let signal = (r.assessment.state != previous).then(|| {
             ChurnStateChanged::new(
-                &customer,
+                customer,
                 r.home_store.clone(),
                 previous,
                 &r.assessment,
@@ -164,10 +211,14 @@ impl Timers {
             .into_envelope()
             .to_json()
         });
+        let traceparent = signal
+            .as_ref()
+            .and_then(|_| churnguard_telemetry::traceparent_of(&tracing::Span::current()));
         let decision = Decision {
             state: r.assessment.state,
             next_deadline: next,
             signal: signal.as_deref(),
+            traceparent: traceparent.as_deref(),
             old_home: read.home.as_deref(),
             // A stored customer has swiped somewhere.
             home: r.home_store.as_deref().unwrap_or_default(),
@@ -178,8 +229,8 @@ impl Timers {
             .store
             .commit_transition(
                 partition,
-                &key,
-                &customer,
+                key,
+                customer,
                 deadline,
                 read.swipes,
                 Some(decision),
@@ -196,7 +247,8 @@ impl Timers {
 
     /// Publishes the partition's outbox to `topic` (keyed by customer), then removes what
     /// was acknowledged. At least once: a crash in between publishes again, with the same
-    /// event id.
+    /// event id. Each signal is sent in a producer span continuing its assessment's trace,
+    /// whose context the record carries.
     pub async fn relay<L: EventLog>(
         &self,
         partition: u32,
@@ -207,22 +259,65 @@ impl Timers {
         if entries.is_empty() {
             return Ok(0);
         }
+        let spans: Vec<tracing::Span> = entries
+            .iter()
+            .map(|e| {
+                let span = tracing::info_span!(
+                    "publish",
+                    otel.name = %format_args!("send {topic}"),
+                    otel.kind = "producer",
+                    otel.status_code = tracing::field::Empty,
+                    messaging.system = "kafka",
+                    messaging.destination.name = %topic,
+                    messaging.operation.type = "send",
+                    messaging.operation.name = "publish",
+                    messaging.destination.partition.id = tracing::field::Empty,
+                    messaging.kafka.destination.partition = tracing::field::Empty,
+                    messaging.kafka.offset = tracing::field::Empty,
+                );
+                churnguard_telemetry::continue_trace(&span, e.traceparent.as_deref());
+                span
+            })
+            .collect();
         let records = entries
             .iter()
-            .map(|(_, customer, payload)| OutgoingRecord {
-                key: customer.as_bytes().to_vec(),
-                payload: payload.clone(),
-                headers: vec![Header::new(
+            .zip(&spans)
+            .map(|(e, span)| {
+                let mut headers = vec![Header::new(
                     "content-type",
                     churnguard_domain::envelope::CONTENT_TYPE,
-                )],
-                timestamp_ms: 0,
+                )];
+                if let Some(tp) =
+                    churnguard_telemetry::traceparent_of(span).or_else(|| e.traceparent.clone())
+                {
+                    headers.push(Header::new(TRACEPARENT, tp));
+                }
+                OutgoingRecord {
+                    key: e.customer.as_bytes().to_vec(),
+                    payload: e.signal.clone(),
+                    headers,
+                    timestamp_ms: 0,
+                }
             })
             .collect();
         let mut published = Vec::new();
-        for ((id, _, _), result) in entries.iter().zip(log.append(topic, records).await) {
+        for ((entry, span), result) in entries
+            .iter()
+            .zip(&spans)
+            .zip(log.append(topic, records).await)
+        {
+            match &result {
+                Ok(at) => {
+                    span.record("messaging.destination.partition.id", at.partition)
+                        .record("messaging.kafka.destination.partition", at.partition)
+                        .record("messaging.kafka.offset", at.offset);
+                }
+                Err(_) => {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
             result.map_err(ScoringError::Log)?;
-            published.push(id.clone());
+            published.push(entry.id.clone());
         }
         self.store.ack_outbox(partition, &published).await?;
         Ok(published.len())

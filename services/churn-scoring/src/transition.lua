@@ -10,7 +10,7 @@
 -- the next deadline ('' for none), ARGV[5] the signal to publish ('' when the state did
 -- not change), ARGV[6] the customer, ARGV[7] the home store as read ('' for none),
 -- ARGV[8] the home store now, ARGV[9] the value at risk in whole minor units, ARGV[10]
--- the day assessed.
+-- the day assessed, ARGV[11] the signal's trace context (a traceparent, '' for none).
 -- Returns 1 if committed, 0 if someone else fired it or a swipe arrived meanwhile (the
 -- entry stays due and is assessed again with fresh state).
 local due = redis.call('ZSCORE', KEYS[1], KEYS[2])
@@ -39,7 +39,8 @@ else
   redis.call('ZADD', KEYS[1], ARGV[4], KEYS[2])
 end
 if ARGV[5] ~= '' then
-  redis.call('XADD', KEYS[3], '*', 'customer', customer, 'signal', ARGV[5])
+  redis.call('XADD', KEYS[3], '*', 'customer', customer, 'signal', ARGV[5],
+    'traceparent', ARGV[11] or '')
 end
 
 -- The home store and each store's count of customers at home there.

@@ -73,8 +73,8 @@ async fn signals(store: &CustomerStore) -> Vec<ChurnStateChanged> {
         .await
         .expect("outbox")
         .into_iter()
-        .map(|(_, _, payload)| {
-            Envelope::<ChurnStateChanged>::decode(&payload, ChurnStateChanged::EVENT_TYPE)
+        .map(|entry| {
+            Envelope::<ChurnStateChanged>::decode(&entry.signal, ChurnStateChanged::EVENT_TYPE)
                 .expect("a churn signal")
                 .data
         })

@@ -274,9 +274,9 @@ impl<L: EventLog> Chain<L> {
     pub async fn signals(&self) -> Vec<ChurnStateChanged> {
         let mut out = Vec::new();
         for p in 0..PARTITIONS {
-            for (_, _, payload) in self.store.outbox(p, 100_000).await.expect("outbox") {
+            for entry in self.store.outbox(p, 100_000).await.expect("outbox") {
                 out.push(
-                    Envelope::<ChurnStateChanged>::decode(&payload, ChurnStateChanged::EVENT_TYPE)
+                    Envelope::<ChurnStateChanged>::decode(&entry.signal, ChurnStateChanged::EVENT_TYPE)
                         .expect("signal")
                         .data,
                 );
