@@ -38,6 +38,8 @@ use churnguard_domain::signal::ChurnStateChanged;
 use churnguard_eventlog::{EventLog, Record};
 use churnguard_redis::{CheckpointStore, RedisCheckpoints};
 use churnguard_runtime::consumer_metrics::LagProbe;
+use churnguard_telemetry::TRACEPARENT;
+use tracing::Instrument;
 
 use crate::config::OutreachTargets;
 use crate::error::FeedbackError;
@@ -194,7 +196,16 @@ impl<L: EventLog> Opener<L> {
             OUTREACH.applied(partition, handled, 0);
         }
         for r in records.iter().filter(|r| r.offset >= from) {
-            let outcome = self.one(partition, r).await;
+            let span = self.signal_span(partition, r);
+            let outcome = self.one(partition, r).instrument(span.clone()).await;
+            match &outcome {
+                Ok(acted) => {
+                    span.record("outreach.acted", format!("{acted:?}").as_str());
+                }
+                Err(_) => {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
             match outcome {
                 Ok(Acted::Opened) => done.opened += 1,
                 Ok(Acted::Escalated) => done.escalated += 1,
@@ -217,6 +228,34 @@ impl<L: EventLog> Opener<L> {
             .advance(OPENER, &self.topic, partition, next)
             .await?;
         Ok(())
+    }
+
+    /// The span one signal is handled in: a consumer span, the child of the span that
+    /// sent the signal (its `traceparent`), so an outreach case opened from it is in the
+    /// trace of the swipe or timer that caused the signal.
+    fn signal_span(&self, partition: u32, r: &Record) -> tracing::Span {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {}", self.topic),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %self.topic,
+            messaging.consumer.group.name = OPENER,
+            messaging.destination.partition.id = partition,
+            messaging.kafka.destination.partition = partition,
+            messaging.kafka.offset = r.offset,
+            outreach.acted = tracing::field::Empty,
+        );
+        let traceparent = r
+            .headers
+            .iter()
+            .find(|h| h.name == TRACEPARENT)
+            .and_then(|h| std::str::from_utf8(&h.value).ok());
+        churnguard_telemetry::continue_trace(&span, traceparent);
+        span
     }
 
     /// What one signal did.

@@ -14,8 +14,10 @@ use churnguard_domain::feedback::complaint::{
 };
 use churnguard_domain::feedback::outreach::{OutreachCase, OutreachCommand, OutreachEvent};
 use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
-use churnguard_eventlog::{EventLog, OutgoingRecord};
+use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_runtime::Clock;
+use churnguard_telemetry::TRACEPARENT;
+use tracing::Instrument;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -34,6 +36,9 @@ pub trait Stream: Aggregate + Serialize + DeserializeOwned {
     const KIND: &'static str;
 
     fn id_str(id: &Self::Id) -> &str;
+
+    /// What the command is called in spans (`FileComplaint`, `OpenOutreach`, ...).
+    fn command_name(command: &Self::Command) -> &'static str;
 
     /// The commit of `events`, decided on `base_version` of stream `id`.
     fn commit(
@@ -58,6 +63,10 @@ impl Stream for Complaint {
 
     fn id_str(id: &ComplaintId) -> &str {
         id.as_str()
+    }
+
+    fn command_name(command: &ComplaintCommand) -> &'static str {
+        command.name()
     }
 
     fn commit(
@@ -92,6 +101,10 @@ impl Stream for OutreachCase {
 
     fn id_str(id: &OutreachCaseId) -> &str {
         id.as_str()
+    }
+
+    fn command_name(command: &OutreachCommand) -> &'static str {
+        command.name()
     }
 
     fn commit(
@@ -236,8 +249,53 @@ impl<L: EventLog> Complaints<L> {
     }
 
     /// Runs one command on any [`Stream`], with the rules of [`Complaints::execute`]; the
-    /// answer says whether this call's commit took effect.
+    /// answer says whether this call's commit took effect. The command runs in a span, a
+    /// child of the caller's (the gRPC call, the opener's signal, the SLA alarm), and its
+    /// commit record carries that span's context in its `traceparent` header.
     pub async fn execute_on<A: Stream>(
+        &self,
+        id: &A::Id,
+        command: A::Command,
+        idempotency_key: Option<&str>,
+        context: &A::Context,
+    ) -> Result<(A, bool), FeedbackError>
+    where
+        FeedbackError: From<A::Error>,
+    {
+        let name = A::command_name(&command);
+        let span = tracing::info_span!(
+            "execute",
+            otel.name = %format_args!("{} {name}", A::KIND),
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            feedback.stream.kind = A::KIND,
+            feedback.stream.id = %A::id_str(id),
+            feedback.command = name,
+            feedback.applied = tracing::field::Empty,
+        );
+        let executed = self
+            .execute_in_span::<A>(id, command, idempotency_key, context)
+            .instrument(span.clone())
+            .await;
+        match &executed {
+            Ok((_, applied)) => {
+                span.record("feedback.applied", applied);
+            }
+            // The service's trouble, not a refusal of the command.
+            Err(
+                FeedbackError::Redis { .. }
+                | FeedbackError::Log(_)
+                | FeedbackError::Corrupt(_)
+                | FeedbackError::Timeout { .. },
+            ) => {
+                span.record("otel.status_code", "ERROR");
+            }
+            Err(_) => {}
+        }
+        executed
+    }
+
+    async fn execute_in_span<A: Stream>(
         &self,
         id: &A::Id,
         command: A::Command,
@@ -278,7 +336,11 @@ impl<L: EventLog> Complaints<L> {
             idempotency_key.map(str::to_owned),
             events,
         );
-        self.append_and_project(A::record(&commit, now)).await?;
+        let mut record = A::record(&commit, now);
+        if let Some(tp) = churnguard_telemetry::traceparent_of(&tracing::Span::current()) {
+            record.headers.push(Header::new(TRACEPARENT, tp));
+        }
+        self.append_and_project(record).await?;
         let (winner, used) = self
             .projection
             .outcome_in(&hash, base_version, idempotency_key)

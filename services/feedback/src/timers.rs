@@ -14,6 +14,7 @@ use churnguard_domain::ids::ComplaintId;
 use churnguard_eventlog::EventLog;
 use churnguard_runtime::Clock;
 use churnguard_runtime::consumer_metrics::LagProbe;
+use tracing::Instrument;
 
 use crate::error::FeedbackError;
 use crate::metrics::PROJECTION;
@@ -74,7 +75,26 @@ pub async fn fire_due<L: EventLog>(
             if alarm.due_at > now {
                 break;
             }
-            match complaints.execute_applied(&id, alarm.command(), None).await {
+            let span = tracing::info_span!(
+                "sla alarm",
+                otel.name = match alarm.kind {
+                    AlarmKind::Breach => "sla breach",
+                    AlarmKind::Warning(_) => "sla warning",
+                },
+                otel.kind = "internal",
+                feedback.complaint.id = %raw,
+                feedback.alarm = ?alarm.kind,
+                feedback.alarm.due_at = %alarm.due_at,
+                feedback.applied = tracing::field::Empty,
+            );
+            let executed = complaints
+                .execute_applied(&id, alarm.command(), None)
+                .instrument(span.clone())
+                .await;
+            if let Ok((_, applied)) = &executed {
+                span.record("feedback.applied", applied);
+            }
+            match executed {
                 Ok((after, applied)) => {
                     if applied {
                         match alarm.kind {
