@@ -23,8 +23,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
-use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -84,20 +84,34 @@ impl Telemetry {
     /// process-wide and installed once: spans go to the tracer of the first call, so a
     /// test installs its exporter before it builds the services.
     pub fn init_with(service: &'static str, traces: TraceSettings) -> Self {
+        Self::install(service, traces, true)
+    }
+
+    /// As [`Telemetry::init_with`], without the log layer: traces only (tests that keep
+    /// their output quiet).
+    pub fn init_traces(service: &'static str, traces: TraceSettings) -> Self {
+        Self::install(service, traces, false)
+    }
+
+    fn install(service: &'static str, traces: TraceSettings, with_logs: bool) -> Self {
         let telemetry = Self::build(service, traces);
         let logs = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
-        let log_layer = if json {
+        let log_layer = if !with_logs {
+            None
+        } else if json {
             tracing_subscriber::fmt::layer()
                 .event_format(WithTraceId(format::format().json()))
                 .fmt_fields(format::JsonFields::new())
                 .with_filter(logs)
                 .boxed()
+                .into()
         } else {
             tracing_subscriber::fmt::layer()
                 .event_format(WithTraceId(format::format()))
                 .with_filter(logs)
                 .boxed()
+                .into()
         };
         // Spans at info and above are traced whatever RUST_LOG says of log lines; warnings
         // and errors also become events on their span.

@@ -3,10 +3,12 @@
 //! when dropped, also when the test fails. `scripts/ensure-tools.sh` installs the binaries
 //! on a fresh machine, and `scripts/with-infra.sh` (what `make test` runs) kills any
 //! process a crashed test run left behind (see `CHURNGUARD_TEST_PIDS`). [`cli`] runs a
-//! service binary's command line; [`admin`] reads its admin HTTP endpoint.
+//! service binary's command line; [`admin`] reads its admin HTTP endpoint; [`otlp`]
+//! receives the spans a flow exports.
 
 pub mod admin;
 pub mod cli;
+pub mod otlp;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

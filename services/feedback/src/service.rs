@@ -17,9 +17,9 @@ use churnguard_domain::ids::{ComplaintId, OutreachCaseId};
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_runtime::Clock;
 use churnguard_telemetry::TRACEPARENT;
-use tracing::Instrument;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::error::FeedbackError;
 use crate::journal::{Commit, OutreachCommit, StreamCommit};

@@ -13,12 +13,12 @@ use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngest;
 use churnguard_runtime::Clock;
 use churnguard_telemetry::{TRACEPARENT, Telemetry, TraceSpan};
-use tracing::Instrument;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::error::IngestError;
 

@@ -276,9 +276,12 @@ impl<L: EventLog> Chain<L> {
         for p in 0..PARTITIONS {
             for entry in self.store.outbox(p, 100_000).await.expect("outbox") {
                 out.push(
-                    Envelope::<ChurnStateChanged>::decode(&entry.signal, ChurnStateChanged::EVENT_TYPE)
-                        .expect("signal")
-                        .data,
+                    Envelope::<ChurnStateChanged>::decode(
+                        &entry.signal,
+                        ChurnStateChanged::EVENT_TYPE,
+                    )
+                    .expect("signal")
+                    .data,
                 );
             }
         }
