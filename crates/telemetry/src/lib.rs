@@ -21,8 +21,9 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing::Level;
+use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::layer::SubscriberExt;
@@ -95,7 +96,11 @@ impl Telemetry {
 
     fn install(service: &'static str, traces: TraceSettings, with_logs: bool) -> Self {
         let telemetry = Self::build(service, traces);
-        let logs = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        // RUST_LOG chooses the log lines; the spans traced are always there for them to
+        // belong to (and to carry the trace id).
+        let logs = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+            .or(filter_fn(traced));
         let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
         let log_layer = if !with_logs {
             None
@@ -115,14 +120,8 @@ impl Telemetry {
         };
         // Spans at info and above are traced whatever RUST_LOG says of log lines; warnings
         // and errors also become events on their span.
-        let trace_filter = filter_fn(|meta| {
-            let level = *meta.level();
-            if meta.is_span() {
-                level <= tracing::Level::INFO
-            } else {
-                level <= tracing::Level::WARN
-            }
-        });
+        let trace_filter =
+            filter_fn(|meta| traced(meta) || (meta.is_event() && *meta.level() <= Level::WARN));
         let trace_layer = tracing_opentelemetry::layer()
             .with_tracer(telemetry.tracer.clone())
             .with_tracked_inactivity(false)
@@ -290,10 +289,15 @@ impl Extractor for Carrier<'_> {
     }
 }
 
+/// Whether a span is traced: those at info and above.
+fn traced(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span() && *meta.level() <= Level::INFO
+}
+
 /// A log line format (text or JSON) with the trace id of the span the line belongs to:
 /// ` trace_id=<id>` at the end of a text line, a `"trace_id"` member of a JSON line.
-/// Read from the span's OpenTelemetry context, so it is there whatever `RUST_LOG` lets
-/// the log layer see of the spans.
+/// Read from the span's OpenTelemetry data; the log layer sees every traced span (its
+/// filter lets spans at info and above through whatever `RUST_LOG` says of events).
 struct WithTraceId<F>(F);
 
 impl<S, N, F> FormatEvent<S, N> for WithTraceId<F>
@@ -308,11 +312,14 @@ where
         mut writer: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let trace_id = if event.is_contextual() {
-            trace_id_of(&tracing::Span::current())
-        } else {
-            None
-        };
+        // The nearest span of the event's scope that OpenTelemetry traces (entered, so
+        // its context is built).
+        let trace_id = ctx.event_scope().and_then(|scope| {
+            scope.into_iter().find_map(|span| {
+                let id = span.extensions().get::<OtelData>()?.trace_id()?;
+                (id != opentelemetry::TraceId::INVALID).then_some(id)
+            })
+        });
         let Some(trace_id) = trace_id else {
             return self.0.format_event(ctx, writer, event);
         };
@@ -357,6 +364,84 @@ mod tests {
             assert_eq!(p.len(), 4, "{tp}");
             assert_ne!(p[1], "00000000000000000000000000000000");
         }
+    }
+
+    /// Log lines written through [`WithTraceId`] into a buffer, inside a span continuing
+    /// [`INCOMING`] and outside any span.
+    fn log_lines(json: bool) -> Vec<String> {
+        use std::sync::{Arc, Mutex, PoisonError};
+
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        let t = Telemetry::tracer_only("test");
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let fmt = tracing_subscriber::fmt::layer().with_writer(move || writer.clone());
+        let fmt = if json {
+            fmt.event_format(WithTraceId(format::format().json()))
+                .fmt_fields(format::JsonFields::new())
+                .boxed()
+        } else {
+            fmt.event_format(WithTraceId(format::format()))
+                .with_ansi(false)
+                .boxed()
+        };
+        let subscriber = Registry::default()
+            .with(tracing_opentelemetry::layer().with_tracer(t.tracer.clone()))
+            .with(fmt);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("call", customer = "c-1");
+            continue_trace(&span, Some(INCOMING));
+            span.in_scope(|| tracing::info!(n = 1, "inside"));
+            tracing::info!("outside");
+        });
+        let bytes = buffer
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        String::from_utf8(bytes)
+            .expect("utf8")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn log_lines_in_a_span_carry_its_trace_id() {
+        let text = log_lines(false);
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].ends_with(" trace_id=4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{}",
+            text[0]
+        );
+        assert!(text[0].contains("inside"), "{}", text[0]);
+        assert!(!text[1].contains("trace_id"), "{}", text[1]);
+
+        let json = log_lines(true);
+        assert_eq!(json.len(), 2, "{json:?}");
+        assert!(
+            json[0].starts_with('{')
+                && json[0].ends_with(r#","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#),
+            "{}",
+            json[0]
+        );
+        assert!(json[0].contains(r#""customer":"c-1""#), "{}", json[0]);
+        assert!(!json[1].contains("trace_id"), "{}", json[1]);
     }
 
     #[test]
