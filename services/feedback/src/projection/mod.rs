@@ -226,12 +226,13 @@ impl Projection {
         let mut cases = read_streams::<OutreachCase>(&case_fields, &mut replies)?;
 
         let mut side = SideEffects::new(partition);
+        let directory = self.sla.as_ref().map(|sla| &sla.directory);
         let (a1, r1) = fold(
             partition,
             &decoded.complaints,
             &mut complaints,
             checkpoint,
-            |_, e| side.complaint_event(e),
+            |before, e| side.complaint_event(before, e, directory),
         );
         let (a2, r2) = fold(
             partition,
@@ -460,9 +461,14 @@ impl SideEffects {
         }
     }
 
-    fn complaint_event(&mut self, e: &ComplaintEvent) {
+    fn complaint_event(
+        &mut self,
+        before: Option<&Complaint>,
+        e: &ComplaintEvent,
+        directory: Option<&Directory>,
+    ) {
         self.tallies.add(complaint_contribution(e));
-        self.counted.complaint(e);
+        self.counted.complaint(before, e, directory);
         if let ComplaintEvent::ComplaintFiled {
             complaint_id,
             customer,
