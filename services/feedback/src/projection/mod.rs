@@ -244,20 +244,7 @@ impl Projection {
 
         let complaint_writes = self.complaint_writes(partition, &complaint_fields, &complaints)?;
         let case_writes = case_writes(partition, &case_fields, &cases)?;
-        let mut keys = vec![
-            deadline_key(partition),
-            list_key(partition),
-            case_list_key(partition),
-        ];
-        keys.extend(complaint_writes.iter().map(|w| w.key.clone()));
-        keys.extend(case_writes.iter().map(|w| w.key.clone()));
-        keys.extend(
-            side.tallies
-                .0
-                .keys()
-                .map(|day| reasons_key(partition, *day)),
-        );
-        keys.extend(side.filings.keys().cloned());
+        let keys = commit_keys(partition, &complaint_writes, &case_writes, &side);
         let mut commit = batch.commit(&self.commit, checkpoint, &keys);
         commit
             .arg(u8::from(self.sla.is_some()))
@@ -428,6 +415,32 @@ fn case_writes(
         });
     }
     Ok(writes)
+}
+
+/// The keys `commit.lua` touches, in its order: the partition's deadline index and
+/// lists, the changed streams' hashes, the reasons counters' days and the customers'
+/// filing hashes.
+fn commit_keys(
+    partition: u32,
+    complaints: &[StreamWrite],
+    cases: &[StreamWrite],
+    side: &SideEffects,
+) -> Vec<String> {
+    let mut keys = vec![
+        deadline_key(partition),
+        list_key(partition),
+        case_list_key(partition),
+    ];
+    keys.extend(complaints.iter().map(|w| w.key.clone()));
+    keys.extend(cases.iter().map(|w| w.key.clone()));
+    keys.extend(
+        side.tallies
+            .0
+            .keys()
+            .map(|day| reasons_key(partition, *day)),
+    );
+    keys.extend(side.filings.keys().cloned());
+    keys
 }
 
 /// One changed stream's write: its hash, the HSET arguments, its id, its next alarm
