@@ -17,10 +17,11 @@ use churn_scoring::refit::{RefitScope, refit};
 use churn_scoring::timers::Timers;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
 use churnguard_domain::customer::swipe_fingerprint;
+use churnguard_domain::envelope::INGESTED_AT_HEADER;
 use churnguard_domain::models::{BgNbd, Rfm};
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_eventlog::{EventLog, OutgoingRecord};
+use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_testkit::RedisServer;
@@ -53,15 +54,20 @@ fn main() {
 
 /// `n` swipes over `customers` customers, a few days apart, as the log holds them.
 fn records(n: usize, customers: usize) -> Vec<OutgoingRecord> {
+    // Stamped as purchase-ingest stamps them, so the end-to-end histogram does its work.
+    let ingested = chrono::Utc::now().timestamp_millis().to_string();
     (0..n)
         .map(|i| {
-            common::card_swipe(
+            let mut r = common::card_swipe(
                 i,
                 &format!("cust-{}", i % customers),
                 &format!("store-{}", i % 40),
                 &format!("2026-10-{:02}T10:15:00+01:00", 1 + (i / customers) % 28),
                 1_000 + (i % 5_000) as i64,
-            )
+            );
+            r.headers
+                .push(Header::new(INGESTED_AT_HEADER, ingested.as_str()));
+            r
         })
         .collect()
 }
@@ -207,6 +213,24 @@ async fn throughput(n: usize, customers: usize) {
         100.0 * own_cpu / took.as_secs_f64(),
         1e6 * redis_cpu / n as f64,
         1e6 * own_cpu / n as f64,
+    );
+
+    // The same run with the Prometheus recorder installed (as the admin endpoint does):
+    // every consumer, Redis and end-to-end metric recorded. It cannot be removed once
+    // installed, so it comes after the run without.
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    churnguard_runtime::recorder::prometheus();
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let took = score_all(log.clone(), store, 2_000).await;
+    let with_metrics = n as f64 / took.as_secs_f64();
+    println!(
+        "  scorer with the metrics recorder installed         {with_metrics:>10.0} /s   {:.1} % of the run without (target: >= 95 %)",
+        100.0 * with_metrics / batched
     );
 
     // The naive way: one script call per swipe, 4 partitions in parallel, same Redis.

@@ -47,6 +47,8 @@ fn main() {
         );
         let sample = sample_record(0);
         println!("record size: {} bytes payload (a real CloudEvent), key ~10 bytes\n", sample.payload.len());
+        // First, while no metrics recorder is installed in this process yet.
+        metrics_cost(100_000).await;
         embedded(200_000).await;
         kafka("Tansu, memory storage", Tansu::start_in_memory(), 200_000).await;
         kafka("Tansu, SQLite storage (durable)", Tansu::start(), 60_000).await;
@@ -259,6 +261,42 @@ fn ingest_settings(backend: Backend) -> Settings {
     };
     s.log.backend = backend;
     s
+}
+
+/// What the metrics cost ingest: swipes through StreamSwipes on the embedded log with no
+/// recorder installed (every metric a no-op), then with the Prometheus recorder the admin
+/// endpoint installs. Best of two runs each (the first run warms up); the recorder cannot
+/// be removed once installed, so "off" runs first.
+async fn metrics_cost(n: usize) {
+    println!("metrics cost: StreamSwipes on the embedded log ({n} swipes, best of 2)");
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    let dir = tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir_in(&base)
+        .expect("bench dir on the build disk");
+    let mut runs = 0;
+    let mut best = |admin: &str| {
+        runs += 1;
+        let path = dir.path().join(format!("log-{runs}"));
+        let admin = admin.to_owned();
+        async move {
+            let mut settings = ingest_settings(Backend::Embedded);
+            settings.admin_addr = admin;
+            let app = ingest_app(settings, EmbeddedLog::open(path).expect("open")).await;
+            let took = stream_all(app.local_addr(), n).await;
+            let _ = app.stop().await;
+            n as f64 / took.as_secs_f64()
+        }
+    };
+    let off = best("").await.max(best("").await);
+    println!("  {:<44} {off:>10.0} /s", "metrics off (no recorder)");
+    let on = best("127.0.0.1:0").await.max(best("127.0.0.1:0").await);
+    println!(
+        "  {:<44} {on:>10.0} /s   {:>5.1} % of off (target: >= 95 %)",
+        "metrics on (Prometheus recorder, admin endpoint)",
+        100.0 * on / off
+    );
+    println!();
 }
 
 async fn embedded(n: usize) {
