@@ -36,10 +36,12 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   # The package may start a system instance; tests start their own on free ports.
 fi
 
-if ! command -v promtool >/dev/null; then
-  say "installing promtool (Debian package prometheus, without its recommends)"
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  say "installing prometheus and promtool (Debian package prometheus, without its recommends)"
   apt_install --no-install-recommends prometheus
-  # Only promtool is used; the package's own server is not needed by anything here.
+  # promtool checks the metrics text and the rules; the server runs in the dashboard test
+  # (services/local/tests/prometheus.rs) on a free port. The package may start a system
+  # instance on 9090; nothing here uses it.
 fi
 
 if [ "${1:-}" != "--no-broker" ] && [ ! -x "$TANSU_ROOT/bin/tansu" ]; then

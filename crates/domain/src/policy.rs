@@ -21,6 +21,14 @@ pub enum ChurnState {
 }
 
 impl ChurnState {
+    /// Every state.
+    pub const ALL: [ChurnState; 4] = [
+        ChurnState::Active,
+        ChurnState::AtRisk,
+        ChurnState::Defected,
+        ChurnState::WonBack,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ChurnState::Active => "active",

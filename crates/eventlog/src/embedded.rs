@@ -202,6 +202,7 @@ impl EventLog for EmbeddedLog {
                 "a topic needs at least one partition".into(),
             ));
         }
+        crate::metrics::topic_in_use(topic);
         let this = self.clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || this.create_topic(&topic, partitions))
@@ -215,6 +216,7 @@ impl EventLog for EmbeddedLog {
         records: Vec<OutgoingRecord>,
     ) -> Vec<Result<Appended, LogError>> {
         let count = records.len();
+        let name = topic;
         let topic = match self.topic(topic) {
             Ok(t) => t,
             Err(e) => return e.for_each_record(count),
@@ -263,10 +265,12 @@ impl EventLog for EmbeddedLog {
                 }
             }
         }
-        results
+        let results: Vec<_> = results
             .into_iter()
             .map(|r| r.unwrap_or(Err(LogError::Closed)))
-            .collect()
+            .collect();
+        crate::metrics::appended(name, &results);
+        results
     }
 
     async fn read(

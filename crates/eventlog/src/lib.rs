@@ -15,6 +15,7 @@ pub mod contract;
 pub mod embedded;
 mod error;
 pub mod group;
+pub mod metrics;
 
 pub use error::LogError;
 pub use group::{AssignmentChange, Membership, Revocation};

@@ -268,6 +268,7 @@ impl KafkaLog {
         match self.settings.producer_config().create::<FutureProducer>() {
             Ok(fresh) => {
                 tracing::warn!(%reason, "retiring the Kafka producer; writes continue on a new one");
+                churnguard_eventlog::metrics::producer_retired();
                 *slot = fresh;
                 drop(slot);
                 used.purge(PurgeConfig::default().queue().inflight());
@@ -340,6 +341,7 @@ impl EventLog for KafkaLog {
                 "a topic needs at least one partition".into(),
             ));
         }
+        churnguard_eventlog::metrics::topic_in_use(topic);
         // The log is the system of record: everything else is rebuilt by replaying it, so
         // its topics keep every record (the broker's default would delete after 7 days).
         let new = NewTopic::new(
@@ -426,6 +428,7 @@ impl EventLog for KafkaLog {
         if let Some(reason) = fatal.or(broken_state) {
             self.retire_producer(&producer, &reason);
         }
+        churnguard_eventlog::metrics::appended(topic, &results);
         results
     }
 

@@ -11,7 +11,8 @@
 //!    applied twice, or by two instances at once, lands once.
 //!
 //! What differs per service is the state and its script: the scorer's customer windows
-//! (`commit_batch.lua`), the feedback read model (`commit.lua`). Every script follows one
+//! (`commit_batch.lua`) and fitted models (`apply_models.lua`), the feedback read model
+//! (`commit.lua`). Every script follows one
 //! calling convention: `KEYS[1]` is the checkpoint, `ARGV[1]` the checkpoint read and
 //! `ARGV[2]` the offset after the batch, then the script's own keys and arguments; it
 //! replies `{1, checkpoint after}` when it wrote, `{0, checkpoint now}` when the
@@ -55,6 +56,16 @@ impl GuardedBatch {
     pub fn new(consumer: &str, topic: &str, partition: u32, from: u64, next: u64) -> Self {
         Self {
             checkpoint_key: checkpoint_key(consumer, topic, partition),
+            from,
+            next,
+        }
+    }
+
+    /// A batch whose checkpoint is kept at `checkpoint_key`, for a projection whose keys
+    /// share another hash tag than the partition's (the scorer's models, `{models}`).
+    pub fn at_key(checkpoint_key: &str, from: u64, next: u64) -> Self {
+        Self {
+            checkpoint_key: checkpoint_key.to_owned(),
             from,
             next,
         }

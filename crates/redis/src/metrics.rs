@@ -3,6 +3,8 @@
 //! [`crate::RedisConnection`] for every command through the [`metrics`] facade; the
 //! service's admin endpoint exports them.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// Seconds from sending a command (or pipeline) to its reply, by `op`.
@@ -24,9 +26,18 @@ pub fn describe() {
     );
 }
 
+/// The ops seen so far: each gets its error counter, at zero, when first seen, so an
+/// error rate can be read before the first error.
+static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
 pub(crate) fn record(op: String, took: Duration, failed: bool) {
-    if failed {
-        metrics::counter!(ERRORS_TOTAL, "op" => op.clone()).increment(1);
+    let first = {
+        let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = seen.get_or_insert_with(HashSet::new);
+        !seen.contains(&op) && seen.insert(op.clone())
+    };
+    if failed || first {
+        metrics::counter!(ERRORS_TOTAL, "op" => op.clone()).increment(u64::from(failed));
     }
     metrics::histogram!(COMMAND_DURATION_SECONDS, "op" => op).record(took.as_secs_f64());
 }

@@ -63,6 +63,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         }
         describe();
         crate::consumer_metrics::describe();
+        churnguard_eventlog::metrics::describe();
         handle
     })
 }

@@ -8,6 +8,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,10 +18,11 @@ use churn_scoring::refit::{RefitScope, refit};
 use churn_scoring::timers::Timers;
 use churn_scoring::{CustomerStore, ScoredSwipe, Scorer};
 use churnguard_domain::customer::swipe_fingerprint;
+use churnguard_domain::envelope::INGESTED_AT_HEADER;
 use churnguard_domain::models::{BgNbd, Rfm};
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_eventlog::{EventLog, OutgoingRecord};
+use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_testkit::RedisServer;
@@ -39,12 +41,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // A child of `metrics_cost`: one scoring run, printed as a rate.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--metrics-cost-run") {
+        let (mode, dir, redis) = (&args[i + 1], &args[i + 2], &args[i + 3]);
+        rt.block_on(metrics_cost_run(mode == "on", Path::new(dir), redis));
+        return;
+    }
     rt.block_on(async {
         println!(
             "churn-scoring benchmarks: {} cores, {PARTITIONS} partitions, horizon {HORIZON} days",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         throughput(400_000, 50_000).await;
+        metrics_cost(400_000, 50_000).await;
         fits(1_000_000, 100_000);
         let (redis, store, log, _dir) = memory(1_000_000).await;
         refits(&redis, store, log).await;
@@ -53,15 +63,20 @@ fn main() {
 
 /// `n` swipes over `customers` customers, a few days apart, as the log holds them.
 fn records(n: usize, customers: usize) -> Vec<OutgoingRecord> {
+    // Stamped as purchase-ingest stamps them, so the end-to-end histogram does its work.
+    let ingested = chrono::Utc::now().timestamp_millis().to_string();
     (0..n)
         .map(|i| {
-            common::card_swipe(
+            let mut r = common::card_swipe(
                 i,
                 &format!("cust-{}", i % customers),
                 &format!("store-{}", i % 40),
                 &format!("2026-10-{:02}T10:15:00+01:00", 1 + (i / customers) % 28),
                 1_000 + (i % 5_000) as i64,
-            )
+            );
+            r.headers
+                .push(Header::new(INGESTED_AT_HEADER, ingested.as_str()));
+            r
         })
         .collect()
 }
@@ -97,6 +112,72 @@ async fn score_all(log: Arc<EmbeddedLog>, store: CustomerStore, batch: usize) ->
         t.await.expect("partition");
     }
     started.elapsed()
+}
+
+/// What the metrics cost the scorer: the throughput run, with the Prometheus recorder
+/// installed (as the admin endpoint does) and without (every metric a no-op). A recorder
+/// cannot be removed once installed, so each run is a child process of this benchmark,
+/// on the same log and Redis, alternating off, on, off, on, off, on: the best of three
+/// each, so that a noisy neighbour hurts both alike.
+async fn metrics_cost(n: usize, customers: usize) {
+    println!("\nmetrics cost: the scorer's {n} swipes, in child processes, best of 3 each");
+    let dir = bench_dir();
+    drop(load_log(dir.path(), records(n, customers)).await);
+    let redis = RedisServer::start();
+    let mut best = [0.0f64; 2];
+    for round in 0..6 {
+        let on = round % 2 == 1;
+        let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
+            .arg("--metrics-cost-run")
+            .arg(if on { "on" } else { "off" })
+            .arg(dir.path())
+            .arg(redis.url())
+            .output()
+            .expect("a child run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rate: f64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("the child's rate");
+        best[usize::from(on)] = best[usize::from(on)].max(rate);
+    }
+    let [off, on] = best;
+    println!("  scorer, metrics off (no recorder)                  {off:>10.0} /s");
+    println!(
+        "  scorer, metrics on (Prometheus recorder)           {on:>10.0} /s   {:.1} % of off (target: >= 95 %)",
+        100.0 * on / off
+    );
+}
+
+/// One child run of [`metrics_cost`]: an empty Redis, the log at `dir`, every swipe
+/// scored; prints the rate.
+async fn metrics_cost_run(on: bool, dir: &Path, redis_url: &str) {
+    let client = redis::Client::open(redis_url).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    if on {
+        churnguard_runtime::recorder::prometheus();
+    }
+    let log = Arc::new(EmbeddedLog::open(dir).expect("log"));
+    let mut n = 0;
+    for p in 0..PARTITIONS {
+        n += log.end_offset(TOPIC, p).await.expect("end");
+    }
+    let store = CustomerStore::connect(redis_url, TOPIC, HORIZON)
+        .await
+        .expect("store");
+    let took = score_all(log, store, 2_000).await;
+    println!("{}", n as f64 / took.as_secs_f64());
 }
 
 fn bench_dir() -> tempfile::TempDir {

@@ -71,7 +71,9 @@ impl<L: EventLog> App<L> {
             store.connection(),
             &topics.models,
         ));
-        let model = match models.catch_up().await? {
+        let fitted = models.catch_up().await?;
+        let log_likelihood = fitted.as_ref().map(|f| f.bg_nbd_log_likelihood);
+        let model = match fitted {
             Some(fitted) => ScoringModel::from(&fitted),
             None => {
                 tracing::info!("no fitted model yet: timers use the prior until the first refit");
@@ -113,6 +115,9 @@ impl<L: EventLog> App<L> {
         .with_admin(settings.admin_addr())
         .await?;
         crate::metrics::describe();
+        if let Some(ll) = log_likelihood {
+            crate::metrics::model_in_use(ll);
+        }
         Ok(Self {
             instance: Arc::new(instance),
             models,

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use churnguard_domain::policy::ChurnState;
 use churnguard_runtime::consumer_metrics::ConsumerMetrics;
 
 /// The scorer as a consumer of the purchases topic.
@@ -110,6 +111,11 @@ pub fn model_in_use(log_likelihood: f64) {
 /// A store's figures, read from Redis.
 pub fn store(store: &str, f: &crate::query::StoreFigures) {
     let store = store.to_owned();
+    // Every churn state's counter exists for a store once the store does.
+    for state in ChurnState::ALL {
+        metrics::counter!(SIGNALS_TOTAL, "store" => store.clone(), "signal" => state.as_str())
+            .increment(0);
+    }
     metrics::gauge!(STORE_CUSTOMERS, "store" => store.clone()).set(f.customers as f64);
     metrics::gauge!(STORE_AT_RISK_CUSTOMERS, "store" => store.clone()).set(f.at_risk as f64);
     metrics::gauge!(STORE_DEFECTED_CUSTOMERS, "store" => store.clone()).set(f.defected as f64);

@@ -9,7 +9,8 @@
 //! - `{models}:checkpoint`: the next offset of the topic to fold.
 //!
 //! `apply_models.lua` writes a batch of models and moves the checkpoint only if it is
-//! still the one read, as the scorer's batches do. A Redis that lost its state (flushed,
+//! still the one read: the checkpoint-guarded fold of [`churnguard_redis::guarded`], as
+//! the scorer's batches do. A Redis that lost its state (flushed,
 //! restarted empty, a new one) has no checkpoint: the projection reads the topic from the
 //! start, and the current model is back within one round, without a restart and without
 //! a refit. Every instance runs the projection; they write the same thing.
@@ -21,6 +22,7 @@ use churnguard_domain::envelope::Envelope;
 use churnguard_domain::models::FittedModel;
 use churnguard_eventlog::{EventLog, Record};
 use churnguard_redis::RedisConnection;
+use churnguard_redis::guarded::{GuardedBatch, Read};
 use churnguard_runtime::retry::Backoff;
 use tokio_util::sync::CancellationToken;
 
@@ -146,19 +148,22 @@ impl<L: EventLog> ModelProjection<L> {
             return Ok(0);
         };
         let next = last.offset + 1;
-        let mut invocation = self.apply.prepare_invoke();
-        invocation
-            .key(CHECKPOINT)
-            .key(CURRENT)
-            .key(VERSIONS)
-            .arg(from)
-            .arg(next);
-        for record in &records {
+        let batch = GuardedBatch::at_key(CHECKPOINT, from, next);
+        let checkpoint = match batch
+            .read(&self.conn, |_| {})
+            .await
+            .map_err(ScoringError::Store)?
+        {
+            Read::Skip { .. } => return Ok(0),
+            Read::Fold { checkpoint, .. } => checkpoint,
+        };
+        let mut commit = batch.commit(&self.apply, checkpoint, &[CURRENT, VERSIONS]);
+        for record in records.iter().filter(|r| r.offset >= checkpoint) {
             match decode(record) {
                 Ok(model) => {
                     let json = serde_json::to_string(&model)
                         .map_err(|e| ScoringError::Corrupt(e.to_string()))?;
-                    invocation.arg(model.version).arg(json);
+                    commit.arg(model.version).arg(json);
                 }
                 Err(e) => tracing::warn!(
                     topic = %self.topic,
@@ -168,12 +173,8 @@ impl<L: EventLog> ModelProjection<L> {
                 ),
             }
         }
-        let mut conn = self.conn.clone();
-        let now: u64 = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(command("EVALSHA apply_models"))?;
-        Ok(if now == next { records.len() } else { 0 })
+        let committed = commit.run(&self.conn).await.map_err(ScoringError::Store)?;
+        Ok(if committed.written { records.len() } else { 0 })
     }
 }
 

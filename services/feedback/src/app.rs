@@ -10,12 +10,14 @@
 //! [`ApiServer`] is the Feedback API alone on the runtime's gRPC server (health,
 //! reflection, graceful stop): what [`App`] serves, and what tests start on its own.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use churnguard_config::ConfigError;
+use churnguard_domain::feedback::complaint::ComplaintStatus;
 use churnguard_eventlog::{EventLog, LogError};
 use churnguard_proto::feedback::v1::feedback_server::FeedbackServer;
 use churnguard_redis::{RedisConnection, StoreError};
@@ -214,6 +216,11 @@ impl<L: EventLog + 'static> App<L> {
                 .await
             }
         });
+        tokio::spawn(open_complaint_gauges(
+            self.complaints.clone(),
+            self.partitions,
+            stop.clone(),
+        ));
         let api = self.api.spawn();
         tracing::info!(
             addr = %api.local_addr(),
@@ -246,6 +253,48 @@ impl<L: EventLog + 'static> App<L> {
         Running::spawn(self.local_addr(), |shutdown| {
             self.run_until(shutdown.wait())
         })
+    }
+}
+
+/// How often the open-complaint gauges are read from the list index.
+const OPEN_GAUGES_EVERY: Duration = Duration::from_secs(15);
+
+/// Sets the open-complaint gauges ([`crate::metrics::complaints_open`]) from every
+/// partition's list index every [`OPEN_GAUGES_EVERY`] until `stop`. Every replica reports
+/// the whole count (dashboards take the largest); a failed read leaves the gauges as
+/// they were.
+async fn open_complaint_gauges<L: EventLog>(
+    complaints: Arc<Complaints<L>>,
+    partitions: u32,
+    stop: CancellationToken,
+) {
+    loop {
+        let mut open = BTreeMap::new();
+        let mut read = Ok(());
+        for p in 0..partitions {
+            match complaints.projection().listed(p).await {
+                Ok(entries) => {
+                    for e in entries
+                        .iter()
+                        .filter(|e| e.status != ComplaintStatus::Resolved)
+                    {
+                        *open.entry((e.severity, e.level)).or_insert(0) += 1;
+                    }
+                }
+                Err(e) => {
+                    read = Err(e);
+                    break;
+                }
+            }
+        }
+        match read {
+            Ok(()) => crate::metrics::complaints_open(&open),
+            Err(e) => tracing::debug!(error = %e, "open-complaint gauges not read"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(OPEN_GAUGES_EVERY) => {}
+        }
     }
 }
 

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use churnguard_domain::feedback::complaint::ComplaintEvent;
+use churnguard_domain::feedback::complaint::{Complaint, ComplaintEvent, SlaClock};
 use churnguard_domain::feedback::outreach::OutreachEvent;
+use churnguard_domain::feedback::sla::Directory;
+use churnguard_domain::feedback::{DefectionReason, Level, OutreachOutcome, Severity, Touchpoint};
 use churnguard_runtime::consumer_metrics::ConsumerMetrics;
 
 /// The projection of the feedback events topic into the read model.
@@ -30,10 +32,17 @@ pub const OUTREACH_OPENED_TOTAL: &str = "churnguard_outreach_cases_opened_total"
 pub const OUTREACH_CLOSED_TOTAL: &str = "churnguard_outreach_cases_closed_total";
 /// Reasons defectors gave, by reason.
 pub const OUTREACH_REASONS_TOTAL: &str = "churnguard_outreach_reasons_total";
+/// Complaints not resolved, by severity and the level that owns them.
+pub const COMPLAINTS_OPEN: &str = "churnguard_complaints_open";
+/// Business seconds (the store's calendar) from filing to the first response.
+pub const FIRST_RESPONSE_BUSINESS_SECONDS: &str =
+    "churnguard_complaint_first_response_business_seconds";
+/// Business seconds (the store's calendar) from filing to resolution.
+pub const RESOLUTION_BUSINESS_SECONDS: &str = "churnguard_complaint_resolution_business_seconds";
 
 /// HELP text and units, and the consumers' counters at zero.
 pub fn describe() {
-    use metrics::{Unit, describe_counter};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         COMPLAINTS_FILED_TOTAL,
         Unit::Count,
@@ -69,10 +78,67 @@ pub fn describe() {
         Unit::Count,
         "Reasons for leaving that customers gave in outreach, by reason"
     );
+    describe_gauge!(
+        COMPLAINTS_OPEN,
+        Unit::Count,
+        "Complaints not resolved, by severity and the level that owns them"
+    );
+    describe_histogram!(
+        FIRST_RESPONSE_BUSINESS_SECONDS,
+        Unit::Seconds,
+        "Business seconds (the store's opening hours) from filing a complaint to its first response"
+    );
+    describe_histogram!(
+        RESOLUTION_BUSINESS_SECONDS,
+        Unit::Seconds,
+        "Business seconds (the store's opening hours) from filing a complaint to its resolution"
+    );
     churnguard_redis::metrics::describe();
     PROJECTION.register();
     OUTREACH.register();
+    register();
+}
+
+/// Every counter at zero for every value of its labels (all bounded vocabularies), so
+/// that dashboards and alerts see a series before its first event.
+fn register() {
     metrics::counter!(OUTREACH_OPENED_TOTAL).increment(0);
+    for severity in Severity::ALL {
+        for touchpoint in Touchpoint::ALL {
+            metrics::counter!(COMPLAINTS_FILED_TOTAL, "severity" => severity.as_str(), "touchpoint" => touchpoint.as_str())
+                .increment(0);
+        }
+    }
+    for level in Level::ALL {
+        metrics::counter!(ESCALATIONS_TOTAL, "level" => level.as_str()).increment(0);
+        for clock in SlaClock::ALL {
+            for name in [SLA_WARNINGS_TOTAL, SLA_BREACHES_TOTAL] {
+                metrics::counter!(name, "clock" => clock.as_str(), "level" => level.as_str())
+                    .increment(0);
+            }
+        }
+    }
+    for outcome in OutreachOutcome::ALL {
+        metrics::counter!(OUTREACH_CLOSED_TOTAL, "outcome" => outcome.as_str()).increment(0);
+    }
+    for reason in DefectionReason::ALL {
+        metrics::counter!(OUTREACH_REASONS_TOTAL, "reason" => reason.as_str()).increment(0);
+    }
+    // The histograms exist (empty) before the first complaint is answered.
+    let _ = metrics::histogram!(FIRST_RESPONSE_BUSINESS_SECONDS);
+    let _ = metrics::histogram!(RESOLUTION_BUSINESS_SECONDS);
+}
+
+/// The open-complaint gauges: `open` counts by (severity, level); combinations not in it
+/// are set to zero.
+pub fn complaints_open(open: &BTreeMap<(Severity, Level), u64>) {
+    for severity in Severity::ALL {
+        for level in Level::ALL {
+            let n = open.get(&(*severity, *level)).copied().unwrap_or(0);
+            metrics::gauge!(COMPLAINTS_OPEN, "severity" => severity.as_str(), "level" => level.as_str())
+                .set(n as f64);
+        }
+    }
 }
 
 type Labels = Vec<(&'static str, &'static str)>;
@@ -81,6 +147,8 @@ type Labels = Vec<(&'static str, &'static str)>;
 #[derive(Debug, Default)]
 pub struct Tally {
     counts: BTreeMap<(&'static str, Labels), u64>,
+    /// Business seconds to record in a histogram, by its name.
+    durations: Vec<(&'static str, f64)>,
 }
 
 impl Tally {
@@ -88,8 +156,32 @@ impl Tally {
         *self.counts.entry((name, labels)).or_default() += 1;
     }
 
-    /// An accepted complaint event.
-    pub fn complaint(&mut self, e: &ComplaintEvent) {
+    /// An accepted complaint event, applied to `before`; `directory` (when the SLA is
+    /// kept) gives the store's calendar for the business-time histograms.
+    pub fn complaint(
+        &mut self,
+        before: Option<&Complaint>,
+        e: &ComplaintEvent,
+        directory: Option<&Directory>,
+    ) {
+        if let (Some(c), Some(directory)) = (before, directory) {
+            let since_filing = |at| {
+                directory
+                    .calendar_for(c.store_id.as_str())
+                    .business_between(c.filed_at, at) as f64
+            };
+            match e {
+                ComplaintEvent::ComplaintAcknowledged { at, .. } if c.first_response.is_none() => {
+                    self.durations
+                        .push((FIRST_RESPONSE_BUSINESS_SECONDS, since_filing(*at)));
+                }
+                ComplaintEvent::ComplaintResolved { at, .. } => {
+                    self.durations
+                        .push((RESOLUTION_BUSINESS_SECONDS, since_filing(*at)));
+                }
+                _ => {}
+            }
+        }
         match e {
             ComplaintEvent::ComplaintFiled {
                 severity,
@@ -135,6 +227,9 @@ impl Tally {
 
     /// The batch was committed: the counts go to the counters.
     pub fn record(self) {
+        for (name, seconds) in self.durations {
+            metrics::histogram!(name).record(seconds);
+        }
         for ((name, labels), n) in self.counts {
             let labels: Vec<metrics::Label> = labels
                 .into_iter()

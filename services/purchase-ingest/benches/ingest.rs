@@ -40,6 +40,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // A child of `metrics_cost`: one run, printed as a rate.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--metrics-cost-run") {
+        let n = args[i + 2].parse().expect("a count");
+        rt.block_on(metrics_cost_run(args[i + 1] == "on", n));
+        return;
+    }
     rt.block_on(async {
         println!(
             "churnguard ingest benchmarks: {} cores, batches of {BATCH}, {WRITERS} concurrent writers",
@@ -47,6 +54,7 @@ fn main() {
         );
         let sample = sample_record(0);
         println!("record size: {} bytes payload (a real CloudEvent), key ~10 bytes\n", sample.payload.len());
+        metrics_cost(100_000).await;
         embedded(200_000).await;
         kafka("Tansu, memory storage", Tansu::start_in_memory(), 200_000).await;
         kafka("Tansu, SQLite storage (durable)", Tansu::start(), 60_000).await;
@@ -259,6 +267,66 @@ fn ingest_settings(backend: Backend) -> Settings {
     };
     s.log.backend = backend;
     s
+}
+
+/// What the metrics cost ingest: swipes through StreamSwipes on the embedded log with the
+/// Prometheus recorder the admin endpoint installs, and with none (every metric a
+/// no-op). A recorder cannot be removed once installed, so each run is a child process
+/// of this benchmark, alternating off, on, off, on, off, on: the best of three each, so
+/// that a noisy neighbour hurts both alike.
+async fn metrics_cost(n: usize) {
+    println!(
+        "metrics cost: StreamSwipes on the embedded log ({n} swipes, child processes, best of 3 each)"
+    );
+    let mut best = [0.0f64; 2];
+    for round in 0..6 {
+        let on = round % 2 == 1;
+        let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
+            .args([
+                "--metrics-cost-run",
+                if on { "on" } else { "off" },
+                &n.to_string(),
+            ])
+            .output()
+            .expect("a child run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rate: f64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("the child's rate");
+        best[usize::from(on)] = best[usize::from(on)].max(rate);
+    }
+    let [off, on] = best;
+    println!("  {:<44} {off:>10.0} /s", "metrics off (no recorder)");
+    println!(
+        "  {:<44} {on:>10.0} /s   {:>5.1} % of off (target: >= 95 %)",
+        "metrics on (Prometheus recorder, admin endpoint)",
+        100.0 * on / off
+    );
+    println!();
+}
+
+/// One child run of [`metrics_cost`]: `n` swipes through a fresh service; prints the rate.
+async fn metrics_cost_run(on: bool, n: usize) {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    let dir = tempfile::Builder::new()
+        .prefix("bench-")
+        .tempdir_in(&base)
+        .expect("bench dir on the build disk");
+    let mut settings = ingest_settings(Backend::Embedded);
+    settings.admin_addr = if on {
+        "127.0.0.1:0".into()
+    } else {
+        String::new()
+    };
+    let app = ingest_app(settings, EmbeddedLog::open(dir.path()).expect("open")).await;
+    let took = stream_all(app.local_addr(), n).await;
+    let _ = app.stop().await;
+    println!("{}", n as f64 / took.as_secs_f64());
 }
 
 async fn embedded(n: usize) {

@@ -226,12 +226,13 @@ impl Projection {
         let mut cases = read_streams::<OutreachCase>(&case_fields, &mut replies)?;
 
         let mut side = SideEffects::new(partition);
+        let directory = self.sla.as_ref().map(|sla| &sla.directory);
         let (a1, r1) = fold(
             partition,
             &decoded.complaints,
             &mut complaints,
             checkpoint,
-            |_, e| side.complaint_event(e),
+            |before, e| side.complaint_event(before, e, directory),
         );
         let (a2, r2) = fold(
             partition,
@@ -243,20 +244,7 @@ impl Projection {
 
         let complaint_writes = self.complaint_writes(partition, &complaint_fields, &complaints)?;
         let case_writes = case_writes(partition, &case_fields, &cases)?;
-        let mut keys = vec![
-            deadline_key(partition),
-            list_key(partition),
-            case_list_key(partition),
-        ];
-        keys.extend(complaint_writes.iter().map(|w| w.key.clone()));
-        keys.extend(case_writes.iter().map(|w| w.key.clone()));
-        keys.extend(
-            side.tallies
-                .0
-                .keys()
-                .map(|day| reasons_key(partition, *day)),
-        );
-        keys.extend(side.filings.keys().cloned());
+        let keys = commit_keys(partition, &complaint_writes, &case_writes, &side);
         let mut commit = batch.commit(&self.commit, checkpoint, &keys);
         commit
             .arg(u8::from(self.sla.is_some()))
@@ -429,6 +417,32 @@ fn case_writes(
     Ok(writes)
 }
 
+/// The keys `commit.lua` touches, in its order: the partition's deadline index and
+/// lists, the changed streams' hashes, the reasons counters' days and the customers'
+/// filing hashes.
+fn commit_keys(
+    partition: u32,
+    complaints: &[StreamWrite],
+    cases: &[StreamWrite],
+    side: &SideEffects,
+) -> Vec<String> {
+    let mut keys = vec![
+        deadline_key(partition),
+        list_key(partition),
+        case_list_key(partition),
+    ];
+    keys.extend(complaints.iter().map(|w| w.key.clone()));
+    keys.extend(cases.iter().map(|w| w.key.clone()));
+    keys.extend(
+        side.tallies
+            .0
+            .keys()
+            .map(|day| reasons_key(partition, *day)),
+    );
+    keys.extend(side.filings.keys().cloned());
+    keys
+}
+
 /// One changed stream's write: its hash, the HSET arguments, its id, its next alarm
 /// (complaints only; '' for none) and its list entry.
 struct StreamWrite {
@@ -460,9 +474,14 @@ impl SideEffects {
         }
     }
 
-    fn complaint_event(&mut self, e: &ComplaintEvent) {
+    fn complaint_event(
+        &mut self,
+        before: Option<&Complaint>,
+        e: &ComplaintEvent,
+        directory: Option<&Directory>,
+    ) {
         self.tallies.add(complaint_contribution(e));
-        self.counted.complaint(e);
+        self.counted.complaint(before, e, directory);
         if let ComplaintEvent::ComplaintFiled {
             complaint_id,
             customer,
