@@ -135,6 +135,32 @@ impl std::fmt::Debug for GrpcServer {
 /// The shutdown grace period unless [`GrpcServer::with_shutdown_grace`] sets one.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
+/// The served routes inside the given layers, and around those the call's span and its
+/// metrics: calls refused by a layer are traced and counted too, and the layers run
+/// inside the call's span.
+fn wrapped(
+    routes: RoutesBuilder,
+    layers: Vec<Layer>,
+    names: &[&'static str],
+    descriptor_sets: &[&'static [u8]],
+) -> AxumRouter {
+    let router = layers
+        .into_iter()
+        .fold(routes.routes().into_axum_router(), |router, wrap| {
+            wrap(router)
+        });
+    let methods = Arc::new(measured_methods(names, descriptor_sets));
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            methods.clone(),
+            grpc_tracing::trace,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            methods,
+            grpc_metrics::measure,
+        ))
+}
+
 impl GrpcServer {
     /// Binds `addr` (port 0 picks a free one): the server listens from now on, and
     /// [`GrpcServer::local_addr`] says where.
@@ -326,22 +352,7 @@ impl GrpcServer {
         } = self;
 
         add_health_and_reflection(&mut routes, &health, &names, &descriptor_sets)?;
-        let router = layers
-            .into_iter()
-            .fold(routes.routes().into_axum_router(), |router, wrap| {
-                wrap(router)
-            });
-        let methods = Arc::new(measured_methods(&names, &descriptor_sets));
-        // Around the given layers, so that calls refused by a layer are traced and
-        // counted too, and the layers run inside the call's span.
-        let router = router.layer(axum::middleware::from_fn_with_state(
-            methods.clone(),
-            grpc_tracing::trace,
-        ));
-        let router = router.layer(axum::middleware::from_fn_with_state(
-            methods,
-            grpc_metrics::measure,
-        ));
+        let router = wrapped(routes, layers, &names, &descriptor_sets);
 
         let stop = CancellationToken::new();
         let probing = start_health(probe, &health, &names, &stop).await;
