@@ -48,6 +48,11 @@ fn main() {
         rt.block_on(metrics_cost_run(mode == "on", Path::new(dir), redis));
         return;
     }
+    // `cargo bench -p churn-scoring --bench scoring -- --cost-only`: just that section.
+    if args.iter().any(|a| a == "--cost-only") {
+        rt.block_on(metrics_cost(400_000, 50_000));
+        return;
+    }
     rt.block_on(async {
         println!(
             "churn-scoring benchmarks: {} cores, {PARTITIONS} partitions, horizon {HORIZON} days",
@@ -63,7 +68,8 @@ fn main() {
 
 /// `n` swipes over `customers` customers, a few days apart, as the log holds them.
 fn records(n: usize, customers: usize) -> Vec<OutgoingRecord> {
-    // Stamped as purchase-ingest stamps them, so the end-to-end histogram does its work.
+    // Stamped as purchase-ingest stamps them, so the end-to-end histogram and the batch
+    // span's links do their work.
     let ingested = chrono::Utc::now().timestamp_millis().to_string();
     (0..n)
         .map(|i| {
@@ -76,6 +82,11 @@ fn records(n: usize, customers: usize) -> Vec<OutgoingRecord> {
             );
             r.headers
                 .push(Header::new(INGESTED_AT_HEADER, ingested.as_str()));
+            // Each swipe's own trace, as ingest's producer span writes it.
+            r.headers.push(Header::new(
+                "traceparent",
+                format!("00-{:032x}-{:016x}-01", i + 1, i + 1),
+            ));
             r
         })
         .collect()
@@ -114,13 +125,16 @@ async fn score_all(log: Arc<EmbeddedLog>, store: CustomerStore, batch: usize) ->
     started.elapsed()
 }
 
-/// What the metrics cost the scorer: the throughput run, with the Prometheus recorder
-/// installed (as the admin endpoint does) and without (every metric a no-op). A recorder
-/// cannot be removed once installed, so each run is a child process of this benchmark,
+/// What metrics and tracing cost the scorer: the throughput run "on" (the Prometheus
+/// recorder the admin endpoint installs, every span traced and exported over OTLP) and
+/// "off" (every metric and span a no-op). Neither can be removed once installed, so each
+/// run is a child process of this benchmark,
 /// on the same log and Redis, alternating off, on, off, on, off, on: the best of three
 /// each, so that a noisy neighbour hurts both alike.
 async fn metrics_cost(n: usize, customers: usize) {
-    println!("\nmetrics cost: the scorer's {n} swipes, in child processes, best of 3 each");
+    println!(
+        "\nmetrics and tracing cost: the scorer's {n} swipes, in child processes, best of 3 each"
+    );
     let dir = bench_dir();
     drop(load_log(dir.path(), records(n, customers)).await);
     let redis = RedisServer::start();
@@ -146,9 +160,9 @@ async fn metrics_cost(n: usize, customers: usize) {
         best[usize::from(on)] = best[usize::from(on)].max(rate);
     }
     let [off, on] = best;
-    println!("  scorer, metrics off (no recorder)                  {off:>10.0} /s");
+    println!("  scorer, metrics and traces off                     {off:>10.0} /s");
     println!(
-        "  scorer, metrics on (Prometheus recorder)           {on:>10.0} /s   {:.1} % of off (target: >= 95 %)",
+        "  scorer, metrics and traces on                      {on:>10.0} /s   {:.1} % of off (target: >= 95 %)",
         100.0 * on / off
     );
 }
@@ -165,9 +179,23 @@ async fn metrics_cost_run(on: bool, dir: &Path, redis_url: &str) {
         .query_async(&mut conn)
         .await
         .expect("flush");
-    if on {
+    // On: the metrics recorder, and every span traced and exported over OTLP to an
+    // in-process collector.
+    let receiver = if on {
         churnguard_runtime::recorder::prometheus();
-    }
+        Some(churnguard_testkit::otlp::OtlpReceiver::start().await)
+    } else {
+        None
+    };
+    let _telemetry = receiver.as_ref().map(|r| {
+        churnguard_telemetry::Telemetry::init_traces(
+            "bench",
+            churnguard_telemetry::TraceSettings {
+                endpoint: Some(r.endpoint()),
+                sampler: None,
+            },
+        )
+    });
     let log = Arc::new(EmbeddedLog::open(dir).expect("log"));
     let mut n = 0;
     for p in 0..PARTITIONS {

@@ -17,6 +17,9 @@ use crate::error::ScoringError;
 use crate::metrics::CONSUMER;
 use crate::store::CustomerStore;
 
+/// Links a batch span keeps: the OpenTelemetry SDK's default span link limit.
+const MAX_LINKS: usize = 128;
+
 /// Counts of one partition's run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartitionStats {
@@ -209,7 +212,9 @@ impl<L: EventLog> Scorer<L> {
             messaging.kafka.offset = records.first().map_or(0, |r| r.offset),
             messaging.batch.message_count = records.len(),
         );
-        for tp in records.iter().filter_map(traceparent) {
+        // The SDK keeps at most its span link limit (128 by default) and drops the rest
+        // when the span ends: parsing more would be work thrown away.
+        for tp in records.iter().filter_map(traceparent).take(MAX_LINKS) {
             churnguard_telemetry::link_to(&span, tp);
         }
         span

@@ -19,7 +19,7 @@ use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
-use churnguard_telemetry::Telemetry;
+use churnguard_telemetry::{Telemetry, TraceSettings};
 use churnguard_testkit::Tansu;
 use purchase_ingest::config::Backend;
 use purchase_ingest::{App, Settings};
@@ -40,11 +40,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    // A child of `metrics_cost`: one run, printed as a rate.
+    // A child of `observability_cost`: one run, printed as rates.
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--metrics-cost-run") {
+    if let Some(i) = args.iter().position(|a| a == "--cost-run") {
         let n = args[i + 2].parse().expect("a count");
-        rt.block_on(metrics_cost_run(args[i + 1] == "on", n));
+        rt.block_on(cost_run(args[i + 1] == "on", n));
+        return;
+    }
+    // `cargo bench -p purchase-ingest --bench ingest -- --cost-only`: just that section.
+    if args.iter().any(|a| a == "--cost-only") {
+        rt.block_on(observability_cost(100_000));
         return;
     }
     rt.block_on(async {
@@ -54,7 +59,7 @@ fn main() {
         );
         let sample = sample_record(0);
         println!("record size: {} bytes payload (a real CloudEvent), key ~10 bytes\n", sample.payload.len());
-        metrics_cost(100_000).await;
+        observability_cost(100_000).await;
         embedded(200_000).await;
         kafka("Tansu, memory storage", Tansu::start_in_memory(), 200_000).await;
         kafka("Tansu, SQLite storage (durable)", Tansu::start(), 60_000).await;
@@ -269,24 +274,22 @@ fn ingest_settings(backend: Backend) -> Settings {
     s
 }
 
-/// What the metrics cost ingest: swipes through StreamSwipes on the embedded log with the
-/// Prometheus recorder the admin endpoint installs, and with none (every metric a
-/// no-op). A recorder cannot be removed once installed, so each run is a child process
-/// of this benchmark, alternating off, on, off, on, off, on: the best of three each, so
-/// that a noisy neighbour hurts both alike.
-async fn metrics_cost(n: usize) {
+/// What metrics and tracing cost ingest: swipes through StreamSwipes on the embedded log,
+/// in batches of 500 and one per message, "off" (no metrics recorder, no tracing
+/// subscriber: every metric and span a no-op) against "on" (the Prometheus recorder the
+/// admin endpoint installs, and every span traced and exported over OTLP to an
+/// in-process collector). Neither can be removed once installed, so each run is a child
+/// process of this benchmark, alternating off, on, off, on, off, on: the best of three
+/// each, so that a noisy neighbour hurts both alike.
+async fn observability_cost(n: usize) {
     println!(
-        "metrics cost: StreamSwipes on the embedded log ({n} swipes, child processes, best of 3 each)"
+        "metrics and tracing cost: StreamSwipes on the embedded log ({n} swipes, child processes, best of 3 each)"
     );
-    let mut best = [0.0f64; 2];
+    let mut best = [[0.0f64; 2]; 2];
     for round in 0..6 {
         let on = round % 2 == 1;
         let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
-            .args([
-                "--metrics-cost-run",
-                if on { "on" } else { "off" },
-                &n.to_string(),
-            ])
+            .args(["--cost-run", if on { "on" } else { "off" }, &n.to_string()])
             .output()
             .expect("a child run");
         assert!(
@@ -294,25 +297,47 @@ async fn metrics_cost(n: usize) {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let rate: f64 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("the child's rate");
-        best[usize::from(on)] = best[usize::from(on)].max(rate);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let rates: Vec<f64> = stdout
+            .split_whitespace()
+            .map(|r| r.parse().expect("the child's rates"))
+            .collect();
+        for (kind, rate) in rates.into_iter().enumerate() {
+            best[kind][usize::from(on)] = best[kind][usize::from(on)].max(rate);
+        }
     }
-    let [off, on] = best;
-    println!("  {:<44} {off:>10.0} /s", "metrics off (no recorder)");
-    println!(
-        "  {:<44} {on:>10.0} /s   {:>5.1} % of off (target: >= 95 %)",
-        "metrics on (Prometheus recorder, admin endpoint)",
-        100.0 * on / off
-    );
+    for (what, [off, on]) in ["batches of 500", "one swipe per message"]
+        .into_iter()
+        .zip(best)
+    {
+        println!(
+            "  {what}: off {off:>8.0} /s, metrics and traces on {on:>8.0} /s   {:>5.1} % of off (target: >= 95 %)",
+            100.0 * on / off
+        );
+    }
     println!();
 }
 
-/// One child run of [`metrics_cost`]: `n` swipes through a fresh service; prints the rate.
-async fn metrics_cost_run(on: bool, n: usize) {
+/// One child run of [`observability_cost`]: `n` swipes through a fresh service in
+/// batches, then one per message; prints both rates.
+async fn cost_run(on: bool, n: usize) {
+    let receiver = if on {
+        Some(churnguard_testkit::otlp::OtlpReceiver::start().await)
+    } else {
+        None
+    };
+    let _telemetry = receiver.as_ref().map(|r| {
+        Telemetry::init_traces(
+            "bench",
+            TraceSettings {
+                endpoint: Some(r.endpoint()),
+                sampler: None,
+            },
+        )
+    });
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    // The workspace's target/ may not exist when CARGO_TARGET_DIR points elsewhere.
+    std::fs::create_dir_all(&base).expect("bench dir base");
     let dir = tempfile::Builder::new()
         .prefix("bench-")
         .tempdir_in(&base)
@@ -324,9 +349,13 @@ async fn metrics_cost_run(on: bool, n: usize) {
         String::new()
     };
     let app = ingest_app(settings, EmbeddedLog::open(dir.path()).expect("open")).await;
-    let took = stream_all(app.local_addr(), n).await;
+    let batched = n as f64 / stream_all(app.local_addr(), n).await.as_secs_f64();
+    let single = n as f64
+        / stream_one_per_message(app.local_addr(), n)
+            .await
+            .as_secs_f64();
     let _ = app.stop().await;
-    println!("{}", n as f64 / took.as_secs_f64());
+    println!("{batched} {single}");
 }
 
 async fn embedded(n: usize) {
