@@ -282,14 +282,15 @@ fn now_ms() -> i64 {
 
 /// The trace context a record carries (its `traceparent` header), if any.
 fn traceparent(r: &Record) -> Option<&str> {
-    let header = r.headers.iter().find(|h| h.name == TRACEPARENT)?;
-    std::str::from_utf8(&header.value).ok()
+    std::str::from_utf8(r.header(TRACEPARENT)?).ok()
 }
 
 /// How long ago (at `now_ms`) ingest accepted the swipe in `r`, if it says
 /// ([`INGESTED_AT_HEADER`]; records imported from history do not).
 fn ingested_ago(r: &Record, now_ms: i64) -> Option<Duration> {
-    let header = r.headers.iter().find(|h| h.name == INGESTED_AT_HEADER)?;
-    let at: i64 = std::str::from_utf8(&header.value).ok()?.parse().ok()?;
+    let at: i64 = std::str::from_utf8(r.header(INGESTED_AT_HEADER)?)
+        .ok()?
+        .parse()
+        .ok()?;
     u64::try_from(now_ms - at).ok().map(Duration::from_millis)
 }

@@ -250,10 +250,8 @@ impl<L: EventLog> Opener<L> {
             outreach.acted = tracing::field::Empty,
         );
         let traceparent = r
-            .headers
-            .iter()
-            .find(|h| h.name == TRACEPARENT)
-            .and_then(|h| std::str::from_utf8(&h.value).ok());
+            .header(TRACEPARENT)
+            .and_then(|v| std::str::from_utf8(v).ok());
         churnguard_telemetry::continue_trace(&span, traceparent);
         span
     }
