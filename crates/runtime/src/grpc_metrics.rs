@@ -15,22 +15,17 @@
 //!   grace) counts as `CANCELLED`; trailers or a body end without any `grpc-status` as
 //!   `UNKNOWN`.
 
+use crate::call_status::{OnStatus, on_status};
 use crate::status::code_name;
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use bytes::Bytes;
-use http_body::Frame;
 use prost::Message;
 use tonic::Code;
-use tonic::codegen::http::HeaderMap;
 
 pub use crate::recorder::{IN_FLIGHT_REQUESTS, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
 
@@ -94,14 +89,6 @@ pub(crate) fn parse_path(path: &str) -> Option<(&str, &str)> {
     (fine(service) && fine(method)).then_some((service, method))
 }
 
-/// The gRPC status code in `headers` (`grpc-status`), if there is one; a value that is
-/// not a number counts as `UNKNOWN`, as gRPC clients read it.
-pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
-    headers
-        .get("grpc-status")
-        .map(|value| Code::from_bytes(value.as_bytes()))
-}
-
 /// The middleware ([`axum::middleware::from_fn_with_state`]) that measures every call.
 pub(crate) async fn measure(
     State(methods): State<Arc<Methods>>,
@@ -109,16 +96,9 @@ pub(crate) async fn measure(
     next: Next,
 ) -> Response {
     let (service, method) = methods.labels(request.uri().path());
-    let mut call = Call::start(service, method);
+    let call = Call::start(service, method);
     let response = next.run(request).await;
-    match status_code(response.headers()) {
-        // Trailers-only: the status is the whole answer.
-        Some(code) => {
-            call.end(code);
-            response
-        }
-        None => response.map(|body| Body::new(Measured { body, call })),
-    }
+    on_status(response, call)
 }
 
 /// One call being measured: in flight from [`Call::start`] until [`Call::end`], or until
@@ -165,47 +145,22 @@ impl Drop for Call {
     }
 }
 
-/// A response body that ends its call when the status goes by in the trailers, or when
-/// the body ends without one (`UNKNOWN`).
-struct Measured {
-    body: Body,
-    call: Call,
-}
-
-impl http_body::Body for Measured {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    self.call
-                        .end(status_code(trailers).unwrap_or(Code::Unknown));
-                }
-            }
-            Poll::Ready(None) => self.call.end(Code::Unknown),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
-        }
-        polled
+/// A call ends when its status goes out; a body that ends without one is `UNKNOWN`.
+impl OnStatus for Call {
+    fn status(&mut self, code: Code) {
+        self.end(code);
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+    fn ended_without_status(&mut self) {
+        self.end(Code::Unknown);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call_status::status_code;
+    use tonic::codegen::http::HeaderMap;
 
     #[test]
     fn a_grpc_path_names_its_service_and_method() {

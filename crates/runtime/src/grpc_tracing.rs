@@ -11,20 +11,16 @@
 //! `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`) set the span's status to error. The span ends
 //! when the response body is done with (a stream's last message and status).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use bytes::Bytes;
-use http_body::Frame;
 use tonic::Code;
 use tracing::Instrument;
 
-use crate::grpc_metrics::{Methods, status_code};
+use crate::call_status::{OnStatus, on_status};
+use crate::grpc_metrics::Methods;
 
 const HEALTH: &str = "grpc.health.v1.Health";
 
@@ -54,19 +50,7 @@ pub(crate) async fn trace(
         .and_then(|v| v.to_str().ok());
     churnguard_telemetry::continue_trace(&span, traceparent);
     let response = next.run(request).instrument(span.clone()).await;
-    match status_code(response.headers()) {
-        Some(code) => {
-            record(&span, code);
-            response
-        }
-        None => response.map(|body| {
-            Body::new(Traced {
-                body,
-                span,
-                recorded: false,
-            })
-        }),
-    }
+    on_status(response, CallSpan(span))
 }
 
 /// Records the call's status on its span.
@@ -86,38 +70,12 @@ fn record(span: &tracing::Span, code: Code) {
     }
 }
 
-/// A response body that records its call's status when it goes by in the trailers, and
-/// holds the call's span open until the body is dropped.
-struct Traced {
-    body: Body,
-    span: tracing::Span,
-    recorded: bool,
-}
+/// The call's span, held open as long as the response body, with the status recorded
+/// when it goes out.
+struct CallSpan(tracing::Span);
 
-impl http_body::Body for Traced {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(trailers) = frame.trailers_ref()
-            && !self.recorded
-        {
-            self.recorded = true;
-            record(&self.span, status_code(trailers).unwrap_or(Code::Unknown));
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+impl OnStatus for CallSpan {
+    fn status(&mut self, code: Code) {
+        record(&self.0, code);
     }
 }

@@ -22,6 +22,7 @@
 //! - [`status`]: the gRPC statuses every service answers alike (bad fields named).
 
 pub mod admin;
+mod call_status;
 pub mod cli;
 mod clock;
 pub mod consumer_metrics;
