@@ -47,18 +47,52 @@ impl<L> std::fmt::Debug for Core<L> {
     }
 }
 
-/// One publish's producer span and how many of the records are its own.
+/// An append's producer span: one per append, whatever number of messages or calls
+/// went into it, so a stream sending one swipe per message makes one span per append,
+/// not one per swipe. Every record of the append carries its `traceparent`.
 struct Producer {
     span: tracing::Span,
-    records: usize,
+    traceparent: String,
     /// Where no subscriber traces `span` (tests, benchmarks): the span made outside
     /// `tracing` whose context the records carry instead.
     _untraced: Option<TraceSpan>,
 }
 
 impl Producer {
-    /// Records where the span's records landed: the partition and the first offset when
-    /// they all went to one partition; any failure makes the span an error.
+    /// Opens the span of an append of `records` records to `topic`, a child of the
+    /// current span (the call's); `caller` is the call's `traceparent`, continued by the
+    /// stand-in span when `tracing` does not trace.
+    fn open(telemetry: &Telemetry, topic: &str, records: usize, caller: Option<&str>) -> Self {
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("send {topic}"),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.destination.name = %topic,
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.batch.message_count = records,
+            messaging.destination.partition.id = tracing::field::Empty,
+            messaging.kafka.destination.partition = tracing::field::Empty,
+            messaging.kafka.offset = tracing::field::Empty,
+        );
+        let (traceparent, untraced) = match churnguard_telemetry::traceparent_of(&span) {
+            Some(tp) => (tp, None),
+            None => {
+                let untraced = telemetry.span("purchases.publish", caller);
+                (untraced.traceparent(), Some(untraced))
+            }
+        };
+        Self {
+            span,
+            traceparent,
+            _untraced: untraced,
+        }
+    }
+
+    /// Records where the records landed: the partition and the first offset when they
+    /// all went to one partition; any failure makes the span an error.
     fn written<T>(&self, results: &[Result<churnguard_eventlog::Appended, T>]) {
         let mut partitions = results.iter().flatten().map(|a| a.partition);
         if let Some(first) = results.iter().flatten().next()
@@ -85,10 +119,10 @@ pub(crate) struct Prepared {
     outcomes: Vec<Option<Result<pb::Accepted, IngestError>>>,
     /// Each record's position among the swipes, and its event id.
     slots: Vec<(usize, String)>,
+    /// Without their `traceparent` yet: the append's producer span gives it.
     records: Vec<OutgoingRecord>,
-    /// The producer spans whose traceparent the records carry, in record order, ended
-    /// once the records are written.
-    spans: Vec<Producer>,
+    /// The caller's trace context (see [`Producer::open`]).
+    caller: Option<String>,
     /// The time the call allows, counted from `started`.
     timeout: Duration,
     started: tokio::time::Instant,
@@ -108,7 +142,6 @@ impl Prepared {
         self.slots
             .extend(more.slots.into_iter().map(|(i, id)| (base + i, id)));
         self.records.extend(more.records);
-        self.spans.extend(more.spans);
     }
 }
 
@@ -137,28 +170,6 @@ impl<L: EventLog> Core<L> {
         let now = (self.clock)();
         crate::metrics::batch(swipes.len());
         let ingested_ms = now.timestamp_millis().to_string();
-        // A child of the call's span; its context goes into every record.
-        let span = tracing::info_span!(
-            "publish",
-            otel.name = %format_args!("send {}", self.topic),
-            otel.kind = "producer",
-            otel.status_code = tracing::field::Empty,
-            messaging.system = "kafka",
-            messaging.destination.name = %self.topic,
-            messaging.operation.type = "send",
-            messaging.operation.name = "publish",
-            messaging.batch.message_count = tracing::field::Empty,
-            messaging.destination.partition.id = tracing::field::Empty,
-            messaging.kafka.destination.partition = tracing::field::Empty,
-            messaging.kafka.offset = tracing::field::Empty,
-        );
-        let (traceparent, untraced) = match churnguard_telemetry::traceparent_of(&span) {
-            Some(tp) => (tp, None),
-            None => {
-                let untraced = self.telemetry.span("purchases.publish", traceparent);
-                (untraced.traceparent(), Some(untraced))
-            }
-        };
         let mut outcomes = Vec::with_capacity(swipes.len());
         let mut slots = Vec::with_capacity(swipes.len());
         let mut records = Vec::with_capacity(swipes.len());
@@ -168,30 +179,25 @@ impl<L: EventLog> Core<L> {
                     // Moved into its record, not cloned; its position and event id are
                     // kept to answer with.
                     slots.push((outcomes.len(), s.event_id()));
-                    records.push(to_record(s, &traceparent, &ingested_ms));
+                    records.push(to_record(s, &ingested_ms));
                     outcomes.push(None);
                 }
                 Err(v) => outcomes.push(Some(Err(IngestError::InvalidSwipe(v)))),
             }
         }
-        span.record("messaging.batch.message_count", records.len());
-        let spans = vec![Producer {
-            span,
-            records: records.len(),
-            _untraced: untraced,
-        }];
         Prepared {
             outcomes,
             slots,
             records,
-            spans,
+            caller: traceparent.map(str::to_owned),
             timeout: deadline.map_or(self.publish_timeout, |d| d.min(self.publish_timeout)),
             started,
         }
     }
 
     /// Publishes prepared records, within what is left of the call's time: waits (at most
-    /// `capacity_wait`) for room under `max_in_flight_swipes`, then for the log.
+    /// `capacity_wait`) for room under `max_in_flight_swipes`, then for the log. The
+    /// append gets one producer span, whose context every record carries.
     pub(crate) async fn publish(
         &self,
         prepared: Prepared,
@@ -199,20 +205,28 @@ impl<L: EventLog> Core<L> {
         let Prepared {
             outcomes,
             slots,
-            records,
-            spans,
+            mut records,
+            caller,
             timeout,
             started,
         } = prepared;
         if records.is_empty() {
             return finish(outcomes);
         }
-        // Log lines of the append belong to the (first) publish's span.
-        let current = spans
-            .iter()
-            .find(|p| p.records > 0)
-            .map_or_else(tracing::Span::none, |p| p.span.clone());
-        self.publish_records(outcomes, slots, records, &spans, timeout, started)
+        let producer = Producer::open(
+            &self.telemetry,
+            &self.topic,
+            records.len(),
+            caller.as_deref(),
+        );
+        for record in &mut records {
+            record
+                .headers
+                .push(Header::new(TRACEPARENT, producer.traceparent.as_str()));
+        }
+        // Log lines of the append belong to its span.
+        let current = producer.span.clone();
+        self.publish_records(outcomes, slots, records, &producer, timeout, started)
             .instrument(current)
             .await
     }
@@ -222,7 +236,7 @@ impl<L: EventLog> Core<L> {
         mut outcomes: Vec<Option<Result<pb::Accepted, IngestError>>>,
         slots: Vec<(usize, String)>,
         records: Vec<OutgoingRecord>,
-        spans: &[Producer],
+        producer: &Producer,
         timeout: Duration,
         started: tokio::time::Instant,
     ) -> Vec<Result<pb::Accepted, IngestError>> {
@@ -240,7 +254,7 @@ impl<L: EventLog> Core<L> {
                 swipes = records.len(),
                 "too many swipes in flight; refusing the batch"
             );
-            spans.iter().for_each(Producer::failed);
+            producer.failed();
             for (i, _) in slots {
                 outcomes[i] = Some(Err(IngestError::Overloaded));
             }
@@ -257,12 +271,7 @@ impl<L: EventLog> Core<L> {
         }
         match written {
             Ok(results) => {
-                let mut rest = results.as_slice();
-                for p in spans {
-                    let (own, after) = rest.split_at(p.records.min(rest.len()));
-                    p.written(own);
-                    rest = after;
-                }
+                producer.written(&results);
                 for ((i, event_id), result) in slots.into_iter().zip(results) {
                     outcomes[i] = Some(
                         result
@@ -280,7 +289,7 @@ impl<L: EventLog> Core<L> {
             }
             Err(_) => {
                 tracing::warn!(?timeout, "event log did not acknowledge in time");
-                spans.iter().for_each(Producer::failed);
+                producer.failed();
                 for (i, _) in slots {
                     outcomes[i] = Some(Err(IngestError::DeadlineExceeded(timeout)));
                 }
@@ -674,9 +683,10 @@ fn draft(s: pb::Swipe) -> SwipeDraft {
     }
 }
 
-/// The swipe as a log record: keyed by customer, stamped with its event time, with the
-/// call's trace context and when ingest accepted it (the end-to-end latency's start).
-fn to_record(swipe: CardSwiped, traceparent: &str, ingested_ms: &str) -> OutgoingRecord {
+/// The swipe as a log record: keyed by customer, stamped with its event time and with
+/// when ingest accepted it (the end-to-end latency's start). The append adds its trace
+/// context (see [`Core::publish`]).
+fn to_record(swipe: CardSwiped, ingested_ms: &str) -> OutgoingRecord {
     let key = swipe.customer.as_str().as_bytes().to_vec();
     let timestamp_ms = swipe.occurred_at.timestamp_millis();
     OutgoingRecord {
@@ -684,7 +694,6 @@ fn to_record(swipe: CardSwiped, traceparent: &str, ingested_ms: &str) -> Outgoin
         payload: swipe.into_envelope().to_json(),
         headers: vec![
             Header::new("content-type", envelope::CONTENT_TYPE),
-            Header::new(TRACEPARENT, traceparent),
             Header::new(envelope::INGESTED_AT_HEADER, ingested_ms),
         ],
         timestamp_ms,
