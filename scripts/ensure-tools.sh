@@ -6,6 +6,7 @@
 #                 recommends): the runtime's admin test checks the /metrics text with it
 #   tansu 0.6.0   Kafka-protocol broker, `cargo install` (about 20 min cold; cached)
 #   buf           protobuf linter, from the npm registry (only with --lint)
+#   kubectl       checked, not installed (see below)
 # With --no-broker, Tansu is skipped (`make run` needs only Redis).
 set -euo pipefail
 
@@ -42,6 +43,14 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   # promtool checks the metrics text and the rules; the server runs in the dashboard test
   # (services/local/tests/prometheus.rs) on a free port. The package may start a system
   # instance on 9090; nothing here uses it.
+fi
+
+# kubectl (its built-in kustomize) renders deploy/ in check-observability.sh. It is part of
+# this machine's image; Debian's kubernetes-client (kubectl 1.20, kustomize v2.0.3) is too
+# old for deploy/kustomization.yaml (per-generator options, a directory in resources), and
+# no registry reachable here carries a newer one, so nothing is installed: say so.
+if ! command -v kubectl >/dev/null && ! command -v kustomize >/dev/null; then
+  say "no kubectl or kustomize: check-observability.sh cannot render deploy/ (it fails with CI set); install kubectl >= 1.21 or kustomize >= 4"
 fi
 
 if [ "${1:-}" != "--no-broker" ] && [ ! -x "$TANSU_ROOT/bin/tansu" ]; then
