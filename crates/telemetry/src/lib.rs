@@ -127,11 +127,17 @@ impl Telemetry {
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_filter(trace_filter);
-        let installed = Registry::default()
-            .with(trace_layer)
-            .with(log_layer)
-            .try_init()
-            .is_ok();
+        // Without a log layer, none is added: an absent (`None`) layer counts as wanting
+        // every span and event, so every `trace_span!` of h2 would be made (and dropped)
+        // per frame.
+        let installed = match log_layer {
+            Some(logs) => Registry::default()
+                .with(trace_layer)
+                .with(logs)
+                .try_init(),
+            None => Registry::default().with(trace_layer).try_init(),
+        }
+        .is_ok();
         if installed {
             opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
             opentelemetry::global::set_tracer_provider(telemetry.provider.clone());

@@ -34,6 +34,9 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 const BATCH: usize = 500;
 const WRITERS: usize = 8;
+/// The RecordSwipe run of the cost section sends this fraction of the stream runs' swipes
+/// (a call per swipe is that much slower).
+const RECORD_SWIPE_SHARE: usize = 5;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -255,6 +258,40 @@ async fn stream_one_per_message(addr: std::net::SocketAddr, n: usize) -> Duratio
     started.elapsed()
 }
 
+/// Sends `n` swipes through RecordSwipe from `callers` concurrent callers on one channel,
+/// one swipe per call, each caller waiting for its answer before the next.
+async fn record_swipes(addr: std::net::SocketAddr, n: usize, callers: usize) -> Duration {
+    let now = chrono::Utc::now().to_rfc3339();
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let (now, channel) = (now.clone(), channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = PurchaseIngestClient::new(channel);
+            for i in (c..n).step_by(callers) {
+                let accepted = client
+                    .record_swipe(pb::RecordSwipeRequest {
+                        swipe: Some(swipe(i, &now)),
+                    })
+                    .await
+                    .expect("accepted")
+                    .into_inner()
+                    .accepted;
+                assert!(accepted.is_some(), "every swipe accepted");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("caller");
+    }
+    started.elapsed()
+}
+
 /// purchase-ingest on `log`, serving in the background.
 async fn ingest_app<L: EventLog>(settings: Settings, log: L) -> purchase_ingest::Running {
     App::build(settings, log, Arc::new(Telemetry::tracer_only("bench")))
@@ -275,7 +312,8 @@ fn ingest_settings(backend: Backend) -> Settings {
 }
 
 /// What metrics and tracing cost ingest: swipes through StreamSwipes on the embedded log,
-/// in batches of 500 and one per message, "off" (no metrics recorder, no tracing
+/// in batches of 500 and one per message, and through RecordSwipe (a server span and a
+/// producer span per swipe), "off" (no metrics recorder, no tracing
 /// subscriber: every metric and span a no-op) against "on" (the Prometheus recorder the
 /// admin endpoint installs, and every span traced and exported over OTLP to an
 /// in-process collector). Neither can be removed once installed, so each run is a child
@@ -283,9 +321,10 @@ fn ingest_settings(backend: Backend) -> Settings {
 /// each, so that a noisy neighbour hurts both alike.
 async fn observability_cost(n: usize) {
     println!(
-        "metrics and tracing cost: StreamSwipes on the embedded log ({n} swipes, child processes, best of 3 each)"
+        "metrics and tracing cost: swipes through gRPC on the embedded log ({n} per stream run, {} per RecordSwipe run; child processes, best of 3 each)",
+        n / RECORD_SWIPE_SHARE
     );
-    let mut best = [[0.0f64; 2]; 2];
+    let mut best = [[0.0f64; 2]; 3];
     for round in 0..6 {
         let on = round % 2 == 1;
         let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
@@ -306,9 +345,13 @@ async fn observability_cost(n: usize) {
             best[kind][usize::from(on)] = best[kind][usize::from(on)].max(rate);
         }
     }
-    for (what, [off, on]) in ["batches of 500", "one swipe per message"]
-        .into_iter()
-        .zip(best)
+    for (what, [off, on]) in [
+        "StreamSwipes, batches of 500",
+        "StreamSwipes, one swipe per message",
+        "RecordSwipe, 16 callers",
+    ]
+    .into_iter()
+    .zip(best)
     {
         println!(
             "  {what}: off {off:>8.0} /s, metrics and traces on {on:>8.0} /s   {:>5.1} % of off (target: >= 95 %)",
@@ -319,7 +362,8 @@ async fn observability_cost(n: usize) {
 }
 
 /// One child run of [`observability_cost`]: `n` swipes through a fresh service in
-/// batches, then one per message; prints both rates.
+/// batches, then one per message, then `n / RECORD_SWIPE_SHARE` through RecordSwipe;
+/// prints the three rates.
 async fn cost_run(on: bool, n: usize) {
     let receiver = if on {
         Some(churnguard_testkit::otlp::OtlpReceiver::start().await)
@@ -354,8 +398,13 @@ async fn cost_run(on: bool, n: usize) {
         / stream_one_per_message(app.local_addr(), n)
             .await
             .as_secs_f64();
+    let calls = n / RECORD_SWIPE_SHARE;
+    let unary = calls as f64
+        / record_swipes(app.local_addr(), calls, 16)
+            .await
+            .as_secs_f64();
     let _ = app.stop().await;
-    println!("{batched} {single}");
+    println!("{batched} {single} {unary}");
 }
 
 async fn embedded(n: usize) {
