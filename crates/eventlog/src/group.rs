@@ -66,6 +66,7 @@ pub struct Membership {
     changes: mpsc::UnboundedReceiver<AssignmentChange>,
     on_leave: Option<Box<dyn FnOnce() + Send + Sync>>,
     left: Option<oneshot::Receiver<()>>,
+    rejoin: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl fmt::Debug for Membership {
@@ -88,7 +89,25 @@ impl Membership {
             changes,
             on_leave: Some(Box::new(on_leave)),
             left: None,
+            rejoin: None,
         }
+    }
+
+    /// For backends whose member can leave the group and join it again as a new member:
+    /// `rejoin` starts that (see [`Membership::rejoin`]).
+    #[must_use]
+    pub fn rejoins_with(mut self, rejoin: impl Fn() + Send + Sync + 'static) -> Self {
+        self.rejoin = Some(Box::new(rejoin));
+        self
+    }
+
+    /// Leaves the group and joins it again as a new member, so that the broker forms a new
+    /// generation over the members alive now: the way out when the group has left
+    /// partitions without an owner. Its partitions are revoked and assigned anew, as in
+    /// any rebalance. False where the backend has no such step (in-process groups, which
+    /// never leave a partition unowned).
+    pub fn rejoin(&self) -> bool {
+        self.rejoin.as_ref().map(|rejoin| rejoin()).is_some()
     }
 
     /// For backends that leave in the background: `left` fires (or is dropped) once the

@@ -588,6 +588,9 @@ impl EventLog for KafkaLog {
             .map_err(|e| LogError::Unavailable(format!("joining group {group}: {e}")))?;
         let leaving = Arc::new(AtomicBool::new(false));
         let stop = leaving.clone();
+        let rejoining = Arc::new(AtomicBool::new(false));
+        let rejoin = rejoining.clone();
+        let subscription = topic.to_owned();
         let (left, gone) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("group-{group}"))
@@ -597,6 +600,14 @@ impl EventLog for KafkaLog {
                 while !stop.load(Ordering::Relaxed) {
                     if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
                         tracing::warn!(error = %e, "consumer group trouble");
+                    }
+                    // Leave and join again as a new member (see `Membership::rejoin`).
+                    if rejoin.swap(false, Ordering::Relaxed) {
+                        consumer.unsubscribe();
+                        let _ = consumer.poll(Duration::from_millis(100));
+                        if let Err(e) = consumer.subscribe(&[subscription.as_str()]) {
+                            tracing::warn!(error = %e, "joining the group again");
+                        }
                     }
                 }
                 consumer.unsubscribe();
@@ -610,7 +621,8 @@ impl EventLog for KafkaLog {
         Ok(Membership::new(member, rx, move || {
             leaving.store(true, Ordering::Relaxed);
         })
-        .left_when(gone))
+        .left_when(gone)
+        .rejoins_with(move || rejoining.store(true, Ordering::Relaxed)))
     }
 
     async fn check(&self) -> Result<(), LogError> {

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 
 mod connection;
 pub mod guarded;
+pub mod leases;
 pub mod metrics;
 
 pub use connection::RedisConnection;
+pub use leases::{MemoryLeases, PartitionLeases, RedisLeases};
 
 /// Where Redis is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

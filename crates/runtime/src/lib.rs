@@ -40,7 +40,7 @@ pub mod status;
 
 pub use clock::{Clock, system_clock};
 pub use log::{OnLog, OpenLogError, with_log};
-pub use partitions::{Owned, work_on_owned_partitions};
+pub use partitions::{Liveness, Owned, work_on_owned_partitions};
 pub use running::{Running, ShutdownSignal, TaskFailed};
 pub use server::{GrpcServer, ServeError, Stopped};
 pub use shutdown::shutdown_signal;

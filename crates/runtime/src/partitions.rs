@@ -2,12 +2,20 @@
 //! per partition the group gives it, stopping a partition's task before the partition
 //! moves to another member. Replicas of a service split the partitions between them, and
 //! a replica that dies (its session times out) has its partitions handed to the others.
+//!
+//! With [`Liveness`], members also keep leases on the partitions they work on
+//! (`churnguard_redis::leases`) and watch the group's: a partition nobody has held for a
+//! lease's lifetime means the broker left it unowned (Tansu 0.6 does so when a member is
+//! killed), and a member that sees that joins the group again as a new member, which makes
+//! the broker hand out every partition afresh.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use churnguard_eventlog::{AssignmentChange, EventLog, LogError};
+use churnguard_eventlog::{AssignmentChange, EventLog, LogError, Membership};
+use churnguard_redis::PartitionLeases;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,23 +37,107 @@ impl Owned {
     }
 }
 
+/// Partition leases for a group's members (see the module docs): each member renews its
+/// partitions' leases every third of `ttl`, and rejoins when one of the `partitions` has
+/// had no lease for `ttl`. Make `ttl` the group's session timeout.
+#[derive(Debug)]
+pub struct Liveness<S> {
+    pub leases: S,
+    pub partitions: u32,
+    pub ttl: Duration,
+}
+
+/// Decides when a member should rejoin: some partition has been without a lease for the
+/// whole `patience`. Quiet for twice the patience at the start and after each rejoin,
+/// while the group forms and the new owners take their leases.
+#[derive(Debug)]
+struct OrphanWatch {
+    patience: Duration,
+    quiet_until: Instant,
+    orphaned_since: Option<Instant>,
+}
+
+impl OrphanWatch {
+    fn new(now: Instant, patience: Duration) -> Self {
+        Self {
+            patience,
+            quiet_until: now + patience * 2,
+            orphaned_since: None,
+        }
+    }
+
+    /// One look at `now`: whether every partition is held. True when it is time to
+    /// rejoin.
+    fn observe(&mut self, now: Instant, all_held: bool) -> bool {
+        if all_held || now < self.quiet_until {
+            self.orphaned_since = None;
+            return false;
+        }
+        let since = *self.orphaned_since.get_or_insert(now);
+        if now.duration_since(since) < self.patience {
+            return false;
+        }
+        self.orphaned_since = None;
+        self.quiet_until = now + self.patience * 2;
+        true
+    }
+}
+
+/// Renews this member's leases and looks at the group's; rejoins when the watch says so.
+async fn keep_leases<S: PartitionLeases>(
+    liveness: &Liveness<S>,
+    watch: &mut OrphanWatch,
+    membership: &Membership,
+    group: &str,
+    mine: &[u32],
+) {
+    if let Err(e) = liveness
+        .leases
+        .hold(group, membership.member(), mine, liveness.ttl)
+        .await
+    {
+        tracing::warn!(group, error = %e, "renewing partition leases failed");
+    }
+    match liveness.leases.held(group, liveness.partitions).await {
+        Ok(held) => {
+            let all = held.len() == liveness.partitions as usize;
+            if watch.observe(Instant::now(), all) {
+                let unheld: Vec<u32> = (0..liveness.partitions)
+                    .filter(|p| !held.contains(p))
+                    .collect();
+                tracing::warn!(
+                    group,
+                    ?unheld,
+                    "partitions without an owner; joining the group again"
+                );
+                membership.rejoin();
+            }
+        }
+        Err(e) => tracing::warn!(group, error = %e, "reading partition leases failed"),
+    }
+}
+
 /// Joins `group` on `topic` and, for every partition assigned to this member, runs
 /// `work(partition, token)` on its own task until the partition is revoked (the token is
 /// cancelled, the task awaited, and only then the revocation answered) or `stop` is
-/// cancelled. Leaves the group at the end. `owned` follows the assignment.
+/// cancelled. Leaves the group at the end. `owned` follows the assignment. With
+/// `liveness`, keeps partition leases and rejoins when the group leaves a partition
+/// unowned.
 ///
 /// Returns an error only if the group cannot be joined or the membership ends on its own
 /// (the backend closed it).
-pub async fn work_on_owned_partitions<L, W, Fut>(
+pub async fn work_on_owned_partitions<L, S, W, Fut>(
     log: &L,
     group: &str,
     topic: &str,
     owned: &Owned,
+    liveness: Option<&Liveness<S>>,
     stop: CancellationToken,
     work: W,
 ) -> Result<(), LogError>
 where
     L: EventLog,
+    S: PartitionLeases,
     W: Fn(u32, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -56,10 +148,20 @@ where
         topic,
         "joined the consumer group"
     );
+    let every = liveness.map_or(Duration::from_secs(3600), |l| l.ttl / 3);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = OrphanWatch::new(Instant::now(), liveness.map_or(every, |l| l.ttl));
     let mut running: HashMap<u32, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     let outcome = loop {
         tokio::select! {
             () = stop.cancelled() => break Ok(()),
+            _ = ticks.tick(), if liveness.is_some() => {
+                if let Some(liveness) = liveness {
+                    let mine: Vec<u32> = running.keys().copied().collect();
+                    keep_leases(liveness, &mut watch, &membership, group, &mine).await;
+                }
+            }
             change = membership.next() => match change {
                 None => break Err(LogError::Closed),
                 Some(AssignmentChange::Assigned(partitions)) => {
@@ -126,14 +228,23 @@ mod tests {
         let member = |owned: Owned, stop: CancellationToken| {
             let (log, working) = (log.clone(), working.clone());
             tokio::spawn(async move {
-                work_on_owned_partitions(log.as_ref(), "g", "t", &owned, stop, |_, token| {
-                    let working = working.clone();
-                    async move {
-                        working.fetch_add(1, Ordering::SeqCst);
-                        token.cancelled().await;
-                        working.fetch_sub(1, Ordering::SeqCst);
-                    }
-                })
+                let liveness = None::<&Liveness<churnguard_redis::MemoryLeases>>;
+                work_on_owned_partitions(
+                    log.as_ref(),
+                    "g",
+                    "t",
+                    &owned,
+                    liveness,
+                    stop,
+                    |_, token| {
+                        let working = working.clone();
+                        async move {
+                            working.fetch_add(1, Ordering::SeqCst);
+                            token.cancelled().await;
+                            working.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    },
+                )
                 .await
             })
         };
@@ -156,5 +267,79 @@ mod tests {
         stop_a.cancel();
         task_a.await.expect("a").expect("a left");
         assert_eq!(working.load(Ordering::SeqCst), 0, "every task stopped");
+    }
+
+    #[test]
+    fn an_orphan_watch_rejoins_once_a_partition_has_gone_unheld_for_its_patience() {
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = OrphanWatch::new(t0, Duration::from_secs(6));
+        // Quiet while the group forms (twice the patience).
+        assert!(!w.observe(secs(1), false));
+        assert!(!w.observe(secs(11), false));
+        // Then a partition without a lease: only after the whole patience.
+        assert!(!w.observe(secs(12), false));
+        assert!(!w.observe(secs(17), false));
+        assert!(w.observe(secs(18), false));
+        // Quiet again after the rejoin, then judged afresh.
+        assert!(!w.observe(secs(25), false));
+        assert!(!w.observe(secs(31), false));
+        assert!(!w.observe(secs(36), false));
+        // A lease coming back resets the count.
+        assert!(!w.observe(secs(37), true));
+        assert!(!w.observe(secs(38), false));
+        assert!(!w.observe(secs(43), false));
+        assert!(w.observe(secs(44), false));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_member_holds_leases_on_what_it_owns_until_it_stops() {
+        use churnguard_redis::{MemoryLeases, PartitionLeases};
+
+        let dir = tempfile::tempdir().expect("dir");
+        let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+        log.ensure_topic("t", 4).await.expect("topic");
+        let liveness = Arc::new(Liveness {
+            leases: MemoryLeases::default(),
+            partitions: 4,
+            ttl: Duration::from_millis(600),
+        });
+        let (owned, stop) = (Owned::default(), CancellationToken::new());
+        let member = tokio::spawn({
+            let (log, owned, stop, liveness) =
+                (log.clone(), owned.clone(), stop.clone(), liveness.clone());
+            async move {
+                work_on_owned_partitions(
+                    log.as_ref(),
+                    "g",
+                    "t",
+                    &owned,
+                    Some(liveness.as_ref()),
+                    stop,
+                    |_, token| async move { token.cancelled().await },
+                )
+                .await
+            }
+        });
+        eventually("it owns all four", || owned.get().len() == 4).await;
+        let mut held = BTreeSet::new();
+        for _ in 0..40 {
+            held = liveness.leases.held("g", 4).await.expect("held");
+            if held.len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(held, BTreeSet::from([0, 1, 2, 3]), "leases on what it owns");
+        // Renewed past their lifetime.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(liveness.leases.held("g", 4).await.expect("held").len(), 4);
+        stop.cancel();
+        member.await.expect("member").expect("left");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(
+            liveness.leases.held("g", 4).await.expect("held").is_empty(),
+            "a member gone holds nothing once the leases run out"
+        );
     }
 }

@@ -131,10 +131,7 @@ impl Telemetry {
         // every span and event, so every `trace_span!` of h2 would be made (and dropped)
         // per frame.
         let installed = match log_layer {
-            Some(logs) => Registry::default()
-                .with(trace_layer)
-                .with(logs)
-                .try_init(),
+            Some(logs) => Registry::default().with(trace_layer).with(logs).try_init(),
             None => Registry::default().with(trace_layer).try_init(),
         }
         .is_ok();

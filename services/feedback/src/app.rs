@@ -16,13 +16,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use churnguard_config::Backend;
 use churnguard_config::ConfigError;
 use churnguard_domain::feedback::complaint::ComplaintStatus;
 use churnguard_eventlog::{EventLog, LogError};
 use churnguard_proto::feedback::v1::feedback_server::FeedbackServer;
-use churnguard_redis::{RedisConnection, StoreError};
+use churnguard_redis::{RedisConnection, RedisLeases, StoreError};
 use churnguard_runtime::{
-    Clock, GrpcServer, Owned, ServeError, TaskFailed, system_clock, work_on_owned_partitions,
+    Clock, GrpcServer, Liveness, Owned, ServeError, TaskFailed, system_clock,
+    work_on_owned_partitions,
 };
 use churnguard_vault::{Kek, RedisKeyStore, Vault};
 use tokio_util::sync::CancellationToken;
@@ -71,6 +73,11 @@ pub struct App<L> {
     group: String,
     topics: crate::config::Topics,
     ownership: Ownership,
+    /// On a broker: partition leases and their lifetime (the group session timeout), so
+    /// a replica notices partitions a killed one left unowned (`Liveness`). The embedded
+    /// log's in-process groups never leave one.
+    leases: Option<(RedisLeases, Duration)>,
+    signal_partitions: u32,
 }
 
 /// The partitions a replica works on right now.
@@ -109,8 +116,14 @@ impl<L: EventLog + 'static> App<L> {
         // The broker is the authority on the partition count of an existing topic.
         let partitions = log.ensure_topic(&topics.events, topics.partitions).await?;
         // Churn scoring usually creates the signals topic; whoever starts first does.
-        log.ensure_topic(&topics.signals, topics.partitions).await?;
+        let signal_partitions = log.ensure_topic(&topics.signals, topics.partitions).await?;
         let conn = settings.redis.connect().await?;
+        let leases = (settings.log.backend == Backend::Kafka).then(|| {
+            (
+                RedisLeases::new(conn.clone()),
+                Duration::from_millis(settings.log.kafka.group_session_timeout_ms),
+            )
+        });
         let projection = Projection::new(conn.clone(), &topics.events, partitions)
             .with_sla(settings.sla.clone(), directory);
         let complaints = Arc::new(Complaints::new(
@@ -146,6 +159,17 @@ impl<L: EventLog + 'static> App<L> {
             group: settings.group.clone(),
             topics: settings.topics.clone(),
             ownership: Ownership::default(),
+            leases,
+            signal_partitions,
+        })
+    }
+
+    /// Partition leases for a group on a topic of `partitions`, on a broker.
+    fn liveness(&self, partitions: u32) -> Option<Liveness<RedisLeases>> {
+        self.leases.clone().map(|(leases, ttl)| Liveness {
+            leases,
+            partitions,
+            ttl,
         })
     }
 
@@ -191,13 +215,23 @@ impl<L: EventLog + 'static> App<L> {
                 self.ownership.timers.clone(),
             );
             let (group, topic) = (format!("{}-timers", self.group), self.topics.events.clone());
+            let liveness = self.liveness(self.partitions);
             async move {
-                work_on_owned_partitions(log.as_ref(), &group, &topic, &owned, stop, |p, token| {
-                    let (complaints, clock) = (complaints.clone(), clock.clone());
-                    async move {
-                        timers::run(&complaints, &[p], clock, every, token.cancelled()).await;
-                    }
-                })
+                let liveness = liveness.as_ref();
+                work_on_owned_partitions(
+                    log.as_ref(),
+                    &group,
+                    &topic,
+                    &owned,
+                    liveness,
+                    stop,
+                    |p, token| {
+                        let (complaints, clock) = (complaints.clone(), clock.clone());
+                        async move {
+                            timers::run(&complaints, &[p], clock, every, token.cancelled()).await;
+                        }
+                    },
+                )
                 .await
             }
         });
@@ -208,11 +242,21 @@ impl<L: EventLog + 'static> App<L> {
                 format!("{}-outreach", self.group),
                 self.topics.signals.clone(),
             );
+            let liveness = self.liveness(self.signal_partitions);
             async move {
-                work_on_owned_partitions(log.as_ref(), &group, &topic, &owned, stop, |p, token| {
-                    let opener = opener.clone();
-                    async move { opener.run(&[p], token.cancelled()).await }
-                })
+                let liveness = liveness.as_ref();
+                work_on_owned_partitions(
+                    log.as_ref(),
+                    &group,
+                    &topic,
+                    &owned,
+                    liveness,
+                    stop,
+                    |p, token| {
+                        let opener = opener.clone();
+                        async move { opener.run(&[p], token.cancelled()).await }
+                    },
+                )
                 .await
             }
         });

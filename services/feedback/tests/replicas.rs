@@ -1,20 +1,21 @@
 //! Feedback scales like churn-scoring: replicas split the SLA timers' partitions through
-//! a consumer group, every alarm fires once, and a replica that stops (SIGTERM) has its
-//! partitions handed to the other at once. One replica is the `feedback` binary (so it
-//! can be signalled), the other runs in the test; both on a real Kafka-protocol broker
-//! (Tansu) and a real Redis.
+//! a consumer group, every alarm fires once, and a replica that stops hands its partitions
+//! to the other: at once when it stops (SIGTERM: it leaves the group), after its leases
+//! run out when it is killed (SIGKILL). One replica is the `feedback` binary (so it can be
+//! signalled), the other runs in the test; both on a real Kafka-protocol broker (Tansu)
+//! and a real Redis.
 //!
-//! Not covered: a replica killed with SIGKILL. Tansu 0.6's group coordinator drops a
-//! member whose session expired only when a survivor's heartbeat finds it missing; it
-//! answers that heartbeat REBALANCE_IN_PROGRESS but keeps the group in its formed state,
-//! so the survivor's rejoin (same member id, same metadata) is handed back the assignment
-//! of the old generation and the dead member's partitions stay unowned (read in its
-//! `coordinator/group/administrator.rs`; seen with both the cooperative-sticky and the
-//! round-robin protocol). A survivor that leaves and joins again as a new member would get
-//! them, but it cannot tell it should: DescribeGroups fails on Tansu's SQLite storage
-//! (its stored group detail does not parse), so the member count is not to be had from
-//! the broker. Apache Kafka starts a new generation when a session expires; that hand-over
-//! is not claimed until it runs against such a broker.
+//! Why leases for SIGKILL: Tansu 0.6's group coordinator drops a member whose session
+//! expired only when a survivor's heartbeat finds it missing; it answers that heartbeat
+//! REBALANCE_IN_PROGRESS but keeps the group in its formed state, so the survivor's rejoin
+//! (same member id, same metadata) is handed back the old generation's assignment and the
+//! dead member's partitions stay unowned (read in its `coordinator/group/administrator.rs`;
+//! seen with both the cooperative-sticky and the round-robin protocol). The survivor
+//! cannot learn the member count from the broker either (DescribeGroups fails on Tansu's
+//! SQLite storage). So members keep partition leases in Redis (`churnguard_redis::leases`),
+//! and one that sees a partition without a lease for a session timeout leaves and joins
+//! again as a new member, which makes the broker form a new generation
+//! (`churnguard_runtime::partitions`).
 
 mod common;
 
@@ -131,6 +132,17 @@ fn spawn_binary(settings: &Settings, dir: &std::path::Path) -> Replica {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_split_the_timers_fire_each_alarm_once_and_a_stopped_one_hands_over() {
+    hand_over("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_replica_hands_its_partitions_over_once_its_leases_run_out() {
+    hand_over("KILL").await;
+}
+
+/// Two replicas split the partitions and fire the alarms of theirs; then A gets `signal`
+/// and B takes over all partitions and fires every later alarm; no alarm fires twice.
+async fn hand_over(signal: &str) {
     init_test_logging();
     let broker = Tansu::start();
     let redis = RedisServer::start();
@@ -155,25 +167,28 @@ async fn replicas_split_the_timers_fire_each_alarm_once_and_a_stopped_one_hands_
     // They breach with both replicas up, each firing the partitions it owns.
     breached(&log, &ids).await;
 
-    // Stop A (SIGTERM: it finishes its ticks and leaves the group): B takes its partitions.
+    // Signal A. SIGTERM: it finishes its ticks and leaves the group, so B need not wait
+    // for A's session to expire. SIGKILL: A is gone at once; its leases run out after a
+    // session timeout, and B rejoins once they have been out for another.
     let stopped = Instant::now();
     let pid = a.0.id().to_string();
     let signalled = Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([format!("-{signal}").as_str(), &pid])
         .status()
         .expect("kill");
     assert!(signalled.success());
     let status = a.0.wait().expect("A exits");
-    assert!(status.success(), "A stops cleanly: {status}");
-    // A left the group as it stopped, so B need not wait for A's session to expire. The
-    // time it took is printed (seen: about 5 s, under the 6 s session timeout); the bound
-    // is generous, as these machines are shared and a timed assertion would be noise.
+    if signal == "TERM" {
+        assert!(status.success(), "A stops cleanly: {status}");
+    }
+    // The time it took is printed (seen: about 5 s after SIGTERM); the bound is generous,
+    // as these machines are shared and a timed assertion would be noise.
     wait_for(SESSION_TIMEOUT * 10, "B takes over A's partitions", || {
         (owned.get().len() == PARTITIONS as usize).then_some(())
     })
     .await;
     eprintln!(
-        "B owned every partition {:?} after A was stopped (session timeout {SESSION_TIMEOUT:?})",
+        "B owned every partition {:?} after A got SIG{signal} (session timeout {SESSION_TIMEOUT:?})",
         stopped.elapsed()
     );
 
