@@ -12,8 +12,6 @@
 //! - [`continue_trace`], [`link_to`] and [`traceparent_of`] move context between a span
 //!   and a `traceparent` value (gRPC metadata, record headers, the outbox).
 
-use std::collections::HashMap;
-
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
@@ -126,6 +124,10 @@ impl Telemetry {
             .with_tracer(telemetry.tracer.clone())
             .with_tracked_inactivity(false)
             .with_threads(false)
+            // No code.filepath/namespace/lineno or target per span: four attributes made,
+            // sent and stored for every span, which the span's name already places.
+            .with_location(false)
+            .with_target(false)
             .with_filter(trace_filter);
         // Without a log layer, none is added: an absent (`None`) layer counts as wanting
         // every span and event, so every `trace_span!` of h2 would be made (and dropped)
@@ -260,9 +262,7 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
 
 /// The context a `traceparent` value carries (empty when it is not one).
 fn extract(traceparent: &str) -> Context {
-    let mut carrier = HashMap::new();
-    carrier.insert(TRACEPARENT.to_owned(), traceparent.to_owned());
-    TraceContextPropagator::new().extract(&Carrier(&mut carrier))
+    TraceContextPropagator::new().extract(&Incoming(traceparent))
 }
 
 /// The `traceparent` of `cx`'s span, if it has a valid one.
@@ -270,25 +270,32 @@ fn inject(cx: &Context) -> Option<String> {
     if !cx.span().span_context().is_valid() {
         return None;
     }
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(cx, &mut Carrier(&mut carrier));
-    carrier.remove(TRACEPARENT)
+    let mut out = Outgoing(None);
+    TraceContextPropagator::new().inject_context(cx, &mut out);
+    out.0
 }
 
-struct Carrier<'a>(&'a mut HashMap<String, String>);
+/// A carrier of just a `traceparent` value (no `tracestate`: this system sets none), read
+/// without building a map.
+struct Incoming<'a>(&'a str);
 
-impl Injector for Carrier<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), value);
-    }
-}
-
-impl Extractor for Carrier<'_> {
+impl Extractor for Incoming<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        (key == TRACEPARENT).then_some(self.0)
     }
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
+        vec![TRACEPARENT]
+    }
+}
+
+/// Where [`inject`] writes: the `traceparent` value only.
+struct Outgoing(Option<String>);
+
+impl Injector for Outgoing {
+    fn set(&mut self, key: &str, value: String) {
+        if key == TRACEPARENT {
+            self.0 = Some(value);
+        }
     }
 }
 

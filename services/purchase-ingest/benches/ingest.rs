@@ -361,15 +361,32 @@ async fn observability_cost(n: usize) {
     println!();
 }
 
+/// An OTLP receiver serving on a thread and runtime of its own, for the life of the
+/// process.
+fn collector_apart() -> churnguard_testkit::otlp::OtlpReceiver {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the collector's runtime");
+        rt.block_on(async move {
+            let receiver = churnguard_testkit::otlp::OtlpReceiver::start().await;
+            tx.send(receiver).expect("hand the receiver over");
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().expect("the collector started")
+}
+
 /// One child run of [`observability_cost`]: `n` swipes through a fresh service in
 /// batches, then one per message, then `n / RECORD_SWIPE_SHARE` through RecordSwipe;
 /// prints the three rates.
 async fn cost_run(on: bool, n: usize) {
-    let receiver = if on {
-        Some(churnguard_testkit::otlp::OtlpReceiver::start().await)
-    } else {
-        None
-    };
+    // The collector stands apart from the service, as it would in a deployment: on its
+    // own thread and runtime, so that decoding the spans does not hold up the service's
+    // workers (it still shares the machine's cores).
+    let receiver = on.then(collector_apart);
     let _telemetry = receiver.as_ref().map(|r| {
         Telemetry::init_traces(
             "bench",
