@@ -123,6 +123,10 @@ impl Telemetry {
         let trace_layer = tracing_opentelemetry::layer()
             .with_tracer(telemetry.tracer.clone())
             .with_tracked_inactivity(false)
+            // No OpenTelemetry context attached on every enter (a thread-local guard
+            // pushed and popped per poll of an instrumented future): nothing here reads
+            // `Context::current()`; context moves through `span.context()` (below).
+            .with_context_activation(false)
             .with_threads(false)
             // No code.filepath/namespace/lineno or target per span: four attributes made,
             // sent and stored for every span, which the span's name already places.

@@ -2,6 +2,7 @@
 //! loopback port, keeping every span exported to it, for tests that check what a flow
 //! traces. Point the exporter at [`OtlpReceiver::endpoint`] before anything traces.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -71,11 +72,18 @@ impl ReceivedSpan {
 pub struct OtlpReceiver {
     endpoint: String,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    count: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// What the receiver does with the spans: counts them all, and keeps them unless it only
+/// counts (benchmarks: a collector forwards spans, it does not hoard them).
 #[derive(Debug, Clone, Default)]
-struct Collect(Arc<Mutex<Vec<ReceivedSpan>>>);
+struct Collect {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    count: Arc<AtomicU64>,
+    only_count: bool,
+}
 
 #[tonic::async_trait]
 impl TraceService for Collect {
@@ -83,8 +91,21 @@ impl TraceService for Collect {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let request = request.into_inner();
+        let count = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum();
+        self.count.fetch_add(count, Ordering::Relaxed);
+        if self.only_count {
+            return Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }));
+        }
         let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let service = resource_spans
                 .resource
                 .as_ref()
@@ -97,7 +118,7 @@ impl TraceService for Collect {
                 }));
             }
         }
-        self.0
+        self.spans
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(received);
@@ -110,12 +131,26 @@ impl TraceService for Collect {
 impl OtlpReceiver {
     /// Serves on a free loopback port, on the current Tokio runtime.
     pub async fn start() -> Self {
+        Self::serve(false).await
+    }
+
+    /// As [`OtlpReceiver::start`], counting the spans without keeping them
+    /// ([`OtlpReceiver::spans`] stays empty): benchmarks, where a receiver holding every
+    /// span would grow without bound and charge its memory to the service measured.
+    pub async fn start_counting() -> Self {
+        Self::serve(true).await
+    }
+
+    async fn serve(only_count: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the OTLP receiver");
         let addr = listener.local_addr().expect("its address");
-        let collect = Collect::default();
-        let spans = collect.0.clone();
+        let collect = Collect {
+            only_count,
+            ..Collect::default()
+        };
+        let (spans, count) = (collect.spans.clone(), collect.count.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
@@ -134,8 +169,14 @@ impl OtlpReceiver {
         Self {
             endpoint: format!("http://{addr}"),
             spans,
+            count,
             stop: Some(stop),
         }
+    }
+
+    /// How many spans were received so far, kept or not.
+    pub fn received(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Where to export to (`http://127.0.0.1:<port>`).

@@ -16,6 +16,13 @@ use purchase_ingest::simulator::{self, SimStats, SimulatorConfig};
 use purchase_ingest::{App, Settings};
 use tokio_util::sync::CancellationToken;
 
+// glibc's malloc was the largest part of what tracing costs ingest in `make bench`
+// (spans are made on the runtime's workers and freed on the exporter's thread), as it
+// was a third of the scorer's CPU; mimalloc, as in the other services. The benchmark
+// uses the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The gRPC front door for card swipes: validates them and publishes each as a CloudEvent
 /// to the event log.
 #[derive(Debug, Parser)]
