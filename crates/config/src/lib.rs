@@ -108,6 +108,86 @@ pub fn optional_addr(value: &str) -> Option<&str> {
     Some(value).filter(|addr| !addr.is_empty())
 }
 
+/// TLS for a service's gRPC server. All empty (the default): plaintext, which only
+/// `make run` should use; every server says at start which it serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The server's certificate chain (PEM). With `key_file`, the server serves TLS only.
+    pub cert_file: String,
+    /// The server's private key (PEM).
+    pub key_file: String,
+    /// The CA certificates (PEM) that sign client certificates. Set: mutual TLS, every
+    /// client (a store gateway, another service) presents a certificate signed by one.
+    pub client_ca_file: String,
+}
+
+/// What a server's transport is, by its [`TlsSettings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Plaintext,
+    Tls,
+    MutualTls,
+}
+
+impl TlsMode {
+    /// As the server's start line says it: `plaintext`, `tls`, `mutual tls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Plaintext => "plaintext",
+            TlsMode::Tls => "tls",
+            TlsMode::MutualTls => "mutual tls",
+        }
+    }
+}
+
+impl TlsSettings {
+    pub fn mode(&self) -> TlsMode {
+        match (self.cert_file.is_empty(), self.client_ca_file.is_empty()) {
+            (true, _) => TlsMode::Plaintext,
+            (false, true) => TlsMode::Tls,
+            (false, false) => TlsMode::MutualTls,
+        }
+    }
+
+    /// The certificate and key come together, a client CA only with them, and every file
+    /// named exists. Errors name the key (`tls.key_file`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let files = [
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+            ("tls.client_ca_file", &self.client_ca_file),
+        ];
+        match (self.cert_file.is_empty(), self.key_file.is_empty()) {
+            (false, true) => {
+                return Err(ConfigError::new(
+                    "tls.key_file",
+                    "must be set when tls.cert_file is",
+                ));
+            }
+            (true, false) => {
+                return Err(ConfigError::new(
+                    "tls.cert_file",
+                    "must be set when tls.key_file is",
+                ));
+            }
+            (true, true) if !self.client_ca_file.is_empty() => {
+                return Err(ConfigError::new(
+                    "tls.client_ca_file",
+                    "mutual TLS needs the server's own tls.cert_file and tls.key_file",
+                ));
+            }
+            _ => {}
+        }
+        for (key, file) in files {
+            if !file.is_empty() && !Path::new(file).is_file() {
+                return Err(ConfigError::new(key, format!("file {file} does not exist")));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The checks every service's settings share; each error names the key.
 pub mod check {
     use std::net::SocketAddr;

@@ -9,6 +9,7 @@
 //!     .with_shutdown_grace(..)        how long in-flight calls get at shutdown
 //!     .with_layer(..)                 middleware around every call
 //!     .with_admin(Some(addr)).await?  /metrics, /healthz, /readyz over HTTP (crate::admin)
+//!     .with_tls(&settings.tls)?       TLS or mutual TLS (plaintext when the settings are empty)
 //!     .run_until(shutdown) / .spawn()
 //! ```
 //!
@@ -28,7 +29,8 @@
 //!
 //! Where later concerns go: authentication and rate limits are layers
 //! ([`GrpcServer::with_layer`]), applied to every call of every service the server
-//! serves; TLS is a setting of the transport ([`tonic::transport::Server`], held here).
+//! serves; TLS is a setting of the transport ([`GrpcServer::with_tls`]: TLS or mutual
+//! TLS with rustls, plaintext unless set; the start line says which).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,6 +40,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use churnguard_config::{TlsMode, TlsSettings};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -49,7 +52,8 @@ use tonic::body::Body;
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 use tonic::service::{AxumRouter, Routes, RoutesBuilder};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::{Connected, ServerTlsConfig, TcpConnectInfo};
+use tonic::transport::{Certificate, Identity};
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -73,6 +77,9 @@ pub enum ServeError {
     Serve(#[source] tonic::transport::Error),
     #[error("server task: {0}")]
     Task(String),
+    /// A TLS file that cannot be read or does not hold what it should.
+    #[error("invalid configuration at {key}: {message}")]
+    Tls { key: &'static str, message: String },
 }
 
 impl From<TaskFailed> for ServeError {
@@ -118,6 +125,8 @@ pub struct GrpcServer {
     layers: Vec<Layer>,
     /// The admin endpoint's listener, if [`GrpcServer::with_admin`] asked for one.
     admin: Option<TcpListener>,
+    /// Plaintext unless [`GrpcServer::with_tls`] set TLS up; the start line says which.
+    tls: TlsMode,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -185,6 +194,7 @@ impl GrpcServer {
             cancel_on_shutdown: Vec::new(),
             layers: Vec::new(),
             admin: None,
+            tls: TlsMode::Plaintext,
         })
     }
 
@@ -209,6 +219,48 @@ impl GrpcServer {
         crate::recorder::prometheus();
         self.admin = Some(listener);
         Ok(self)
+    }
+
+    /// Serves TLS as `settings` say ([`TlsSettings`]: all empty leaves the server on
+    /// plaintext): the certificate and key (PEM files), and with a client CA, mutual TLS,
+    /// where every client must present a certificate that CA signed (a call's
+    /// `peer_certs()` then holds it). Reads the files now; an error names the setting.
+    pub fn with_tls(mut self, settings: &TlsSettings) -> Result<Self, ServeError> {
+        let mode = settings.mode();
+        if mode == TlsMode::Plaintext {
+            return Ok(self);
+        }
+        let read = |key: &'static str, file: &str| {
+            std::fs::read(file).map_err(|e| ServeError::Tls {
+                key,
+                message: format!("reading {file}: {e}"),
+            })
+        };
+        let identity = Identity::from_pem(
+            read("tls.cert_file", &settings.cert_file)?,
+            read("tls.key_file", &settings.key_file)?,
+        );
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if mode == TlsMode::MutualTls {
+            config = config.client_ca_root(Certificate::from_pem(read(
+                "tls.client_ca_file",
+                &settings.client_ca_file,
+            )?));
+        }
+        self.transport = self
+            .transport
+            .tls_config(config)
+            .map_err(|e| ServeError::Tls {
+                key: "tls.cert_file",
+                message: format!("the certificate, key or client CA: {e}"),
+            })?;
+        self.tls = mode;
+        Ok(self)
+    }
+
+    /// Plaintext, TLS or mutual TLS ([`GrpcServer::with_tls`]).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls
     }
 
     /// Where the admin endpoint listens, if there is one.
@@ -349,6 +401,7 @@ impl GrpcServer {
             cancel_on_shutdown,
             layers,
             admin,
+            tls,
         } = self;
 
         add_health_and_reflection(&mut routes, &health, &names, &descriptor_sets)?;
@@ -383,7 +436,7 @@ impl GrpcServer {
                 }
                 stopping.cancel();
             });
-        tracing::info!(addr = %local_addr, services = ?names, "{log_name} serving");
+        tracing::info!(addr = %local_addr, services = ?names, transport = tls.as_str(), "{log_name} serving ({})", tls.as_str());
 
         let mut server = std::pin::pin!(server);
         let served = tokio::select! {

@@ -4,11 +4,12 @@
 //! on a fresh machine, and `scripts/with-infra.sh` (what `make test` runs) kills any
 //! process a crashed test run left behind (see `CHURNGUARD_TEST_PIDS`). [`cli`] runs a
 //! service binary's command line; [`admin`] reads its admin HTTP endpoint; [`otlp`]
-//! receives the spans a flow exports.
+//! receives the spans a flow exports; [`tls`] makes certificates.
 
 pub mod admin;
 pub mod cli;
 pub mod otlp;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -483,6 +483,13 @@ impl ApiServer {
         Ok(self)
     }
 
+    /// Serves TLS or mutual TLS as `tls` says; plaintext when it is empty
+    /// ([`GrpcServer::with_tls`]).
+    pub fn with_tls(mut self, tls: &churnguard_config::TlsSettings) -> Result<Self, ScoringError> {
+        self.server = self.server.with_tls(tls)?;
+        Ok(self)
+    }
+
     /// Where the admin endpoint listens, if there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.server.admin_addr()

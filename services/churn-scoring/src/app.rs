@@ -113,7 +113,8 @@ impl<L: EventLog> App<L> {
         .await?
         .with_timings(settings.health_probe_interval(), settings.shutdown_grace())
         .with_admin(settings.admin_addr())
-        .await?;
+        .await?
+        .with_tls(&settings.tls)?;
         crate::metrics::describe();
         if let Some(ll) = log_likelihood {
             crate::metrics::model_in_use(ll);

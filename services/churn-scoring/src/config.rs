@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
-use churnguard_config::{ConfigError, LogSettings, check};
+use churnguard_config::{ConfigError, LogSettings, TlsSettings, check};
 use churnguard_domain::customer::Day;
 use churnguard_domain::policy::{DefectionPolicy, PolicyBook, RuleSet};
 use churnguard_domain::risk::ValueHorizon;
@@ -24,6 +24,9 @@ pub struct Settings {
     /// Address of the admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`,
     /// `/readyz`. Empty: none.
     pub admin_addr: String,
+    /// TLS for the gRPC server (certificate, key, and a client CA for mutual TLS).
+    /// Empty: plaintext.
+    pub tls: TlsSettings,
     /// How long shutdown waits for batches in flight and the API's calls.
     pub shutdown_grace_ms: u64,
     /// The consumer group instances of this service share.
@@ -71,6 +74,7 @@ impl Default for Settings {
         Self {
             listen_addr: "127.0.0.1:50052".into(),
             admin_addr: "127.0.0.1:9465".into(),
+            tls: TlsSettings::default(),
             shutdown_grace_ms: 10_000,
             group: "churn-scoring".into(),
             batch_records: 2_000,
@@ -134,6 +138,7 @@ impl ServiceSettings for Settings {
             (&self.listen_addr, "127.0.0.1:50052"),
             (&self.admin_addr, "127.0.0.1:9465"),
         )?;
+        self.tls.validate()?;
         check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),

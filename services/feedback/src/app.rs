@@ -145,7 +145,8 @@ impl<L: EventLog + 'static> App<L> {
             .with_shutdown_grace(settings.shutdown_grace())
             .with_health_probe(conn, settings.health_probe_interval())
             .with_admin(settings.admin_addr())
-            .await?;
+            .await?
+            .with_tls(&settings.tls)?;
         crate::metrics::describe();
         Ok(Self {
             api,
@@ -384,6 +385,13 @@ impl<L: EventLog + 'static> ApiServer<L> {
     /// any ([`GrpcServer::with_admin`]).
     pub async fn with_admin(mut self, addr: Option<&str>) -> Result<Self, AppError> {
         self.server = self.server.with_admin(addr).await?;
+        Ok(self)
+    }
+
+    /// Serves TLS or mutual TLS as `tls` says; plaintext when it is empty
+    /// ([`GrpcServer::with_tls`]).
+    pub fn with_tls(mut self, tls: &churnguard_config::TlsSettings) -> Result<Self, AppError> {
+        self.server = self.server.with_tls(tls)?;
         Ok(self)
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
-use churnguard_config::{ConfigError, LogSettings, check};
+use churnguard_config::{ConfigError, LogSettings, TlsSettings, check};
 use churnguard_domain::error::Violations;
 use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
 use churnguard_domain::feedback::complaint::Context;
@@ -35,6 +35,9 @@ pub struct Settings {
     /// Address of the admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`,
     /// `/readyz`. Empty: none.
     pub admin_addr: String,
+    /// TLS for the gRPC server (certificate, key, and a client CA for mutual TLS).
+    /// Empty: plaintext.
+    pub tls: TlsSettings,
     /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
     pub shutdown_grace_ms: u64,
     /// How often the SLA timers look for due warnings and breaches on each partition this
@@ -116,6 +119,7 @@ impl Default for Settings {
         Self {
             listen_addr: "127.0.0.1:50053".into(),
             admin_addr: "127.0.0.1:9466".into(),
+            tls: TlsSettings::default(),
             shutdown_grace_ms: 10_000,
             timer_interval_ms: 1_000,
             group: "feedback".into(),
@@ -259,6 +263,7 @@ impl Settings {
             (&self.listen_addr, "127.0.0.1:50053"),
             (&self.admin_addr, "127.0.0.1:9466"),
         )?;
+        self.tls.validate()?;
         check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),

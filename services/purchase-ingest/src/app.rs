@@ -57,7 +57,8 @@ impl<L: EventLog> App<L> {
         let server = GrpcServer::bind(&settings.listen_addr)
             .await?
             .with_admin(settings.admin_addr())
-            .await?;
+            .await?
+            .with_tls(&settings.tls)?;
         crate::metrics::describe();
 
         let topics = &settings.topics;

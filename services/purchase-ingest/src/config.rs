@@ -7,8 +7,8 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
-use churnguard_config::check;
 pub use churnguard_config::{Backend, ConfigError, EmbeddedSettings, LogSettings};
+use churnguard_config::{TlsSettings, check};
 use churnguard_domain::{CardTokenizer, SwipeLimits};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,9 @@ pub struct Settings {
     /// Address of the admin HTTP endpoint: `/metrics` (Prometheus), `/healthz`,
     /// `/readyz`. Empty: none.
     pub admin_addr: String,
+    /// TLS for the gRPC server (certificate, key, and a client CA for mutual TLS).
+    /// Empty: plaintext.
+    pub tls: TlsSettings,
     /// The longest a call waits for the log's acknowledgement; a shorter gRPC deadline
     /// from the caller wins.
     pub publish_timeout_ms: u64,
@@ -124,6 +127,7 @@ impl Default for Settings {
         Self {
             listen_addr: "127.0.0.1:50051".into(),
             admin_addr: "127.0.0.1:9464".into(),
+            tls: TlsSettings::default(),
             publish_timeout_ms: 5_000,
             health_probe_interval_ms: 1_000,
             shutdown_grace_ms: 10_000,
@@ -194,6 +198,7 @@ impl ServiceSettings for Settings {
             (&self.listen_addr, "127.0.0.1:50051"),
             (&self.admin_addr, "127.0.0.1:9464"),
         )?;
+        self.tls.validate()?;
         check::positive([
             ("publish_timeout_ms", self.publish_timeout_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),
