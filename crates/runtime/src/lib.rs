@@ -20,6 +20,7 @@
 //!   replica, stopped before the partition moves: how replicas split a topic's work.
 //! - [`shutdown_signal`], [`Clock`] / [`system_clock`], and [`retry`]'s one backoff.
 //! - [`status`]: the gRPC statuses every service answers alike (bad fields named).
+//! - [`identity`]: who calls, as mutual TLS proves it (a store gateway's store).
 
 pub mod admin;
 mod call_status;
@@ -29,6 +30,7 @@ pub mod consumer_metrics;
 pub mod grpc_metrics;
 pub mod grpc_tracing;
 mod health;
+pub mod identity;
 mod log;
 mod partitions;
 pub mod recorder;

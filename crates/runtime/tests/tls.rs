@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use churnguard_config::{TlsMode, TlsSettings};
+use churnguard_runtime::identity::Caller;
 use churnguard_runtime::{GrpcServer, ServeError};
 use churnguard_testkit::tls::{Leaf, TestCa, write_pem as write};
-use tonic::transport::Channel;
+use tonic::transport::{CertificateDer, Channel};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response};
 
@@ -161,4 +162,41 @@ async fn bad_tls_settings_name_the_setting() {
         Err(ServeError::Tls { key, .. }) => assert!(key.starts_with("tls."), "{key}"),
         other => panic!("expected a TLS error, got {other:?}"),
     }
+}
+
+#[test]
+fn a_client_certificate_names_the_store_in_a_uri() {
+    let ca = TestCa::new("store gateways CA");
+    let caller =
+        |leaf: &Leaf| Caller::from_certificate(Some(&CertificateDer::from(leaf.der.clone())));
+
+    let gateway = ca.sign_with(&["gw.example"], &["urn:churnguard:store:store-7"]);
+    assert_eq!(caller(&gateway), Caller::Store("store-7".into()));
+    assert!(caller(&gateway).may_act_for_store("store-7"));
+    assert!(!caller(&gateway).may_act_for_store("store-8"));
+
+    let two = ca.sign_with(
+        &[],
+        &[
+            "urn:churnguard:store:store-7",
+            "urn:churnguard:store:store-8",
+        ],
+    );
+    assert_eq!(
+        caller(&two),
+        Caller::NoStore,
+        "a certificate for two stores is for none"
+    );
+    let none = ca.sign_with(&["store-7"], &["https://store-7.example"]);
+    assert_eq!(caller(&none), Caller::NoStore, "only the URI names a store");
+    assert!(!caller(&none).may_act_for_store("store-7"));
+    let empty = ca.sign_with(&[], &["urn:churnguard:store:"]);
+    assert_eq!(caller(&empty), Caller::NoStore);
+    assert_eq!(
+        Caller::from_certificate(Some(&CertificateDer::from(b"garbage".to_vec()))),
+        Caller::NoStore
+    );
+
+    assert_eq!(Caller::from_certificate(None), Caller::Unidentified);
+    assert!(Caller::Unidentified.may_act_for_store("store-7"));
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// A certificate authority made for one test.
@@ -19,10 +19,11 @@ impl std::fmt::Debug for TestCa {
     }
 }
 
-/// A certificate and its private key, PEM.
+/// A certificate (PEM and DER) and its private key (PEM).
 #[derive(Debug, Clone)]
 pub struct Leaf {
     pub cert: String,
+    pub der: Vec<u8>,
     pub key: String,
 }
 
@@ -47,14 +48,26 @@ impl TestCa {
 
     /// A certificate this CA signed for `names` (DNS subject alternative names).
     pub fn sign(&self, names: &[&str]) -> Leaf {
+        self.sign_with(names, &[])
+    }
+
+    /// A certificate this CA signed for DNS names `names` and URIs `uris` (subject
+    /// alternative names: a store gateway's is `urn:churnguard:store:<store_id>`).
+    pub fn sign_with(&self, names: &[&str], uris: &[&str]) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let params = CertificateParams::new(names).expect("leaf params");
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        for uri in uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI((*uri).try_into().expect("an ASCII URI")));
+        }
         let key = KeyPair::generate().expect("leaf key");
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("leaf certificate");
         Leaf {
             cert: cert.pem(),
+            der: cert.der().to_vec(),
             key: key.serialize_pem(),
         }
     }

@@ -12,6 +12,7 @@ use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngest;
 use churnguard_runtime::Clock;
+use churnguard_runtime::identity::Caller;
 use churnguard_telemetry::{TRACEPARENT, Telemetry, TraceSpan};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
@@ -151,18 +152,22 @@ impl<L: EventLog> Core<L> {
     pub(crate) async fn ingest(
         &self,
         swipes: Vec<pb::Swipe>,
+        caller: &Caller,
         traceparent: Option<&str>,
         deadline: Option<Duration>,
     ) -> Vec<Result<pb::Accepted, IngestError>> {
-        self.publish(self.prepare(swipes, traceparent, deadline))
+        self.publish(self.prepare(swipes, caller, traceparent, deadline))
             .await
     }
 
     /// Validates the swipes and makes records of the valid ones: CPU only, so a stream can
-    /// prepare its next append while the previous one is being written.
+    /// prepare its next append while the previous one is being written. A swipe of a
+    /// store the caller may not act for (a gateway's certificate names another store) is
+    /// refused before it is looked at.
     pub(crate) fn prepare(
         &self,
         swipes: Vec<pb::Swipe>,
+        caller: &Caller,
         traceparent: Option<&str>,
         deadline: Option<Duration>,
     ) -> Prepared {
@@ -174,6 +179,10 @@ impl<L: EventLog> Core<L> {
         let mut slots = Vec::with_capacity(swipes.len());
         let mut records = Vec::with_capacity(swipes.len());
         for swipe in swipes {
+            if !caller.may_act_for_store(&swipe.store_id) {
+                outcomes.push(Some(Err(IngestError::OtherStore(caller.clone()))));
+                continue;
+            }
             match draft(swipe).validate(now, &self.limits, self.tokenizer.as_ref()) {
                 Ok(s) => {
                     // Moved into its record, not cloned; its position and event id are
@@ -333,6 +342,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
     ) -> Result<Response<pb::RecordSwipeResponse>, Status> {
         let traceparent = traceparent(request.metadata());
         let deadline = grpc_timeout(request.metadata());
+        let caller = Caller::of(&request);
         let Some(swipe) = request.into_inner().swipe else {
             return Err(
                 IngestError::InvalidSwipe(Violations(vec![FieldViolation::new(
@@ -344,7 +354,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
         };
         let mut outcomes = self
             .core
-            .ingest(vec![swipe], traceparent.as_deref(), deadline)
+            .ingest(vec![swipe], &caller, traceparent.as_deref(), deadline)
             .await;
         match outcomes.pop() {
             Some(Ok(accepted)) => Ok(Response::new(pb::RecordSwipeResponse {
@@ -367,6 +377,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
     ) -> Result<Response<Self::StreamSwipesStream>, Status> {
         let traceparent = traceparent(request.metadata());
         let deadline = grpc_timeout(request.metadata());
+        let caller = Caller::of(&request);
         let batches = request.into_inner();
         let core = self.core.clone();
         let read_ahead = Arc::new(Semaphore::new(core.read_ahead));
@@ -378,7 +389,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
         tokio::spawn(
             async move {
                 let reader = AbortOnDrop(tokio::spawn(reader.in_current_span()));
-                publish_batches(core, queued, answers, traceparent, deadline).await;
+                publish_batches(core, queued, answers, caller, traceparent, deadline).await;
                 drop(reader);
             }
             .in_current_span(),
@@ -493,6 +504,7 @@ async fn publish_batches<L: EventLog>(
     core: Arc<Core<L>>,
     mut queued: mpsc::UnboundedReceiver<Read>,
     answers: mpsc::Sender<Result<pb::StreamSwipesResponse, Status>>,
+    caller: Caller,
     traceparent: Option<String>,
     deadline: Option<Duration>,
 ) {
@@ -557,7 +569,7 @@ async fn publish_batches<L: EventLog>(
                     let sizes: Vec<usize> = group.iter().map(Vec::len).collect();
                     let swipes: Vec<pb::Swipe> = group.into_iter().flatten().collect();
                     let ids: Vec<String> = swipes.iter().map(|s| s.swipe_id.clone()).collect();
-                    let prepared = core.prepare(swipes, traceparent.as_deref(), deadline);
+                    let prepared = core.prepare(swipes, &caller, traceparent.as_deref(), deadline);
                     match &mut next {
                         Some(n) => {
                             n.sizes.extend(sizes);

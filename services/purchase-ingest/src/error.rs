@@ -6,6 +6,7 @@ use churnguard_config::ConfigError;
 use churnguard_domain::Violations;
 use churnguard_eventlog::LogError;
 use churnguard_proto::ingest::v1 as pb;
+use churnguard_runtime::identity::{Caller, STORE_URI_PREFIX};
 use churnguard_runtime::{ServeError, TaskFailed};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -32,6 +33,20 @@ pub enum IngestError {
     DeadlineExceeded(Duration),
     #[error("too many swipes in flight")]
     Overloaded,
+    /// The swipe's `store_id` is not a store the caller may record for.
+    #[error("{}", other_store_message(.0))]
+    OtherStore(Caller),
+}
+
+fn other_store_message(caller: &Caller) -> String {
+    match caller {
+        Caller::Store(own) => format!(
+            "store_id: this store gateway records swipes of store {own} only; the swipe was not written"
+        ),
+        _ => format!(
+            "store_id: the client certificate names no store (a URI SAN {STORE_URI_PREFIX}<store_id>); the swipe was not written"
+        ),
+    }
 }
 
 impl IngestError {
@@ -52,6 +67,7 @@ impl IngestError {
             IngestError::DeadlineExceeded(_) => Status::deadline_exceeded(format!(
                 "{self}; the swipe may or may not have been written: retry with the same swipe_id"
             )),
+            IngestError::OtherStore(_) => Status::permission_denied(self.to_string()),
             IngestError::Overloaded => {
                 Status::unavailable("purchase-ingest is at capacity: retry with the same swipe_id")
             }

@@ -8,7 +8,7 @@ use crate::error::IngestError;
 
 /// Swipes acknowledged: durable in the log.
 pub const SWIPES_ACCEPTED_TOTAL: &str = "churnguard_ingest_swipes_accepted_total";
-/// Swipes refused, by reason (`invalid`, `overloaded`, `unavailable`, `timeout`).
+/// Swipes refused, by reason (`invalid`, `overloaded`, `unavailable`, `timeout`, `forbidden`).
 pub const SWIPES_REJECTED_TOTAL: &str = "churnguard_ingest_swipes_rejected_total";
 /// Seconds from handing a batch to the log to its acknowledgement.
 pub const PUBLISH_DURATION_SECONDS: &str = "churnguard_ingest_publish_duration_seconds";
@@ -18,7 +18,13 @@ pub const PUBLISH_IN_FLIGHT: &str = "churnguard_ingest_publish_in_flight";
 pub const BATCH_SWIPES: &str = "churnguard_ingest_batch_swipes";
 
 /// Every reason a swipe can be refused for: the `reason` label's values.
-pub const REASONS: [&str; 4] = ["invalid", "overloaded", "unavailable", "timeout"];
+pub const REASONS: [&str; 5] = [
+    "invalid",
+    "overloaded",
+    "unavailable",
+    "timeout",
+    "forbidden",
+];
 
 /// HELP text and units; the counters start at zero for every reason.
 pub fn describe() {
@@ -31,7 +37,7 @@ pub fn describe() {
     describe_counter!(
         SWIPES_REJECTED_TOTAL,
         Unit::Count,
-        "Swipes refused, by reason (invalid, overloaded, unavailable, timeout)"
+        "Swipes refused, by reason (invalid, overloaded, unavailable, timeout, forbidden)"
     );
     describe_histogram!(
         PUBLISH_DURATION_SECONDS,
@@ -60,6 +66,7 @@ fn reason(e: &IngestError) -> &'static str {
     match e {
         IngestError::InvalidSwipe(_) | IngestError::BatchTooLarge { .. } => "invalid",
         IngestError::Overloaded => "overloaded",
+        IngestError::OtherStore(_) => "forbidden",
         IngestError::DeadlineExceeded(_) => "timeout",
         IngestError::Publish(_)
         | IngestError::Config(_)

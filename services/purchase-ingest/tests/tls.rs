@@ -1,6 +1,8 @@
 //! purchase-ingest behind mutual TLS, on Kafka (Tansu): a store gateway with a
-//! certificate the gateways' CA signed records a swipe, which is on the topic; a client
-//! without one, or speaking plaintext, gets nothing in and writes nothing.
+//! certificate the gateways' CA signed for its store (URI SAN
+//! `urn:churnguard:store:<store_id>`) records its store's swipes, which are on the topic;
+//! another store's swipe is refused with PERMISSION_DENIED, alone in its batch; a
+//! certificate naming no store, no certificate, or plaintext, gets nothing written.
 
 mod common;
 
@@ -8,11 +10,15 @@ use std::time::Duration;
 
 use churnguard_config::{TlsMode, TlsSettings};
 use churnguard_kafka::KafkaLog;
+use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_testkit::Tansu;
 use churnguard_testkit::tls::{Leaf, TestCa, write_pem};
 use common::*;
 use purchase_ingest::config::Backend;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
 use tonic::transport::Channel;
 
 async fn tls_client(
@@ -54,7 +60,8 @@ async fn kafka_a_gateway_with_a_client_certificate_records_swipes_over_mutual_tl
     .await;
     let port = app.local_addr().port();
 
-    let gateway = gateways.sign(&["store-1.gateways.example"]);
+    // store-1's gateway: `swipe()` is a swipe of store-1.
+    let gateway = gateways.sign_with(&[], &["urn:churnguard:store:store-1"]);
     let mut client = tls_client(port, &servers, Some(&gateway))
         .await
         .expect("the gateway connects");
@@ -65,6 +72,58 @@ async fn kafka_a_gateway_with_a_client_certificate_records_swipes_over_mutual_tl
         .into_inner()
         .accepted
         .expect("accepted");
+
+    // Another store's swipe: PERMISSION_DENIED, naming the field.
+    let mut elsewhere = swipe("sw-tls-other", "cust-7");
+    elsewhere.store_id = "store-2".into();
+    let denied = client
+        .record_swipe(request(elsewhere.clone()))
+        .await
+        .expect_err("another store's swipe");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().starts_with("store_id:"), "{denied:?}");
+
+    // In a batch, only that swipe is refused.
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(pb::StreamSwipesRequest {
+        swipes: vec![
+            swipe("sw-tls-b0", "cust-1"),
+            elsewhere,
+            swipe("sw-tls-b2", "cust-2"),
+        ],
+    })
+    .await
+    .expect("send");
+    drop(tx);
+    let answer = client
+        .stream_swipes(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner()
+        .message()
+        .await
+        .expect("answer")
+        .expect("one answer");
+    let codes: Vec<&str> = answer
+        .results
+        .iter()
+        .map(|r| match &r.outcome {
+            Some(pb::swipe_result::Outcome::Accepted(_)) => "OK",
+            Some(pb::swipe_result::Outcome::Rejected(rejected)) => rejected.code.as_str(),
+            None => "none",
+        })
+        .collect();
+    assert_eq!(codes, ["OK", "PERMISSION_DENIED", "OK"]);
+
+    // A certificate the gateways' CA signed that names no store: nothing goes in.
+    let unnamed = gateways.sign(&["store-1.gateways.example"]);
+    let denied = tls_client(port, &servers, Some(&unnamed))
+        .await
+        .expect("connects: the CA vouches for it")
+        .record_swipe(request(swipe("sw-tls-unnamed", "cust-7")))
+        .await
+        .expect_err("no store named");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
 
     // No certificate: the handshake or the first call fails, and nothing is written.
     let refused = match tls_client(port, &servers, None).await {
@@ -92,10 +151,19 @@ async fn kafka_a_gateway_with_a_client_certificate_records_swipes_over_mutual_tl
     assert!(plaintext, "plaintext is refused on a TLS port");
 
     let records = read_topic(&reader).await;
-    assert_eq!(records.len(), 1, "only the gateway's swipe is written");
     assert_eq!(
-        (records[0].partition, records[0].offset),
-        (accepted.partition, accepted.offset)
+        records.len(),
+        3,
+        "only the gateway's own store's swipes are written"
     );
+    assert!(
+        records
+            .iter()
+            .any(|r| (r.partition, r.offset) == (accepted.partition, accepted.offset))
+    );
+    for r in &records {
+        let event = envelope(r);
+        assert_eq!(event["data"]["store_id"], "store-1", "{event}");
+    }
     app.stop().await.expect("stops");
 }
