@@ -37,7 +37,21 @@ impl RedisConnection {
     /// A single Redis at `url`. While Redis is down, a command fails after the reconnect
     /// attempts (a fraction of a second by default) instead of waiting for it.
     pub async fn single_with(url: &str, timeouts: Timeouts) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::Connect)?;
+        Self::single_tls(url, timeouts, None).await
+    }
+
+    /// A single Redis at `url`; for a `rediss://` URL, trusting `tls`'s CA (else the
+    /// system's roots) and presenting its client certificate, if any.
+    pub async fn single_tls(
+        url: &str,
+        timeouts: Timeouts,
+        tls: Option<redis::TlsCertificates>,
+    ) -> Result<Self, StoreError> {
+        let client = match tls {
+            Some(certs) => redis::Client::build_with_tls(url, certs),
+            None => redis::Client::open(url),
+        }
+        .map_err(StoreError::Connect)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeouts.connect))
             .set_response_timeout(Some(timeouts.response))
@@ -56,12 +70,24 @@ impl RedisConnection {
 
     /// A Redis Cluster, reached through any of `nodes`.
     pub async fn cluster_with(nodes: &[String], timeouts: Timeouts) -> Result<Self, StoreError> {
-        let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+        Self::cluster_tls(nodes, timeouts, None).await
+    }
+
+    /// A Redis Cluster, reached through any of `nodes` (`rediss://` for TLS, with `tls`
+    /// as for [`RedisConnection::single_tls`]).
+    pub async fn cluster_tls(
+        nodes: &[String],
+        timeouts: Timeouts,
+        tls: Option<redis::TlsCertificates>,
+    ) -> Result<Self, StoreError> {
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
             .connection_timeout(timeouts.connect)
             .response_timeout(timeouts.response)
-            .retries(timeouts.reconnect_attempts as u32)
-            .build()
-            .map_err(StoreError::Connect)?;
+            .retries(timeouts.reconnect_attempts as u32);
+        if let Some(certs) = tls {
+            builder = builder.certs(certs);
+        }
+        let client = builder.build().map_err(StoreError::Connect)?;
         let conn = client
             .get_async_connection()
             .await

@@ -40,16 +40,69 @@ pub struct RedisSettings {
     /// Keep it small: a caller waiting on a Redis that is down should hear UNAVAILABLE
     /// in well under a second, not after its deadline; consumers retry on their own.
     pub reconnect_attempts: usize,
+    /// TLS (`rediss://` URLs and cluster nodes): the CA certificates (PEM file) that sign
+    /// the server's certificate. Empty: the system's roots.
+    pub tls_ca_file: String,
+    /// A client certificate and its key (PEM files), for a Redis that asks for one
+    /// (`tls-auth-clients yes`). Empty: none. ACL users go in the URL
+    /// (`rediss://user:password@host:port/`).
+    pub tls_client_cert_file: String,
+    pub tls_client_key_file: String,
 }
 
 impl RedisSettings {
-    /// Connects as configured: the cluster when nodes are given, else the single Redis.
+    /// Connects as configured: the cluster when nodes are given, else the single Redis;
+    /// over TLS where the URLs say `rediss://`.
     pub async fn connect(&self) -> Result<RedisConnection, StoreError> {
+        let tls = self.tls_certificates()?;
         if self.cluster_nodes.is_empty() {
-            RedisConnection::single_with(&self.url, self.timeouts()).await
+            RedisConnection::single_tls(&self.url, self.timeouts(), tls).await
         } else {
-            RedisConnection::cluster_with(&self.cluster_nodes, self.timeouts()).await
+            RedisConnection::cluster_tls(&self.cluster_nodes, self.timeouts(), tls).await
         }
+    }
+
+    /// The CA and client certificate the settings name, read now; `None` when they name
+    /// none (plaintext, or TLS trusting the system's roots).
+    fn tls_certificates(&self) -> Result<Option<redis::TlsCertificates>, StoreError> {
+        let read = |key: &'static str, file: &str| -> Result<Option<Vec<u8>>, StoreError> {
+            if file.is_empty() {
+                return Ok(None);
+            }
+            std::fs::read(file).map(Some).map_err(|e| StoreError::Tls {
+                key,
+                message: format!("reading {file}: {e}"),
+            })
+        };
+        let root_cert = read("redis.tls_ca_file", &self.tls_ca_file)?;
+        let client_tls = match (
+            read("redis.tls_client_cert_file", &self.tls_client_cert_file)?,
+            read("redis.tls_client_key_file", &self.tls_client_key_file)?,
+        ) {
+            (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(StoreError::Tls {
+                    key: "redis.tls_client_key_file",
+                    message: "must be set when redis.tls_client_cert_file is".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(StoreError::Tls {
+                    key: "redis.tls_client_cert_file",
+                    message: "must be set when redis.tls_client_key_file is".into(),
+                });
+            }
+        };
+        Ok(
+            (root_cert.is_some() || client_tls.is_some()).then_some(redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            }),
+        )
     }
 
     /// The timeouts and retries of a connection.
@@ -71,6 +124,9 @@ impl Default for RedisSettings {
             connect_timeout_ms: timeouts.connect.as_millis() as u64,
             response_timeout_ms: timeouts.response.as_millis() as u64,
             reconnect_attempts: timeouts.reconnect_attempts,
+            tls_ca_file: String::new(),
+            tls_client_cert_file: String::new(),
+            tls_client_key_file: String::new(),
         }
     }
 }
@@ -126,6 +182,9 @@ pub enum StoreError {
     },
     #[error("stored checkpoint is not an offset: {0:?}")]
     Corrupt(String),
+    /// A TLS file that cannot be read, or half of a client certificate.
+    #[error("invalid configuration at {key}: {message}")]
+    Tls { key: &'static str, message: String },
 }
 
 impl StoreError {
@@ -134,7 +193,7 @@ impl StoreError {
         match self {
             StoreError::Connect(_) => true,
             StoreError::Command { source, .. } => is_transient(source),
-            StoreError::Corrupt(_) => false,
+            StoreError::Corrupt(_) | StoreError::Tls { .. } => false,
         }
     }
 }

@@ -311,6 +311,20 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// A Redis that also serves TLS on a port of its own (the second value), with the
+    /// `redis-server` settings `tls` (`--tls-cert-file`, `--tls-key-file`,
+    /// `--tls-ca-cert-file`, `--tls-auth-clients`, ACL `--user` lines...). Ready when the
+    /// TLS port accepts; nothing is asked of the plaintext one, which ACLs may close.
+    pub fn start_tls(tls: &[&str]) -> (Self, u16) {
+        let tls_port = free_port();
+        let port_arg = tls_port.to_string();
+        let mut extra = vec!["--tls-port", port_arg.as_str()];
+        extra.extend_from_slice(tls);
+        let (port, mut child, dir) = spawn_redis(&extra);
+        wait_for_port(tls_port, &mut child, "redis-server (TLS)");
+        (Self { port, dir, child }, tls_port)
+    }
+
     /// Kills the server: clients see connections refused until [`RedisServer::restart`].
     pub fn kill(&mut self) {
         let _ = self.child.kill();

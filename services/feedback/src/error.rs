@@ -56,6 +56,15 @@ impl From<churnguard_redis::StoreError> for FeedbackError {
                 source,
             },
             StoreError::Corrupt(v) => FeedbackError::Corrupt(format!("checkpoint {v:?}")),
+            StoreError::Tls { key, message } => FeedbackError::Redis {
+                command: "connect",
+                source: (
+                    redis::ErrorKind::InvalidClientConfig,
+                    "invalid TLS settings",
+                    format!("{key}: {message}"),
+                )
+                    .into(),
+            },
         }
     }
 }

@@ -1,0 +1,126 @@
+//! `rediss://` against a real redis-server (Debian's is built with TLS), with
+//! certificates made here: the server's CA trusted through `tls_ca_file`, an ACL user in
+//! the URL, and a Redis that asks clients for a certificate.
+
+use churnguard_redis::{RedisSettings, StoreError};
+use churnguard_testkit::RedisServer;
+use churnguard_testkit::tls::{TestCa, write_pem};
+
+/// Settings for `url`, trusting `ca_file`, with short timeouts.
+fn settings(url: String, ca_file: &str) -> RedisSettings {
+    RedisSettings {
+        url,
+        tls_ca_file: ca_file.into(),
+        connect_timeout_ms: 2_000,
+        response_timeout_ms: 2_000,
+        reconnect_attempts: 0,
+        ..RedisSettings::default()
+    }
+}
+
+/// SET then GET over `settings`' connection.
+async fn round_trip(settings: &RedisSettings) -> Result<String, String> {
+    let mut conn = settings.connect().await.map_err(|e| format!("{e:?}"))?;
+    redis::cmd("SET")
+        .arg("tls-check")
+        .arg("over tls")
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    redis::cmd("GET")
+        .arg("tls-check")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_with_an_acl_user_and_the_servers_ca() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = TestCa::new("redis CA");
+    let server = ca.sign(&["127.0.0.1"]);
+    let cert = write_pem(dir.path(), "redis.pem", &server.cert);
+    let key = write_pem(dir.path(), "redis.key", &server.key);
+    let ca_file = write_pem(dir.path(), "ca.pem", ca.pem());
+    let (_redis, port) = RedisServer::start_tls(&[
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+        // One word per argument: redis-server joins them into the config line.
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "churnguard",
+        "on",
+        ">s3cret-pass",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+
+    let user = format!("rediss://churnguard:s3cret-pass@127.0.0.1:{port}/");
+    assert_eq!(
+        round_trip(&settings(user.clone(), &ca_file)).await,
+        Ok("over tls".into())
+    );
+
+    // The wrong password, no user, another CA, or plaintext to the TLS port: refused.
+    let wrong = format!("rediss://churnguard:wrong@127.0.0.1:{port}/");
+    assert!(round_trip(&settings(wrong, &ca_file)).await.is_err());
+    let anonymous = format!("rediss://127.0.0.1:{port}/");
+    assert!(round_trip(&settings(anonymous, &ca_file)).await.is_err());
+    let stranger = TestCa::new("someone else's CA");
+    let stranger_file = write_pem(dir.path(), "stranger.pem", stranger.pem());
+    assert!(
+        round_trip(&settings(user, &stranger_file)).await.is_err(),
+        "a server certificate another CA signed is not trusted"
+    );
+    let plaintext = format!("redis://churnguard:s3cret-pass@127.0.0.1:{port}/");
+    assert!(round_trip(&settings(plaintext, "")).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_asking_for_client_certificates_gets_ours() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = TestCa::new("redis CA");
+    let server = ca.sign(&["127.0.0.1"]);
+    let client = ca.sign(&["scorer.churnguard"]);
+    let ca_file = write_pem(dir.path(), "ca.pem", ca.pem());
+    let (_redis, port) = RedisServer::start_tls(&[
+        "--tls-cert-file",
+        &write_pem(dir.path(), "redis.pem", &server.cert),
+        "--tls-key-file",
+        &write_pem(dir.path(), "redis.key", &server.key),
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "yes",
+    ]);
+    let url = format!("rediss://127.0.0.1:{port}/");
+
+    assert!(
+        round_trip(&settings(url.clone(), &ca_file)).await.is_err(),
+        "no client certificate: refused"
+    );
+    let with_cert = RedisSettings {
+        tls_client_cert_file: write_pem(dir.path(), "client.pem", &client.cert),
+        tls_client_key_file: write_pem(dir.path(), "client.key", &client.key),
+        ..settings(url.clone(), &ca_file)
+    };
+    assert_eq!(round_trip(&with_cert).await, Ok("over tls".into()));
+
+    let half = RedisSettings {
+        tls_client_key_file: String::new(),
+        ..with_cert
+    };
+    match half.connect().await {
+        Err(StoreError::Tls { key, .. }) => assert_eq!(key, "redis.tls_client_key_file"),
+        other => panic!("expected the missing key to be named, got {other:?}"),
+    }
+}
