@@ -52,6 +52,148 @@ pub struct KafkaSettings {
     /// A consumer-group member that sends no heartbeat for this long is dropped from the
     /// group and its partitions move (`session.timeout.ms`).
     pub group_session_timeout_ms: u64,
+    /// How clients authenticate to the brokers and protect the connection (default:
+    /// plaintext, no SASL).
+    pub security: KafkaSecurity,
+}
+
+/// The brokers' security settings, passed through to librdkafka (built with its own
+/// OpenSSL: rdkafka's `ssl-vendored`). SASL PLAIN and SCRAM need nothing more; GSSAPI
+/// (Kerberos) is not built in.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSecurity {
+    /// `security.protocol`: `plaintext` (empty means that too), `ssl`, `sasl_plaintext`
+    /// or `sasl_ssl`.
+    pub protocol: String,
+    /// `sasl.mechanism` for the `sasl_*` protocols: `PLAIN`, `SCRAM-SHA-256` or
+    /// `SCRAM-SHA-512`.
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    /// Never shown: `Debug` and every error leave it out.
+    pub sasl_password: String,
+    /// `ssl.ca.location`: the CA certificates (PEM file) that sign the brokers'
+    /// certificates, for `ssl` and `sasl_ssl`. Empty: the system's.
+    pub ssl_ca_file: String,
+    /// `ssl.certificate.location` and `ssl.key.location`: a client certificate and its
+    /// key (PEM files), for brokers that ask for one.
+    pub ssl_certificate_file: String,
+    pub ssl_key_file: String,
+}
+
+impl std::fmt::Debug for KafkaSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSecurity")
+            .field("protocol", &self.protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field(
+                "sasl_password",
+                &if self.sasl_password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("ssl_ca_file", &self.ssl_ca_file)
+            .field("ssl_certificate_file", &self.ssl_certificate_file)
+            .field("ssl_key_file", &self.ssl_key_file)
+            .finish()
+    }
+}
+
+impl KafkaSecurity {
+    fn protocol(&self) -> &str {
+        if self.protocol.is_empty() {
+            "plaintext"
+        } else {
+            &self.protocol
+        }
+    }
+
+    /// Checks the values, naming the bad key (relative to [`KafkaSettings`]).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let protocol = self.protocol();
+        let (sasl, ssl) = match protocol {
+            "plaintext" => (false, false),
+            "ssl" => (false, true),
+            "sasl_plaintext" => (true, false),
+            "sasl_ssl" => (true, true),
+            _ => {
+                return Err((
+                    "security.protocol",
+                    "must be plaintext, ssl, sasl_plaintext or sasl_ssl".into(),
+                ));
+            }
+        };
+        if sasl {
+            if !matches!(
+                self.sasl_mechanism.as_str(),
+                "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+            ) {
+                return Err((
+                    "security.sasl_mechanism",
+                    format!("must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with {protocol}"),
+                ));
+            }
+            if self.sasl_username.is_empty() {
+                return Err((
+                    "security.sasl_username",
+                    format!("must be set with {protocol}"),
+                ));
+            }
+            if self.sasl_password.is_empty() {
+                return Err((
+                    "security.sasl_password",
+                    format!("must be set with {protocol}"),
+                ));
+            }
+        } else if !self.sasl_mechanism.is_empty() {
+            return Err((
+                "security.sasl_mechanism",
+                format!("is for the sasl_* protocols, not {protocol}"),
+            ));
+        }
+        let files = [
+            ("security.ssl_ca_file", &self.ssl_ca_file),
+            ("security.ssl_certificate_file", &self.ssl_certificate_file),
+            ("security.ssl_key_file", &self.ssl_key_file),
+        ];
+        for (key, file) in files {
+            if file.is_empty() {
+                continue;
+            }
+            if !ssl {
+                return Err((key, format!("is for the ssl protocols, not {protocol}")));
+            }
+            if !std::path::Path::new(file).is_file() {
+                return Err((key, format!("file {file} does not exist")));
+            }
+        }
+        if self.ssl_certificate_file.is_empty() != self.ssl_key_file.is_empty() {
+            return Err((
+                "security.ssl_key_file",
+                "a client certificate needs both ssl_certificate_file and ssl_key_file".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the librdkafka properties these settings name.
+    fn apply(&self, c: &mut ClientConfig) {
+        c.set("security.protocol", self.protocol());
+        let set = |c: &mut ClientConfig, key: &str, value: &str| {
+            if !value.is_empty() {
+                c.set(key, value);
+            }
+        };
+        set(c, "sasl.mechanism", &self.sasl_mechanism);
+        set(c, "sasl.username", &self.sasl_username);
+        set(c, "sasl.password", &self.sasl_password);
+        set(c, "ssl.ca.location", &self.ssl_ca_file);
+        set(c, "ssl.certificate.location", &self.ssl_certificate_file);
+        set(c, "ssl.key.location", &self.ssl_key_file);
+    }
 }
 
 impl Default for KafkaSettings {
@@ -66,6 +208,7 @@ impl Default for KafkaSettings {
             client_id: "churnguard".into(),
             replication_factor: 1,
             group_session_timeout_ms: 10_000,
+            security: KafkaSecurity::default(),
         }
     }
 }
@@ -88,7 +231,7 @@ impl KafkaSettings {
         if self.replication_factor < 1 {
             return Err(("replication_factor", "must be at least 1".into()));
         }
-        Ok(())
+        self.security.validate()
     }
 
     fn request_timeout(&self) -> Duration {
@@ -101,6 +244,7 @@ impl KafkaSettings {
             .set("client.id", &self.client_id)
             .set("reconnect.backoff.max.ms", "1000")
             .set("socket.connection.setup.timeout.ms", "5000");
+        self.security.apply(&mut c);
         c
     }
 
@@ -915,6 +1059,113 @@ fn map_error(e: KafkaError, settings: &KafkaSettings) -> LogError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scram() -> KafkaSecurity {
+        KafkaSecurity {
+            protocol: "sasl_ssl".into(),
+            sasl_mechanism: "SCRAM-SHA-512".into(),
+            sasl_username: "ingest".into(),
+            sasl_password: "canary-kafka-password".into(),
+            ..KafkaSecurity::default()
+        }
+    }
+
+    /// librdkafka takes every protocol and mechanism the settings allow (it refuses
+    /// `ssl` and SCRAM when built without OpenSSL), and the password stays out of `Debug`.
+    #[test]
+    fn security_settings_reach_librdkafka() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("write");
+        let secured = [
+            KafkaSecurity::default(),
+            KafkaSecurity {
+                protocol: "ssl".into(),
+                ..KafkaSecurity::default()
+            },
+            KafkaSecurity {
+                protocol: "sasl_plaintext".into(),
+                sasl_mechanism: "PLAIN".into(),
+                ..scram()
+            },
+            KafkaSecurity {
+                sasl_mechanism: "SCRAM-SHA-256".into(),
+                ..scram()
+            },
+            scram(),
+        ];
+        for security in secured {
+            security.validate().expect("valid");
+            let settings = KafkaSettings {
+                security: security.clone(),
+                ..KafkaSettings::default()
+            };
+            let config = settings.producer_config();
+            assert_eq!(config.get("security.protocol"), Some(security.protocol()));
+            let made: Result<rdkafka::producer::BaseProducer, _> = config.create();
+            assert!(made.is_ok(), "{security:?}: {:?}", made.err());
+            assert!(
+                !format!("{settings:?}").contains("canary-kafka-password"),
+                "the password is redacted"
+            );
+        }
+        let with_ca = KafkaSecurity {
+            ssl_ca_file: ca.to_string_lossy().into_owned(),
+            ..scram()
+        };
+        with_ca.validate().expect("valid");
+        let mut c = ClientConfig::new();
+        with_ca.apply(&mut c);
+        assert_eq!(c.get("ssl.ca.location"), Some(with_ca.ssl_ca_file.as_str()));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+    }
+
+    #[test]
+    fn bad_security_settings_name_the_key() {
+        let bad = |s: KafkaSecurity| s.validate().expect_err("invalid").0;
+        assert_eq!(
+            bad(KafkaSecurity {
+                protocol: "tls".into(),
+                ..KafkaSecurity::default()
+            }),
+            "security.protocol"
+        );
+        assert_eq!(
+            bad(KafkaSecurity {
+                sasl_mechanism: "GSSAPI".into(),
+                ..scram()
+            }),
+            "security.sasl_mechanism"
+        );
+        assert_eq!(
+            bad(KafkaSecurity {
+                sasl_password: String::new(),
+                ..scram()
+            }),
+            "security.sasl_password"
+        );
+        assert_eq!(
+            bad(KafkaSecurity {
+                sasl_mechanism: "PLAIN".into(),
+                ..KafkaSecurity::default()
+            }),
+            "security.sasl_mechanism"
+        );
+        assert_eq!(
+            bad(KafkaSecurity {
+                ssl_ca_file: "/nonexistent/ca.pem".into(),
+                ..scram()
+            }),
+            "security.ssl_ca_file"
+        );
+        let err = KafkaSecurity {
+            sasl_username: String::new(),
+            ..scram()
+        }
+        .validate()
+        .expect_err("no user");
+        assert!(!err.1.contains("canary-kafka-password"), "{err:?}");
+    }
 
     /// A consumer that never connects (nothing listens on port 1): creating one needs no
     /// broker.
