@@ -436,7 +436,7 @@ impl GrpcServer {
                 }
                 stopping.cancel();
             });
-        tracing::info!(addr = %local_addr, services = ?names, transport = tls.as_str(), "{log_name} serving ({})", tls.as_str());
+        tracing::info!(addr = %local_addr, services = ?names, transport = tls.as_str(), "{log_name} serving");
 
         let mut server = std::pin::pin!(server);
         let served = tokio::select! {
