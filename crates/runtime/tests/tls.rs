@@ -17,21 +17,7 @@ const SERVING: i32 = health_check_response::ServingStatus::Serving as i32;
 /// Health's answer over a channel to `port` that trusts `ca` (and presents `identity`,
 /// if given), checking the server's name as `localhost`.
 async fn check(port: u16, ca: &TestCa, identity: Option<&Leaf>) -> Result<i32, String> {
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
-        .expect("endpoint")
-        .tls_config(ca.client(identity))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e:?}"))?;
-    HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .map(|answer| answer.into_inner().status)
-        .map_err(|status| format!("{status:?}"))
+    health(ca.channel(port, identity).await?).await
 }
 
 /// A plaintext client's health check against `port`.
@@ -43,6 +29,11 @@ async fn check_plaintext(port: u16) -> Result<i32, String> {
         .connect()
         .await
         .map_err(|e| format!("connect: {e:?}"))?;
+    health(channel).await
+}
+
+/// The server's overall health status over `channel`.
+async fn health(channel: Channel) -> Result<i32, String> {
     HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: String::new(),

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// A certificate authority made for one test.
 pub struct TestCa {
@@ -82,6 +84,20 @@ impl TestCa {
             Some(leaf) => tls.identity(Identity::from_pem(&leaf.cert, &leaf.key)),
             None => tls,
         }
+    }
+
+    /// A TLS channel to a server on loopback `port` whose certificate this CA signed for
+    /// `localhost`, presenting `identity` if given; the error says why it could not
+    /// connect (a refused handshake, a certificate not trusted).
+    pub async fn channel(&self, port: u16, identity: Option<&Leaf>) -> Result<Channel, String> {
+        Channel::from_shared(format!("https://127.0.0.1:{port}"))
+            .expect("endpoint")
+            .tls_config(self.client(identity))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e:?}"))
     }
 }
 

@@ -26,15 +26,7 @@ async fn tls_client(
     ca: &TestCa,
     identity: Option<&Leaf>,
 ) -> Result<PurchaseIngestClient<Channel>, String> {
-    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
-        .expect("endpoint")
-        .tls_config(ca.client(identity))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e:?}"))?;
-    Ok(PurchaseIngestClient::new(channel))
+    Ok(PurchaseIngestClient::new(ca.channel(port, identity).await?))
 }
 
 #[tokio::test(flavor = "multi_thread")]
