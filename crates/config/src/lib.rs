@@ -188,6 +188,101 @@ impl TlsSettings {
     }
 }
 
+/// Who may call a service's gRPC server. Off (the default, `make run` only): callers
+/// are not identified and may call anything; the server says so at start. Required:
+/// every call (gRPC health aside) proves an identity, or gets UNAUTHENTICATED:
+/// - a store gateway by its client certificate (mutual TLS, [`TlsSettings`]) or by a
+///   store token, presented as `authorization: Bearer <token>`, that the server knows
+///   only by its SHA-256 ([`AuthSettings::store_tokens_file`]);
+/// - a manager, an analyst or another service by a signed JWT ([`JwtSettings`]), whose
+///   claims say the role and the stores.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Every call must prove who makes it.
+    pub required: bool,
+    /// Store tokens by their hash: one line per token, `<store_id> <sha256 in hex>`
+    /// (`printf %s "$TOKEN" | sha256sum`); blank lines and `#` comments are skipped.
+    pub store_tokens_file: String,
+    pub jwt: JwtSettings,
+}
+
+/// How the JWTs of managers, analysts and services are checked: signature (by the
+/// algorithm and key here), issuer, audience and expiry. Empty (the default): no JWT is
+/// taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSettings {
+    /// `HS256` (the key file holds the shared secret), `RS256` or `ES256` (the key file
+    /// holds the issuer's public key, PEM).
+    pub algorithm: String,
+    pub key_file: String,
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must carry.
+    pub audience: String,
+}
+
+/// The JWT algorithms [`JwtSettings::algorithm`] may name.
+pub const JWT_ALGORITHMS: [&str; 3] = ["HS256", "RS256", "ES256"];
+
+impl JwtSettings {
+    /// Whether JWTs are taken at all.
+    pub fn enabled(&self) -> bool {
+        !self.key_file.is_empty()
+    }
+}
+
+impl AuthSettings {
+    /// The files named exist, a JWT key comes with its algorithm, issuer and audience,
+    /// and a required identity has some way to be proved (`client_certificates`: the
+    /// server asks for client certificates, mutual TLS). Errors name the key.
+    pub fn validate(&self, client_certificates: bool) -> Result<(), ConfigError> {
+        let jwt = &self.jwt;
+        let files = [
+            ("auth.store_tokens_file", &self.store_tokens_file),
+            ("auth.jwt.key_file", &jwt.key_file),
+        ];
+        for (key, file) in files {
+            if !file.is_empty() && !Path::new(file).is_file() {
+                return Err(ConfigError::new(key, format!("file {file} does not exist")));
+            }
+        }
+        if jwt.enabled() {
+            if !JWT_ALGORITHMS.contains(&jwt.algorithm.as_str()) {
+                return Err(ConfigError::new(
+                    "auth.jwt.algorithm",
+                    format!("must be one of {}", JWT_ALGORITHMS.join(", ")),
+                ));
+            }
+            for (key, value) in [
+                ("auth.jwt.issuer", &jwt.issuer),
+                ("auth.jwt.audience", &jwt.audience),
+            ] {
+                if value.is_empty() {
+                    return Err(ConfigError::new(
+                        key,
+                        "must be set when auth.jwt.key_file is",
+                    ));
+                }
+            }
+        } else if !jwt.algorithm.is_empty() || !jwt.issuer.is_empty() || !jwt.audience.is_empty() {
+            return Err(ConfigError::new(
+                "auth.jwt.key_file",
+                "must be set when any other auth.jwt setting is",
+            ));
+        }
+        let some_proof = client_certificates || !self.store_tokens_file.is_empty() || jwt.enabled();
+        if self.required && !some_proof {
+            return Err(ConfigError::new(
+                "auth.required",
+                "needs a way to prove an identity: tls.client_ca_file, auth.store_tokens_file or auth.jwt.key_file",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The checks every service's settings share; each error names the key.
 pub mod check {
     use std::net::SocketAddr;

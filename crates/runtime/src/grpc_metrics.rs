@@ -18,12 +18,13 @@
 use crate::call_status::{OnStatus, on_status};
 use crate::status::code_name;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Gauge, Histogram, Label, SharedString};
 use prost::Message;
 use tonic::Code;
 
@@ -32,9 +33,104 @@ pub use crate::recorder::{IN_FLIGHT_REQUESTS, REQUEST_DURATION_SECONDS, REQUESTS
 /// The label of a service or method the server does not serve.
 const UNKNOWN: &str = "unknown";
 
+/// The labels of one method (or of the unknown ones), worked out once when the server is
+/// built, and its metric handles, taken on its first call once the process's recorder is
+/// installed: a call then costs no label strings and no registry look-ups.
+#[derive(Debug)]
+pub(crate) struct Method {
+    pub(crate) service: SharedString,
+    pub(crate) method: SharedString,
+    /// `<service>/<method>`: the name of the call's span.
+    pub(crate) span_name: SharedString,
+    handles: OnceLock<Handles>,
+}
+
+/// The handles of a method's series; a counter per status code, taken when first needed
+/// (no series for codes the method never answered).
+#[derive(Debug)]
+struct Handles {
+    in_flight: Gauge,
+    duration: Histogram,
+    requests: [OnceLock<Counter>; CODES],
+}
+
+/// How many gRPC status codes there are (`OK` = 0 to `UNAUTHENTICATED` = 16).
+const CODES: usize = 17;
+
+impl Method {
+    fn new(service: &str, method: &str) -> Arc<Self> {
+        Arc::new(Self {
+            service: SharedString::from(service.to_owned()),
+            method: SharedString::from(method.to_owned()),
+            span_name: SharedString::from(format!("{service}/{method}")),
+            handles: OnceLock::new(),
+        })
+    }
+
+    fn labels(&self) -> [Label; 2] {
+        [
+            Label::new("service", self.service.clone()),
+            Label::new("method", self.method.clone()),
+        ]
+    }
+
+    /// The method's handles, cached only once the process's recorder is installed: a
+    /// handle taken before that would stay a no-op for good.
+    fn with_handles(&self, f: impl FnOnce(&Handles)) {
+        if let Some(handles) = self.handles.get() {
+            return f(handles);
+        }
+        let handles = Handles {
+            in_flight: metrics::gauge!(IN_FLIGHT_REQUESTS, self.labels().to_vec()),
+            duration: metrics::histogram!(REQUEST_DURATION_SECONDS, self.labels().to_vec()),
+            requests: Default::default(),
+        };
+        if crate::recorder::installed() {
+            f(self.handles.get_or_init(|| handles));
+        } else {
+            f(&handles);
+        }
+    }
+
+    fn requests(&self, handles: &Handles, code: Code) -> Counter {
+        let counter = || {
+            let [service, method] = self.labels();
+            metrics::counter!(
+                REQUESTS_TOTAL,
+                vec![service, method, Label::new("code", code_name(code))]
+            )
+        };
+        let slot = &handles.requests[(code as usize).min(CODES - 1)];
+        match slot.get() {
+            Some(counter) => counter.clone(),
+            None if crate::recorder::installed() => slot.get_or_init(counter).clone(),
+            None => counter(),
+        }
+    }
+}
+
 /// The methods a server serves, by service: what the labels may name.
-#[derive(Debug, Default)]
-pub(crate) struct Methods(HashMap<String, HashSet<String>>);
+#[derive(Debug)]
+pub(crate) struct Methods {
+    served: HashMap<String, Service>,
+    unknown: Arc<Method>,
+}
+
+/// A served service's methods, and the labels of a call to one it does not serve.
+#[derive(Debug)]
+struct Service {
+    methods: HashMap<String, Arc<Method>>,
+    unknown: Arc<Method>,
+}
+
+impl Default for Methods {
+    fn default() -> Self {
+        Self {
+            served: HashMap::new(),
+            unknown: Method::new(UNKNOWN, UNKNOWN),
+        }
+    }
+}
 
 impl Methods {
     /// The methods of `services` as `descriptor_sets` (encoded `FileDescriptorSet`s)
@@ -64,20 +160,43 @@ impl Methods {
                 }
             }
         }
-        Self(methods)
+        let served = methods
+            .into_iter()
+            .map(|(service, names)| {
+                let methods = names
+                    .into_iter()
+                    .map(|m| {
+                        let labels = Method::new(&service, &m);
+                        (m, labels)
+                    })
+                    .collect();
+                let unknown = Method::new(&service, UNKNOWN);
+                (service, Service { methods, unknown })
+            })
+            .collect();
+        Self {
+            served,
+            ..Self::default()
+        }
     }
 
-    /// The `(service, method)` labels of a call to `path`: both named only if the
-    /// server serves them, else [`UNKNOWN`].
-    pub(crate) fn labels(&self, path: &str) -> (String, String) {
+    /// The labels of a call to `path`: service and method named only if the server
+    /// serves them, else [`UNKNOWN`].
+    pub(crate) fn of_path(&self, path: &str) -> &Arc<Method> {
         let Some((service, method)) = parse_path(path) else {
-            return (UNKNOWN.to_owned(), UNKNOWN.to_owned());
+            return &self.unknown;
         };
-        match self.0.get(service) {
-            None => (UNKNOWN.to_owned(), UNKNOWN.to_owned()),
-            Some(methods) if methods.contains(method) => (service.to_owned(), method.to_owned()),
-            Some(_) => (service.to_owned(), UNKNOWN.to_owned()),
+        match self.served.get(service) {
+            None => &self.unknown,
+            Some(served) => served.methods.get(method).unwrap_or(&served.unknown),
         }
+    }
+
+    /// The `(service, method)` labels of a call to `path`.
+    #[cfg(test)]
+    fn labels(&self, path: &str) -> (String, String) {
+        let m = self.of_path(path);
+        (m.service.to_string(), m.method.to_string())
     }
 }
 
@@ -95,8 +214,7 @@ pub(crate) async fn measure(
     request: Request,
     next: Next,
 ) -> Response {
-    let (service, method) = methods.labels(request.uri().path());
-    let call = Call::start(service, method);
+    let call = Call::start(methods.of_path(request.uri().path()).clone());
     let response = next.run(request).await;
     on_status(response, call)
 }
@@ -104,18 +222,15 @@ pub(crate) async fn measure(
 /// One call being measured: in flight from [`Call::start`] until [`Call::end`], or until
 /// dropped without a status (counted as `CANCELLED`).
 struct Call {
-    service: String,
-    method: String,
+    method: Arc<Method>,
     started: Instant,
     ended: bool,
 }
 
 impl Call {
-    fn start(service: String, method: String) -> Self {
-        metrics::gauge!(IN_FLIGHT_REQUESTS, "service" => service.clone(), "method" => method.clone())
-            .increment(1.0);
+    fn start(method: Arc<Method>) -> Self {
+        method.with_handles(|h| h.in_flight.increment(1.0));
         Self {
-            service,
             method,
             started: Instant::now(),
             ended: false,
@@ -129,13 +244,12 @@ impl Call {
         if std::mem::replace(&mut self.ended, true) {
             return;
         }
-        let (service, method) = (self.service.clone(), self.method.clone());
-        metrics::gauge!(IN_FLIGHT_REQUESTS, "service" => service.clone(), "method" => method.clone())
-            .decrement(1.0);
-        metrics::histogram!(REQUEST_DURATION_SECONDS, "service" => service.clone(), "method" => method.clone())
-            .record(self.started.elapsed());
-        metrics::counter!(REQUESTS_TOTAL, "service" => service, "method" => method, "code" => code_name(code))
-            .increment(1);
+        let method = &self.method;
+        method.with_handles(|h| {
+            h.in_flight.decrement(1.0);
+            h.duration.record(self.started.elapsed());
+            method.requests(h, code).increment(1);
+        });
     }
 }
 

@@ -30,18 +30,18 @@ pub(crate) async fn trace(
     request: Request,
     next: Next,
 ) -> Response {
-    let (service, method) = methods.labels(request.uri().path());
-    if service == HEALTH {
+    let method = methods.of_path(request.uri().path());
+    if &*method.service == HEALTH {
         return next.run(request).await;
     }
     let span = tracing::info_span!(
         "grpc call",
-        otel.name = %format_args!("{service}/{method}"),
+        otel.name = &*method.span_name,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         rpc.system = "grpc",
-        rpc.service = %service,
-        rpc.method = %method,
+        rpc.service = &*method.service,
+        rpc.method = &*method.method,
         rpc.grpc.status_code = tracing::field::Empty,
     );
     let traceparent = request

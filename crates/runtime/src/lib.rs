@@ -20,9 +20,11 @@
 //!   replica, stopped before the partition moves: how replicas split a topic's work.
 //! - [`shutdown_signal`], [`Clock`] / [`system_clock`], and [`retry`]'s one backoff.
 //! - [`status`]: the gRPC statuses every service answers alike (bad fields named).
-//! - [`identity`]: who calls, as mutual TLS proves it (a store gateway's store).
+//! - [`auth`] and [`identity`]: who calls ([`GrpcServer::with_auth`]: a client
+//!   certificate, a store token or a JWT), and what each caller may do.
 
 pub mod admin;
+pub mod auth;
 mod call_status;
 pub mod cli;
 mod clock;
@@ -44,5 +46,5 @@ pub use clock::{Clock, system_clock};
 pub use log::{OnLog, OpenLogError, with_log};
 pub use partitions::{Liveness, Owned, work_on_owned_partitions};
 pub use running::{Running, ShutdownSignal, TaskFailed};
-pub use server::{GrpcServer, ServeError, Stopped};
+pub use server::{AuthMode, GrpcServer, ServeError, Stopped};
 pub use shutdown::shutdown_signal;

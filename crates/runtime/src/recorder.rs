@@ -68,6 +68,12 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// Whether [`prometheus`] has installed the process's recorder: metric handles taken
+/// from then on record (one taken before stays a no-op).
+pub(crate) fn installed() -> bool {
+    RECORDER.get().is_some()
+}
+
 /// HELP text and units of the metrics the runtime records.
 fn describe() {
     metrics::describe_counter!(

@@ -40,7 +40,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use churnguard_config::{TlsMode, TlsSettings};
+use churnguard_config::{AuthSettings, TlsMode, TlsSettings};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -58,9 +58,10 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
+use crate::auth::Authenticator;
 use crate::grpc_metrics::Methods;
 use crate::running::{Running, TaskFailed};
-use crate::{admin, grpc_metrics, grpc_tracing, health};
+use crate::{admin, auth, grpc_metrics, grpc_tracing, health};
 
 /// Why a server could not start, or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,9 @@ pub enum ServeError {
     /// A TLS file that cannot be read or does not hold what it should.
     #[error("invalid configuration at {key}: {message}")]
     Tls { key: &'static str, message: String },
+    /// An authentication setting that is invalid, or a file it names that cannot be read.
+    #[error("invalid configuration at {key}: {message}")]
+    Config { key: String, message: String },
 }
 
 impl From<TaskFailed> for ServeError {
@@ -127,6 +131,31 @@ pub struct GrpcServer {
     admin: Option<TcpListener>,
     /// Plaintext unless [`GrpcServer::with_tls`] set TLS up; the start line says which.
     tls: TlsMode,
+    /// Whether callers must prove who they are ([`GrpcServer::with_auth`]); the start
+    /// line says it.
+    auth: AuthMode,
+}
+
+/// What a server asks of its callers, as its start line says it (`auth=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Nothing: any caller may call anything (`make run`).
+    Off,
+    /// Credentials are checked when presented (a client certificate, a token), not
+    /// required.
+    Optional,
+    /// Every call proves who makes it, or gets UNAUTHENTICATED.
+    Required,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Off => "off",
+            AuthMode::Optional => "optional",
+            AuthMode::Required => "required",
+        }
+    }
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -195,6 +224,7 @@ impl GrpcServer {
             layers: Vec::new(),
             admin: None,
             tls: TlsMode::Plaintext,
+            auth: AuthMode::Off,
         })
     }
 
@@ -256,6 +286,48 @@ impl GrpcServer {
             })?;
         self.tls = mode;
         Ok(self)
+    }
+
+    /// Authenticates every call (gRPC health aside) as `settings` say
+    /// ([`crate::auth`]): the [`crate::identity::Caller`] goes into the request's
+    /// extensions, where `Caller::of` finds it, or the call is answered UNAUTHENTICATED.
+    /// Without any setting (the default), nothing is checked and the start line says
+    /// `auth="off"`. Reads the files now; an error names the setting. Call it after
+    /// [`GrpcServer::with_tls`]: whether client certificates are asked for counts as a
+    /// way to prove an identity.
+    pub fn with_auth(mut self, settings: &AuthSettings) -> Result<Self, ServeError> {
+        let config = |e: churnguard_config::ConfigError| ServeError::Config {
+            key: e.key,
+            message: e.message,
+        };
+        settings
+            .validate(self.tls == TlsMode::MutualTls)
+            .map_err(config)?;
+        let configured =
+            settings.required || !settings.store_tokens_file.is_empty() || settings.jwt.enabled();
+        if !configured {
+            if self.tls == TlsMode::MutualTls {
+                self.auth = AuthMode::Optional;
+            }
+            return Ok(self);
+        }
+        let authenticator = Arc::new(Authenticator::from_settings(settings).map_err(config)?);
+        self.auth = if settings.required {
+            AuthMode::Required
+        } else {
+            AuthMode::Optional
+        };
+        Ok(self.with_layer(move |routes| {
+            routes.layer(axum::middleware::from_fn_with_state(
+                authenticator,
+                auth::authenticate,
+            ))
+        }))
+    }
+
+    /// What the server asks of its callers ([`GrpcServer::with_auth`]).
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth
     }
 
     /// Plaintext, TLS or mutual TLS ([`GrpcServer::with_tls`]).
@@ -402,6 +474,7 @@ impl GrpcServer {
             layers,
             admin,
             tls,
+            auth,
         } = self;
 
         add_health_and_reflection(&mut routes, &health, &names, &descriptor_sets)?;
@@ -436,7 +509,12 @@ impl GrpcServer {
                 }
                 stopping.cancel();
             });
-        tracing::info!(addr = %local_addr, services = ?names, transport = tls.as_str(), "{log_name} serving");
+        tracing::info!(addr = %local_addr, services = ?names, transport = tls.as_str(), auth = auth.as_str(), "{log_name} serving");
+        if auth == AuthMode::Off {
+            tracing::warn!(
+                "{log_name}: callers are not identified; anyone who can reach {local_addr} may call anything (set auth.required for a deployment)"
+            );
+        }
 
         let mut server = std::pin::pin!(server);
         let served = tokio::select! {

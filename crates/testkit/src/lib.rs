@@ -7,6 +7,7 @@
 //! receives the spans a flow exports; [`tls`] makes certificates.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod otlp;
 pub mod tls;

@@ -18,6 +18,7 @@ use churnguard_domain::{FieldViolation, Violations, quoted};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_server::{ChurnScoring, ChurnScoringServer};
 use churnguard_runtime::GrpcServer;
+use churnguard_runtime::identity::Caller;
 use tonic::{Request, Response, Status};
 
 use crate::error::ScoringError;
@@ -289,6 +290,31 @@ impl ScoringApi {
     }
 }
 
+/// Scores are read by people and services (or anyone, where callers are not
+/// identified), not by store gateways, which only record swipes.
+fn may_read_scores(caller: &Caller) -> Result<(), ScoringError> {
+    match caller {
+        Caller::Unidentified | Caller::Staff(_) => Ok(()),
+        Caller::Store(_) | Caller::NoStore => Err(ScoringError::Forbidden {
+            field: "authorization",
+            message: "a store gateway records swipes and reads no scores".into(),
+        }),
+    }
+}
+
+/// A store's figures are read by those who read every store, and by its managers.
+fn may_read_store(caller: &Caller, store: &str) -> Result<(), ScoringError> {
+    may_read_scores(caller)?;
+    if caller.may_read_store(store) {
+        return Ok(());
+    }
+    let role = caller.role().map_or("caller", |r| r.as_str());
+    Err(ScoringError::Forbidden {
+        field: "store_id",
+        message: format!("this {role} does not read store {store}"),
+    })
+}
+
 /// Logs what the caller will not see, once, at the boundary.
 fn status(e: ScoringError) -> Status {
     let status = e.status();
@@ -307,6 +333,8 @@ impl ChurnScoring for ScoringApi {
         &self,
         request: Request<pb::GetCustomerRiskRequest>,
     ) -> Result<Response<pb::GetCustomerRiskResponse>, Status> {
+        let caller = Caller::of(&request);
+        may_read_scores(&caller).map_err(status)?;
         let r = request.into_inner();
         let mut violations = Vec::new();
         check_id_field(&mut violations, "customer_id", &r.customer_id);
@@ -321,6 +349,15 @@ impl ChurnScoring for ScoringApi {
             .customer_risk(&r.customer_id, as_of)
             .await
             .map_err(status)?;
+        // A customer of stores the caller does not read is, to it, no customer at all.
+        let readable = risk
+            .risk
+            .home_store
+            .as_deref()
+            .is_some_and(|store| caller.may_read_store(store));
+        if !readable && !caller.reads_every_store() {
+            return Err(status(ScoringError::UnknownCustomer(r.customer_id)));
+        }
         Ok(Response::new(pb::GetCustomerRiskResponse {
             risk: Some(risk.into_proto(&self.state.policies, &self.state.horizon)),
         }))
@@ -330,7 +367,9 @@ impl ChurnScoring for ScoringApi {
         &self,
         request: Request<pb::ListAtRiskCustomersRequest>,
     ) -> Result<Response<pb::ListAtRiskCustomersResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
+        may_read_store(&caller, &r.store_id).map_err(status)?;
         let mut violations = Vec::new();
         check_id_field(&mut violations, "store_id", &r.store_id);
         if r.page_size > MAX_PAGE {
@@ -378,7 +417,9 @@ impl ChurnScoring for ScoringApi {
         &self,
         request: Request<pb::GetStoreDefectionStatsRequest>,
     ) -> Result<Response<pb::GetStoreDefectionStatsResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
+        may_read_store(&caller, &r.store_id).map_err(status)?;
         let mut violations = Vec::new();
         check_id_field(&mut violations, "store_id", &r.store_id);
         let from = day_field(&mut violations, "from_date", &r.from_date);
@@ -414,8 +455,9 @@ impl ChurnScoring for ScoringApi {
 
     async fn get_model(
         &self,
-        _request: Request<pb::GetModelRequest>,
+        request: Request<pb::GetModelRequest>,
     ) -> Result<Response<pb::GetModelResponse>, Status> {
+        may_read_scores(&Caller::of(&request)).map_err(status)?;
         let m = self.state.model().await.map_err(status)?;
         Ok(Response::new(pb::GetModelResponse {
             version: m.version,
@@ -487,6 +529,16 @@ impl ApiServer {
     /// ([`GrpcServer::with_tls`]).
     pub fn with_tls(mut self, tls: &churnguard_config::TlsSettings) -> Result<Self, ScoringError> {
         self.server = self.server.with_tls(tls)?;
+        Ok(self)
+    }
+
+    /// Authenticates callers as `auth` says; off when it is empty
+    /// ([`GrpcServer::with_auth`]; after [`ApiServer::with_tls`]).
+    pub fn with_auth(
+        mut self,
+        auth: &churnguard_config::AuthSettings,
+    ) -> Result<Self, ScoringError> {
+        self.server = self.server.with_auth(auth)?;
         Ok(self)
     }
 

@@ -114,7 +114,8 @@ impl<L: EventLog> App<L> {
         .with_timings(settings.health_probe_interval(), settings.shutdown_grace())
         .with_admin(settings.admin_addr())
         .await?
-        .with_tls(&settings.tls)?;
+        .with_tls(&settings.tls)?
+        .with_auth(&settings.auth)?;
         crate::metrics::describe();
         if let Some(ll) = log_likelihood {
             crate::metrics::model_in_use(ll);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
-use churnguard_config::{ConfigError, LogSettings, TlsSettings, check};
+use churnguard_config::{AuthSettings, ConfigError, LogSettings, TlsSettings, check};
 use churnguard_domain::customer::Day;
 use churnguard_domain::policy::{DefectionPolicy, PolicyBook, RuleSet};
 use churnguard_domain::risk::ValueHorizon;
@@ -27,6 +27,8 @@ pub struct Settings {
     /// TLS for the gRPC server (certificate, key, and a client CA for mutual TLS).
     /// Empty: plaintext.
     pub tls: TlsSettings,
+    /// Who may call the gRPC server ([`AuthSettings`]): off by default (`make run`).
+    pub auth: AuthSettings,
     /// How long shutdown waits for batches in flight and the API's calls.
     pub shutdown_grace_ms: u64,
     /// The consumer group instances of this service share.
@@ -75,6 +77,7 @@ impl Default for Settings {
             listen_addr: "127.0.0.1:50052".into(),
             admin_addr: "127.0.0.1:9465".into(),
             tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
             shutdown_grace_ms: 10_000,
             group: "churn-scoring".into(),
             batch_records: 2_000,
@@ -139,6 +142,8 @@ impl ServiceSettings for Settings {
             (&self.admin_addr, "127.0.0.1:9465"),
         )?;
         self.tls.validate()?;
+        self.auth
+            .validate(self.tls.mode() == churnguard_config::TlsMode::MutualTls)?;
         check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),

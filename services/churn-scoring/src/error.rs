@@ -25,6 +25,12 @@ pub enum ScoringError {
     InvalidArgument(Violations),
     #[error("no customer {0}")]
     UnknownCustomer(String),
+    /// The caller may not read what it asked for: `field` names what it asked.
+    #[error("{field}: {message}")]
+    Forbidden {
+        field: &'static str,
+        message: String,
+    },
     #[error("no model has been fitted yet")]
     NoModel,
     #[error("churn-scoring could not start: {0}")]
@@ -51,6 +57,7 @@ impl ScoringError {
             | ScoringError::Fit(_)
             | ScoringError::InvalidArgument(_)
             | ScoringError::UnknownCustomer(_)
+            | ScoringError::Forbidden { .. }
             | ScoringError::NoModel
             | ScoringError::Startup(_)
             | ScoringError::Serve(_)
@@ -65,6 +72,7 @@ impl ScoringError {
                 churnguard_runtime::status::invalid_argument(self.to_string(), v)
             }
             ScoringError::UnknownCustomer(_) => Status::not_found(self.to_string()),
+            ScoringError::Forbidden { .. } => Status::permission_denied(self.to_string()),
             ScoringError::NoModel => Status::failed_precondition(
                 "no model has been fitted yet: risk figures need a first refit",
             ),

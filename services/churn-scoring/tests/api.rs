@@ -444,6 +444,174 @@ async fn customer_risk_is_the_domains_assessment<L: EventLog>(log: L) {
     api.stop().await.expect("stop");
 }
 
+/// A query API that requires identities, over the same scored chain: each caller reads
+/// what its role allows, on every RPC:
+///
+/// | caller                 | r1's list, stats | s2's list, stats  | diner-b (r1) risk | model |
+/// |------------------------|------------------|-------------------|-------------------|-------|
+/// | none, expired token    | UNAUTHENTICATED  | UNAUTHENTICATED   | UNAUTHENTICATED   | UNAUTHENTICATED |
+/// | r1's manager           | OK               | PERMISSION_DENIED | OK                | OK    |
+/// | s2's manager           | PERMISSION_DENIED| OK                | NOT_FOUND         | OK    |
+/// | analyst, owner         | OK               | OK                | OK                | OK    |
+/// | a store gateway (r1)   | PERMISSION_DENIED| PERMISSION_DENIED | PERMISSION_DENIED | PERMISSION_DENIED |
+/// | privacy officer        | PERMISSION_DENIED| PERMISSION_DENIED | NOT_FOUND         | OK    |
+async fn each_identity_reads_what_its_role_allows<L: EventLog>(log: L) {
+    use churnguard_config::{AuthSettings, JwtSettings};
+    use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer, with_bearer};
+
+    let (f, _) = Fixture::refitted_at_check_week(log).await;
+    let issuer = TestIssuer::new();
+    let auth = AuthSettings {
+        required: true,
+        store_tokens_file: issuer.store_tokens_file(&[("r1", "gateway-token-of-r1")]),
+        jwt: JwtSettings {
+            algorithm: "HS256".into(),
+            key_file: issuer.key_file(),
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        },
+    };
+    let secured = ApiServer::bind(
+        "127.0.0.1:0",
+        QueryState::new(f.chain.store.clone(), policies(), PARTITIONS),
+    )
+    .await
+    .expect("bind")
+    .with_auth(&auth)
+    .expect("auth settings")
+    .spawn();
+    let mut c = client(&secured).await;
+
+    use Code::{NotFound as Nf, Ok as Yes, PermissionDenied as No, Unauthenticated as Who};
+    let callers: Vec<(&str, Option<String>, [Code; 4])> = vec![
+        ("no credentials", None, [Who; 4]),
+        (
+            "expired",
+            Some(issuer.expired_token("owner", "o-1", &[])),
+            [Who; 4],
+        ),
+        (
+            "r1's manager",
+            Some(issuer.token("store_manager", "m-r1", &["r1"])),
+            [Yes, No, Yes, Yes],
+        ),
+        (
+            "s2's manager",
+            Some(issuer.token("store_manager", "m-s2", &["s2"])),
+            [No, Yes, Nf, Yes],
+        ),
+        (
+            "regional manager",
+            Some(issuer.token("regional_manager", "rm", &["r1", "s2"])),
+            [Yes, Yes, Yes, Yes],
+        ),
+        (
+            "analyst",
+            Some(issuer.token("analyst", "a-1", &[])),
+            [Yes, Yes, Yes, Yes],
+        ),
+        (
+            "owner",
+            Some(issuer.token("owner", "o-1", &[])),
+            [Yes, Yes, Yes, Yes],
+        ),
+        ("r1's gateway", Some("gateway-token-of-r1".into()), [No; 4]),
+        (
+            "privacy officer",
+            Some(issuer.token("privacy_officer", "p-1", &[])),
+            [No, No, Nf, Yes],
+        ),
+    ];
+    let code = |r: Result<(), tonic::Status>| match r {
+        Ok(()) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    for (who, token, want) in callers {
+        fn req<T>(token: &Option<String>, message: T) -> tonic::Request<T> {
+            match token {
+                Some(t) => churnguard_testkit::auth::with_bearer(message, t),
+                None => tonic::Request::new(message),
+            }
+        }
+        let mut got = Vec::new();
+        for store in ["r1", "s2"] {
+            let list = c
+                .list_at_risk_customers(req(
+                    &token,
+                    pb::ListAtRiskCustomersRequest {
+                        store_id: store.into(),
+                        page_size: 10,
+                        page_token: String::new(),
+                    },
+                ))
+                .await
+                .map(drop);
+            let stats = c
+                .get_store_defection_stats(req(
+                    &token,
+                    pb::GetStoreDefectionStatsRequest {
+                        store_id: store.into(),
+                        from_date: "2026-01-01".into(),
+                        to_date: "2026-12-31".into(),
+                    },
+                ))
+                .await
+                .map(drop);
+            assert_eq!(
+                code(list.clone()),
+                code(stats),
+                "{who}: list and stats of {store} agree"
+            );
+            got.push(code(list));
+        }
+        got.push(code(
+            c.get_customer_risk(req(
+                &token,
+                pb::GetCustomerRiskRequest {
+                    customer_id: "diner-b".into(),
+                    as_of: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        ));
+        got.push(code(
+            c.get_model(req(&token, pb::GetModelRequest {}))
+                .await
+                .map(drop),
+        ));
+        assert_eq!(got, want, "{who}: r1, s2, diner-b, model");
+    }
+    // A customer of another store reads exactly like one that does not exist.
+    let s2_manager = issuer.token("store_manager", "m-s2", &["s2"]);
+    let hidden = c
+        .get_customer_risk(with_bearer(
+            pb::GetCustomerRiskRequest {
+                customer_id: "diner-b".into(),
+                as_of: String::new(),
+            },
+            &s2_manager,
+        ))
+        .await
+        .expect_err("hidden");
+    let missing = c
+        .get_customer_risk(with_bearer(
+            pb::GetCustomerRiskRequest {
+                customer_id: "diner-zz".into(),
+                as_of: String::new(),
+            },
+            &s2_manager,
+        ))
+        .await
+        .expect_err("missing");
+    assert_eq!(
+        hidden.message().replace("diner-b", "X"),
+        missing.message().replace("diner-zz", "X")
+    );
+    secured.stop().await.expect("stop");
+    f.api.stop().await.expect("stop");
+}
+
 /// A store's at-risk list is ordered by value at risk as the timers committed it, and
 /// pages of any size give each customer once; a store with nobody missed lists nobody.
 async fn the_at_risk_list_is_by_value_and_pages<L: EventLog>(log: L) {
@@ -895,6 +1063,8 @@ on_both_logs! {
     bad_requests_name_the_field_and_unknown_customers_are_not_found;
     /// Replay into an empty Redis rebuilds the indices.
     replaying_the_log_into_an_empty_redis_rebuilds_the_indices;
+    /// With identities required, each role reads what it may.
+    each_identity_reads_what_its_role_allows;
 }
 
 /// The indices' keys share the partition's hash tag: on a three-master cluster the

@@ -146,7 +146,8 @@ impl<L: EventLog + 'static> App<L> {
             .with_health_probe(conn, settings.health_probe_interval())
             .with_admin(settings.admin_addr())
             .await?
-            .with_tls(&settings.tls)?;
+            .with_tls(&settings.tls)?
+            .with_auth(&settings.auth)?;
         crate::metrics::describe();
         Ok(Self {
             api,
@@ -392,6 +393,13 @@ impl<L: EventLog + 'static> ApiServer<L> {
     /// ([`GrpcServer::with_tls`]).
     pub fn with_tls(mut self, tls: &churnguard_config::TlsSettings) -> Result<Self, AppError> {
         self.server = self.server.with_tls(tls)?;
+        Ok(self)
+    }
+
+    /// Authenticates callers as `auth` says; off when it is empty
+    /// ([`GrpcServer::with_auth`]; after [`ApiServer::with_tls`]).
+    pub fn with_auth(mut self, auth: &churnguard_config::AuthSettings) -> Result<Self, AppError> {
+        self.server = self.server.with_auth(auth)?;
         Ok(self)
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
-use churnguard_config::{ConfigError, LogSettings, TlsSettings, check};
+use churnguard_config::{AuthSettings, ConfigError, LogSettings, TlsSettings, check};
 use churnguard_domain::error::Violations;
 use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
 use churnguard_domain::feedback::complaint::Context;
@@ -38,6 +38,8 @@ pub struct Settings {
     /// TLS for the gRPC server (certificate, key, and a client CA for mutual TLS).
     /// Empty: plaintext.
     pub tls: TlsSettings,
+    /// Who may call the gRPC server ([`AuthSettings`]): off by default (`make run`).
+    pub auth: AuthSettings,
     /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
     pub shutdown_grace_ms: u64,
     /// How often the SLA timers look for due warnings and breaches on each partition this
@@ -120,6 +122,7 @@ impl Default for Settings {
             listen_addr: "127.0.0.1:50053".into(),
             admin_addr: "127.0.0.1:9466".into(),
             tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
             shutdown_grace_ms: 10_000,
             timer_interval_ms: 1_000,
             group: "feedback".into(),
@@ -264,6 +267,8 @@ impl Settings {
             (&self.admin_addr, "127.0.0.1:9466"),
         )?;
         self.tls.validate()?;
+        self.auth
+            .validate(self.tls.mode() == churnguard_config::TlsMode::MutualTls)?;
         check::positive([
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("timer_interval_ms", self.timer_interval_ms),

@@ -58,7 +58,8 @@ impl<L: EventLog> App<L> {
             .await?
             .with_admin(settings.admin_addr())
             .await?
-            .with_tls(&settings.tls)?;
+            .with_tls(&settings.tls)?
+            .with_auth(&settings.auth)?;
         crate::metrics::describe();
 
         let topics = &settings.topics;

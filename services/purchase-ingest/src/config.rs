@@ -7,8 +7,8 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
+use churnguard_config::{AuthSettings, TlsSettings, check};
 pub use churnguard_config::{Backend, ConfigError, EmbeddedSettings, LogSettings};
-use churnguard_config::{TlsSettings, check};
 use churnguard_domain::{CardTokenizer, SwipeLimits};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,8 @@ pub struct Settings {
     /// TLS for the gRPC server (certificate, key, and a client CA for mutual TLS).
     /// Empty: plaintext.
     pub tls: TlsSettings,
+    /// Who may call the gRPC server ([`AuthSettings`]): off by default (`make run`).
+    pub auth: AuthSettings,
     /// The longest a call waits for the log's acknowledgement; a shorter gRPC deadline
     /// from the caller wins.
     pub publish_timeout_ms: u64,
@@ -128,6 +130,7 @@ impl Default for Settings {
             listen_addr: "127.0.0.1:50051".into(),
             admin_addr: "127.0.0.1:9464".into(),
             tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
             publish_timeout_ms: 5_000,
             health_probe_interval_ms: 1_000,
             shutdown_grace_ms: 10_000,
@@ -199,6 +202,8 @@ impl ServiceSettings for Settings {
             (&self.admin_addr, "127.0.0.1:9464"),
         )?;
         self.tls.validate()?;
+        self.auth
+            .validate(self.tls.mode() == churnguard_config::TlsMode::MutualTls)?;
         check::positive([
             ("publish_timeout_ms", self.publish_timeout_ms),
             ("health_probe_interval_ms", self.health_probe_interval_ms),

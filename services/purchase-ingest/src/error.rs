@@ -43,7 +43,11 @@ fn other_store_message(caller: &Caller) -> String {
         Caller::Store(own) => format!(
             "store_id: this store gateway records swipes of store {own} only; the swipe was not written"
         ),
-        _ => format!(
+        Caller::Staff(staff) => format!(
+            "store_id: a {} records no swipes (store gateways and services do); the swipe was not written",
+            staff.role.as_str()
+        ),
+        Caller::NoStore | Caller::Unidentified => format!(
             "store_id: the client certificate names no store (a URI SAN {STORE_URI_PREFIX}<store_id>); the swipe was not written"
         ),
     }

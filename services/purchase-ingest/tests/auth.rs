@@ -1,0 +1,187 @@
+//! purchase-ingest with identities required, on Kafka (Tansu): each caller gets exactly
+//! the answer its identity allows, and only the swipes a store gateway or a service may
+//! write are on the topic.
+//!
+//! | caller                           | own store's swipe   | another store's swipe |
+//! |----------------------------------|---------------------|-----------------------|
+//! | no credentials                   | UNAUTHENTICATED     | UNAUTHENTICATED       |
+//! | unknown token, expired JWT       | UNAUTHENTICATED     | UNAUTHENTICATED       |
+//! | store-1's gateway token          | OK                  | PERMISSION_DENIED     |
+//! | service JWT                      | OK                  | OK                    |
+//! | store manager, analyst, owner    | PERMISSION_DENIED   | PERMISSION_DENIED     |
+//!
+//! gRPC health answers without credentials (probes carry none).
+
+mod common;
+
+use churnguard_config::{AuthSettings, JwtSettings};
+use churnguard_kafka::KafkaLog;
+use churnguard_proto::ingest::v1 as pb;
+use churnguard_testkit::Tansu;
+use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer, with_bearer};
+use common::*;
+use purchase_ingest::config::Backend;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_every_identity_gets_what_it_may_and_only_allowed_swipes_are_written() {
+    let broker = Tansu::start();
+    let issuer = TestIssuer::new();
+    let mut settings = settings(Backend::Kafka);
+    settings.log.kafka = kafka_settings(&broker);
+    settings.auth = AuthSettings {
+        required: true,
+        store_tokens_file: issuer.store_tokens_file(&[("store-1", "gateway-token-of-store-1")]),
+        jwt: JwtSettings {
+            algorithm: "HS256".into(),
+            key_file: issuer.key_file(),
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        },
+    };
+    let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
+    let app = spawn_app(
+        settings,
+        KafkaLog::new(kafka_settings(&broker)).expect("log"),
+    )
+    .await;
+    let mut client = client(&app).await;
+
+    let health = HealthClient::new(channel(&app).await)
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health answers without credentials");
+    assert_eq!(health.into_inner().status, 1, "SERVING");
+
+    let gateway = "gateway-token-of-store-1".to_string();
+    let callers: Vec<(&str, Option<String>, [Code; 2])> = vec![
+        ("no credentials", None, [Code::Unauthenticated; 2]),
+        (
+            "unknown token",
+            Some("not-a-token".into()),
+            [Code::Unauthenticated; 2],
+        ),
+        (
+            "expired service JWT",
+            Some(issuer.expired_token("service", "importer", &[])),
+            [Code::Unauthenticated; 2],
+        ),
+        (
+            "store-1's gateway",
+            Some(gateway.clone()),
+            [Code::Ok, Code::PermissionDenied],
+        ),
+        (
+            "service",
+            Some(issuer.token("service", "importer", &[])),
+            [Code::Ok, Code::Ok],
+        ),
+        (
+            "store-1's manager",
+            Some(issuer.token("store_manager", "m-1", &["store-1"])),
+            [Code::PermissionDenied; 2],
+        ),
+        (
+            "analyst",
+            Some(issuer.token("analyst", "a-1", &[])),
+            [Code::PermissionDenied; 2],
+        ),
+        (
+            "owner",
+            Some(issuer.token("owner", "o-1", &[])),
+            [Code::PermissionDenied; 2],
+        ),
+    ];
+    let mut expected_written = Vec::new();
+    for (n, (who, token, expected)) in callers.iter().enumerate() {
+        for (store, want) in ["store-1", "store-2"].into_iter().zip(expected) {
+            let mut s = swipe(&format!("sw-auth-{n}-{store}"), "cust-7");
+            s.store_id = store.into();
+            let message = request(s.clone());
+            let call = match token {
+                Some(token) => with_bearer(message, token),
+                None => tonic::Request::new(message),
+            };
+            let got = match client.record_swipe(call).await {
+                Ok(_) => Code::Ok,
+                Err(status) => {
+                    assert!(
+                        !status.message().contains("gateway-token-of-store-1"),
+                        "a credential is never echoed: {status:?}"
+                    );
+                    let field = if status.code() == Code::Unauthenticated {
+                        "authorization:"
+                    } else {
+                        "store_id:"
+                    };
+                    assert!(status.message().starts_with(field), "{who}: {status:?}");
+                    status.code()
+                }
+            };
+            assert_eq!(got, *want, "{who} recording a swipe of {store}");
+            if got == Code::Ok {
+                expected_written.push(s.swipe_id.clone());
+            }
+        }
+    }
+
+    // StreamSwipes: the gateway's batch with another store's swipe in the middle.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut elsewhere = swipe("sw-auth-b1", "cust-2");
+    elsewhere.store_id = "store-2".into();
+    tx.send(pb::StreamSwipesRequest {
+        swipes: vec![
+            swipe("sw-auth-b0", "cust-1"),
+            elsewhere,
+            swipe("sw-auth-b2", "cust-3"),
+        ],
+    })
+    .await
+    .expect("send");
+    drop(tx);
+    let answer = client
+        .stream_swipes(with_bearer(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            &gateway,
+        ))
+        .await
+        .expect("the stream opens")
+        .into_inner()
+        .message()
+        .await
+        .expect("an answer")
+        .expect("one answer");
+    let accepted: Vec<bool> = answer
+        .results
+        .iter()
+        .map(|r| matches!(r.outcome, Some(pb::swipe_result::Outcome::Accepted(_))))
+        .collect();
+    assert_eq!(accepted, [true, false, true]);
+    expected_written.extend(["sw-auth-b0".to_string(), "sw-auth-b2".to_string()]);
+
+    let unauthenticated = client
+        .stream_swipes(tokio_stream::iter(Vec::<pb::StreamSwipesRequest>::new()))
+        .await
+        .expect_err("a stream without credentials");
+    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+
+    let mut written: Vec<String> = read_topic(&reader)
+        .await
+        .iter()
+        .map(|r| {
+            envelope(r)["data"]["swipe_id"]
+                .as_str()
+                .expect("swipe_id")
+                .to_owned()
+        })
+        .collect();
+    written.sort();
+    expected_written.sort();
+    assert_eq!(
+        written, expected_written,
+        "exactly the allowed swipes are on the topic"
+    );
+    app.stop().await.expect("stops");
+}
