@@ -283,6 +283,33 @@ impl AuthSettings {
     }
 }
 
+/// Calls per second each caller may make of a gRPC server, by the kind of caller (a
+/// store gateway, staff, a service, an unidentified caller by its address). 0: no limit
+/// (the default). A caller may burst up to a second's worth at once. A stream counts as
+/// one call when it opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Each store gateway (by its store).
+    pub store_calls_per_second: u32,
+    /// Each manager, analyst or privacy officer (by their token's subject).
+    pub staff_calls_per_second: u32,
+    /// Each service (by its token's subject).
+    pub service_calls_per_second: u32,
+    /// Each unidentified caller, by its IP address (where identities are not required).
+    pub unidentified_calls_per_second: u32,
+}
+
+impl RateLimitSettings {
+    /// Whether any kind of caller is limited.
+    pub fn any(&self) -> bool {
+        self.store_calls_per_second > 0
+            || self.staff_calls_per_second > 0
+            || self.service_calls_per_second > 0
+            || self.unidentified_calls_per_second > 0
+    }
+}
+
 /// The checks every service's settings share; each error names the key.
 pub mod check {
     use std::net::SocketAddr;

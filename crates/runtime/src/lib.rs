@@ -4,7 +4,8 @@
 //!   gRPC health (set by the service or following a probe) and reflection v1 and
 //!   v1alpha, and stops gracefully: stop accepting, let in-flight calls finish within a
 //!   grace period, report NOT_SERVING. Server-wide HTTP/2 knobs are builder options, and
-//!   [`GrpcServer::with_layer`] is where authentication and rate limits go.
+//!   [`GrpcServer::with_auth`] and [`GrpcServer::with_rate_limits`] guard every call, and
+//!   [`GrpcServer::with_layer`] takes any other tower layer.
 //! - [`admin`]: the admin HTTP endpoint ([`GrpcServer::with_admin`]): `/metrics`
 //!   (Prometheus text, from the process's [`recorder`]), `/healthz`, `/readyz`; and
 //!   [`grpc_metrics`], what every call of every server records; [`grpc_tracing`], the
@@ -21,7 +22,8 @@
 //! - [`shutdown_signal`], [`Clock`] / [`system_clock`], and [`retry`]'s one backoff.
 //! - [`status`]: the gRPC statuses every service answers alike (bad fields named).
 //! - [`auth`] and [`identity`]: who calls ([`GrpcServer::with_auth`]: a client
-//!   certificate, a store token or a JWT), and what each caller may do.
+//!   certificate, a store token or a JWT), and what each caller may do; [`rate_limit`],
+//!   each caller's calls per second ([`GrpcServer::with_rate_limits`]).
 
 pub mod admin;
 pub mod auth;
@@ -35,6 +37,7 @@ mod health;
 pub mod identity;
 mod log;
 mod partitions;
+pub mod rate_limit;
 pub mod recorder;
 pub mod retry;
 mod running;

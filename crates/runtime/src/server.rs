@@ -40,7 +40,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use churnguard_config::{AuthSettings, TlsMode, TlsSettings};
+use churnguard_config::{AuthSettings, RateLimitSettings, TlsMode, TlsSettings};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -60,8 +60,9 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::auth::Authenticator;
 use crate::grpc_metrics::Methods;
+use crate::rate_limit::RateLimits;
 use crate::running::{Running, TaskFailed};
-use crate::{admin, auth, grpc_metrics, grpc_tracing, health};
+use crate::{admin, auth, grpc_metrics, grpc_tracing, health, rate_limit};
 
 /// Why a server could not start, or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +135,9 @@ pub struct GrpcServer {
     /// Whether callers must prove who they are ([`GrpcServer::with_auth`]); the start
     /// line says it.
     auth: AuthMode,
+    authenticator: Option<Arc<Authenticator>>,
+    /// Calls per second per caller ([`GrpcServer::with_rate_limits`]).
+    rate_limits: Option<Arc<RateLimits>>,
 }
 
 /// What a server asks of its callers, as its start line says it (`auth=`).
@@ -173,20 +177,40 @@ impl std::fmt::Debug for GrpcServer {
 /// The shutdown grace period unless [`GrpcServer::with_shutdown_grace`] sets one.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
-/// The served routes inside the given layers, and around those the call's span and its
-/// metrics: calls refused by a layer are traced and counted too, and the layers run
-/// inside the call's span.
+/// What every call passes before the service's own layers: who it is, then whether it
+/// is within its rate.
+struct Guards {
+    authenticator: Option<Arc<Authenticator>>,
+    rate_limits: Option<Arc<RateLimits>>,
+}
+
+/// The served routes inside the given layers, those inside the rate limit, that inside
+/// authentication, and around everything the call's span and its metrics: calls refused
+/// by a layer are traced and counted too, and the layers run inside the call's span.
 fn wrapped(
     routes: RoutesBuilder,
     layers: Vec<Layer>,
+    guards: Guards,
     names: &[&'static str],
     descriptor_sets: &[&'static [u8]],
 ) -> AxumRouter {
-    let router = layers
+    let mut router = layers
         .into_iter()
         .fold(routes.routes().into_axum_router(), |router, wrap| {
             wrap(router)
         });
+    if let Some(limits) = guards.rate_limits {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            limits,
+            rate_limit::limit,
+        ));
+    }
+    if let Some(authenticator) = guards.authenticator {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            auth::authenticate,
+        ));
+    }
     let methods = Arc::new(measured_methods(names, descriptor_sets));
     router
         .layer(axum::middleware::from_fn_with_state(
@@ -225,6 +249,8 @@ impl GrpcServer {
             admin: None,
             tls: TlsMode::Plaintext,
             auth: AuthMode::Off,
+            authenticator: None,
+            rate_limits: None,
         })
     }
 
@@ -317,12 +343,34 @@ impl GrpcServer {
         } else {
             AuthMode::Optional
         };
-        Ok(self.with_layer(move |routes| {
-            routes.layer(axum::middleware::from_fn_with_state(
-                authenticator,
-                auth::authenticate,
-            ))
-        }))
+        self.authenticator = Some(authenticator);
+        Ok(self)
+    }
+
+    /// Keeps each caller to its calls per second ([`crate::rate_limit`]; nothing is
+    /// limited when `settings` limit nothing). The limits apply to the caller that
+    /// [`GrpcServer::with_auth`] identifies, whichever is called first.
+    pub fn with_rate_limits(mut self, settings: &RateLimitSettings) -> Self {
+        if !settings.any() {
+            return self;
+        }
+        let limits = Arc::new(RateLimits::new(settings));
+        // Forget callers whose budgets are full again, once a minute, for as long as the
+        // server's limiter lives.
+        let idle = Arc::downgrade(&limits);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match idle.upgrade() {
+                    Some(limits) => limits.forget_idle(),
+                    None => break,
+                }
+            }
+        });
+        self.rate_limits = Some(limits);
+        self
     }
 
     /// What the server asks of its callers ([`GrpcServer::with_auth`]).
@@ -475,10 +523,21 @@ impl GrpcServer {
             admin,
             tls,
             auth,
+            authenticator,
+            rate_limits,
         } = self;
 
         add_health_and_reflection(&mut routes, &health, &names, &descriptor_sets)?;
-        let router = wrapped(routes, layers, &names, &descriptor_sets);
+        let router = wrapped(
+            routes,
+            layers,
+            Guards {
+                authenticator,
+                rate_limits,
+            },
+            &names,
+            &descriptor_sets,
+        );
 
         let stop = CancellationToken::new();
         let probing = start_health(probe, &health, &names, &stop).await;

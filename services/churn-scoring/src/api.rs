@@ -542,6 +542,12 @@ impl ApiServer {
         Ok(self)
     }
 
+    /// Keeps each caller to its calls per second ([`GrpcServer::with_rate_limits`]).
+    pub fn with_rate_limits(mut self, limits: &churnguard_config::RateLimitSettings) -> Self {
+        self.server = self.server.with_rate_limits(limits);
+        self
+    }
+
     /// Where the admin endpoint listens, if there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.server.admin_addr()

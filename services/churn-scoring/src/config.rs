@@ -6,7 +6,9 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
-use churnguard_config::{AuthSettings, ConfigError, LogSettings, TlsSettings, check};
+use churnguard_config::{
+    AuthSettings, ConfigError, LogSettings, RateLimitSettings, TlsSettings, check,
+};
 use churnguard_domain::customer::Day;
 use churnguard_domain::policy::{DefectionPolicy, PolicyBook, RuleSet};
 use churnguard_domain::risk::ValueHorizon;
@@ -29,6 +31,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// Who may call the gRPC server ([`AuthSettings`]): off by default (`make run`).
     pub auth: AuthSettings,
+    /// Calls per second per caller ([`RateLimitSettings`]): none by default.
+    pub rate_limits: RateLimitSettings,
     /// How long shutdown waits for batches in flight and the API's calls.
     pub shutdown_grace_ms: u64,
     /// The consumer group instances of this service share.
@@ -78,6 +82,7 @@ impl Default for Settings {
             admin_addr: "127.0.0.1:9465".into(),
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
+            rate_limits: RateLimitSettings::default(),
             shutdown_grace_ms: 10_000,
             group: "churn-scoring".into(),
             batch_records: 2_000,

@@ -147,7 +147,8 @@ impl<L: EventLog + 'static> App<L> {
             .with_admin(settings.admin_addr())
             .await?
             .with_tls(&settings.tls)?
-            .with_auth(&settings.auth)?;
+            .with_auth(&settings.auth)?
+            .with_rate_limits(&settings.rate_limits);
         crate::metrics::describe();
         Ok(Self {
             api,
@@ -401,6 +402,12 @@ impl<L: EventLog + 'static> ApiServer<L> {
     pub fn with_auth(mut self, auth: &churnguard_config::AuthSettings) -> Result<Self, AppError> {
         self.server = self.server.with_auth(auth)?;
         Ok(self)
+    }
+
+    /// Keeps each caller to its calls per second ([`GrpcServer::with_rate_limits`]).
+    pub fn with_rate_limits(mut self, limits: &churnguard_config::RateLimitSettings) -> Self {
+        self.server = self.server.with_rate_limits(limits);
+        self
     }
 
     /// Where the admin endpoint listens, if there is one.

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
-use churnguard_config::{AuthSettings, ConfigError, LogSettings, TlsSettings, check};
+use churnguard_config::{
+    AuthSettings, ConfigError, LogSettings, RateLimitSettings, TlsSettings, check,
+};
 use churnguard_domain::error::Violations;
 use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
 use churnguard_domain::feedback::complaint::Context;
@@ -40,6 +42,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// Who may call the gRPC server ([`AuthSettings`]): off by default (`make run`).
     pub auth: AuthSettings,
+    /// Calls per second per caller ([`RateLimitSettings`]): none by default.
+    pub rate_limits: RateLimitSettings,
     /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
     pub shutdown_grace_ms: u64,
     /// How often the SLA timers look for due warnings and breaches on each partition this
@@ -123,6 +127,7 @@ impl Default for Settings {
             admin_addr: "127.0.0.1:9466".into(),
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
+            rate_limits: RateLimitSettings::default(),
             shutdown_grace_ms: 10_000,
             timer_interval_ms: 1_000,
             group: "feedback".into(),

@@ -59,7 +59,8 @@ impl<L: EventLog> App<L> {
             .with_admin(settings.admin_addr())
             .await?
             .with_tls(&settings.tls)?
-            .with_auth(&settings.auth)?;
+            .with_auth(&settings.auth)?
+            .with_rate_limits(&settings.rate_limits);
         crate::metrics::describe();
 
         let topics = &settings.topics;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
-use churnguard_config::{AuthSettings, TlsSettings, check};
+use churnguard_config::{AuthSettings, RateLimitSettings, TlsSettings, check};
 pub use churnguard_config::{Backend, ConfigError, EmbeddedSettings, LogSettings};
 use churnguard_domain::{CardTokenizer, SwipeLimits};
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// Who may call the gRPC server ([`AuthSettings`]): off by default (`make run`).
     pub auth: AuthSettings,
+    /// Calls per second per caller ([`RateLimitSettings`]): none by default.
+    pub rate_limits: RateLimitSettings,
     /// The longest a call waits for the log's acknowledgement; a shorter gRPC deadline
     /// from the caller wins.
     pub publish_timeout_ms: u64,
@@ -131,6 +133,7 @@ impl Default for Settings {
             admin_addr: "127.0.0.1:9464".into(),
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
+            rate_limits: RateLimitSettings::default(),
             publish_timeout_ms: 5_000,
             health_probe_interval_ms: 1_000,
             shutdown_grace_ms: 10_000,

@@ -17,6 +17,7 @@ mod common;
 use churnguard_config::{AuthSettings, JwtSettings};
 use churnguard_kafka::KafkaLog;
 use churnguard_proto::ingest::v1 as pb;
+use churnguard_proto::ingest::v1::purchase_ingest_client;
 use churnguard_testkit::Tansu;
 use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer, with_bearer};
 use common::*;
@@ -184,4 +185,81 @@ async fn kafka_every_identity_gets_what_it_may_and_only_allowed_swipes_are_writt
         "exactly the allowed swipes are on the topic"
     );
     app.stop().await.expect("stops");
+}
+
+/// Store gateways limited to 3 calls a second, on the embedded log: store-1's gateway
+/// calling 10 times at once gets its burst through and then RESOURCE_EXHAUSTED, told when
+/// to retry (a RetryInfo detail and `grpc-retry-pushback-ms`); store-2's gateway is not
+/// held up by it; after the wait, store-1 gets through again. Refused calls write nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_over_its_rate_is_told_when_to_retry_and_other_gateways_are_not_held_up() {
+    use churnguard_eventlog::embedded::EmbeddedLog;
+    use tonic_types::StatusExt;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let issuer = TestIssuer::new();
+    let mut settings = settings(Backend::Embedded);
+    settings.auth = AuthSettings {
+        required: true,
+        store_tokens_file: issuer
+            .store_tokens_file(&[("store-1", "token-1"), ("store-2", "token-2")]),
+        ..AuthSettings::default()
+    };
+    settings.rate_limits.store_calls_per_second = 3;
+    let log = EmbeddedLog::open(dir.path()).expect("log");
+    let app = spawn_app(settings, log).await;
+    let mut client = client(&app).await;
+
+    let call = |c: &mut purchase_ingest_client::PurchaseIngestClient<tonic::transport::Channel>,
+                id: String,
+                store: &str,
+                token: &str| {
+        let mut s = swipe(&id, "cust-1");
+        s.store_id = store.into();
+        let mut c = c.clone();
+        let token = token.to_owned();
+        async move { c.record_swipe(with_bearer(request(s), &token)).await }
+    };
+    let mut accepted = 0;
+    let mut throttled = Vec::new();
+    for i in 0..10 {
+        match call(&mut client, format!("sw-rate-1-{i}"), "store-1", "token-1").await {
+            Ok(_) => accepted += 1,
+            Err(status) => throttled.push(status),
+        }
+    }
+    assert!(
+        (3..10).contains(&accepted),
+        "the burst goes through, then no more: {accepted}"
+    );
+    let first = throttled.first().expect("some calls are refused");
+    assert_eq!(first.code(), Code::ResourceExhausted, "{first:?}");
+    let wait = first
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("a RetryInfo detail");
+    assert!(
+        wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_millis(400),
+        "{wait:?}"
+    );
+    assert!(
+        first.metadata().get("grpc-retry-pushback-ms").is_some(),
+        "{first:?}"
+    );
+
+    call(&mut client, "sw-rate-2-0".into(), "store-2", "token-2")
+        .await
+        .expect("another gateway has its own budget");
+    tokio::time::sleep(wait).await;
+    call(&mut client, "sw-rate-1-after".into(), "store-1", "token-1")
+        .await
+        .expect("after the wait, the gateway gets through");
+    app.stop().await.expect("stops");
+
+    let log = EmbeddedLog::open(dir.path()).expect("reopen");
+    assert_eq!(
+        total_records(&log).await,
+        accepted + 2,
+        "exactly the accepted swipes are written"
+    );
 }
