@@ -310,6 +310,47 @@ impl RateLimitSettings {
     }
 }
 
+/// The limits of a query or command server (churn-scoring, feedback): the largest
+/// request message it decodes, and how many calls (HTTP/2 streams) one connection may
+/// have open at once. A larger message is refused with OUT_OF_RANGE before it is read
+/// into memory; calls past the stream limit wait for one to end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerLimits {
+    pub max_message_bytes: usize,
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for ServerLimits {
+    /// 256 KiB: a complaint with a long note and its contact details is a few KiB; 100
+    /// calls per connection.
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 256 * 1024,
+            max_streams_per_connection: 100,
+        }
+    }
+}
+
+impl ServerLimits {
+    /// 1 KiB to 16 MiB; at least one stream. Errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return Err(ConfigError::new(
+                "limits.max_message_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if self.max_streams_per_connection == 0 {
+            return Err(ConfigError::new(
+                "limits.max_streams_per_connection",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The checks every service's settings share; each error names the key.
 pub mod check {
     use std::net::SocketAddr;

@@ -489,6 +489,7 @@ pub struct ApiServer {
     state: Arc<QueryState>,
     health_probe_interval: Duration,
     shutdown_grace: Duration,
+    limits: churnguard_config::ServerLimits,
 }
 
 impl ApiServer {
@@ -499,7 +500,16 @@ impl ApiServer {
             state: Arc::new(state),
             health_probe_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            limits: churnguard_config::ServerLimits::default(),
         })
+    }
+
+    /// The largest request and the calls per connection (defaults: [`ServerLimits`]).
+    ///
+    /// [`ServerLimits`]: churnguard_config::ServerLimits
+    pub fn with_limits(mut self, limits: &churnguard_config::ServerLimits) -> Self {
+        self.limits = limits.clone();
+        self
     }
 
     /// How often Redis is probed for health, and how long in-flight calls may take to
@@ -558,7 +568,11 @@ impl ApiServer {
         self.server
             .with_log_name("churn-scoring query API")
             .reflecting(churnguard_proto::FILE_DESCRIPTOR_SET)
-            .add_service(ChurnScoringServer::new(ScoringApi::new(self.state)))
+            .add_service(
+                ChurnScoringServer::new(ScoringApi::new(self.state))
+                    .max_decoding_message_size(self.limits.max_message_bytes),
+            )
+            .max_concurrent_streams(self.limits.max_streams_per_connection)
             .with_health_probe("Redis", self.health_probe_interval, move || {
                 let store = store.clone();
                 async move { store.ping().await }

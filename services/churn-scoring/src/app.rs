@@ -116,7 +116,8 @@ impl<L: EventLog> App<L> {
         .await?
         .with_tls(&settings.tls)?
         .with_auth(&settings.auth)?
-        .with_rate_limits(&settings.rate_limits);
+        .with_rate_limits(&settings.rate_limits)
+        .with_limits(&settings.limits);
         crate::metrics::describe();
         if let Some(ll) = log_likelihood {
             crate::metrics::model_in_use(ll);

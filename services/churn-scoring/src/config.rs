@@ -7,7 +7,7 @@ use std::time::Duration;
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
 use churnguard_config::{
-    AuthSettings, ConfigError, LogSettings, RateLimitSettings, TlsSettings, check,
+    AuthSettings, ConfigError, LogSettings, RateLimitSettings, ServerLimits, TlsSettings, check,
 };
 use churnguard_domain::customer::Day;
 use churnguard_domain::policy::{DefectionPolicy, PolicyBook, RuleSet};
@@ -33,6 +33,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Calls per second per caller ([`RateLimitSettings`]): none by default.
     pub rate_limits: RateLimitSettings,
+    /// The largest request and the calls per connection ([`ServerLimits`]).
+    pub limits: ServerLimits,
     /// How long shutdown waits for batches in flight and the API's calls.
     pub shutdown_grace_ms: u64,
     /// The consumer group instances of this service share.
@@ -83,6 +85,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            limits: ServerLimits::default(),
             shutdown_grace_ms: 10_000,
             group: "churn-scoring".into(),
             batch_records: 2_000,
@@ -147,6 +150,7 @@ impl ServiceSettings for Settings {
             (&self.admin_addr, "127.0.0.1:9465"),
         )?;
         self.tls.validate()?;
+        self.limits.validate()?;
         self.auth
             .validate(self.tls.mode() == churnguard_config::TlsMode::MutualTls)?;
         check::positive([

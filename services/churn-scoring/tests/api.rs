@@ -612,6 +612,47 @@ async fn each_identity_reads_what_its_role_allows<L: EventLog>(log: L) {
     f.api.stop().await.expect("stop");
 }
 
+/// The server's limits are explicit: a request larger than `limits.max_message_bytes` is
+/// refused with OUT_OF_RANGE, naming the limit, before it is read; one within it is
+/// answered.
+async fn a_request_over_the_message_limit_is_refused<L: EventLog>(log: L) {
+    let f = Fixture::start(log).await;
+    let limited = ApiServer::bind(
+        "127.0.0.1:0",
+        QueryState::new(f.chain.store.clone(), policies(), PARTITIONS),
+    )
+    .await
+    .expect("bind")
+    .with_limits(&churnguard_config::ServerLimits {
+        max_message_bytes: 1024,
+        max_streams_per_connection: 4,
+    })
+    .spawn();
+    let mut c = client(&limited).await;
+    let big = c
+        .get_customer_risk(pb::GetCustomerRiskRequest {
+            customer_id: "x".repeat(2000),
+            as_of: String::new(),
+        })
+        .await
+        .expect_err("too large");
+    assert_eq!(big.code(), Code::OutOfRange, "{big:?}");
+    assert!(
+        big.message().contains("the limit is: 1024 bytes"),
+        "{big:?}"
+    );
+    let small = c
+        .get_customer_risk(pb::GetCustomerRiskRequest {
+            customer_id: "nobody".into(),
+            as_of: String::new(),
+        })
+        .await
+        .expect_err("no such customer");
+    assert_eq!(small.code(), Code::NotFound, "{small:?}");
+    limited.stop().await.expect("stop");
+    f.api.stop().await.expect("stop");
+}
+
 /// A store's at-risk list is ordered by value at risk as the timers committed it, and
 /// pages of any size give each customer once; a store with nobody missed lists nobody.
 async fn the_at_risk_list_is_by_value_and_pages<L: EventLog>(log: L) {
@@ -1065,6 +1106,8 @@ on_both_logs! {
     replaying_the_log_into_an_empty_redis_rebuilds_the_indices;
     /// With identities required, each role reads what it may.
     each_identity_reads_what_its_role_allows;
+    /// A request over the message limit is OUT_OF_RANGE.
+    a_request_over_the_message_limit_is_refused;
 }
 
 /// The indices' keys share the partition's hash tag: on a three-master cluster the

@@ -148,7 +148,8 @@ impl<L: EventLog + 'static> App<L> {
             .await?
             .with_tls(&settings.tls)?
             .with_auth(&settings.auth)?
-            .with_rate_limits(&settings.rate_limits);
+            .with_rate_limits(&settings.rate_limits)
+            .with_limits(&settings.limits);
         crate::metrics::describe();
         Ok(Self {
             api,
@@ -354,6 +355,7 @@ pub struct ApiServer<L> {
     api: FeedbackApi<L>,
     grace: Duration,
     health: Option<(RedisConnection, Duration)>,
+    limits: churnguard_config::ServerLimits,
 }
 
 impl<L: EventLog + 'static> ApiServer<L> {
@@ -364,6 +366,7 @@ impl<L: EventLog + 'static> ApiServer<L> {
             api,
             grace: Duration::from_secs(10),
             health: None,
+            limits: churnguard_config::ServerLimits::default(),
         })
     }
 
@@ -404,6 +407,14 @@ impl<L: EventLog + 'static> ApiServer<L> {
         Ok(self)
     }
 
+    /// The largest request and the calls per connection (defaults: [`ServerLimits`]).
+    ///
+    /// [`ServerLimits`]: churnguard_config::ServerLimits
+    pub fn with_limits(mut self, limits: &churnguard_config::ServerLimits) -> Self {
+        self.limits = limits.clone();
+        self
+    }
+
     /// Keeps each caller to its calls per second ([`GrpcServer::with_rate_limits`]).
     pub fn with_rate_limits(mut self, limits: &churnguard_config::RateLimitSettings) -> Self {
         self.server = self.server.with_rate_limits(limits);
@@ -422,7 +433,11 @@ impl<L: EventLog + 'static> ApiServer<L> {
             .with_log_name("feedback API")
             .reflecting(churnguard_proto::FILE_DESCRIPTOR_SET)
             .cancel_on_shutdown(self.api.stopping())
-            .add_service(FeedbackServer::new(self.api))
+            .add_service(
+                FeedbackServer::new(self.api)
+                    .max_decoding_message_size(self.limits.max_message_bytes),
+            )
+            .max_concurrent_streams(self.limits.max_streams_per_connection)
             .with_shutdown_grace(self.grace);
         if let Some((redis, every)) = self.health {
             server = server.with_health_probe("Redis", every, move || {

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// How settings load; import it to call `Settings::load` and `validate`.
 pub use churnguard_config::ServiceSettings;
 use churnguard_config::{
-    AuthSettings, ConfigError, LogSettings, RateLimitSettings, TlsSettings, check,
+    AuthSettings, ConfigError, LogSettings, RateLimitSettings, ServerLimits, TlsSettings, check,
 };
 use churnguard_domain::error::Violations;
 use churnguard_domain::feedback::calendar::{CalendarConfig, WeekHours};
@@ -44,6 +44,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Calls per second per caller ([`RateLimitSettings`]): none by default.
     pub rate_limits: RateLimitSettings,
+    /// The largest request and the calls per connection ([`ServerLimits`]).
+    pub limits: ServerLimits,
     /// How long shutdown lets in-flight calls finish, and bounds the log's flush.
     pub shutdown_grace_ms: u64,
     /// How often the SLA timers look for due warnings and breaches on each partition this
@@ -128,6 +130,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             auth: AuthSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            limits: ServerLimits::default(),
             shutdown_grace_ms: 10_000,
             timer_interval_ms: 1_000,
             group: "feedback".into(),
@@ -272,6 +275,7 @@ impl Settings {
             (&self.admin_addr, "127.0.0.1:9466"),
         )?;
         self.tls.validate()?;
+        self.limits.validate()?;
         self.auth
             .validate(self.tls.mode() == churnguard_config::TlsMode::MutualTls)?;
         check::positive([
