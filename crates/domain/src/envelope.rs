@@ -36,6 +36,10 @@ pub struct Envelope<T> {
     /// Event time: when it happened, not when it was written.
     pub time: DateTime<FixedOffset>,
     pub datacontenttype: String,
+    /// Who made the command this event records (a CloudEvents extension attribute):
+    /// `store:<id>`, `<role>:<subject>`; absent where callers are not identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     pub data: T,
 }
 
@@ -73,8 +77,15 @@ impl<T> Envelope<T> {
             subject,
             time,
             datacontenttype: "application/json".into(),
+            actor: None,
             data,
         }
+    }
+
+    /// The same event, saying who made the command (`None`: nobody identified).
+    pub fn with_actor(mut self, actor: Option<String>) -> Self {
+        self.actor = actor;
+        self
     }
 }
 

@@ -122,8 +122,8 @@ impl Caller {
         }
     }
 
-    /// Who this is, as an event's `actor` records it: `store:<id>`,
-    /// `<role>:<subject>`, `certificate` (one naming no store) or `unidentified`.
+    /// Who this is: `store:<id>`, `<role>:<subject>`, `certificate` (one naming no
+    /// store) or `unidentified`.
     pub fn actor(&self) -> String {
         match self {
             Caller::Unidentified => "unidentified".into(),
@@ -131,6 +131,12 @@ impl Caller {
             Caller::NoStore => "certificate".into(),
             Caller::Staff(staff) => format!("{}:{}", staff.role.as_str(), staff.subject),
         }
+    }
+
+    /// The `actor` an event of this caller's command records: [`Caller::actor`], or
+    /// nothing where callers are not identified.
+    pub fn event_actor(&self) -> Option<String> {
+        (*self != Caller::Unidentified).then(|| self.actor())
     }
 
     /// The staff role, if the caller is staff.
@@ -249,6 +255,10 @@ mod tests {
         assert!(!Caller::Store("s-2".into()).may_act_for_store("s-1"));
         assert_eq!(manager.readable_stores(), Some(&["s-1".to_string()][..]));
         assert_eq!(manager.actor(), "store_manager:s-1");
-        assert_eq!(Caller::Store("s-9".into()).actor(), "store:s-9");
+        assert_eq!(
+            Caller::Store("s-9".into()).event_actor().as_deref(),
+            Some("store:s-9")
+        );
+        assert_eq!(Caller::Unidentified.event_actor(), None);
     }
 }

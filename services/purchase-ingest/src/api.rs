@@ -178,6 +178,7 @@ impl<L: EventLog> Core<L> {
         let mut outcomes = Vec::with_capacity(swipes.len());
         let mut slots = Vec::with_capacity(swipes.len());
         let mut records = Vec::with_capacity(swipes.len());
+        let actor = caller.event_actor();
         for swipe in swipes {
             if !caller.may_act_for_store(&swipe.store_id) {
                 outcomes.push(Some(Err(IngestError::OtherStore(caller.clone()))));
@@ -188,7 +189,7 @@ impl<L: EventLog> Core<L> {
                     // Moved into its record, not cloned; its position and event id are
                     // kept to answer with.
                     slots.push((outcomes.len(), s.event_id()));
-                    records.push(to_record(s, &ingested_ms));
+                    records.push(to_record(s, &ingested_ms, actor.clone()));
                     outcomes.push(None);
                 }
                 Err(v) => outcomes.push(Some(Err(IngestError::InvalidSwipe(v)))),
@@ -696,14 +697,15 @@ fn draft(s: pb::Swipe) -> SwipeDraft {
 }
 
 /// The swipe as a log record: keyed by customer, stamped with its event time and with
-/// when ingest accepted it (the end-to-end latency's start). The append adds its trace
-/// context (see [`Core::publish`]).
-fn to_record(swipe: CardSwiped, ingested_ms: &str) -> OutgoingRecord {
+/// when ingest accepted it (the end-to-end latency's start), and saying who sent it
+/// (`actor`, where callers are identified). The append adds its trace context (see
+/// [`Core::publish`]).
+fn to_record(swipe: CardSwiped, ingested_ms: &str, actor: Option<String>) -> OutgoingRecord {
     let key = swipe.customer.as_str().as_bytes().to_vec();
     let timestamp_ms = swipe.occurred_at.timestamp_millis();
     OutgoingRecord {
         key,
-        payload: swipe.into_envelope().to_json(),
+        payload: swipe.into_envelope().with_actor(actor).to_json(),
         headers: vec![
             Header::new("content-type", envelope::CONTENT_TYPE),
             Header::new(envelope::INGESTED_AT_HEADER, ingested_ms),

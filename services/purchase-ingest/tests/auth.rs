@@ -168,16 +168,23 @@ async fn kafka_every_identity_gets_what_it_may_and_only_allowed_swipes_are_writt
         .expect_err("a stream without credentials");
     assert_eq!(unauthenticated.code(), Code::Unauthenticated);
 
-    let mut written: Vec<String> = read_topic(&reader)
-        .await
-        .iter()
-        .map(|r| {
-            envelope(r)["data"]["swipe_id"]
-                .as_str()
-                .expect("swipe_id")
-                .to_owned()
-        })
-        .collect();
+    let records = read_topic(&reader).await;
+    let mut written = Vec::new();
+    for r in &records {
+        let event = envelope(r);
+        let id = event["data"]["swipe_id"]
+            .as_str()
+            .expect("swipe_id")
+            .to_owned();
+        // Each event says who sent it: the gateway, or the service.
+        let actor = if id.starts_with("sw-auth-4-") {
+            "service:importer"
+        } else {
+            "store:store-1"
+        };
+        assert_eq!(event["actor"], actor, "{event}");
+        written.push(id);
+    }
     written.sort();
     expected_written.sort();
     assert_eq!(
