@@ -43,6 +43,14 @@ pub enum FeedbackError {
     /// Sealing or opening contact details failed (never carries contact data).
     #[error("contact vault: {0}")]
     Vault(#[from] VaultError),
+    /// The caller may not do this ([`crate::api::access`]): `field` names what decides
+    /// (`authorization`: who the caller is; `store_id`: the store asked for). Never
+    /// for a complaint the caller may not see: that one does not exist, to them.
+    #[error("{field}: {message}")]
+    Forbidden {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// Redis errors of the shared store helpers (checkpoints), the one place they map.
@@ -97,7 +105,8 @@ impl FeedbackError {
             | FeedbackError::Outreach(_)
             | FeedbackError::Conflict { .. }
             | FeedbackError::Corrupt(_)
-            | FeedbackError::Timeout { .. } => false,
+            | FeedbackError::Timeout { .. }
+            | FeedbackError::Forbidden { .. } => false,
         }
     }
 
@@ -126,6 +135,15 @@ impl FeedbackError {
             FeedbackError::Complaint(ComplaintError::NotFound) => {
                 Status::not_found("no such complaint")
             }
+            FeedbackError::Forbidden { field, .. } => Status::with_error_details(
+                Code::PermissionDenied,
+                self.to_string(),
+                ErrorDetails::with_error_info(
+                    "PERMISSION_DENIED",
+                    ERROR_DOMAIN,
+                    [("field".to_owned(), (*field).to_owned())],
+                ),
+            ),
             FeedbackError::Complaint(e @ ComplaintError::InvalidTransition { from_status, .. }) => {
                 precondition(
                     e,
@@ -178,6 +196,14 @@ impl FeedbackError {
                 Status::internal("the request could not be answered")
             }
             FeedbackError::Corrupt(_) => Status::internal("the complaint read model is corrupt"),
+        }
+    }
+
+    /// PERMISSION_DENIED naming `field`.
+    pub fn forbidden(field: &'static str, message: impl Into<String>) -> Self {
+        FeedbackError::Forbidden {
+            field,
+            message: message.into(),
         }
     }
 
@@ -327,6 +353,17 @@ mod tests {
             )),
         };
         assert_eq!(bad_script.status().code(), Code::Internal);
+
+        let denied = FeedbackError::forbidden("authorization", "a store gateway may not").status();
+        assert_eq!(
+            (denied.code(), reason(&denied).as_str()),
+            (Code::PermissionDenied, "PERMISSION_DENIED")
+        );
+        assert_eq!(denied.message(), "authorization: a store gateway may not");
+        assert_eq!(
+            denied.get_details_error_info().expect("info").metadata["field"],
+            "authorization"
+        );
 
         let bad = FeedbackError::invalid("contact.phone", "nope").status();
         assert_eq!(bad.code(), Code::InvalidArgument);

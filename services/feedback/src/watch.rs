@@ -31,6 +31,7 @@ use churnguard_domain::feedback::sla::Directory;
 use churnguard_domain::ids::ComplaintId;
 use churnguard_eventlog::{EventLog, Record};
 use churnguard_proto::feedback::v1 as pb;
+use churnguard_runtime::identity::Caller;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -103,17 +104,34 @@ impl Position {
     }
 }
 
-/// Which alerts a watcher wants; unset matches all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Which alerts a watcher wants (unset matches all), and who watches: only alerts the
+/// caller may see ([`crate::api::access::sees_complaint`], by the alert's store and
+/// level) are delivered, whatever else the filter says.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
     pub level: Option<Level>,
     pub holder_id: Option<String>,
     pub store_id: Option<String>,
+    pub caller: Caller,
+}
+
+impl Default for Filter {
+    /// Every alert, for a caller that sees every complaint.
+    fn default() -> Self {
+        Self {
+            level: None,
+            holder_id: None,
+            store_id: None,
+            caller: Caller::Unidentified,
+        }
+    }
 }
 
 impl Filter {
-    fn matches(&self, alert: &pb::EscalationAlert) -> bool {
-        self.level.is_none_or(|l| alert.level == l.to_proto())
+    /// Whether the watcher gets `alert`, about a complaint at `level`.
+    fn matches(&self, alert: &pb::EscalationAlert, level: Level) -> bool {
+        crate::api::access::sees_complaint(&self.caller, &alert.store_id, level)
+            && self.level.is_none_or(|l| l == level)
             && self
                 .holder_id
                 .as_ref()
@@ -298,10 +316,12 @@ impl<L: EventLog> Watcher<L> {
             .enumerate()
             .filter_map(|(i, e)| {
                 let version = c.base_version + i as u64 + 1;
-                let a = self.alert(c, e, version, &store, severity)?;
+                let (a, level) = self.alert(c, e, version, &store, severity)?;
+                if !filter.matches(&a, level) {
+                    return None;
+                }
                 Some((u32::try_from(i).ok()?, a))
             })
-            .filter(|(_, a)| filter.matches(a))
             .collect();
         Ok(Some(alerts))
     }
@@ -337,7 +357,7 @@ impl<L: EventLog> Watcher<L> {
         version: u64,
         store: &str,
         severity: i32,
-    ) -> Option<pb::EscalationAlert> {
+    ) -> Option<(pb::EscalationAlert, Level)> {
         let (kind, level, clock, percent, due_at, reason) = match e {
             ComplaintEvent::ComplaintEscalated { to, reason, .. } => {
                 let clock = match reason {
@@ -384,7 +404,7 @@ impl<L: EventLog> Watcher<L> {
             .and_then(|d| d.holder(level, store))
             .unwrap_or_default()
             .to_owned();
-        Some(pb::EscalationAlert {
+        let alert = pb::EscalationAlert {
             position: String::new(),
             complaint_id: c.complaint_id.as_str().to_owned(),
             complaint_version: version,
@@ -398,7 +418,8 @@ impl<L: EventLog> Watcher<L> {
             at: timestamp_out(e.at()),
             reason,
             severity,
-        })
+        };
+        Some((alert, level))
     }
 }
 

@@ -13,8 +13,10 @@ use churnguard_domain::ids::{ComplaintId, CustomerKey, check_id};
 use churnguard_domain::{Aggregate, CustomerInput, FieldViolation, Violations};
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1 as pb;
+use churnguard_runtime::identity::Caller;
 use tonic::Status;
 
+use super::access;
 use super::{FeedbackApi, complaint_id_of, failed, idempotency_key_of, invalid};
 use crate::error::FeedbackError;
 use crate::mapping::{
@@ -33,20 +35,25 @@ pub fn complaint_id_for(idempotency_key: &str) -> String {
 }
 
 impl<L: EventLog> FeedbackApi<L> {
-    /// FileComplaint. Every field is checked before anything is sealed or appended; a
-    /// retry answers with what its key filed.
+    /// FileComplaint. The caller must file for the request's store
+    /// ([`access::may_file`]). Every field is checked before anything is sealed or
+    /// appended; a retry answers with what its key filed.
     pub(super) async fn file(
         &self,
+        caller: &Caller,
         req: pb::FileComplaintRequest,
     ) -> Result<Complaint, FeedbackError> {
+        access::may_file(caller, &req.store_id)?;
         let id = ComplaintId::parse(complaint_id_for(&req.idempotency_key))
             .map_err(|e| FeedbackError::Corrupt(format!("derived complaint id: {e}")))?;
         // A retry files nothing new and answers with what the key filed, whatever the
-        // rest of the request says.
+        // rest of the request says: if the caller may file for its store (a key another
+        // caller used for another store is refused as a filing for that store would be).
         if check_id(&req.idempotency_key).is_ok()
             && let Some(existing) = self.complaints.get(&id).await?
             && existing.idempotency_key == req.idempotency_key
         {
+            access::may_file(caller, existing.store_id.as_str())?;
             return Ok(existing);
         }
         let now = self.complaints.now();
@@ -127,8 +134,15 @@ impl<L: EventLog> FeedbackApi<L> {
     /// message the request lacks. Bad request fields are reported all at once: the
     /// complaint id, the key and a missing message together with the command's own
     /// fields ([`domain::input_violations`]).
+    ///
+    /// A complaint the caller may not see ([`access::sees_complaint`]) answers exactly as
+    /// one that does not exist (NOT_FOUND), before anything is appended. The check reads
+    /// the complaint's store and level just before the command is decided (a separate
+    /// read): a complaint escalated out of the caller's sight between the two (by another
+    /// call or an SLA breach) still takes this one command.
     pub(super) async fn command(
         &self,
+        caller: &Caller,
         complaint_id: &str,
         idempotency_key: &str,
         command: Result<ComplaintCommand, FieldViolation>,
@@ -150,12 +164,26 @@ impl<L: EventLog> FeedbackApi<L> {
                 return Err(invalid(bad).status());
             }
         };
+        self.visible(caller, &id).await.map_err(|e| failed(&e))?;
         let complaint = self
             .complaints
             .execute(&id, command, key)
             .await
             .map_err(|e| failed(&e))?;
         self.summary_of(&complaint).await.map_err(|e| failed(&e))
+    }
+
+    /// `Ok` if the complaint exists and `caller` sees it; else NOT_FOUND, the same answer
+    /// whether it does not exist or the caller may not see it. Loads nothing for callers
+    /// that see every complaint (the command itself says whether it exists).
+    async fn visible(&self, caller: &Caller, id: &ComplaintId) -> Result<(), FeedbackError> {
+        if access::sees_every_complaint(caller) {
+            return Ok(());
+        }
+        match self.complaints.get(id).await? {
+            Some(c) if access::sees_complaint(caller, c.store_id.as_str(), c.level) => Ok(()),
+            _ => Err(ComplaintError::NotFound.into()),
+        }
     }
 
     /// A complaint's summary with what the complaint alone does not say: the holder of
@@ -230,9 +258,11 @@ impl<L: EventLog> FeedbackApi<L> {
     }
 
     /// GetComplaint: the complaint with its history read back from the log, the due time
-    /// of each running clock, and the contact details only on request.
+    /// of each running clock, and the contact details only on request. A complaint the
+    /// caller may not see ([`access::sees_complaint`]) answers as one that does not exist.
     pub(super) async fn get(
         &self,
+        caller: &Caller,
         req: pb::GetComplaintRequest,
     ) -> Result<pb::Complaint, FeedbackError> {
         let id = complaint_id_of(&req.complaint_id)?;
@@ -240,6 +270,7 @@ impl<L: EventLog> FeedbackApi<L> {
             .complaints
             .get(&id)
             .await?
+            .filter(|c| access::sees_complaint(caller, c.store_id.as_str(), c.level))
             .ok_or(ComplaintError::NotFound)?;
         let history = self.complaints.history(&id).await?;
         let contact = if req.include_contact {

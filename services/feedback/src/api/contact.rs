@@ -1,13 +1,20 @@
 //! Contact details on record: opening them for GetComplaint, and EraseCustomerContact.
 //! Contact details are never logged.
+//!
+//! Erasing is the privacy officer's (and the owner's: [`access::may_erase`]), and every
+//! erasure is recorded on the Redis stream [`ERASURES_KEY`]: one entry per erasing call,
+//! with who (`actor`, as [`Caller::actor`] names them), when (`at`, by the service's
+//! clock) and which customer (`customer`, the customer id or card token erased), never
+//! the contact details. The stream is not trimmed: it is the record of erasures.
 
 use churnguard_domain::feedback::complaint::{Complaint, ContactDetails};
 use churnguard_domain::ids::CustomerKey;
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1 as pb;
+use churnguard_runtime::identity::Caller;
 use churnguard_vault::{KeyStore, VaultError};
 
-use super::FeedbackApi;
+use super::{FeedbackApi, access};
 use crate::error::FeedbackError;
 use crate::mapping::{contact_details_out, timestamp_out};
 
@@ -15,6 +22,9 @@ use crate::mapping::{contact_details_out, timestamp_out};
 pub fn erased_at_key(customer: &str) -> String {
     format!("fe:erased:{{{customer}}}")
 }
+
+/// The Redis stream recording every erasure: fields `actor`, `at` and `customer`.
+pub const ERASURES_KEY: &str = "fe:erasures";
 
 /// Why sealed contact details that are on record cannot be opened, for
 /// `ContactOnRecord.unavailable`: the key that sealed them is not the one this service
@@ -79,11 +89,16 @@ impl<L: EventLog> FeedbackApi<L> {
     }
 
     /// EraseCustomerContact: erases the customer's key in the vault, which makes every
-    /// copy of their sealed contact details unreadable, and records when.
+    /// copy of their sealed contact details unreadable, and records when (the first
+    /// time, for GetComplaint) and who erased them ([`ERASURES_KEY`], every time). The
+    /// record is written after the erasure: if it fails the call fails (UNAVAILABLE),
+    /// and its retry, which erases again, records it.
     pub(super) async fn erase(
         &self,
+        caller: &Caller,
         req: pb::EraseCustomerContactRequest,
     ) -> Result<pb::EraseCustomerContactResponse, FeedbackError> {
+        access::may_erase(caller)?;
         let (field, value) = match req.customer.and_then(|c| c.kind) {
             None => {
                 return Err(FeedbackError::invalid(
@@ -119,7 +134,20 @@ impl<L: EventLog> FeedbackApi<L> {
             .query_async(&mut conn)
             .await
             .map_err(FeedbackError::redis("SET erased_at"))?;
-        tracing::info!("a customer's contact details were erased");
+        let actor = caller.actor();
+        let _: String = redis::cmd("XADD")
+            .arg(ERASURES_KEY)
+            .arg("*")
+            .arg("actor")
+            .arg(&actor)
+            .arg("at")
+            .arg(&now)
+            .arg("customer")
+            .arg(customer)
+            .query_async(&mut conn)
+            .await
+            .map_err(FeedbackError::redis("XADD erasures"))?;
+        tracing::info!(actor = %actor, "a customer's contact details were erased");
         Ok(pb::EraseCustomerContactResponse {
             erased: true,
             erased_at: self.erased_at(customer).await?,

@@ -4,19 +4,25 @@ use churnguard_domain::FieldViolation;
 use churnguard_domain::feedback::Level;
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1 as pb;
+use churnguard_runtime::identity::Caller;
 use tonic::Status;
 
-use super::{FeedbackApi, failed, invalid};
+use super::{FeedbackApi, access, failed, invalid};
 use crate::error::FeedbackError;
 use crate::mapping::optional;
 use crate::watch::{AlertStream, Filter, Position, Watcher};
 
 impl<L: EventLog> FeedbackApi<L> {
     /// Starts a watch from the request's position (else from now) with its filters.
+    /// Whatever they say, the stream carries only alerts about complaints the caller
+    /// sees, at the alert's level ([`access::sees_complaint`]); callers that see none are
+    /// refused (PERMISSION_DENIED).
     pub(super) async fn watch(
         &self,
+        caller: Caller,
         req: pb::WatchEscalationsRequest,
     ) -> Result<AlertStream, Status> {
+        access::may_list_complaints(&caller).map_err(|e| failed(&e))?;
         let partitions = self.complaints.projection().partitions();
         let watcher = Watcher {
             log: self.complaints.log().clone(),
@@ -48,6 +54,7 @@ impl<L: EventLog> FeedbackApi<L> {
             level,
             holder_id: some(req.holder_id),
             store_id: some(req.store_id),
+            caller,
         };
         watcher
             .start(from, filter)

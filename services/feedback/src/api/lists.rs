@@ -4,6 +4,13 @@
 //! id, as the proto says. The page token is `<score>:<filed_ms>:<id>` of the last
 //! complaint returned (`PageToken`); the next page starts after it (a priority that
 //! changes between pages may move a complaint across the boundary).
+//!
+//! A caller gets only the complaints it sees ([`access::sees_complaint`]): those are
+//! kept before ranking and paging, with the request's filters, so pages stay as correct
+//! as without authorization. A complaint that is escalated out of a manager's sight
+//! between two pages just leaves their later pages; one that comes into sight may be
+//! missed by pages already past its place, as a priority change between pages may.
+//! A request naming a store the caller does not see gets an empty list.
 
 use std::collections::HashMap;
 
@@ -14,7 +21,9 @@ use churnguard_domain::feedback::sla::Directory;
 use churnguard_domain::ids::ComplaintId;
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1 as pb;
+use churnguard_runtime::identity::Caller;
 
+use super::access;
 use super::paging::{self, PageToken, page_size};
 use super::{FeedbackApi, invalid};
 use crate::error::FeedbackError;
@@ -56,15 +65,21 @@ impl ListFilter {
 }
 
 impl<L: EventLog> FeedbackApi<L> {
-    /// ListComplaints: one page of the complaints the request's filters keep.
+    /// ListComplaints: one page of the complaints the request's filters keep, of those
+    /// the caller sees (PERMISSION_DENIED to callers that see none at all).
     pub(super) async fn list(
         &self,
+        caller: &Caller,
         req: pb::ListComplaintsRequest,
     ) -> Result<pb::ListComplaintsResponse, FeedbackError> {
+        access::may_list_complaints(caller)?;
         let query = self.list_query(req)?;
         let directory = self.directory.as_deref();
         let matching = self
-            .listed_matching(|e| query.filter.keeps(e, directory))
+            .listed_matching(|e| {
+                query.filter.keeps(e, directory)
+                    && access::sees_complaint(caller, &e.store_id, e.level)
+            })
             .await?;
         let priorities = self
             .priorities(

@@ -22,6 +22,7 @@
 //! This file holds the service, its handlers (each reads its request and hands it on)
 //! and what they share; the rest is cut by concern:
 //!
+//! - `access.rs`: who may do what ([`access`]), the one place the rules are written;
 //! - `complaints.rs`: filing, the other complaint commands, GetComplaint and summaries;
 //! - `lists.rs` and `paging.rs`: ListComplaints, and the pages of both lists;
 //! - `outreach.rs`: ListOutreach, RecordOutreach and GetDefectionReasons;
@@ -45,6 +46,7 @@ use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_server::Feedback;
 use churnguard_redis::RedisConnection;
+use churnguard_runtime::identity::Caller;
 use churnguard_vault::{RedisKeyStore, Vault};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -54,6 +56,7 @@ use crate::mapping::command_input;
 use crate::service::Complaints;
 use crate::watch::AlertStream;
 
+pub mod access;
 mod complaints;
 mod contact;
 mod escalations;
@@ -62,7 +65,7 @@ mod outreach;
 mod paging;
 
 pub use complaints::complaint_id_for;
-pub use contact::{erased_at_key, unavailable};
+pub use contact::{ERASURES_KEY, erased_at_key, unavailable};
 pub use outreach::MAX_REASON_DAYS;
 pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 // The messages made from domain values, also reachable here as they always were.
@@ -127,8 +130,9 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::FileComplaintRequest>,
     ) -> Result<Response<pb::FileComplaintResponse>, Status> {
+        let caller = Caller::of(&request);
         let complaint = self
-            .file(request.into_inner())
+            .file(&caller, request.into_inner())
             .await
             .map_err(|e| failed(&e))?;
         let summary = self.summary_of(&complaint).await.map_err(|e| failed(&e))?;
@@ -141,8 +145,9 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::GetComplaintRequest>,
     ) -> Result<Response<pb::GetComplaintResponse>, Status> {
+        let caller = Caller::of(&request);
         let complaint = self
-            .get(request.into_inner())
+            .get(&caller, request.into_inner())
             .await
             .map_err(|e| failed(&e))?;
         Ok(Response::new(pb::GetComplaintResponse {
@@ -154,7 +159,8 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::ListComplaintsRequest>,
     ) -> Result<Response<pb::ListComplaintsResponse>, Status> {
-        self.list(request.into_inner())
+        let caller = Caller::of(&request);
+        self.list(&caller, request.into_inner())
             .await
             .map(Response::new)
             .map_err(|e| failed(&e))
@@ -164,6 +170,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::AcknowledgeComplaintRequest>,
     ) -> Result<Response<pb::AcknowledgeComplaintResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let cmd = ComplaintCommand::AcknowledgeComplaint(AcknowledgeComplaint {
             expected_version: r.expected_version,
@@ -171,7 +178,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             note: r.note,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
+            self.command(&caller, &r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::AcknowledgeComplaintResponse {
@@ -183,6 +190,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::AddComplaintUpdateRequest>,
     ) -> Result<Response<pb::AddComplaintUpdateResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let cmd = ComplaintCommand::AddComplaintUpdate(AddComplaintUpdate {
             expected_version: r.expected_version,
@@ -190,7 +198,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             from_customer: r.from_customer,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
+            self.command(&caller, &r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::AddComplaintUpdateResponse { complaint }))
@@ -200,13 +208,14 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::WaitOnCustomerRequest>,
     ) -> Result<Response<pb::WaitOnCustomerResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let cmd = ComplaintCommand::WaitOnCustomer(WaitOnCustomer {
             expected_version: r.expected_version,
             note: r.note,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
+            self.command(&caller, &r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::WaitOnCustomerResponse { complaint }))
@@ -216,13 +225,14 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::EscalateComplaintRequest>,
     ) -> Result<Response<pb::EscalateComplaintResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let cmd = ComplaintCommand::EscalateComplaint(EscalateComplaint {
             expected_version: r.expected_version,
             reason: r.reason,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
+            self.command(&caller, &r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::EscalateComplaintResponse { complaint }))
@@ -232,6 +242,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::ResolveComplaintRequest>,
     ) -> Result<Response<pb::ResolveComplaintResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let cmd = ComplaintCommand::ResolveComplaint(ResolveComplaint {
             expected_version: r.expected_version,
@@ -244,7 +255,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             summary: r.summary,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
+            self.command(&caller, &r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::ResolveComplaintResponse { complaint }))
@@ -254,13 +265,14 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::ReopenComplaintRequest>,
     ) -> Result<Response<pb::ReopenComplaintResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let cmd = ComplaintCommand::ReopenComplaint(ReopenComplaint {
             expected_version: r.expected_version,
             reason: r.reason,
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, Ok(cmd))
+            self.command(&caller, &r.complaint_id, &r.idempotency_key, Ok(cmd))
                 .await?,
         );
         Ok(Response::new(pb::ReopenComplaintResponse { complaint }))
@@ -270,6 +282,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::RecordSatisfactionRequest>,
     ) -> Result<Response<pb::RecordSatisfactionResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let cmd = required("satisfaction", r.satisfaction).map(|s| {
             ComplaintCommand::RecordSatisfaction(RecordSatisfaction {
@@ -285,7 +298,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             })
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+            self.command(&caller, &r.complaint_id, &r.idempotency_key, cmd)
                 .await?,
         );
         Ok(Response::new(pb::RecordSatisfactionResponse { complaint }))
@@ -295,6 +308,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::RecordRootCauseRequest>,
     ) -> Result<Response<pb::RecordRootCauseResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let cmd = required("root_cause", r.root_cause).map(|rc| {
             ComplaintCommand::RecordRootCause(RecordRootCause {
@@ -307,7 +321,7 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
             })
         });
         let complaint = Some(
-            self.command(&r.complaint_id, &r.idempotency_key, cmd)
+            self.command(&caller, &r.complaint_id, &r.idempotency_key, cmd)
                 .await?,
         );
         Ok(Response::new(pb::RecordRootCauseResponse { complaint }))
@@ -319,14 +333,18 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::WatchEscalationsRequest>,
     ) -> Result<Response<Self::WatchEscalationsStream>, Status> {
-        Ok(Response::new(self.watch(request.into_inner()).await?))
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            self.watch(caller, request.into_inner()).await?,
+        ))
     }
 
     async fn list_outreach(
         &self,
         request: Request<pb::ListOutreachRequest>,
     ) -> Result<Response<pb::ListOutreachResponse>, Status> {
-        self.list_cases(request.into_inner())
+        let caller = Caller::of(&request);
+        self.list_cases(&caller, request.into_inner())
             .await
             .map(Response::new)
             .map_err(|e| failed(&e))
@@ -336,8 +354,9 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::RecordOutreachRequest>,
     ) -> Result<Response<pb::RecordOutreachResponse>, Status> {
+        let caller = Caller::of(&request);
         let case = self
-            .record(request.into_inner())
+            .record(&caller, request.into_inner())
             .await
             .map_err(|e| failed(&e))?;
         Ok(Response::new(pb::RecordOutreachResponse {
@@ -349,7 +368,8 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::GetDefectionReasonsRequest>,
     ) -> Result<Response<pb::GetDefectionReasonsResponse>, Status> {
-        self.reasons(request.into_inner())
+        let caller = Caller::of(&request);
+        self.reasons(&caller, request.into_inner())
             .await
             .map(Response::new)
             .map_err(|e| failed(&e))
@@ -359,8 +379,9 @@ impl<L: EventLog + 'static> Feedback for FeedbackApi<L> {
         &self,
         request: Request<pb::EraseCustomerContactRequest>,
     ) -> Result<Response<pb::EraseCustomerContactResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = self
-            .erase(request.into_inner())
+            .erase(&caller, request.into_inner())
             .await
             .map_err(|e| failed(&e))?;
         Ok(Response::new(r))

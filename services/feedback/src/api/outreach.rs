@@ -3,13 +3,16 @@
 
 use churnguard_domain::FieldViolation;
 use churnguard_domain::feedback::outreach::{
-    OutreachCommand, OutreachStatus, RecordOutreach, input_violations as outreach_input_violations,
+    OutreachCommand, OutreachError, OutreachStatus, RecordOutreach,
+    input_violations as outreach_input_violations,
 };
 use churnguard_domain::feedback::{ContactMethod, DefectionReason, OutreachOutcome};
 use churnguard_domain::ids::{OutreachCaseId, check_id};
 use churnguard_eventlog::EventLog;
 use churnguard_proto::feedback::v1 as pb;
+use churnguard_runtime::identity::Caller;
 
+use super::access;
 use super::paging::{self, CaseToken, page_size};
 use super::{FeedbackApi, idempotency_key_of, invalid};
 use crate::error::FeedbackError;
@@ -20,11 +23,15 @@ use crate::projection::CaseEntry;
 pub const MAX_REASON_DAYS: i64 = 366;
 
 impl<L: EventLog> FeedbackApi<L> {
-    /// ListOutreach: one page of the cases the request's filters keep, by due time.
+    /// ListOutreach: one page of the cases the request's filters keep, by due time, of
+    /// the stores the caller sees ([`access::may_list_outreach`]; kept before paging, so
+    /// pages stay correct; a request naming another store gets an empty list).
     pub(super) async fn list_cases(
         &self,
+        caller: &Caller,
         req: pb::ListOutreachRequest,
     ) -> Result<pb::ListOutreachResponse, FeedbackError> {
+        let sees_store = access::may_list_outreach(caller)?;
         let mut bad = Vec::new();
         let size = page_size(req.page_size).map_err(|v| bad.push(v)).ok();
         let after = paging::after(&req.page_token, CaseToken::parse)
@@ -47,6 +54,7 @@ impl<L: EventLog> FeedbackApi<L> {
         let now_ms = now.timestamp_millis();
         let keep = |e: &CaseEntry| {
             (req.store_id.is_empty() || e.store_id == req.store_id)
+                && sees_store(&e.store_id)
                 && status.is_none_or(|s| e.status == s)
                 && req.overdue.is_none_or(|o| e.is_overdue(now_ms) == o)
                 && after.as_ref().is_none_or(|a| CaseToken::of(e) > *a)
@@ -80,10 +88,14 @@ impl<L: EventLog> FeedbackApi<L> {
 
     /// RecordOutreach: one attempt to reach the customer. Bad request fields are reported
     /// all at once: the case id and the key together with the attempt's own fields.
+    /// Callers that record no outreach are refused ([`access::may_record_outreach`]); a
+    /// case of a store the caller does not see answers as one that does not exist.
     pub(super) async fn record(
         &self,
+        caller: &Caller,
         r: pb::RecordOutreachRequest,
     ) -> Result<pb::OutreachCase, FeedbackError> {
+        access::may_record_outreach(caller)?;
         let cmd = OutreachCommand::RecordOutreach(RecordOutreach {
             expected_version: r.expected_version,
             reason: command_input::<DefectionReason>("reason", r.reason),
@@ -103,16 +115,26 @@ impl<L: EventLog> FeedbackApi<L> {
                 return Err(invalid(bad));
             }
         };
+        if !access::sees_every_case(caller) {
+            let store = self.complaints.get_case(&id).await?.map(|c| c.home_store);
+            if !store.is_some_and(|s| access::may_record_outreach_on(caller, s.as_str())) {
+                return Err(OutreachError::NotFound.into());
+            }
+        }
         let (case, _) = self.complaints.execute_outreach(&id, cmd, key).await?;
         Ok(outreach_case(&case, self.complaints.now()))
     }
 
     /// GetDefectionReasons: the reasons counters of the period's days, summed per store
     /// and cause, after catching up every partition.
+    /// Store gateways are refused ([`access::may_read_reasons`]); managers get their
+    /// stores' rows only.
     pub(super) async fn reasons(
         &self,
+        caller: &Caller,
         req: pb::GetDefectionReasonsRequest,
     ) -> Result<pb::GetDefectionReasonsResponse, FeedbackError> {
+        access::may_read_reasons(caller)?;
         let mut bad = Vec::new();
         if !req.store_id.is_empty()
             && let Err(e) = check_id(&req.store_id)
@@ -147,7 +169,10 @@ impl<L: EventLog> FeedbackApi<L> {
             .reasons(from, to)
             .await?
             .into_iter()
-            .filter(|((store, _), _)| req.store_id.is_empty() || *store == req.store_id)
+            .filter(|((store, _), _)| {
+                (req.store_id.is_empty() || *store == req.store_id)
+                    && access::reads_reasons_of(caller, store)
+            })
             .map(|((store_id, cause), t)| defection_reason_row(store_id, cause, t))
             .collect();
         Ok(pb::GetDefectionReasonsResponse { rows })
