@@ -140,6 +140,7 @@ fn record<T: Serialize>(
     stream: &str,
     event_type: &str,
     now: DateTime<Utc>,
+    actor: Option<&str>,
     data: &T,
 ) -> OutgoingRecord {
     let envelope = Envelope::new(
@@ -149,7 +150,8 @@ fn record<T: Serialize>(
         Some(stream.to_owned()),
         now.fixed_offset(),
         data,
-    );
+    )
+    .with_actor(actor.map(str::to_owned));
     OutgoingRecord {
         key: stream.as_bytes().to_vec(),
         payload: envelope.to_json(),
@@ -163,12 +165,14 @@ fn record<T: Serialize>(
 
 impl Commit {
     /// The log record, keyed by the complaint.
-    pub fn to_record(&self, now: DateTime<Utc>) -> OutgoingRecord {
+    /// The log record, keyed by the complaint, saying who made the command (`actor`).
+    pub fn to_record(&self, now: DateTime<Utc>, actor: Option<&str>) -> OutgoingRecord {
         record(
             &self.commit_id,
             self.complaint_id.as_str(),
             COMMIT_TYPE,
             now,
+            actor,
             self,
         )
     }
@@ -179,13 +183,14 @@ impl Commit {
 }
 
 impl OutreachCommit {
-    /// The log record, keyed by the case.
-    pub fn to_record(&self, now: DateTime<Utc>) -> OutgoingRecord {
+    /// The log record, keyed by the case, saying who made the command (`actor`).
+    pub fn to_record(&self, now: DateTime<Utc>, actor: Option<&str>) -> OutgoingRecord {
         record(
             &self.commit_id,
             self.case_id.as_str(),
             OUTREACH_COMMIT_TYPE,
             now,
+            actor,
             self,
         )
     }
@@ -207,8 +212,11 @@ mod tests {
             idempotency_key: Some("k".into()),
             events: vec![],
         };
-        let back = Committed::decode(&outreach.to_record(now).payload).expect("decodes");
+        let record = outreach.to_record(now, Some("store_manager:m-1"));
+        let back = Committed::decode(&record.payload).expect("decodes");
         assert_eq!(back, Committed::Outreach(outreach));
+        let json: serde_json::Value = serde_json::from_slice(&record.payload).expect("json");
+        assert_eq!(json["actor"], "store_manager:m-1", "the envelope says who");
         let swipe = br#"{"specversion":"1.0","type":"churnguard.purchase.card_swiped.v1"}"#;
         match Committed::decode(swipe) {
             Err(DecodeError::UnknownType { found, .. }) => {

@@ -47,6 +47,9 @@ use crate::metrics::OUTREACH;
 use crate::service::Complaints;
 use crate::standing::{self, minor};
 
+/// The `actor` of the commands the outreach opener makes (opening and ending cases).
+pub const OPENER_ACTOR: &str = "system:outreach-opener";
+
 /// The consumer name of the signals reader's checkpoints.
 pub const OPENER: &str = "feedback-outreach";
 
@@ -356,7 +359,7 @@ impl<L: EventLog> Opener<L> {
         };
         let (_, applied) = self
             .complaints
-            .execute_outreach(&case_id, command, Some(key))
+            .execute_outreach(&case_id, command, Some(key), Some(OPENER_ACTOR))
             .await?;
         if applied {
             tracing::debug!(case = %case_id.as_str(), signal = %key, ?acted, "outreach case changed");

@@ -49,8 +49,8 @@ pub trait Stream: Aggregate + Serialize + DeserializeOwned {
         events: Vec<Self::Event>,
     ) -> Self::Commit;
 
-    /// The commit's log record at `now`.
-    fn record(commit: &Self::Commit, now: DateTime<Utc>) -> OutgoingRecord;
+    /// The commit's log record at `now`, saying who made the command (`actor`).
+    fn record(commit: &Self::Commit, now: DateTime<Utc>, actor: Option<&str>) -> OutgoingRecord;
 
     /// The stream's hash in the read model of `partition`.
     fn hash_key(partition: u32, id: &str) -> String;
@@ -85,8 +85,8 @@ impl Stream for Complaint {
         }
     }
 
-    fn record(commit: &Commit, now: DateTime<Utc>) -> OutgoingRecord {
-        commit.to_record(now)
+    fn record(commit: &Commit, now: DateTime<Utc>, actor: Option<&str>) -> OutgoingRecord {
+        commit.to_record(now, actor)
     }
 
     fn hash_key(partition: u32, id: &str) -> String {
@@ -123,8 +123,8 @@ impl Stream for OutreachCase {
         }
     }
 
-    fn record(commit: &OutreachCommit, now: DateTime<Utc>) -> OutgoingRecord {
-        commit.to_record(now)
+    fn record(commit: &OutreachCommit, now: DateTime<Utc>, actor: Option<&str>) -> OutgoingRecord {
+        commit.to_record(now, actor)
     }
 
     fn hash_key(partition: u32, id: &str) -> String {
@@ -231,7 +231,19 @@ impl<L: EventLog> Complaints<L> {
         command: ComplaintCommand,
         idempotency_key: Option<&str>,
     ) -> Result<Complaint, FeedbackError> {
-        self.execute_applied(id, command, idempotency_key)
+        self.execute_as(id, command, idempotency_key, None).await
+    }
+
+    /// [`Complaints::execute`] for `actor` (who made the command; its commit record says
+    /// so, [`churnguard_runtime::identity::Caller::event_actor`]).
+    pub async fn execute_as(
+        &self,
+        id: &ComplaintId,
+        command: ComplaintCommand,
+        idempotency_key: Option<&str>,
+        actor: Option<&str>,
+    ) -> Result<Complaint, FeedbackError> {
+        self.execute_applied(id, command, idempotency_key, actor)
             .await
             .map(|(c, _)| c)
     }
@@ -243,8 +255,9 @@ impl<L: EventLog> Complaints<L> {
         id: &ComplaintId,
         command: ComplaintCommand,
         idempotency_key: Option<&str>,
+        actor: Option<&str>,
     ) -> Result<(Complaint, bool), FeedbackError> {
-        self.execute_on::<Complaint>(id, command, idempotency_key, &self.context)
+        self.execute_on::<Complaint>(id, command, idempotency_key, actor, &self.context)
             .await
     }
 
@@ -257,6 +270,7 @@ impl<L: EventLog> Complaints<L> {
         id: &A::Id,
         command: A::Command,
         idempotency_key: Option<&str>,
+        actor: Option<&str>,
         context: &A::Context,
     ) -> Result<(A, bool), FeedbackError>
     where
@@ -274,7 +288,7 @@ impl<L: EventLog> Complaints<L> {
             feedback.applied = tracing::field::Empty,
         );
         let executed = self
-            .execute_in_span::<A>(id, command, idempotency_key, context)
+            .execute_in_span::<A>(id, command, idempotency_key, actor, context)
             .instrument(span.clone())
             .await;
         match &executed {
@@ -300,6 +314,7 @@ impl<L: EventLog> Complaints<L> {
         id: &A::Id,
         command: A::Command,
         idempotency_key: Option<&str>,
+        actor: Option<&str>,
         context: &A::Context,
     ) -> Result<(A, bool), FeedbackError>
     where
@@ -336,7 +351,7 @@ impl<L: EventLog> Complaints<L> {
             idempotency_key.map(str::to_owned),
             events,
         );
-        let mut record = A::record(&commit, now);
+        let mut record = A::record(&commit, now, actor);
         if let Some(tp) = churnguard_telemetry::traceparent_of(&tracing::Span::current()) {
             record.headers.push(Header::new(TRACEPARENT, tp));
         }
@@ -430,15 +445,17 @@ impl<L: EventLog> Complaints<L> {
         self.projection.load_case(id).await
     }
 
-    /// Runs one outreach command, with the rules of [`Complaints::execute_applied`]: the
-    /// answer says whether this call's commit took effect.
+    /// Runs one outreach command for `actor`, with the rules of
+    /// [`Complaints::execute_applied`]: the answer says whether this call's commit took
+    /// effect.
     pub async fn execute_outreach(
         &self,
         id: &OutreachCaseId,
         command: OutreachCommand,
         idempotency_key: Option<&str>,
+        actor: Option<&str>,
     ) -> Result<(OutreachCase, bool), FeedbackError> {
-        self.execute_on::<OutreachCase>(id, command, idempotency_key, &())
+        self.execute_on::<OutreachCase>(id, command, idempotency_key, actor, &())
             .await
     }
 }

@@ -46,6 +46,9 @@ impl std::ops::AddAssign for Fired {
 /// complaint has a handful of alarms per level and three levels).
 const MAX_ALARMS_PER_COMPLAINT: usize = 64;
 
+/// The `actor` of the commands the SLA clock makes (warnings, breaches, escalations).
+pub const SLA_CLOCK_ACTOR: &str = "system:sla-clock";
+
 /// Fires every alarm due at or before `now` on `partition`.
 pub async fn fire_due<L: EventLog>(
     complaints: &Complaints<L>,
@@ -88,7 +91,7 @@ pub async fn fire_due<L: EventLog>(
                 feedback.applied = tracing::field::Empty,
             );
             let executed = complaints
-                .execute_applied(&id, alarm.command(), None)
+                .execute_applied(&id, alarm.command(), None, Some(SLA_CLOCK_ACTOR))
                 .instrument(span.clone())
                 .await;
             if let Ok((_, applied)) = &executed {

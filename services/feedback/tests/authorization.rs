@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use churnguard_config::{AuthSettings, JwtSettings};
+use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
@@ -136,7 +137,7 @@ async fn callers_see_and_act_on_what_their_role_and_stores_allow() {
     let log_dir = tempfile::tempdir().expect("log dir");
     let log = Arc::new(EmbeddedLog::open(log_dir.path()).expect("log"));
     let redis = RedisServer::start();
-    let (running, mut c) = start(log, &redis, auth_settings(&issuer)).await;
+    let (running, mut c) = start(log.clone(), &redis, auth_settings(&issuer)).await;
 
     let manager_s1 = issuer.token("store_manager", "m-1", &["s-1"]);
     let manager_s2 = issuer.token("store_manager", "m-2", &["s-2"]);
@@ -346,6 +347,40 @@ async fn callers_see_and_act_on_what_their_role_and_stores_allow() {
         !format!("{entries:?}").contains(common::PHONE),
         "no contact data"
     );
+
+    // History says who did what: every commit names its actor.
+    let mut actors = Vec::new();
+    for p in 0..3 {
+        let end = log
+            .end_offset(feedback::EVENTS_TOPIC, p)
+            .await
+            .expect("end");
+        for r in log
+            .read(
+                feedback::EVENTS_TOPIC,
+                p,
+                0,
+                end as usize + 1,
+                Duration::from_millis(500),
+            )
+            .await
+            .expect("read")
+        {
+            let json: serde_json::Value = serde_json::from_slice(&r.payload).expect("json");
+            let actor = json["actor"]
+                .as_str()
+                .expect("every commit names its actor");
+            actors.push(actor.to_owned());
+        }
+    }
+    for who in [
+        "store:s-1",
+        "store:s-2",
+        "store_manager:m-1",
+        "store_manager:m-2",
+    ] {
+        assert!(actors.iter().any(|a| a == who), "{who} in {actors:?}");
+    }
 
     drop((owner_watch, regional_watch));
     tokio::time::timeout(Duration::from_secs(10), running.stop())

@@ -307,7 +307,10 @@ impl Listed {
                 at,
             }],
         };
-        for r in log.append(EVENTS_TOPIC, vec![breach.to_record(at)]).await {
+        for r in log
+            .append(EVENTS_TOPIC, vec![breach.to_record(at, None)])
+            .await
+        {
             r.expect("append the breach");
         }
         Self {

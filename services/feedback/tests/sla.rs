@@ -517,7 +517,7 @@ async fn watch_the_sla_timers<L: EventLog + 'static>(log: Arc<L>, redis: &RedisS
     for r in log
         .append(
             EVENTS_TOPIC,
-            vec![loser.to_record(london("2025-08-27 13:30:00"))],
+            vec![loser.to_record(london("2025-08-27 13:30:00"), None)],
         )
         .await
     {

@@ -188,7 +188,10 @@ async fn watchers_see_accepted_escalations_once_across_reconnects() {
             at: now(),
         }],
     };
-    for r in log.append(EVENTS_TOPIC, vec![loser.to_record(now())]).await {
+    for r in log
+        .append(EVENTS_TOPIC, vec![loser.to_record(now(), None)])
+        .await
+    {
         r.expect("append the loser");
     }
 

@@ -122,10 +122,11 @@ impl<L: EventLog> FeedbackApi<L> {
             .await?;
         command.contact = SealedContact::new(sealed);
         self.complaints
-            .execute(
+            .execute_as(
                 &id,
                 ComplaintCommand::FileComplaint(command),
                 Some(&req.idempotency_key),
+                caller.event_actor().as_deref(),
             )
             .await
     }
@@ -167,7 +168,7 @@ impl<L: EventLog> FeedbackApi<L> {
         self.visible(caller, &id).await.map_err(|e| failed(&e))?;
         let complaint = self
             .complaints
-            .execute(&id, command, key)
+            .execute_as(&id, command, key, caller.event_actor().as_deref())
             .await
             .map_err(|e| failed(&e))?;
         self.summary_of(&complaint).await.map_err(|e| failed(&e))

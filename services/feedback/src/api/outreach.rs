@@ -121,7 +121,10 @@ impl<L: EventLog> FeedbackApi<L> {
                 return Err(OutreachError::NotFound.into());
             }
         }
-        let (case, _) = self.complaints.execute_outreach(&id, cmd, key).await?;
+        let (case, _) = self
+            .complaints
+            .execute_outreach(&id, cmd, key, caller.event_actor().as_deref())
+            .await?;
         Ok(outreach_case(&case, self.complaints.now()))
     }
 
