@@ -4,7 +4,7 @@ SHELL := /bin/bash
 STORES ?= 5
 PROMETHEUS_TEST := every_panel_and_rule_runs_on_a_real_prometheus_scraping_churnguard_local
 
-.PHONY: help run test lint layering bench build clean-data
+.PHONY: help run test test-faults lint layering bench build clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ test: ## Install what is missing, then run every test against a real broker (Tan
 	@# The real-Prometheus dashboard test on its own, so that the counts it prints show.
 	scripts/with-infra.sh cargo test --locked -p churnguard-local --test prometheus -- --nocapture $(PROMETHEUS_TEST)
 	scripts/check-observability.sh
+
+test-faults: ## The fault tests at full size (ten times the swipes `make test` sends), with their counts: scorers killed, a zombie scorer, Redis paused and restarted empty
+	CHURNGUARD_FAULTS_FULL=1 scripts/with-infra.sh cargo test --locked -p churn-scoring --test faults --test kill -- --nocapture --test-threads 1
 
 lint: ## rustfmt, clippy -D warnings, the layering rule, buf lint and buf breaking against main
 	scripts/lint.sh

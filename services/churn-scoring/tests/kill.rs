@@ -5,15 +5,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use churn_scoring::{CustomerStore, ScoredSwipe};
 use churnguard_domain::customer::CustomerState;
-use churnguard_eventlog::{Appended, EventLog, LogError, OutgoingRecord, contract};
+use churnguard_eventlog::{EventLog, OutgoingRecord, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
+use common::process::{extend_ends, start_scorer};
 use common::{HORIZON, PARTITIONS, TOPIC, caught_up, checkpoints, expected_at_checkpoints, stored};
 
 /// Swipes sent while scorers are killed.
@@ -33,36 +33,6 @@ fn swipes(from: usize, to: usize) -> Vec<OutgoingRecord> {
             )
         })
         .collect()
-}
-
-/// The scorer binary on the real broker and Redis, with its own configuration.
-fn start_scorer(broker: &Tansu, redis: &RedisServer) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_churn-scoring"))
-        .env("CHURNGUARD_SCORING_LISTEN_ADDR", "127.0.0.1:0")
-        .env("CHURNGUARD_SCORING_ADMIN_ADDR", "127.0.0.1:0")
-        .env("CHURNGUARD_SCORING_LOG__BACKEND", "kafka")
-        .env(
-            "CHURNGUARD_SCORING_LOG__KAFKA__BOOTSTRAP_SERVERS",
-            broker.bootstrap(),
-        )
-        .env("CHURNGUARD_SCORING_REDIS__URL", redis.url())
-        .env(
-            "CHURNGUARD_SCORING_TOPICS__PARTITIONS",
-            PARTITIONS.to_string(),
-        )
-        .env("CHURNGUARD_SCORING_HORIZON_DAYS", HORIZON.to_string())
-        .env("CHURNGUARD_SCORING_BATCH_RECORDS", "300")
-        .env("CHURNGUARD_SCORING_REFIT_INTERVAL_SECS", "0")
-        // A killed member's partitions move on after this.
-        .env(
-            "CHURNGUARD_SCORING_LOG__KAFKA__GROUP_SESSION_TIMEOUT_MS",
-            "3000",
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the churn-scoring binary")
 }
 
 /// Which records below the checkpoints are missing from Redis (for a failure message).
@@ -128,14 +98,6 @@ async fn explain_total(broker: &Tansu) {
         "a fresh re-read finds {} of {TOTAL} swipes missing, {twice} present more than once; missing: {missing:?}",
         missing.len()
     );
-}
-
-/// Moves each partition's end past the records `results` acknowledged.
-fn extend_ends(ends: &mut [u64], results: &[Result<Appended, LogError>]) {
-    for at in results.iter().flatten() {
-        let end = &mut ends[at.partition as usize];
-        *end = (*end).max(at.offset + 1);
-    }
 }
 
 /// The sum of the stored checkpoints.

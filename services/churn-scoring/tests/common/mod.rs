@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 pub mod chain;
+pub mod process;
 
 use std::collections::BTreeMap;
 
