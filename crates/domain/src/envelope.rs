@@ -58,6 +58,14 @@ pub enum DecodeError {
         #[source]
         source: serde_json::Error,
     },
+    /// Well-formed data that breaks a rule every such event keeps (a corrupted record):
+    /// `field` names where.
+    #[error("event data of {event_type} is invalid at {field}: {message}")]
+    Invalid {
+        event_type: String,
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl<T> Envelope<T> {

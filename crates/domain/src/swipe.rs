@@ -33,6 +33,25 @@ impl CardSwiped {
         crate::envelope::event_id(Self::EVENT_TYPE, self.swipe_id.as_str())
     }
 
+    /// Decodes a swipe event, and insists on what ingest guarantees of every swipe it
+    /// writes (a positive amount, at least one item): a record that breaks it is corrupt,
+    /// refused naming the field rather than counted.
+    pub fn decode(payload: &[u8]) -> Result<Envelope<CardSwiped>, crate::DecodeError> {
+        let envelope = Envelope::<CardSwiped>::decode(payload, Self::EVENT_TYPE)?;
+        let invalid = |field, message: &str| crate::DecodeError::Invalid {
+            event_type: Self::EVENT_TYPE.into(),
+            field,
+            message: message.into(),
+        };
+        if envelope.data.amount.minor_units <= 0 {
+            return Err(invalid("amount.minor_units", "must be positive"));
+        }
+        if envelope.data.item_count == 0 {
+            return Err(invalid("item_count", "must be at least 1"));
+        }
+        Ok(envelope)
+    }
+
     /// The CloudEvents envelope published for this swipe.
     pub fn into_envelope(self) -> Envelope<CardSwiped> {
         Envelope::new(

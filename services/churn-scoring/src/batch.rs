@@ -34,7 +34,7 @@ pub struct ScoredSwipe {
 impl ScoredSwipe {
     /// The swipe a log record carries, or why it is not a card swipe this scorer reads.
     pub fn from_record(r: &Record) -> Result<Self, DecodeError> {
-        let e = Envelope::<CardSwiped>::decode(&r.payload, CardSwiped::EVENT_TYPE)?;
+        let e = CardSwiped::decode(&r.payload)?;
         Ok(Self {
             offset: r.offset,
             customer: e.data.customer.to_string(),
