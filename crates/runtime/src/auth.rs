@@ -319,7 +319,10 @@ mod tests {
         let unknown = auth.authenticate(Some(&bearer("token-of-s3")), None);
         assert_eq!(unknown, Err(Unauthenticated("the token is not known")));
         assert!(
-            !unknown.unwrap_err().to_string().contains("token-of-s3"),
+            !unknown
+                .expect_err("unknown")
+                .to_string()
+                .contains("token-of-s3"),
             "the credential is never echoed"
         );
     }

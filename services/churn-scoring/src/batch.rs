@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use churnguard_domain::customer::{Day, local_day, swipe_fingerprint};
-use churnguard_domain::{CardSwiped, DecodeError, Envelope};
+use churnguard_domain::{CardSwiped, DecodeError};
 use churnguard_eventlog::Record;
 
 /// One swipe, ready for the store.
