@@ -1,6 +1,6 @@
 //! Authentication: who a call comes from, proved by its credentials, as
 //! [`churnguard_config::AuthSettings`] says they are checked. [`crate::GrpcServer::with_auth`]
-//! runs [`authenticate`] on every call (gRPC health aside, which probes call without
+//! authenticates every call (gRPC health aside, which probes call without
 //! credentials): the [`Caller`] goes into the request's extensions for the service, or
 //! the call is answered UNAUTHENTICATED, naming the `authorization` field and never
 //! echoing the credential.
