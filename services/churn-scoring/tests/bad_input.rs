@@ -91,9 +91,11 @@ async fn every_bad_field_is_named_with_a_short_message() {
         .expect_err("bad");
     assert_eq!(fields(&s), ["store_id", "page_size", "page_token"], "{s:?}");
 
-    // A megabyte in a field comes back as a short message naming it, not as a megabyte
-    // (which the client would see as RESOURCE_EXHAUSTED: metadata too large).
-    let huge = "x".repeat(1 << 20);
+    // 100 KiB in a field comes back as a short message naming it, not as 100 KiB (which
+    // the client would see as RESOURCE_EXHAUSTED: metadata too large). The request stays
+    // under the server's message limit (256 KiB); a larger one is OUT_OF_RANGE before it
+    // is read (tests/api.rs, a_request_over_the_message_limit_is_refused).
+    let huge = "x".repeat(100 * 1024);
     let s = c
         .get_customer_risk(pb::GetCustomerRiskRequest {
             customer_id: huge.clone(),
