@@ -23,7 +23,7 @@ use churn_scoring::CustomerStore;
 use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
-use common::process::{Scorer, extend_ends};
+use common::process::{Scorer, extend_ends, keep_sending};
 use common::{HORIZON, PARTITIONS, TOPIC, checkpoints, expected_at_checkpoints, stored};
 
 /// Swipes sent while the zombie sleeps and wakes; ten times as many with
@@ -106,34 +106,7 @@ impl Flow {
             .await
             .expect("redis");
         let flowing = flowing();
-        let producer = {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut ends = vec![0u64; PARTITIONS as usize];
-                let mut sent = 0usize;
-                // Like a till, a swipe the broker did not acknowledge is sent again.
-                for from in (0..flowing).step_by(200) {
-                    let mut pending = swipes(from, from + 200);
-                    for _attempt in 0..10 {
-                        let results = log.append(TOPIC, pending.clone()).await;
-                        sent += pending.len();
-                        extend_ends(&mut ends, &results);
-                        pending = pending
-                            .into_iter()
-                            .zip(results)
-                            .filter_map(|(r, res)| res.is_err().then_some(r))
-                            .collect();
-                        if pending.is_empty() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    assert!(pending.is_empty(), "the broker refused swipes ten times");
-                    tokio::time::sleep(Duration::from_millis(60)).await;
-                }
-                (ends, sent)
-            })
-        };
+        let producer = keep_sending(log.clone(), swipes, flowing, 200, Duration::from_millis(60));
         Self {
             _turn: turn,
             broker,

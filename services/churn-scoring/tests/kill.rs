@@ -13,7 +13,7 @@ use churnguard_domain::customer::CustomerState;
 use churnguard_eventlog::{EventLog, OutgoingRecord, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
-use common::process::{extend_ends, start_scorer};
+use common::process::{extend_ends, keep_sending, start_scorer};
 use common::{HORIZON, PARTITIONS, TOPIC, caught_up, checkpoints, expected_at_checkpoints, stored};
 
 /// Swipes sent while scorers are killed.
@@ -126,40 +126,8 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
         .await
         .expect("redis");
 
-    // Swipes keep flowing in the background the whole time. The producer keeps each
-    // partition's end, from the acknowledgements: the end offset the broker reports
-    // cannot be trusted here, since Tansu 0.6's memory storage answers ListOffsets(latest)
-    // with the base offset of the newest batch plus one, short of a batch's other records.
-    let producer = {
-        let log = log.clone();
-        tokio::spawn(async move {
-            let mut ends = vec![0u64; PARTITIONS as usize];
-            // Like a till, a record the broker did not acknowledge is sent again (same
-            // swipe id: the scorer counts it once, wherever it landed).
-            for from in (0..FLOWING).step_by(500) {
-                let mut pending = swipes(from, from + 500);
-                for _attempt in 0..10 {
-                    let results = log.append(TOPIC, pending.clone()).await;
-                    extend_ends(&mut ends, &results);
-                    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-                        eprintln!("append from {from}: {e}; sending again");
-                    }
-                    pending = pending
-                        .into_iter()
-                        .zip(results)
-                        .filter_map(|(r, res)| res.is_err().then_some(r))
-                        .collect();
-                    if pending.is_empty() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                assert!(pending.is_empty(), "the broker refused swipes ten times");
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            ends
-        })
-    };
+    // Swipes keep flowing in the background the whole time.
+    let producer = keep_sending(log.clone(), swipes, FLOWING, 500, Duration::from_millis(40));
 
     let mut rng = fastrand::Rng::with_seed(0x5ca1ab1e);
     let mut kills = 0;
@@ -194,7 +162,7 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
             "after kill {kills}, Redis equals a clean pass up to the stored offsets"
         );
     }
-    let mut ends = producer.await.expect("producer");
+    let (mut ends, _sent) = producer.await.expect("producer");
     // A last round of swipes, now that no scorer runs. A killed scorer's checkpoint can lie
     // inside the broker's newest batch, and Tansu 0.6's memory storage answers a fetch from
     // inside a batch with the next batch only (the Kafka adapter then starts further back);

@@ -83,3 +83,46 @@ pub fn extend_ends(ends: &mut [u64], results: &[Result<Appended, LogError>]) {
         *end = (*end).max(at.offset + 1);
     }
 }
+
+/// Sends `make(from, to)` in chunks of `chunk` until `total` swipes, `pause` apart, in the
+/// background, as tills would: a swipe the broker did not acknowledge is sent again
+/// (same swipe id: the scorer counts it once, wherever it landed). Answers each
+/// partition's end, from the acknowledgements (the end Tansu 0.6's memory storage reports
+/// is its newest batch's base offset plus one, short of the batch's other records), and
+/// how many swipes were sent, resends included.
+pub fn keep_sending(
+    log: std::sync::Arc<churnguard_kafka::KafkaLog>,
+    make: fn(usize, usize) -> Vec<churnguard_eventlog::OutgoingRecord>,
+    total: usize,
+    chunk: usize,
+    pause: std::time::Duration,
+) -> tokio::task::JoinHandle<(Vec<u64>, usize)> {
+    use churnguard_eventlog::EventLog;
+    tokio::spawn(async move {
+        let mut ends = vec![0u64; PARTITIONS as usize];
+        let mut sent = 0;
+        for from in (0..total).step_by(chunk) {
+            let mut pending = make(from, (from + chunk).min(total));
+            for _attempt in 0..10 {
+                let results = log.append(super::TOPIC, pending.clone()).await;
+                sent += pending.len();
+                extend_ends(&mut ends, &results);
+                if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                    eprintln!("append from {from}: {e}; sending again");
+                }
+                pending = pending
+                    .into_iter()
+                    .zip(results)
+                    .filter_map(|(r, res)| res.is_err().then_some(r))
+                    .collect();
+                if pending.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            assert!(pending.is_empty(), "the broker refused swipes ten times");
+            tokio::time::sleep(pause).await;
+        }
+        (ends, sent)
+    })
+}
