@@ -23,7 +23,7 @@ use churn_scoring::CustomerStore;
 use churnguard_eventlog::{EventLog, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
-use common::process::{Scorer, extend_ends, keep_sending};
+use common::process::{Scorer, append_one_by_one, extend_ends, keep_sending};
 use common::{HORIZON, PARTITIONS, TOPIC, checkpoints, expected_at_checkpoints, stored};
 
 /// Swipes sent while the zombie sleeps and wakes; ten times as many with
@@ -134,14 +134,7 @@ impl Flow {
     async fn finish(self, name: &str) {
         let (mut ends, sent) = self.producer.await.expect("producer");
         let total = self.flowing + 400;
-        // One record per append: Tansu 0.6's memory storage reports a partition's end
-        // as its newest batch's base offset plus one, and a scorer whose checkpoint is
-        // that base offset can wait there for good (seen once in this test and in the
-        // kill test); with one-record batches last, that end is the true one.
-        let mut last_round = Vec::new();
-        for record in swipes(self.flowing, total) {
-            last_round.extend(self.log.append(TOPIC, vec![record]).await);
-        }
+        let last_round = append_one_by_one(&self.log, swipes(self.flowing, total)).await;
         assert!(
             last_round.iter().all(Result::is_ok),
             "the last round is acknowledged"

@@ -13,7 +13,7 @@ use churnguard_domain::customer::CustomerState;
 use churnguard_eventlog::{EventLog, OutgoingRecord, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
-use common::process::{extend_ends, keep_sending, start_scorer};
+use common::process::{append_one_by_one, extend_ends, keep_sending, start_scorer};
 use common::{HORIZON, PARTITIONS, TOPIC, caught_up, checkpoints, expected_at_checkpoints, stored};
 
 /// Swipes sent while scorers are killed.
@@ -166,8 +166,9 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
     // A last round of swipes, now that no scorer runs. A killed scorer's checkpoint can lie
     // inside the broker's newest batch, and Tansu 0.6's memory storage answers a fetch from
     // inside a batch with the next batch only (the Kafka adapter then starts further back);
-    // while that batch is the newest, it answers with nothing, as if at the end.
-    let last_round = log.append(TOPIC, swipes(FLOWING, TOTAL)).await;
+    // while that batch is the newest, it answers with nothing, as if at the end. So the
+    // last round goes one swipe per append.
+    let last_round = append_one_by_one(&log, swipes(FLOWING, TOTAL)).await;
     assert!(
         last_round.iter().all(Result::is_ok),
         "the last round is acknowledged"

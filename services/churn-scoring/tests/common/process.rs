@@ -126,3 +126,19 @@ pub fn keep_sending(
         (ends, sent)
     })
 }
+
+/// Appends `records` one per append, so that every partition's newest batch holds one
+/// record: Tansu 0.6's memory storage reports a partition's end as its newest batch's
+/// base offset plus one, and a scorer whose checkpoint is that base offset was seen to
+/// wait there for good (the kill test, stop 18 and 2026-12-03; the zombie test once).
+pub async fn append_one_by_one(
+    log: &churnguard_kafka::KafkaLog,
+    records: Vec<churnguard_eventlog::OutgoingRecord>,
+) -> Vec<Result<Appended, LogError>> {
+    use churnguard_eventlog::EventLog;
+    let mut results = Vec::with_capacity(records.len());
+    for record in records {
+        results.extend(log.append(super::TOPIC, vec![record]).await);
+    }
+    results
+}
