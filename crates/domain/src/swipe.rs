@@ -34,8 +34,8 @@ impl CardSwiped {
     }
 
     /// Decodes a swipe event, and insists on what ingest guarantees of every swipe it
-    /// writes (a positive amount, at least one item): a record that breaks it is corrupt,
-    /// refused naming the field rather than counted.
+    /// writes (an amount that is not negative, at least one item): a record that breaks
+    /// it is corrupt, refused naming the field rather than counted.
     pub fn decode(payload: &[u8]) -> Result<Envelope<CardSwiped>, crate::DecodeError> {
         let envelope = Envelope::<CardSwiped>::decode(payload, Self::EVENT_TYPE)?;
         let invalid = |field, message: &str| crate::DecodeError::Invalid {
@@ -43,8 +43,8 @@ impl CardSwiped {
             field,
             message: message.into(),
         };
-        if envelope.data.amount.minor_units <= 0 {
-            return Err(invalid("amount.minor_units", "must be positive"));
+        if envelope.data.amount.minor_units < 0 {
+            return Err(invalid("amount.minor_units", "must not be negative"));
         }
         if envelope.data.item_count == 0 {
             return Err(invalid("item_count", "must be at least 1"));
