@@ -192,7 +192,8 @@ fn parse_store_tokens(text: &str) -> Result<HashMap<[u8; 32], String>, ConfigErr
         let (Some(store), Some(hex), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("not two fields"));
         };
-        let digest = decode_hex32(hex).ok_or_else(|| bad("the hash is not 64 hex digits"))?;
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(hex, &mut digest).map_err(|_| bad("the hash is not 64 hex digits"))?;
         if tokens.insert(digest, store.to_owned()).is_some() {
             return Err(bad("the same hash twice"));
         }
@@ -200,21 +201,8 @@ fn parse_store_tokens(text: &str) -> Result<HashMap<[u8; 32], String>, ConfigErr
     Ok(tokens)
 }
 
-fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// A token without one of the claims every token must carry.
 const LACKS_CLAIM: &str = "the token lacks a required claim (exp, iss, aud, sub, role)";
-
-const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// The middleware ([`axum::middleware::from_fn_with_state`]) that authenticates every
 /// call.
@@ -223,7 +211,7 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path().starts_with(HEALTH_PREFIX) {
+    if crate::health::is_health_call(request.uri().path()) {
         return next.run(request).await;
     }
     let certs = request
@@ -251,10 +239,6 @@ mod tests {
 
     const SECRET: &[u8] = b"a shared secret of the test issuer";
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     fn authenticator(required: bool) -> (Authenticator, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("dir");
         let tokens = dir.path().join("tokens");
@@ -263,8 +247,8 @@ mod tests {
             &tokens,
             format!(
                 "# gateways\ns-1 {}\n\ns-2 {}\n",
-                hex(&Sha256::digest(b"token-of-s1")),
-                hex(&Sha256::digest(b"token-of-s2"))
+                hex::encode(Sha256::digest(b"token-of-s1")),
+                hex::encode(Sha256::digest(b"token-of-s2"))
             ),
         )
         .expect("tokens");

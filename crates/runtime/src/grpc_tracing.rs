@@ -22,18 +22,16 @@ use tracing::Instrument;
 use crate::call_status::{OnStatus, on_status};
 use crate::grpc_metrics::Methods;
 
-const HEALTH: &str = "grpc.health.v1.Health";
-
 /// The middleware ([`axum::middleware::from_fn_with_state`]) that traces every call.
 pub(crate) async fn trace(
     State(methods): State<Arc<Methods>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let method = methods.of_path(request.uri().path());
-    if &*method.service == HEALTH {
+    if crate::health::is_health_call(request.uri().path()) {
         return next.run(request).await;
     }
+    let method = methods.of_path(request.uri().path());
     let span = tracing::info_span!(
         "grpc call",
         otel.name = &*method.span_name,

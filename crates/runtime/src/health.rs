@@ -14,6 +14,12 @@ use tonic_health::server::HealthReporter;
 /// whole ("") to the result; a probe that takes longer than `every` (at least 2 s) counts
 /// as failed. `dependency` names what is probed in the log line written when the answer
 /// changes. `first` is told once the first answer is set.
+/// Whether a request path calls gRPC health (`/grpc.health.v1.Health/...`): probes
+/// every few seconds, without credentials, that no guard stops and no trace records.
+pub(crate) fn is_health_call(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+}
+
 pub(crate) async fn follow<F, Fut, E>(
     health: HealthReporter,
     services: &[&str],

@@ -25,6 +25,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::identity::{Caller, Role};
 
+/// The caller of a request no authentication looked at.
+const UNIDENTIFIED: Caller = Caller::Unidentified;
+
 /// Who a budget belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -98,8 +101,6 @@ impl RateLimits {
     }
 }
 
-const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
-
 /// The middleware ([`axum::middleware::from_fn_with_state`]) that keeps every caller to
 /// its budget.
 pub(crate) async fn limit(
@@ -107,26 +108,26 @@ pub(crate) async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path().starts_with(HEALTH_PREFIX) {
+    if crate::health::is_health_call(request.uri().path()) {
         return next.run(request).await;
     }
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or(Caller::Unidentified);
-    let address = request
-        .extensions()
-        .get::<TcpConnectInfo>()
-        .and_then(|info| info.remote_addr())
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|info| info.get_ref().remote_addr())
-        })
-        .map(|a| a.ip());
-    match limits.check(&caller, address) {
+    let extensions = request.extensions();
+    let caller = extensions.get::<Caller>().unwrap_or(&UNIDENTIFIED);
+    // Only callers counted by their address need it.
+    let address = match caller {
+        Caller::Unidentified | Caller::NoStore => extensions
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .or_else(|| {
+                extensions
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .and_then(|info| info.get_ref().remote_addr())
+            })
+            .map(|a| a.ip()),
+        Caller::Store(_) | Caller::Staff(_) => None,
+    };
+    let checked = limits.check(caller, address);
+    match checked {
         Ok(()) => next.run(request).await,
         Err(Throttled(wait)) => throttled(wait),
     }

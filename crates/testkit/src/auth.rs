@@ -92,10 +92,7 @@ fn claims(role: &str, subject: &str, stores: &[&str], expires_in: i64) -> serde_
 
 /// The SHA-256 of `token`, in hex, as a store tokens file lists it.
 pub fn sha256_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// `message` as a request carrying `authorization: Bearer <token>`.
