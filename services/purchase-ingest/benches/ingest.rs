@@ -325,14 +325,22 @@ fn ingest_settings(backend: Backend) -> Settings {
 /// process of this benchmark. The rates swing by a fifth from run to run on this shared
 /// machine (the embedded log waits on fsync), so the runs come in pairs, off-on then
 /// on-off (a drift hurts both alike), and the figure is the median of each side.
+///
+/// Two figures per kind of call: the rate, and the service's own CPU time per swipe
+/// (its threads only: the callers run on a runtime of their own and the collector on a
+/// thread of its own, see [`cost_run`]). Where the service is CPU-bound its throughput
+/// is the inverse of that time, so off's time over on's is the throughput kept; it
+/// counts the scheduler's own work too (workers spinning before they park), which is
+/// most of a unary call's time at low load.
 async fn observability_cost(n: usize) {
     const PAIRS: usize = 4;
     println!(
         "metrics and tracing cost: swipes through gRPC on the embedded log ({n} per stream run, {} per RecordSwipe run; {PAIRS} pairs of child processes, medians)",
         n / RECORD_SWIPE_SHARE
     );
-    // rates[kind][off/on]: one per run.
+    // rates[kind][off/on] and cpu[kind][off/on]: one per run.
     let mut rates = vec![[Vec::new(), Vec::new()]; 4];
+    let mut cpu = vec![[Vec::new(), Vec::new()]; 4];
     let mut spans = Vec::new();
     for round in 0..2 * PAIRS {
         // off, on, on, off, off, on, ...
@@ -351,14 +359,20 @@ async fn observability_cost(n: usize) {
             .split_whitespace()
             .map(|r| r.parse().expect("the child's figures"))
             .collect();
-        for (kind, rate) in figures[..4].iter().enumerate() {
-            rates[kind][usize::from(on)].push(*rate);
+        for kind in 0..4 {
+            rates[kind][usize::from(on)].push(figures[kind]);
+            cpu[kind][usize::from(on)].push(figures[4 + kind]);
         }
         if on {
-            spans.push(figures[4]);
+            spans.push(figures[8]);
         }
     }
-    for (what, [off, on]) in [
+    println!(
+        "  (rate: swipes/s through the whole machine, which the callers and the collector share; \
+         CPU: the service's own CPU time per swipe, whose ratio is the throughput ratio once the \
+         service has the cores to itself)"
+    );
+    for ((what, [off, on]), [cpu_off, cpu_on]) in [
         "StreamSwipes, batches of 500",
         "StreamSwipes, one swipe per message",
         "RecordSwipe, 16 callers",
@@ -366,11 +380,18 @@ async fn observability_cost(n: usize) {
     ]
     .into_iter()
     .zip(rates)
+    .zip(cpu)
     {
         let (off, on) = (median(off), median(on));
+        let (cpu_off, cpu_on) = (median(cpu_off), median(cpu_on));
+        println!("  {what}:");
         println!(
-            "  {what}: off {off:>8.0} /s, metrics and traces on {on:>8.0} /s   {:>5.1} % of off (target: >= 95 %)",
+            "    rate: off {off:>8.0} /s, metrics and traces on {on:>8.0} /s   {:>5.1} % of off",
             100.0 * on / off
+        );
+        println!(
+            "    CPU:  off {cpu_off:>8.2} us, metrics and traces on {cpu_on:>8.2} us   {:>5.1} % of off's throughput (target: >= 95 %)",
+            100.0 * cpu_off / cpu_on
         );
     }
     println!(
@@ -394,24 +415,32 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// process, counting the spans it receives.
 fn collector_apart() -> churnguard_testkit::otlp::OtlpReceiver {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("the collector's runtime");
-        rt.block_on(async move {
-            let receiver = churnguard_testkit::otlp::OtlpReceiver::start_counting().await;
-            tx.send(receiver).expect("hand the receiver over");
-            std::future::pending::<()>().await;
-        });
-    });
+    std::thread::Builder::new()
+        .name(COLLECTOR_THREAD.into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the collector's runtime");
+            rt.block_on(async move {
+                let receiver = churnguard_testkit::otlp::OtlpReceiver::start_counting().await;
+                tx.send(receiver).expect("hand the receiver over");
+                std::future::pending::<()>().await;
+            });
+        })
+        .expect("the collector's thread");
     rx.recv().expect("the collector started")
 }
 
 /// One child run of [`observability_cost`]: `n` swipes through a fresh service in
 /// batches, then one per message, then `n / RECORD_SWIPE_SHARE` through RecordSwipe from
-/// 16 callers and as many from 64;
-/// prints the four rates and the number of spans the collector received.
+/// 16 callers and as many from 64. Prints the four rates, then the service's CPU time
+/// per swipe in each (microseconds), then the number of spans the collector received.
+///
+/// The callers run on a runtime of their own (threads named [`LOAD_THREAD`]) and the
+/// collector on its own thread ([`COLLECTOR_THREAD`]), so that the CPU time of every other
+/// thread of the process (the service's workers, its log writer, the span exporter) is
+/// the service's.
 async fn cost_run(on: bool, n: usize) {
     // The collector stands apart from the service, as it would in a deployment: on its
     // own thread and runtime, so that decoding the spans does not hold up the service's
@@ -440,21 +469,22 @@ async fn cost_run(on: bool, n: usize) {
         String::new()
     };
     let app = ingest_app(settings, EmbeddedLog::open(dir.path()).expect("open")).await;
-    let batched = n as f64 / stream_all(app.local_addr(), n).await.as_secs_f64();
-    let single = n as f64
-        / stream_one_per_message(app.local_addr(), n)
-            .await
-            .as_secs_f64();
+    let addr = app.local_addr();
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(LOAD_THREAD)
+        .enable_all()
+        .build()
+        .expect("the callers' runtime");
     let calls = n / RECORD_SWIPE_SHARE;
-    let unary = calls as f64
-        / record_swipes(app.local_addr(), calls, 16)
-            .await
-            .as_secs_f64();
-    let unary_busy = calls as f64
-        / record_swipes(app.local_addr(), calls, 64)
-            .await
-            .as_secs_f64();
+    let runs = [
+        measured(&load, n, stream_all(addr, n)).await,
+        measured(&load, n, stream_one_per_message(addr, n)).await,
+        measured(&load, calls, record_swipes(addr, calls, 16)).await,
+        measured(&load, calls, record_swipes(addr, calls, 64)).await,
+    ];
     let _ = app.stop().await;
+    load.shutdown_background();
     let spans = match (&telemetry, &receiver) {
         (Some(telemetry), Some(receiver)) => {
             telemetry.flush();
@@ -462,7 +492,57 @@ async fn cost_run(on: bool, n: usize) {
         }
         _ => 0,
     };
-    println!("{batched} {single} {unary} {unary_busy} {spans}");
+    let rates = runs.iter().map(|(rate, _)| rate.to_string());
+    let cpu = runs.iter().map(|(_, micros)| micros.to_string());
+    let figures: Vec<String> = rates.chain(cpu).collect();
+    println!("{} {spans}", figures.join(" "));
+}
+
+/// The name of the callers' threads in a cost run.
+const LOAD_THREAD: &str = "load";
+/// The name of the collector's thread in a cost run.
+const COLLECTOR_THREAD: &str = "collector";
+
+/// Runs `calls` (sending `swipes` swipes) on the callers' runtime: the swipes per second
+/// and the service's CPU time per swipe, in microseconds.
+async fn measured(
+    load: &tokio::runtime::Runtime,
+    swipes: usize,
+    calls: impl std::future::Future<Output = Duration> + Send + 'static,
+) -> (f64, f64) {
+    let before = service_cpu();
+    let took = load.spawn(calls).await.expect("the callers");
+    let spent = service_cpu().saturating_sub(before);
+    (
+        swipes as f64 / took.as_secs_f64(),
+        spent.as_secs_f64() * 1e6 / swipes as f64,
+    )
+}
+
+/// The CPU time the service's threads have spent so far: every thread of this process
+/// but the callers' and the collector's, from the scheduler's own account
+/// (`/proc/self/task/*/schedstat`, nanoseconds on a CPU).
+fn service_cpu() -> Duration {
+    let mut nanos = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("a thread").path();
+        // A thread may end between the listing and the reading: it counts no more.
+        let Ok(name) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if matches!(name.trim_end(), LOAD_THREAD | COLLECTOR_THREAD) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("schedstat")) else {
+            continue;
+        };
+        nanos += stat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(nanos)
 }
 
 async fn embedded(n: usize) {
