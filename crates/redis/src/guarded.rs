@@ -102,7 +102,7 @@ impl GuardedBatch {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?
             .flatten();
         let checkpoint = match stored {
-            Some(c) => c.parse().map_err(|_| StoreError::Corrupt(c))?,
+            Some(c) => crate::parse_checkpoint(c)?,
             None => 0,
         };
         Ok(if checkpoint < self.from || checkpoint >= self.next {

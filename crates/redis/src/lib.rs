@@ -229,7 +229,16 @@ pub trait CheckpointStore: Send + Sync + 'static {
 
 /// Checks and writes in one script: never moves a checkpoint backwards.
 const ADVANCE: &str = r"
-local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local raw = redis.call('GET', KEYS[1])
+local current = -1
+if raw then
+  -- Digits only, and few enough for a Lua number to hold exactly: anything else is not
+  -- a checkpoint this store wrote. Refused, never read as another offset or overwritten.
+  if not string.match(raw, '^%d+$') or #raw > 15 then
+    return redis.error_reply('CORRUPT stored checkpoint is not an offset: ' .. raw)
+  end
+  current = tonumber(raw)
+end
 local proposed = tonumber(ARGV[1])
 if proposed > current then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -285,8 +294,18 @@ pub async fn load_checkpoint(
             command: "GET",
             source,
         })?;
-    raw.map(|v| v.parse().map_err(|_| StoreError::Corrupt(v)))
-        .transpose()
+    raw.map(parse_checkpoint).transpose()
+}
+
+/// A stored checkpoint: a decimal offset, ASCII digits only (what this crate writes).
+/// Anything else (a sign, a space, another notation, a number past `u64`) is
+/// [`StoreError::Corrupt`], quoting it: never read as some other offset.
+pub fn parse_checkpoint(raw: String) -> Result<u64, StoreError> {
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    match raw.parse() {
+        Ok(offset) if digits => Ok(offset),
+        _ => Err(StoreError::Corrupt(raw)),
+    }
 }
 
 impl CheckpointStore for RedisCheckpoints {
