@@ -18,8 +18,10 @@ test: ## Install what is missing, then run every test against a real broker (Tan
 	scripts/with-infra.sh cargo test --locked -p churnguard-local --test prometheus -- --nocapture $(PROMETHEUS_TEST)
 	scripts/check-observability.sh
 
-test-faults: ## The fault tests at full size (ten times the swipes `make test` sends), with their counts: scorers killed, a zombie scorer, Redis paused and restarted empty
+test-faults: ## The fault tests at full size (ten times the swipes `make test` sends), with their counts: scorers killed, a zombie scorer, Redis paused and restarted empty, store clocks hours off, feedback killed between append and projection
 	CHURNGUARD_FAULTS_FULL=1 scripts/with-infra.sh cargo test --locked -p churn-scoring --test faults --test kill -- --nocapture --test-threads 1
+	CHURNGUARD_FAULTS_FULL=1 scripts/with-infra.sh cargo test --locked -p churnguard-e2e --test clock_skew -- --nocapture
+	scripts/with-infra.sh cargo test --locked -p feedback --test kill -- --nocapture --test-threads 1
 
 lint: ## rustfmt, clippy -D warnings, the layering rule, buf lint and buf breaking against main
 	scripts/lint.sh

@@ -38,6 +38,16 @@ use purchase_ingest::config::Backend;
 use tokio_stream::StreamExt;
 
 const PARTITIONS: u32 = 3;
+
+/// Swipes per customer of each gateway; ten times as many with `CHURNGUARD_FAULTS_FULL`
+/// set (`make test-faults`).
+fn per_customer() -> usize {
+    if std::env::var_os("CHURNGUARD_FAULTS_FULL").is_some() {
+        100
+    } else {
+        10
+    }
+}
 const MODELS: &str = "churn.models.v1";
 const BATCH: usize = 25;
 const WAIT: Duration = Duration::from_secs(120);
@@ -356,9 +366,9 @@ async fn a_till_hours_ahead_is_refused_and_one_hours_behind_counts_on_its_own_da
         (0..n).map(|i| format!("{prefix}-{i}")).collect()
     };
     let on_time_customers = names("regular", 30);
-    let sent_on_time = gateway(Till::OnTime, &on_time_customers, 10, "a");
-    let sent_ahead = gateway(Till::Ahead, &names("early", 15), 10, "a");
-    let sent_behind = gateway(Till::Behind, &names("late", 15), 10, "a");
+    let sent_on_time = gateway(Till::OnTime, &on_time_customers, per_customer(), "a");
+    let sent_ahead = gateway(Till::Ahead, &names("early", 15), per_customer(), "a");
+    let sent_behind = gateway(Till::Behind, &names("late", 15), per_customer(), "a");
     let sent = sent_on_time.len() + sent_ahead.len() + sent_behind.len();
     let endpoint = ingest.endpoint();
     let (on_time, ahead, behind) = tokio::join!(
