@@ -18,15 +18,15 @@
 //! scorer reports them equal those the swipes give. It prints its counts: sent,
 //! acknowledged, refused, found in the log, counted, duplicates.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeDelta, Utc};
 use churnguard_domain::CardSwiped;
-use churnguard_domain::models::{BgNbdParams, FittedModel, GammaGammaParams};
-use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
-use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_eventlog::EventLog;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_proto::scoring::v1 as sc;
@@ -260,53 +260,6 @@ async fn compare(
     Ok(counted)
 }
 
-/// The model the scorer assesses with, announced on `churn.models.v1` as a refit would
-/// (the risk figures need one; refits are off here): CDNOW's published parameters.
-fn model_record() -> OutgoingRecord {
-    let model = FittedModel {
-        version: 1,
-        fitted_at: "2026-11-19T00:00:00+00:00".into(),
-        as_of_day: churnguard_domain::customer::day_of(now().date_naive()),
-        customers: 2_357,
-        population: 2_357,
-        bg_nbd: BgNbdParams {
-            r: 0.243,
-            alpha: 4.414,
-            a: 0.793,
-            b: 2.426,
-        },
-        bg_nbd_log_likelihood: -9_582.4,
-        gamma_gamma: Some(GammaGammaParams {
-            p: 6.25,
-            q: 3.74,
-            gamma: 15.44,
-        }),
-    };
-    let envelope = churnguard_domain::Envelope::new(
-        churnguard_domain::envelope::event_id(FittedModel::EVENT_TYPE, "1"),
-        "/churnguard/churn-scoring".into(),
-        FittedModel::EVENT_TYPE,
-        None,
-        now().fixed_offset(),
-        model,
-    );
-    OutgoingRecord {
-        key: b"model".to_vec(),
-        payload: envelope.to_json(),
-        headers: vec![Header::new("content-type", "application/cloudevents+json")],
-        timestamp_ms: now().timestamp_millis(),
-    }
-}
-
-fn kafka(broker: &Tansu, client: &str) -> KafkaLog {
-    KafkaLog::new(KafkaSettings {
-        bootstrap_servers: broker.bootstrap(),
-        client_id: client.into(),
-        ..KafkaSettings::default()
-    })
-    .expect("kafka log")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_till_hours_ahead_is_refused_and_one_hours_behind_counts_on_its_own_day() {
     init_test_logging();
@@ -327,7 +280,7 @@ async fn a_till_hours_ahead_is_refused_and_one_hours_behind_counts_on_its_own_da
     let purchases = ingest_settings.topics.purchases.clone();
     let ingest = purchase_ingest::App::build_with_clock(
         ingest_settings,
-        kafka(&broker, "purchase-ingest"),
+        common::kafka(&broker, "purchase-ingest"),
         Arc::new(Telemetry::tracer_only("e2e")),
         clock(),
     )
@@ -335,9 +288,12 @@ async fn a_till_hours_ahead_is_refused_and_one_hours_behind_counts_on_its_own_da
     .expect("purchase-ingest builds")
     .spawn();
 
-    let writer = kafka(&broker, "e2e-writer");
+    let writer = common::kafka(&broker, "e2e-writer");
     writer.ensure_topic(MODELS, 1).await.expect("topic");
-    for written in writer.append(MODELS, vec![model_record()]).await {
+    for written in writer
+        .append(MODELS, vec![common::model_record(now())])
+        .await
+    {
         written.expect("the model announced");
     }
     let mut scoring_settings = churn_scoring::config::Settings {
@@ -354,7 +310,7 @@ async fn a_till_hours_ahead_is_refused_and_one_hours_behind_counts_on_its_own_da
     assert_eq!(scoring_settings.topics.models, MODELS);
     let scoring = churn_scoring::App::build_with_clock(
         scoring_settings,
-        Arc::new(kafka(&broker, "churn-scoring")),
+        Arc::new(common::kafka(&broker, "churn-scoring")),
         clock(),
     )
     .await
@@ -433,7 +389,7 @@ async fn a_till_hours_ahead_is_refused_and_one_hours_behind_counts_on_its_own_da
     .await;
 
     // The log holds every accepted swipe once and no refused one.
-    let reader = kafka(&broker, "e2e-reader");
+    let reader = common::kafka(&broker, "e2e-reader");
     let mut found: HashMap<String, usize> = HashMap::new();
     let mut stores: BTreeMap<String, usize> = BTreeMap::new();
     for p in 0..PARTITIONS {

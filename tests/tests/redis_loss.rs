@@ -9,15 +9,16 @@
 //! steady pace until the last days before `TODAY`, so every churn decision falls on
 //! `TODAY`, and the load during the flush is new customers' swipes of `TODAY`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use churnguard_domain::models::{BgNbdParams, FittedModel, GammaGammaParams};
 use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
-use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_kafka::KafkaLog;
 use churnguard_proto::feedback::v1 as fb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_proto::scoring::v1 as sc;
@@ -99,7 +100,7 @@ async fn start(broker: &Tansu, redis: &RedisServer) -> Stack {
     scoring.redis.url = redis.url();
     let scoring = churn_scoring::App::build_with_clock(
         scoring,
-        Arc::new(kafka(broker, "churn-scoring")),
+        Arc::new(common::kafka(broker, "churn-scoring")),
         clock(),
     )
     .await
@@ -115,7 +116,7 @@ async fn start(broker: &Tansu, redis: &RedisServer) -> Stack {
     settings.redis.url = redis.url();
     let feedback = feedback::App::build_with_clock(
         settings,
-        Arc::new(kafka(broker, "feedback")),
+        Arc::new(common::kafka(broker, "feedback")),
         Kek::from_bytes([7; 32]),
         clock(),
     )
@@ -135,12 +136,12 @@ impl Stack {
 async fn run(flush: bool) -> Outcome {
     let broker = Tansu::start();
     let redis = RedisServer::start();
-    let log = kafka(&broker, "e2e-writer");
+    let log = common::kafka(&broker, "e2e-writer");
     log.ensure_topic(PURCHASES, PARTITIONS)
         .await
         .expect("topic");
     log.ensure_topic(MODELS, 1).await.expect("topic");
-    append(&log, MODELS, vec![model_record()]).await;
+    append(&log, MODELS, vec![common::model_record(clock()())]).await;
     let started = std::time::Instant::now();
     let history = history();
     let swipes = history.len();
@@ -296,15 +297,6 @@ async fn list_outreach(client: &mut FeedbackClient<Channel>) -> Vec<fb::Outreach
     }
 }
 
-fn kafka(broker: &Tansu, client: &str) -> KafkaLog {
-    KafkaLog::new(KafkaSettings {
-        bootstrap_servers: broker.bootstrap(),
-        client_id: client.into(),
-        ..KafkaSettings::default()
-    })
-    .expect("kafka log")
-}
-
 async fn append(log: &KafkaLog, topic: &str, records: Vec<OutgoingRecord>) {
     for chunk in records.chunks(500) {
         for r in log.append(topic, chunk.to_vec()).await {
@@ -319,45 +311,6 @@ async fn flush_all(redis: &RedisServer) {
         .output()
         .expect("redis-cli");
     assert!(status.status.success(), "FLUSHALL: {status:?}");
-}
-
-/// The model every decision is made with: the published CDNOW estimates, announced as
-/// version 1 as a refit would.
-fn model_record() -> OutgoingRecord {
-    let model = FittedModel {
-        version: 1,
-        fitted_at: "2026-11-19T00:00:00+00:00".into(),
-        as_of_day: churnguard_domain::customer::day_of(today()),
-        customers: 2_357,
-        population: 2_357,
-        bg_nbd: BgNbdParams {
-            r: 0.243,
-            alpha: 4.414,
-            a: 0.793,
-            b: 2.426,
-        },
-        bg_nbd_log_likelihood: -9_582.4,
-        gamma_gamma: Some(GammaGammaParams {
-            p: 6.25,
-            q: 3.74,
-            gamma: 15.44,
-        }),
-    };
-    let now = clock()();
-    let envelope = churnguard_domain::Envelope::new(
-        churnguard_domain::envelope::event_id(FittedModel::EVENT_TYPE, "1"),
-        "/churnguard/churn-scoring".into(),
-        FittedModel::EVENT_TYPE,
-        None,
-        now.fixed_offset(),
-        model,
-    );
-    OutgoingRecord {
-        key: b"model".to_vec(),
-        payload: envelope.to_json(),
-        headers: vec![Header::new("content-type", "application/cloudevents+json")],
-        timestamp_ms: now.timestamp_millis(),
-    }
 }
 
 /// Twelve weeks of history in day order, ending 13 days before today: customer `i` shops

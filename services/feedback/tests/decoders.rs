@@ -27,6 +27,25 @@ fn t(minutes: i64) -> DateTime<Utc> {
         + TimeDelta::minutes(minutes)
 }
 
+/// The events `commands` give, each decided on the state those before it left, as the
+/// service decides them, `minutes` apart.
+fn decided<A: Aggregate>(
+    commands: impl IntoIterator<Item = A::Command>,
+    context: &A::Context,
+    minutes: i64,
+) -> Vec<A::Event>
+where
+    A::Error: std::fmt::Debug,
+{
+    let mut events = Vec::new();
+    for (i, command) in commands.into_iter().enumerate() {
+        let state = A::replay(&events);
+        let new = A::handle(state.as_ref(), command, t(i as i64 * minutes), context);
+        events.extend(new.expect("a valid command"));
+    }
+    events
+}
+
 /// A complaint filed, acknowledged and escalated: one command's worth of events each,
 /// as the service decides them.
 fn complaint_commit() -> Commit {
@@ -54,21 +73,7 @@ fn complaint_commit() -> Commit {
             reason: "the customer asked for the manager".into(),
         }),
     ];
-    let mut state = None;
-    let mut events = Vec::new();
-    for (i, command) in commands.into_iter().enumerate() {
-        let new = Complaint::handle(
-            state.as_ref(),
-            command,
-            t(i as i64 * 10),
-            &Context::default(),
-        )
-        .expect("a valid command");
-        for e in &new {
-            state = Complaint::apply(state, e);
-        }
-        events.extend(new);
-    }
+    let events = decided::<Complaint>(commands, &Context::default(), 10);
     Commit {
         complaint_id: ComplaintId::parse("c-1").expect("id"),
         base_version: 0,
@@ -101,16 +106,7 @@ fn outreach_commit() -> OutreachCommit {
             method: "phone".into(),
         }),
     ];
-    let mut state = None;
-    let mut events = Vec::new();
-    for (i, command) in commands.into_iter().enumerate() {
-        let new = OutreachCase::handle(state.as_ref(), command, t(i as i64 * 60), &())
-            .expect("a valid command");
-        for e in &new {
-            state = OutreachCase::apply(state, e);
-        }
-        events.extend(new);
-    }
+    let events = decided::<OutreachCase>(commands, &(), 60);
     OutreachCommit {
         case_id: OutreachCaseId::parse("o-1").expect("id"),
         base_version: 0,
@@ -175,24 +171,19 @@ fn check_commit(payload: &[u8]) -> Result<(), TestCaseError> {
         Ok(Committed::Complaint(commit)) => {
             let again = Committed::decode(&commit.to_record(t(0), Some("x:y")).payload);
             prop_assert_eq!(again.ok(), Some(Committed::Complaint(commit.clone())));
-            let _ = commit.events.iter().fold(None, Complaint::apply);
+            let _ = Complaint::replay(&commit.events);
         }
         Ok(Committed::Outreach(commit)) => {
             let again = Committed::decode(&commit.to_record(t(0), None).payload);
             prop_assert_eq!(again.ok(), Some(Committed::Outreach(commit.clone())));
-            let _ = commit.events.iter().fold(None, OutreachCase::apply);
+            let _ = OutreachCase::replay(&commit.events);
         }
     }
     Ok(())
 }
 
 fn list_value() -> String {
-    let commit = complaint_commit();
-    let complaint = commit
-        .events
-        .iter()
-        .fold(None, Complaint::apply)
-        .expect("a complaint");
+    let complaint = Complaint::replay(&complaint_commit().events).expect("a complaint");
     ListEntry::of(&complaint).encode()
 }
 

@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ use churnguard_eventlog::EventLog;
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
-use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
+use churnguard_testkit::{RedisServer, Tansu, eventually, free_port, init_test_logging};
 use feedback::EVENTS_TOPIC;
 use tonic::transport::Channel;
 
@@ -90,13 +89,6 @@ impl Drop for Feedback {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A client of the service on `port`, once it answers.
 async fn client(port: u16) -> FeedbackClient<Channel> {
     eventually(
@@ -115,17 +107,30 @@ async fn client(port: u16) -> FeedbackClient<Channel> {
     .await
 }
 
-fn redis_cli(redis: &RedisServer, args: &[&str]) {
+/// `redis-cli` against `redis` with `args`: what it printed.
+fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-p", &redis.port().to_string()])
         .args(args)
         .output()
         .expect("redis-cli");
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "OK",
-        "redis-cli {args:?}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `redis-cli` with `args`, which must answer OK.
+fn redis_ok(redis: &RedisServer, args: &[&str]) {
+    let answer = redis_cli(redis, args);
+    assert_eq!(answer, "OK", "redis-cli {args:?}");
+}
+
+/// The test's own client of the broker, reading the events topic.
+fn reader(broker: &Tansu) -> KafkaLog {
+    KafkaLog::new(KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        client_id: "kill-test".into(),
+        ..KafkaSettings::default()
+    })
+    .expect("kafka log")
 }
 
 async fn events_end(log: &KafkaLog) -> u64 {
@@ -141,12 +146,7 @@ async fn killed_between_append_and_projection_the_command_is_applied_once() {
     init_test_logging();
     let broker = Tansu::start();
     let redis = RedisServer::start();
-    let log = KafkaLog::new(KafkaSettings {
-        bootstrap_servers: broker.bootstrap(),
-        client_id: "kill-test".into(),
-        ..KafkaSettings::default()
-    })
-    .expect("kafka log");
+    let log = reader(&broker);
     let port = free_port();
     let mut first = Feedback::start(&broker, &redis, port);
     let mut c = client(port).await;
@@ -157,7 +157,7 @@ async fn killed_between_append_and_projection_the_command_is_applied_once() {
     // Redis takes no writes: the next command's commit reaches the log, its projection
     // waits.
     let before = events_end(&log).await;
-    redis_cli(&redis, &["CLIENT", "PAUSE", "60000", "WRITE"]);
+    redis_ok(&redis, &["CLIENT", "PAUSE", "60000", "WRITE"]);
     let call = tokio::spawn({
         let mut c = c.clone();
         async move { c.file_complaint(common::filing("key-kill")).await }
@@ -171,7 +171,7 @@ async fn killed_between_append_and_projection_the_command_is_applied_once() {
     first.kill();
     let lost = call.await.expect("the caller's task");
     assert!(lost.is_err(), "the killed call was not answered: {lost:?}");
-    redis_cli(&redis, &["CLIENT", "UNPAUSE"]);
+    redis_ok(&redis, &["CLIENT", "UNPAUSE"]);
 
     let _second = Feedback::start(&broker, &redis, port);
     let mut c = client(port).await;
@@ -249,17 +249,14 @@ sunday = ["00:00-24:00"]
 
 /// The version of `complaint` in the read model (`fc:{p<partition>}:<id>`, field `v`).
 fn projected_version(redis: &RedisServer, complaint: &str) -> u64 {
-    let cli = |args: &[&str]| {
-        let out = Command::new("redis-cli")
-            .args(["-p", &redis.port().to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let key = cli(&["--scan", "--pattern", &format!("fc:*:{complaint}")]);
+    let key = redis_cli(
+        redis,
+        &["--scan", "--pattern", &format!("fc:*:{complaint}")],
+    );
     assert!(!key.is_empty() && !key.contains('\n'), "one hash: {key:?}");
-    cli(&["HGET", &key, "v"]).parse().expect("a version")
+    redis_cli(redis, &["HGET", &key, "v"])
+        .parse()
+        .expect("a version")
 }
 
 /// Escalations of `complaint` in the log: (from, to) of each.
@@ -288,14 +285,9 @@ async fn killed_between_an_escalations_append_and_its_projection_it_escalates_on
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("feedback.toml");
     std::fs::write(&config, FAST_SLA).expect("settings");
-    let log = KafkaLog::new(KafkaSettings {
-        bootstrap_servers: broker.bootstrap(),
-        client_id: "kill-test".into(),
-        ..KafkaSettings::default()
-    })
-    .expect("kafka log");
+    let log = reader(&broker);
     // The service's own Redis user, whose rights the fault takes away.
-    redis_cli(
+    redis_ok(
         &redis,
         &[
             "ACL",
@@ -330,7 +322,7 @@ async fn killed_between_an_escalations_append_and_its_projection_it_escalates_on
     .await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let warned_end = events_end(&log).await;
-    redis_cli(
+    redis_ok(
         &redis,
         &[
             "ACL",
@@ -350,7 +342,7 @@ async fn killed_between_an_escalations_append_and_its_projection_it_escalates_on
     first.kill();
     let appended = escalations(&log, &filed.complaint_id).await;
     let projected = projected_version(&redis, &filed.complaint_id);
-    redis_cli(&redis, &["ACL", "SETUSER", "feedback", "resetkeys", "~*"]);
+    redis_ok(&redis, &["ACL", "SETUSER", "feedback", "resetkeys", "~*"]);
 
     let _second = Feedback::start_with(&broker, &url, port, Some(&config));
     let mut c = client(port).await;
