@@ -12,13 +12,11 @@
 //! test.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut};
 use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::{RedisServer, init_test_logging};
 use churnguard_vault::Kek;
 use proptest::prelude::*;
@@ -31,6 +29,9 @@ use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
+
+mod common;
+use common::stack::{Stack, StackSettings};
 
 /// Generated requests per method.
 const CASES: usize = 48;
@@ -385,58 +386,22 @@ async fn generated_requests_to_every_rpc_get_clear_answers_and_write_nothing_whe
     let dir = tempfile::tempdir().expect("dir");
     let log = EmbeddedLog::open(dir.path().join("log")).expect("log");
 
-    let mut ingest_settings = purchase_ingest::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        card_token_key: Some(purchase_ingest::config::Secret::new(
-            "generated-requests-test-key-32-bytes",
-        )),
-        ..purchase_ingest::Settings::default()
-    };
-    ingest_settings.log.embedded.dir = dir.path().join("log");
+    let mut settings = StackSettings::new(&redis, &dir.path().join("log"));
+    settings.ingest.card_token_key = Some(purchase_ingest::config::Secret::new(
+        "generated-requests-test-key-32-bytes",
+    ));
+    // No timer fires during the test: the only writes are the calls'.
+    settings.scoring.timer_interval_ms = 3_600_000;
+    settings.scoring.refit_interval_secs = 0;
     let purchases = (
-        ingest_settings.topics.purchases.clone(),
-        ingest_settings.topics.partitions,
+        settings.ingest.topics.purchases.clone(),
+        settings.ingest.topics.partitions,
     );
-    let ingest = purchase_ingest::App::build(
-        ingest_settings,
-        log.clone(),
-        Arc::new(Telemetry::tracer_only("e2e")),
-    )
-    .await
-    .expect("purchase-ingest builds")
-    .spawn();
-    let mut scoring_settings = churn_scoring::config::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        // No timer fires during the test: the only writes are the calls'.
-        timer_interval_ms: 3_600_000,
-        refit_interval_secs: 0,
-        ..churn_scoring::config::Settings::default()
-    };
-    scoring_settings.redis.url = redis.url();
-    let scoring = churn_scoring::App::build(scoring_settings, Arc::new(log.clone()))
-        .await
-        .expect("churn-scoring builds")
-        .spawn();
-    let mut feedback_settings = feedback::config::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        ..feedback::config::Settings::default()
-    };
-    feedback_settings.redis.url = redis.url();
     let feedback_events = (
-        feedback_settings.topics.events.clone(),
-        feedback_settings.topics.partitions,
+        settings.feedback.topics.events.clone(),
+        settings.feedback.topics.partitions,
     );
-    let feedback = feedback::App::build(
-        feedback_settings,
-        Arc::new(log.clone()),
-        Kek::from_bytes([5; 32]),
-    )
-    .await
-    .expect("feedback builds")
-    .spawn();
+    let stack = Stack::start(settings, &log, Kek::from_bytes([5; 32])).await;
     let written = [purchases, feedback_events];
 
     let set = FileDescriptorSet::decode(churnguard_proto::FILE_DESCRIPTOR_SET)
@@ -461,9 +426,15 @@ async fn generated_requests_to_every_rpc_get_clear_answers_and_write_nothing_whe
     let mut tally: std::collections::BTreeMap<String, usize> = Default::default();
     let mut undecodable = 0;
     for (endpoint, service) in [
-        (ingest.endpoint(), "churnguard.ingest.v1.PurchaseIngest"),
-        (scoring.endpoint(), "churnguard.scoring.v1.ChurnScoring"),
-        (feedback.endpoint(), "churnguard.feedback.v1.Feedback"),
+        (
+            stack.ingest.endpoint(),
+            "churnguard.ingest.v1.PurchaseIngest",
+        ),
+        (
+            stack.scoring.endpoint(),
+            "churnguard.scoring.v1.ChurnScoring",
+        ),
+        (stack.feedback.endpoint(), "churnguard.feedback.v1.Feedback"),
     ] {
         let channel = Channel::from_shared(endpoint)
             .expect("uri")
@@ -528,7 +499,5 @@ async fn generated_requests_to_every_rpc_get_clear_answers_and_write_nothing_whe
         "some are refused"
     );
 
-    feedback.stop().await.expect("feedback stops");
-    scoring.stop().await.expect("churn-scoring stops");
-    let _ = ingest.stop().await;
+    stack.stop().await;
 }

@@ -1,16 +1,14 @@
 //! A secured deployment (`auth.required` on every service) answers every RPC of every
 //! service, reflection included, UNAUTHENTICATED to a caller without credentials, with
-//! an expired token, or with a token of another issuer; gRPC health answers all of them
-//! (probes carry no credentials). Every method is found in the services' descriptor set,
+//! a store token one character off, an expired token, or a token of another issuer; gRPC
+//! health answers all of them (probes carry no credentials). No answer repeats a
+//! credential or the issuer's secret (the test kit's canaries). Every method is found in the services' descriptor set,
 //! so an RPC added later is covered without touching this test.
-
-use std::sync::Arc;
 
 use churnguard_config::{AuthSettings, JwtSettings};
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer};
-use churnguard_testkit::{RedisServer, init_test_logging};
+use churnguard_testkit::{RedisServer, canary, init_test_logging};
 use churnguard_vault::Kek;
 use prost::Message;
 use tonic::Code;
@@ -18,6 +16,9 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+
+mod common;
+use common::stack::{Stack, StackSettings};
 
 /// Every method of `service` (`churnguard.feedback.v1.Feedback`), as `/service/Method`.
 fn methods_of(service: &str) -> Vec<String> {
@@ -52,7 +53,12 @@ async fn code_of(channel: Channel, path: &str, authorization: Option<&str>) -> C
         .await
     {
         Ok(_) => Code::Ok,
-        Err(status) => status.code(),
+        Err(status) => {
+            // The answer never repeats a credential, good or bad, nor the secret.
+            canary::assert_absent("a status message", status.message().as_bytes());
+            canary::assert_absent("status details", status.details());
+            status.code()
+        }
     }
 }
 
@@ -65,7 +71,7 @@ async fn every_rpc_of_a_secured_deployment_refuses_callers_without_valid_credent
     let dir = tempfile::tempdir().expect("dir");
     let auth = AuthSettings {
         required: true,
-        store_tokens_file: issuer.store_tokens_file(&[("s-1", "gateway-token")]),
+        store_tokens_file: issuer.store_tokens_file(&[("s-1", &canary::store_token("s-1"))]),
         jwt: JwtSettings {
             algorithm: "HS256".into(),
             key_file: issuer.key_file(),
@@ -74,49 +80,19 @@ async fn every_rpc_of_a_secured_deployment_refuses_callers_without_valid_credent
         },
     };
 
-    let mut ingest_settings = purchase_ingest::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        auth: auth.clone(),
-        ..purchase_ingest::Settings::default()
-    };
-    ingest_settings.log.embedded.dir = dir.path().join("log");
+    let mut settings = StackSettings::new(&redis, &dir.path().join("log"));
+    settings.ingest.auth = auth.clone();
+    settings.scoring.auth = auth.clone();
+    settings.feedback.auth = auth;
     let log = EmbeddedLog::open(dir.path().join("log")).expect("log");
-    let ingest = purchase_ingest::App::build(
-        ingest_settings,
-        log.clone(),
-        Arc::new(Telemetry::tracer_only("e2e")),
-    )
-    .await
-    .expect("purchase-ingest builds")
-    .spawn();
-    let mut scoring_settings = churn_scoring::config::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        auth: auth.clone(),
-        ..churn_scoring::config::Settings::default()
-    };
-    scoring_settings.redis.url = redis.url();
-    let scoring = churn_scoring::App::build(scoring_settings, Arc::new(log.clone()))
-        .await
-        .expect("churn-scoring builds")
-        .spawn();
-    let mut feedback_settings = feedback::config::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        auth,
-        ..feedback::config::Settings::default()
-    };
-    feedback_settings.redis.url = redis.url();
-    let feedback = feedback::App::build(feedback_settings, Arc::new(log), Kek::from_bytes([3; 32]))
-        .await
-        .expect("feedback builds")
-        .spawn();
+    let stack = Stack::start(settings, &log, Kek::from_bytes([3; 32])).await;
 
     let expired = format!("Bearer {}", issuer.expired_token("owner", "o-1", &[]));
     let foreign = format!("Bearer {}", stranger.token("owner", "o-1", &[]));
+    let near_miss = format!("Bearer {}x", canary::store_token("s-1"));
     let credentials = [
         ("no credentials", None),
+        ("a store token one character off", Some(near_miss.as_str())),
         ("an unknown token", Some("Bearer not-a-token")),
         ("an expired token", Some(expired.as_str())),
         ("another issuer's token", Some(foreign.as_str())),
@@ -125,14 +101,17 @@ async fn every_rpc_of_a_secured_deployment_refuses_callers_without_valid_credent
     let mut calls = 0;
     for (endpoint, services) in [
         (
-            ingest.endpoint(),
+            stack.ingest.endpoint(),
             vec!["churnguard.ingest.v1.PurchaseIngest"],
         ),
         (
-            scoring.endpoint(),
+            stack.scoring.endpoint(),
             vec!["churnguard.scoring.v1.ChurnScoring"],
         ),
-        (feedback.endpoint(), vec!["churnguard.feedback.v1.Feedback"]),
+        (
+            stack.feedback.endpoint(),
+            vec!["churnguard.feedback.v1.Feedback"],
+        ),
     ] {
         let channel = Channel::from_shared(endpoint)
             .expect("uri")
@@ -158,8 +137,6 @@ async fn every_rpc_of_a_secured_deployment_refuses_callers_without_valid_credent
         assert_eq!(health.into_inner().status, 1, "SERVING");
     }
     eprintln!("{calls} calls without valid credentials, every one UNAUTHENTICATED");
-    assert!(calls >= 5 * 24, "every RPC of the three services: {calls}");
-    ingest.stop().await.expect("ingest stops");
-    scoring.stop().await.expect("scoring stops");
-    feedback.stop().await.expect("feedback stops");
+    assert!(calls >= 6 * 24, "every RPC of the three services: {calls}");
+    stack.stop().await;
 }

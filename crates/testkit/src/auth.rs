@@ -31,7 +31,8 @@ impl Default for TestIssuer {
 impl TestIssuer {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a directory for the issuer's files");
-        let secret = format!("test issuer secret {:?}", SystemTime::now()).into_bytes();
+        // The canary secret starts every issuer's key: the scans find it if it leaks.
+        let secret = format!("{} {:?}", crate::canary::SECRET, SystemTime::now()).into_bytes();
         std::fs::write(dir.path().join("jwt.key"), &secret).expect("the key file");
         Self { dir, secret }
     }
@@ -64,13 +65,16 @@ impl TestIssuer {
     }
 
     /// A token with exactly these claims, signed by this issuer.
+    /// Every token minted is a [`crate::canary`]: the scans look for it too.
     pub fn token_with(&self, claims: serde_json::Value) -> String {
-        jsonwebtoken::encode(
+        let token = jsonwebtoken::encode(
             &Header::default(),
             &claims,
             &EncodingKey::from_secret(&self.secret),
         )
-        .expect("a signed token")
+        .expect("a signed token");
+        crate::canary::register(&token);
+        token
     }
 
     /// The directory the issuer's files are in.

@@ -8,7 +8,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod canary;
 pub mod cli;
+mod logging;
 pub mod otlp;
 pub mod tls;
 
@@ -26,17 +28,11 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-/// Logs for tests: silent unless `TEST_LOG=1`.
+/// Logs for tests, every line scanned for the [`canary`] values as it is written: at
+/// `info` (`debug` for churnguard's own crates) and kept silent, or printed to the test's
+/// output under `TEST_LOG=1` (filtered by `RUST_LOG`).
 pub fn init_test_logging() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info".into()),
-            )
-            .with_test_writer()
-            .try_init();
-    }
+    logging::init();
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
@@ -99,6 +95,8 @@ pub struct Tansu {
     dir: tempfile::TempDir,
     storage: &'static str,
     child: Option<Child>,
+    /// The names of the processes that write their logs beside the broker's.
+    process_logs: std::sync::Mutex<Vec<String>>,
 }
 
 impl Tansu {
@@ -120,7 +118,9 @@ impl Tansu {
     /// offsets are not to be trusted: Tansu 0.6's memory storage answers
     /// ListOffsets(latest) with the base offset of the newest batch plus one, short of the
     /// rest of that batch (its SQLite storage, [`Tansu::start`], answers right). Take a
-    /// partition's end from the appends' acknowledgements instead.
+    /// partition's end from the appends' acknowledgements instead. Nor does it answer a
+    /// fetch from inside the newest batch (see the Kafka contract test
+    /// `a_read_from_inside_the_last_batch_gets_its_records`).
     pub fn start_in_memory() -> Self {
         Self::start_with_storage("memory://tansu/")
     }
@@ -131,6 +131,7 @@ impl Tansu {
             dir: tempfile::tempdir().expect("tempdir for the broker"),
             storage,
             child: None,
+            process_logs: std::sync::Mutex::default(),
         };
         t.spawn();
         t
@@ -213,6 +214,34 @@ impl Tansu {
         self.spawn();
     }
 
+    /// Whether the broker has panicked. Tansu 0.6 can, under a consumer group's churn:
+    /// its SQLite storage task stops, every later request fails, and the group
+    /// coordinator's next heartbeat panics (`tansu-storage` `service.rs:337`,
+    /// `unreachable`); the process lives on without storing anything.
+    pub fn panicked(&self) -> bool {
+        self.log().contains("panicked at")
+    }
+
+    /// A file beside the broker's log for a process under test (a service binary) to
+    /// write its log to (its `Command::stderr`): searched for the [`canary`] values with
+    /// the broker's files when the broker is dropped, and its last lines printed with
+    /// the broker's if the test fails. Processes started under one `name` share it.
+    pub fn log_for(&self, name: &str) -> Stdio {
+        let mut names = self
+            .process_logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .expect("a log file beside the broker's");
+        Stdio::from(file)
+    }
+
     /// The broker's own log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
@@ -222,14 +251,32 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.kill();
+        if !std::thread::panicking() {
+            // The storage files hold every record, key and header; the log what it said.
+            canary::assert_dir_clean("the broker's storage and log", self.dir.path());
+            canary::assert_logs_clean();
+        }
         if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of the broker's log ---");
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
+            print_tail("the broker's log", &self.log());
+            let names = self
+                .process_logs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for name in names.iter() {
+                let path = self.dir.path().join(format!("{name}.log"));
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                print_tail(&format!("{name}'s log"), &text);
             }
         }
+    }
+}
+
+/// The last 40 lines of `text`, on stderr, under a heading naming `what`.
+fn print_tail(what: &str, text: &str) {
+    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    eprintln!("--- last lines of {what} ---");
+    for line in tail.into_iter().rev() {
+        eprintln!("{line}");
     }
 }
 
@@ -346,9 +393,34 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        let keyspace = (!std::thread::panicking())
+            .then(|| keyspace_bytes(self.port, self.dir.path()))
+            .flatten();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(bytes) = keyspace {
+            canary::assert_absent(&format!("Redis on port {}", self.port), &bytes);
+            canary::assert_logs_clean();
+        }
     }
+}
+
+/// The whole keyspace of the Redis on `port` (keeping its files in `dir`), saved as an
+/// uncompressed RDB file (keys and values byte for byte), for the [`canary`] scan; `None`
+/// if the server does not answer (killed, or closed to the default user by ACLs).
+fn keyspace_bytes(port: u16, dir: &std::path::Path) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(b"CONFIG SET rdbcompression no\r\nSAVE\r\n")
+        .ok()?;
+    let mut replies = [0u8; 10];
+    s.read_exact(&mut replies).ok()?;
+    if &replies != b"+OK\r\n+OK\r\n" {
+        return None;
+    }
+    let bytes = std::fs::read(dir.join("dump.rdb")).ok();
+    let _ = std::fs::remove_file(dir.join("dump.rdb"));
+    bytes
 }
 
 /// A Redis Cluster of three masters on free ports, created with `redis-cli --cluster create`.
@@ -420,9 +492,15 @@ impl RedisCluster {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for (_, child, _) in &mut self.nodes {
+        for (port, child, dir) in &mut self.nodes {
+            let keyspace = (!std::thread::panicking())
+                .then(|| keyspace_bytes(*port, dir.path()))
+                .flatten();
             let _ = child.kill();
             let _ = child.wait();
+            if let Some(bytes) = keyspace {
+                canary::assert_absent(&format!("Redis Cluster node on port {port}"), &bytes);
+            }
         }
     }
 }

@@ -27,7 +27,7 @@ use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
-use churnguard_testkit::{RedisCluster, RedisServer, Tansu, eventually, init_test_logging};
+use churnguard_testkit::{RedisCluster, RedisServer, Tansu, canary, eventually, init_test_logging};
 use common::HORIZON;
 use common::chain::{
     CHECK_WEEK, Chain, MODELS, PARTITIONS, TOPIC, WEEKS, date_of, policies, start,
@@ -463,7 +463,7 @@ async fn each_identity_reads_what_its_role_allows<L: EventLog>(log: L) {
     let issuer = TestIssuer::new();
     let auth = AuthSettings {
         required: true,
-        store_tokens_file: issuer.store_tokens_file(&[("r1", "gateway-token-of-r1")]),
+        store_tokens_file: issuer.store_tokens_file(&[("r1", &canary::store_token("r1"))]),
         jwt: JwtSettings {
             algorithm: "HS256".into(),
             key_file: issuer.key_file(),
@@ -515,7 +515,7 @@ async fn each_identity_reads_what_its_role_allows<L: EventLog>(log: L) {
             Some(issuer.token("owner", "o-1", &[])),
             [Yes, Yes, Yes, Yes],
         ),
-        ("r1's gateway", Some("gateway-token-of-r1".into()), [No; 4]),
+        ("r1's gateway", Some(canary::store_token("r1")), [No; 4]),
         (
             "privacy officer",
             Some(issuer.token("privacy_officer", "p-1", &[])),

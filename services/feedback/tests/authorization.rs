@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -20,7 +20,7 @@ use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_proto::feedback::v1 as pb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer, with_bearer};
-use churnguard_testkit::{RedisServer, init_test_logging};
+use churnguard_testkit::{RedisServer, canary, init_test_logging};
 use churnguard_vault::Kek;
 use feedback::api::ERASURES_KEY;
 use feedback::config::Settings;
@@ -28,8 +28,8 @@ use feedback::{App, Running};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-const GATEWAY_S1: &str = "gateway-token-of-s-1";
-const GATEWAY_S2: &str = "gateway-token-of-s-2";
+static GATEWAY_S1: LazyLock<String> = LazyLock::new(|| canary::store_token("s-1"));
+static GATEWAY_S2: LazyLock<String> = LazyLock::new(|| canary::store_token("s-2"));
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
@@ -41,7 +41,8 @@ fn now() -> DateTime<Utc> {
 fn auth_settings(issuer: &TestIssuer) -> AuthSettings {
     AuthSettings {
         required: true,
-        store_tokens_file: issuer.store_tokens_file(&[("s-1", GATEWAY_S1), ("s-2", GATEWAY_S2)]),
+        store_tokens_file: issuer
+            .store_tokens_file(&[("s-1", GATEWAY_S1.as_str()), ("s-2", GATEWAY_S2.as_str())]),
         jwt: JwtSettings {
             algorithm: "HS256".into(),
             key_file: issuer.key_file(),
@@ -152,12 +153,12 @@ async fn callers_see_and_act_on_what_their_role_and_stores_allow() {
 
     // Store gateways file for their own store only.
     let s = c
-        .file_complaint(as_(GATEWAY_S1, filing("file-x", "s-2", "cust-1")))
+        .file_complaint(as_(GATEWAY_S1.as_str(), filing("file-x", "s-2", "cust-1")))
         .await
         .expect_err("another store");
     denied(&s, "store_id");
     let id = c
-        .file_complaint(as_(GATEWAY_S1, filing("file-1", "s-1", "cust-1")))
+        .file_complaint(as_(GATEWAY_S1.as_str(), filing("file-1", "s-1", "cust-1")))
         .await
         .expect("the gateway files for its store")
         .into_inner()
@@ -223,7 +224,7 @@ async fn callers_see_and_act_on_what_their_role_and_stores_allow() {
         "nothing was appended"
     );
     // Store gateways and analysts see no complaints.
-    for token in [GATEWAY_S1, analyst.as_str()] {
+    for token in [GATEWAY_S1.as_str(), analyst.as_str()] {
         let s = c
             .get_complaint(as_(token, get(&id)))
             .await
@@ -264,7 +265,7 @@ async fn callers_see_and_act_on_what_their_role_and_stores_allow() {
         .expect("regional manager watches")
         .into_inner();
     let s = c
-        .watch_escalations(watch(GATEWAY_S2))
+        .watch_escalations(watch(GATEWAY_S2.as_str()))
         .await
         .expect_err("a gateway watches");
     denied(&s, "authorization");
@@ -280,7 +281,7 @@ async fn callers_see_and_act_on_what_their_role_and_stores_allow() {
         .expect_err("above the store manager now");
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
     let id2 = c
-        .file_complaint(as_(GATEWAY_S2, filing("file-2", "s-2", "cust-2")))
+        .file_complaint(as_(GATEWAY_S2.as_str(), filing("file-2", "s-2", "cust-2")))
         .await
         .expect("s-2's gateway files")
         .into_inner()
@@ -313,7 +314,7 @@ async fn callers_see_and_act_on_what_their_role_and_stores_allow() {
             },
         )
     };
-    for token in [analyst.as_str(), manager_s1.as_str(), GATEWAY_S1] {
+    for token in [analyst.as_str(), manager_s1.as_str(), GATEWAY_S1.as_str()] {
         let s = c
             .erase_customer_contact(erase(token))
             .await

@@ -69,9 +69,9 @@ impl Feedback {
             )
             .env("CHURNGUARD_FEEDBACK_KEK__ENV", KEK_VAR)
             .env(KEK_VAR, "07".repeat(32))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(broker.log_for("feedback"))
             .spawn()
             .expect("start the feedback binary");
         Self(child)

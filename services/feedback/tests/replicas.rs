@@ -112,8 +112,8 @@ impl Drop for Replica {
     }
 }
 
-/// The `feedback` binary with `settings` as its config file.
-fn spawn_binary(settings: &Settings, dir: &std::path::Path) -> Replica {
+/// The `feedback` binary with `settings` as its config file, its log beside `broker`'s.
+fn spawn_binary(settings: &Settings, dir: &std::path::Path, broker: &Tansu) -> Replica {
     let mut settings = settings.clone();
     settings.kek.env = Some("TEST_FEEDBACK_KEK".into());
     let file = dir.join("feedback.toml");
@@ -122,9 +122,9 @@ fn spawn_binary(settings: &Settings, dir: &std::path::Path) -> Replica {
         .arg("--config")
         .arg(&file)
         .env("TEST_FEEDBACK_KEK", KEK_HEX)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(broker.log_for("feedback"))
         .spawn()
         .expect("the feedback binary starts");
     Replica(child)
@@ -237,7 +237,7 @@ async fn two_replicas(
     churnguard_runtime::Owned,
 ) {
     // Replica A, the binary, first: it takes every partition.
-    let a = spawn_binary(&settings(broker, redis, "feedback-a"), dir);
+    let a = spawn_binary(&settings(broker, redis, "feedback-a"), dir, broker);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Replica B in the test: the group splits the four partitions between the two.

@@ -18,8 +18,8 @@ use churnguard_config::{AuthSettings, JwtSettings};
 use churnguard_kafka::KafkaLog;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client;
-use churnguard_testkit::Tansu;
 use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer, with_bearer};
+use churnguard_testkit::{Tansu, canary};
 use common::*;
 use purchase_ingest::config::Backend;
 use tonic::Code;
@@ -34,7 +34,8 @@ async fn kafka_every_identity_gets_what_it_may_and_only_allowed_swipes_are_writt
     settings.log.kafka = kafka_settings(&broker);
     settings.auth = AuthSettings {
         required: true,
-        store_tokens_file: issuer.store_tokens_file(&[("store-1", "gateway-token-of-store-1")]),
+        store_tokens_file: issuer
+            .store_tokens_file(&[("store-1", &canary::store_token("store-1"))]),
         jwt: JwtSettings {
             algorithm: "HS256".into(),
             key_file: issuer.key_file(),
@@ -56,7 +57,7 @@ async fn kafka_every_identity_gets_what_it_may_and_only_allowed_swipes_are_writt
         .expect("health answers without credentials");
     assert_eq!(health.into_inner().status, 1, "SERVING");
 
-    let gateway = "gateway-token-of-store-1".to_string();
+    let gateway = canary::store_token("store-1");
     let callers: Vec<(&str, Option<String>, [Code; 2])> = vec![
         ("no credentials", None, [Code::Unauthenticated; 2]),
         (
@@ -109,7 +110,7 @@ async fn kafka_every_identity_gets_what_it_may_and_only_allowed_swipes_are_writt
                 Ok(_) => Code::Ok,
                 Err(status) => {
                     assert!(
-                        !status.message().contains("gateway-token-of-store-1"),
+                        canary::found_in(status.message().as_bytes()).is_empty(),
                         "a credential is never echoed: {status:?}"
                     );
                     let field = if status.code() == Code::Unauthenticated {
@@ -205,11 +206,15 @@ async fn a_gateway_over_its_rate_is_told_when_to_retry_and_other_gateways_are_no
 
     let dir = tempfile::tempdir().expect("dir");
     let issuer = TestIssuer::new();
+    let (token_1, token_2) = (
+        canary::store_token("store-1"),
+        canary::store_token("store-2"),
+    );
     let mut settings = settings(Backend::Embedded);
     settings.auth = AuthSettings {
         required: true,
         store_tokens_file: issuer
-            .store_tokens_file(&[("store-1", "token-1"), ("store-2", "token-2")]),
+            .store_tokens_file(&[("store-1", &token_1), ("store-2", &token_2)]),
         ..AuthSettings::default()
     };
     settings.rate_limits.store_calls_per_second = 3;
@@ -230,7 +235,7 @@ async fn a_gateway_over_its_rate_is_told_when_to_retry_and_other_gateways_are_no
     let mut accepted = 0;
     let mut throttled = Vec::new();
     for i in 0..10 {
-        match call(&mut client, format!("sw-rate-1-{i}"), "store-1", "token-1").await {
+        match call(&mut client, format!("sw-rate-1-{i}"), "store-1", &token_1).await {
             Ok(_) => accepted += 1,
             Err(status) => throttled.push(status),
         }
@@ -254,11 +259,11 @@ async fn a_gateway_over_its_rate_is_told_when_to_retry_and_other_gateways_are_no
         "{first:?}"
     );
 
-    call(&mut client, "sw-rate-2-0".into(), "store-2", "token-2")
+    call(&mut client, "sw-rate-2-0".into(), "store-2", &token_2)
         .await
         .expect("another gateway has its own budget");
     tokio::time::sleep(wait).await;
-    call(&mut client, "sw-rate-1-after".into(), "store-1", "token-1")
+    call(&mut client, "sw-rate-1-after".into(), "store-1", &token_1)
         .await
         .expect("after the wait, the gateway gets through");
     app.stop().await.expect("stops");

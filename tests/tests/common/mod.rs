@@ -1,5 +1,9 @@
-//! What the end-to-end tests share: a client of the test's broker, and the model the
-//! scorer assesses with when refits are off.
+//! What the end-to-end tests share: a client of the test's broker, the model the scorer
+//! assesses with when refits are off, and (in [`stack`]) the three services on the
+//! embedded log.
+#![allow(dead_code)] // each test file uses its own part
+
+pub mod stack;
 
 use chrono::{DateTime, Utc};
 use churnguard_domain::models::{BgNbdParams, FittedModel, GammaGammaParams};

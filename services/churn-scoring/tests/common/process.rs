@@ -32,9 +32,9 @@ pub fn start_scorer(broker: &Tansu, redis: &RedisServer) -> Child {
             "CHURNGUARD_SCORING_LOG__KAFKA__GROUP_SESSION_TIMEOUT_MS",
             "3000",
         )
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(broker.log_for("churn-scoring"))
         .spawn()
         .expect("start the churn-scoring binary")
 }

@@ -136,8 +136,8 @@ pub async fn take(
 }
 
 /// The canary contact details: searched for in Redis, the log and the logs.
-pub const PHONE: &str = "+44 7700 900123";
-pub const ADDRESS: &str = "221B Canary Wharf Road";
+pub const PHONE: &str = churnguard_testkit::canary::CONTACT_PHONE;
+pub const ADDRESS: &str = churnguard_testkit::canary::CONTACT_ADDRESS;
 
 /// A customer named by id.
 pub fn customer(id: &str) -> Option<pb::Customer> {
@@ -152,7 +152,7 @@ pub fn filing(key: &str) -> pb::FileComplaintRequest {
         idempotency_key: key.into(),
         customer: customer("cust-1"),
         contact: Some(pb::ContactDetails {
-            name: "Ada Lovelace".into(),
+            name: churnguard_testkit::canary::CONTACT_NAME.into(),
             phone: PHONE.into(),
             email: String::new(),
             address: ADDRESS.into(),
