@@ -34,17 +34,30 @@ impl LogError {
     }
 
     /// This error as the outcome of each of `count` records of a batch that failed as a
-    /// whole: an unknown topic stays itself, anything else is reported as unavailable with
-    /// its message (the error itself cannot be cloned).
+    /// whole: each a copy of it, but an I/O error (which cannot be copied) is reported
+    /// as unavailable with its message.
     pub fn for_each_record<T>(&self, count: usize) -> Vec<Result<T, LogError>> {
-        (0..count)
-            .map(|_| {
-                Err(match self {
-                    LogError::UnknownTopic(t) => LogError::UnknownTopic(t.clone()),
-                    other => LogError::Unavailable(other.to_string()),
-                })
-            })
-            .collect()
+        (0..count).map(|_| Err(self.copy())).collect()
+    }
+
+    fn copy(&self) -> LogError {
+        match self {
+            LogError::InvalidTopic(t) => LogError::InvalidTopic(t.clone()),
+            LogError::UnknownTopic(t) => LogError::UnknownTopic(t.clone()),
+            LogError::UnknownPartition { topic, partition } => LogError::UnknownPartition {
+                topic: topic.clone(),
+                partition: *partition,
+            },
+            LogError::RecordTooLarge { size, limit } => LogError::RecordTooLarge {
+                size: *size,
+                limit: *limit,
+            },
+            LogError::Unavailable(m) => LogError::Unavailable(m.clone()),
+            LogError::TimedOut(d) => LogError::TimedOut(*d),
+            LogError::Rejected(m) => LogError::Rejected(m.clone()),
+            io @ LogError::Io { .. } => LogError::Unavailable(io.to_string()),
+            LogError::Closed => LogError::Closed,
+        }
     }
 
     /// Whether trying the same write again later may succeed. A retried write whose
@@ -57,5 +70,30 @@ impl LogError {
                 | LogError::Io { .. }
                 | LogError::Closed
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_failing_as_a_whole_fails_each_record_with_the_same_error() {
+        let unavailable = LogError::Unavailable("fetching metadata: refused".into());
+        let each: Vec<Result<(), LogError>> = unavailable.for_each_record(2);
+        assert_eq!(each.len(), 2);
+        for r in &each {
+            let e = r.as_ref().expect_err("failed");
+            assert_eq!(
+                e.to_string(),
+                "event log unavailable: fetching metadata: refused"
+            );
+        }
+        let invalid = LogError::InvalidTopic("a b".into()).for_each_record::<()>(1);
+        assert!(matches!(&invalid[0], Err(LogError::InvalidTopic(t)) if t == "a b"));
+        assert!(!invalid[0].as_ref().expect_err("failed").is_retriable());
+        let io =
+            LogError::io("writing")(std::io::Error::other("disk full")).for_each_record::<()>(1);
+        assert!(matches!(&io[0], Err(LogError::Unavailable(m)) if m.contains("writing")));
     }
 }

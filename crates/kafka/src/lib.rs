@@ -262,11 +262,69 @@ impl KafkaSettings {
     }
 }
 
+/// The producer, with its client errors watched.
+type LogProducer = FutureProducer<ClientErrors>;
+
+/// The broker's last refusal of the client's credentials: librdkafka's reason, and when.
+#[derive(Clone, Default)]
+struct Refusal(Arc<Mutex<Option<(String, Instant)>>>);
+
+impl Refusal {
+    /// How long a refusal explains later failures: a client whose credentials were
+    /// refused is refused again at every reconnection, well within this.
+    const RECENT: Duration = Duration::from_secs(120);
+
+    /// `message`, with the broker's recent refusal of the credentials if there was one:
+    /// without it, a client with a wrong password sees only timeouts and lost
+    /// connections.
+    fn explain(&self, message: String) -> String {
+        let last = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match last {
+            Some((reason, at)) if at.elapsed() < Self::RECENT => {
+                format!("{message}; the broker refused this client's credentials: {reason}")
+            }
+            _ => message,
+        }
+    }
+
+    /// [`Refusal::explain`] for the message of an unavailable log.
+    fn explain_error(&self, e: LogError) -> LogError {
+        match e {
+            LogError::Unavailable(m) => LogError::Unavailable(self.explain(m)),
+            other => other,
+        }
+    }
+}
+
+/// The producer's client context: logs librdkafka's errors, as the default one does,
+/// and keeps an authentication failure for [`Refusal::explain`]. librdkafka reports it
+/// here only; the requests themselves fail as timeouts and transport failures.
+struct ClientErrors(Refusal);
+
+impl ClientContext for ClientErrors {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+        ) {
+            *self.0.0.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((reason.to_owned(), Instant::now()));
+        }
+        tracing::error!(%error, reason, "Kafka client error");
+    }
+}
+
 /// The Kafka event log. Cheap to share behind an `Arc`; the producer is thread-safe.
 pub struct KafkaLog {
     settings: KafkaSettings,
-    producer: RwLock<FutureProducer>,
+    producer: RwLock<LogProducer>,
     admin: AdminClient<DefaultClientContext>,
+    /// The broker's last refusal of this client's credentials (see [`ClientErrors`]).
+    refusal: Refusal,
     partitions: RwLock<HashMap<String, u32>>,
     /// Consumers per partition read, kept between reads.
     readers: Readers,
@@ -367,9 +425,10 @@ impl std::fmt::Debug for KafkaLog {
 impl KafkaLog {
     /// Creates the clients. Connecting happens lazily; use [`EventLog::check`] to probe.
     pub fn new(settings: KafkaSettings) -> Result<Self, LogError> {
+        let refusal = Refusal::default();
         let producer = settings
             .producer_config()
-            .create()
+            .create_with_context(ClientErrors(refusal.clone()))
             .map_err(|e| LogError::Unavailable(format!("creating the producer: {e}")))?;
         let admin = settings
             .client_config()
@@ -379,12 +438,13 @@ impl KafkaLog {
             settings,
             producer: RwLock::new(producer),
             admin,
+            refusal,
             partitions: RwLock::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
         })
     }
 
-    fn producer(&self) -> FutureProducer {
+    fn producer(&self) -> LogProducer {
         self.producer
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -401,7 +461,7 @@ impl KafkaLog {
     /// are purged (their callers get a failure, never OK) and the next writes go through
     /// the new producer. Acknowledged writes are unaffected, and a caller's retry carries
     /// the same event id, so consumers can drop any duplicate.
-    fn retire_producer(&self, used: &FutureProducer, reason: &str) {
+    fn retire_producer(&self, used: &LogProducer, reason: &str) {
         let mut slot = self
             .producer
             .write()
@@ -409,7 +469,11 @@ impl KafkaLog {
         if !std::ptr::eq(slot.client().native_ptr(), used.client().native_ptr()) {
             return; // already retired by another append
         }
-        match self.settings.producer_config().create::<FutureProducer>() {
+        match self
+            .settings
+            .producer_config()
+            .create_with_context(ClientErrors(self.refusal.clone()))
+        {
             Ok(fresh) => {
                 tracing::warn!(%reason, "retiring the Kafka producer; writes continue on a new one");
                 churnguard_eventlog::metrics::producer_retired();
@@ -454,7 +518,9 @@ impl KafkaLog {
         })
         .await
         .map_err(|_| LogError::Closed)?
-        .map_err(|e| LogError::Unavailable(format!("fetching metadata: {e}")))?;
+        .map_err(|e| {
+            LogError::Unavailable(self.refusal.explain(format!("fetching metadata: {e}")))
+        })?;
         match metadata {
             Some((None, n)) if n > 0 => Ok(n),
             _ => Err(LogError::UnknownTopic(topic.to_owned())),
@@ -562,7 +628,7 @@ impl EventLog for KafkaLog {
                         if retires_producer(&e) {
                             broken_state = Some(e.to_string());
                         }
-                        Err(map_error(e, &self.settings))
+                        Err(self.refusal.explain_error(map_error(e, &self.settings)))
                     }
                     Err(_) => Err(LogError::Closed),
                 },
@@ -981,7 +1047,7 @@ impl ConsumerContext for GroupContext {
 
 /// Puts one record on the producer queue, waiting (bounded) while the queue is full.
 async fn enqueue(
-    producer: &FutureProducer,
+    producer: &LogProducer,
     topic: &str,
     partition: u32,
     record: &OutgoingRecord,

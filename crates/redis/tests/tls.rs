@@ -3,8 +3,8 @@
 //! the URL, and a Redis that asks clients for a certificate.
 
 use churnguard_redis::{RedisSettings, StoreError};
-use churnguard_testkit::RedisServer;
 use churnguard_testkit::tls::{TestCa, write_pem};
+use churnguard_testkit::{RedisCluster, RedisServer};
 
 /// Settings for `url`, trusting `ca_file`, with short timeouts.
 fn settings(url: String, ca_file: &str) -> RedisSettings {
@@ -123,4 +123,66 @@ async fn a_redis_asking_for_client_certificates_gets_ours() {
         Err(StoreError::Tls { key, .. }) => assert_eq!(key, "redis.tls_client_key_file"),
         other => panic!("expected the missing key to be named, got {other:?}"),
     }
+}
+
+/// A Redis Cluster whose nodes and bus speak TLS: `cluster_nodes` as `rediss://` URLs and
+/// the CA reach every node (keys of every partition, so every node's slots), and a node
+/// certificate from another CA is not trusted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_over_tls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = TestCa::new("redis cluster CA");
+    let server = ca.sign(&["127.0.0.1", "localhost"]);
+    let cert = write_pem(dir.path(), "node.pem", &server.cert);
+    let key = write_pem(dir.path(), "node.key", &server.key);
+    let ca_file = write_pem(dir.path(), "ca.pem", ca.pem());
+    let cluster = RedisCluster::start_tls(
+        &[
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+        ],
+        &["--cacert", &ca_file],
+    );
+    let nodes = cluster.tls_urls();
+    assert_eq!(nodes.len(), 3);
+    let trusted = RedisSettings {
+        cluster_nodes: nodes.clone(),
+        ..settings(String::new(), &ca_file)
+    };
+    let mut conn = trusted.connect().await.expect("the cluster over TLS");
+    // Keys tagged as the store tags partitions (`{p3}`): 16 tags hash to slots on all
+    // three nodes.
+    for p in 0..16 {
+        redis::cmd("SET")
+            .arg(format!("tls-check:{{p{p}}}"))
+            .arg(p)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("SET on partition {p}: {e:?}"));
+    }
+    for p in 0..16 {
+        let v: u32 = redis::cmd("GET")
+            .arg(format!("tls-check:{{p{p}}}"))
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        assert_eq!(v, p);
+    }
+
+    let stranger = TestCa::new("someone else's CA");
+    let stranger_file = write_pem(dir.path(), "stranger.pem", stranger.pem());
+    let untrusted = RedisSettings {
+        cluster_nodes: nodes,
+        ..settings(String::new(), &stranger_file)
+    };
+    assert!(
+        untrusted.connect().await.is_err(),
+        "node certificates another CA signed are not trusted"
+    );
 }

@@ -95,6 +95,8 @@ pub struct Tansu {
     dir: tempfile::TempDir,
     storage: &'static str,
     child: Option<Child>,
+    /// Whether clients must authenticate (SASL), see [`Tansu::start_with_users`].
+    authentication: bool,
     /// The names of the processes that write their logs beside the broker's.
     process_logs: std::sync::Mutex<Vec<String>>,
 }
@@ -125,12 +127,45 @@ impl Tansu {
         Self::start_with_storage("memory://tansu/")
     }
 
+    /// A durable broker that requires SASL: each of `users` (name, password) is given
+    /// SCRAM-SHA-256 and SCRAM-SHA-512 credentials (`tansu user create`, while the broker
+    /// does not require them yet), and then the broker is started again with
+    /// `--authentication`. Tansu 0.6 checks SCRAM passwords (and takes any for PLAIN).
+    /// It does not serve TLS: 0.6.0's broker builds a TLS acceptor from `--cert` and
+    /// `--key` and never uses it (`tansu-broker` `broker.rs`, `let _acceptor`), so the
+    /// `ssl` and `sasl_ssl` protocols cannot be tried against it.
+    pub fn start_with_users(users: &[(&str, &str)]) -> Self {
+        let mut t = Self::start();
+        for (name, password) in users {
+            for mechanism in ["scram256", "scram512"] {
+                let out = Command::new(Self::binary())
+                    .args(["user", "create", "--broker", &t.url(), name, password])
+                    .args(["--mechanism", mechanism])
+                    .output()
+                    .expect("run tansu user create");
+                assert!(
+                    out.status.success(),
+                    "tansu user create {name} ({mechanism}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        t.authentication = true;
+        t.restart();
+        t
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
     fn start_with_storage(storage: &'static str) -> Self {
         let mut t = Self {
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir for the broker"),
             storage,
             child: None,
+            authentication: false,
             process_logs: std::sync::Mutex::default(),
         };
         t.spawn();
@@ -138,7 +173,7 @@ impl Tansu {
     }
 
     fn spawn(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = self.url();
         let log =
             std::fs::File::create(self.dir.path().join("tansu.log")).expect("broker log file");
         let mut child = Command::new(Self::binary())
@@ -152,6 +187,7 @@ impl Tansu {
                 "--storage-engine",
                 self.storage,
             ])
+            .args(self.authentication.then_some("--authentication"))
             .env(
                 "RUST_LOG",
                 std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
@@ -426,28 +462,60 @@ fn keyspace_bytes(port: u16, dir: &std::path::Path) -> Option<Vec<u8>> {
 /// A Redis Cluster of three masters on free ports, created with `redis-cli --cluster create`.
 #[derive(Debug)]
 pub struct RedisCluster {
-    nodes: Vec<(u16, Child, tempfile::TempDir)>,
+    /// Each node's port, process, directory and TLS port (if it serves TLS).
+    nodes: Vec<(u16, Child, tempfile::TempDir, Option<u16>)>,
 }
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<(u16, Child, tempfile::TempDir)> = (0..3)
+        Self::start_with(&[], &[])
+    }
+
+    /// A cluster whose nodes and bus speak TLS (`--tls-cluster yes`), each with the
+    /// `redis-server` settings `tls` (certificate, key, CA...), created by `redis-cli
+    /// --tls` with `cli_tls` (`--cacert` ...). Each node keeps a plaintext port for the
+    /// test kit's own checks; [`RedisCluster::tls_urls`] names the TLS ones.
+    pub fn start_tls(tls: &[&str], cli_tls: &[&str]) -> Self {
+        let mut extra = vec!["--tls-cluster", "yes", "--tls-replication", "yes"];
+        extra.extend_from_slice(tls);
+        Self::start_with(&extra, cli_tls)
+    }
+
+    /// Three nodes with `extra` settings (a TLS port each when `cli_tls` is given),
+    /// joined by `redis-cli --cluster create`.
+    fn start_with(extra: &[&str], cli_tls: &[&str]) -> Self {
+        let nodes: Vec<(u16, Child, tempfile::TempDir, Option<u16>)> = (0..3)
             .map(|_| {
-                spawn_redis(&[
+                let tls_port = (!cli_tls.is_empty()).then(free_port);
+                let tls_arg = tls_port.map(|p| p.to_string()).unwrap_or_default();
+                let mut args = vec![
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "5000",
-                ])
+                ];
+                if tls_port.is_some() {
+                    args.extend(["--tls-port", tls_arg.as_str()]);
+                }
+                args.extend_from_slice(extra);
+                let (port, mut child, dir) = spawn_redis(&args);
+                if let Some(p) = tls_port {
+                    wait_for_port(p, &mut child, "redis-server (TLS)");
+                }
+                (port, child, dir, tls_port)
             })
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
-            .map(|(p, _, _)| format!("127.0.0.1:{p}"))
+            .map(|(p, _, _, tls)| format!("127.0.0.1:{}", tls.unwrap_or(*p)))
             .collect();
-        let out = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if !cli_tls.is_empty() {
+            create.arg("--tls").args(cli_tls);
+        }
+        let out = create
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -456,12 +524,13 @@ impl RedisCluster {
             .expect("run redis-cli --cluster create");
         assert!(
             out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         let cluster = Self { nodes };
         let deadline = Instant::now() + Duration::from_secs(30);
-        for (port, _, _) in &cluster.nodes {
+        for (port, _, _, _) in &cluster.nodes {
             loop {
                 let info = Command::new("redis-cli")
                     .args(["-p", &port.to_string(), "cluster", "info"])
@@ -481,18 +550,26 @@ impl RedisCluster {
         cluster
     }
 
+    /// `rediss://127.0.0.1:TLS_PORT/` of every node of a [`RedisCluster::start_tls`].
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|(_, _, _, tls)| tls.map(|p| format!("rediss://127.0.0.1:{p}/")))
+            .collect()
+    }
+
     /// `redis://127.0.0.1:PORT/` of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .map(|(p, _, _)| format!("redis://127.0.0.1:{p}/"))
+            .map(|(p, _, _, _)| format!("redis://127.0.0.1:{p}/"))
             .collect()
     }
 }
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for (port, child, dir) in &mut self.nodes {
+        for (port, child, dir, _) in &mut self.nodes {
             let keyspace = (!std::thread::panicking())
                 .then(|| keyspace_bytes(*port, dir.path()))
                 .flatten();
