@@ -287,6 +287,13 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.kill();
+        // `TANSU_KEEP_LOGS=<dir>`: keep each broker's whole log there, for a look after
+        // the run (a failing test prints only the last lines).
+        if let Some(keep) = std::env::var_os("TANSU_KEEP_LOGS") {
+            let to = PathBuf::from(keep).join(format!("tansu-{}.log", self.port));
+            let _ = std::fs::create_dir_all(to.parent().unwrap_or(self.dir.path()));
+            let _ = std::fs::copy(self.dir.path().join("tansu.log"), to);
+        }
         if !std::thread::panicking() {
             // The storage files hold every record, key and header; the log what it said.
             canary::assert_dir_clean("the broker's storage and log", self.dir.path());
