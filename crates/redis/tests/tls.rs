@@ -18,6 +18,43 @@ fn settings(url: String, ca_file: &str) -> RedisSettings {
     }
 }
 
+/// A CA made for the test, the server certificate it signed for 127.0.0.1 and
+/// localhost, and the `redis-server` TLS settings naming their PEM files in `dir`;
+/// clients are asked for a certificate when `client_certs`.
+struct ServerTls {
+    ca: TestCa,
+    ca_file: String,
+    args: Vec<String>,
+}
+
+impl ServerTls {
+    fn new(dir: &std::path::Path, client_certs: bool) -> Self {
+        let ca = TestCa::new("redis CA");
+        let server = ca.sign(&["127.0.0.1", "localhost"]);
+        let ca_file = write_pem(dir, "ca.pem", ca.pem());
+        let args = vec![
+            "--tls-cert-file".into(),
+            write_pem(dir, "redis.pem", &server.cert),
+            "--tls-key-file".into(),
+            write_pem(dir, "redis.key", &server.key),
+            "--tls-ca-cert-file".into(),
+            ca_file.clone(),
+            "--tls-auth-clients".into(),
+            if client_certs { "yes" } else { "no" }.into(),
+        ];
+        Self { ca, ca_file, args }
+    }
+
+    /// The settings, followed by `more`.
+    fn args<'a>(&'a self, more: &[&'a str]) -> Vec<&'a str> {
+        self.args
+            .iter()
+            .map(String::as_str)
+            .chain(more.iter().copied())
+            .collect()
+    }
+}
+
 /// SET then GET over `settings`' connection.
 async fn round_trip(settings: &RedisSettings) -> Result<String, String> {
     let mut conn = settings.connect().await.map_err(|e| format!("{e:?}"))?;
@@ -37,20 +74,9 @@ async fn round_trip(settings: &RedisSettings) -> Result<String, String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn rediss_with_an_acl_user_and_the_servers_ca() {
     let dir = tempfile::tempdir().expect("dir");
-    let ca = TestCa::new("redis CA");
-    let server = ca.sign(&["127.0.0.1"]);
-    let cert = write_pem(dir.path(), "redis.pem", &server.cert);
-    let key = write_pem(dir.path(), "redis.key", &server.key);
-    let ca_file = write_pem(dir.path(), "ca.pem", ca.pem());
-    let (_redis, port) = RedisServer::start_tls(&[
-        "--tls-cert-file",
-        &cert,
-        "--tls-key-file",
-        &key,
-        "--tls-ca-cert-file",
-        &ca_file,
-        "--tls-auth-clients",
-        "no",
+    let tls = ServerTls::new(dir.path(), false);
+    let ca_file = tls.ca_file.clone();
+    let (_redis, port) = RedisServer::start_tls(&tls.args(&[
         // One word per argument: redis-server joins them into the config line.
         "--user",
         "default",
@@ -62,7 +88,7 @@ async fn rediss_with_an_acl_user_and_the_servers_ca() {
         "~*",
         "&*",
         "+@all",
-    ]);
+    ]));
 
     let user = format!("rediss://churnguard:s3cret-pass@127.0.0.1:{port}/");
     assert_eq!(
@@ -88,20 +114,10 @@ async fn rediss_with_an_acl_user_and_the_servers_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_asking_for_client_certificates_gets_ours() {
     let dir = tempfile::tempdir().expect("dir");
-    let ca = TestCa::new("redis CA");
-    let server = ca.sign(&["127.0.0.1"]);
-    let client = ca.sign(&["scorer.churnguard"]);
-    let ca_file = write_pem(dir.path(), "ca.pem", ca.pem());
-    let (_redis, port) = RedisServer::start_tls(&[
-        "--tls-cert-file",
-        &write_pem(dir.path(), "redis.pem", &server.cert),
-        "--tls-key-file",
-        &write_pem(dir.path(), "redis.key", &server.key),
-        "--tls-ca-cert-file",
-        &ca_file,
-        "--tls-auth-clients",
-        "yes",
-    ]);
+    let tls = ServerTls::new(dir.path(), true);
+    let client = tls.ca.sign(&["scorer.churnguard"]);
+    let ca_file = tls.ca_file.clone();
+    let (_redis, port) = RedisServer::start_tls(&tls.args(&[]));
     let url = format!("rediss://127.0.0.1:{port}/");
 
     assert!(
@@ -131,24 +147,9 @@ async fn a_redis_asking_for_client_certificates_gets_ours() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_over_tls() {
     let dir = tempfile::tempdir().expect("dir");
-    let ca = TestCa::new("redis cluster CA");
-    let server = ca.sign(&["127.0.0.1", "localhost"]);
-    let cert = write_pem(dir.path(), "node.pem", &server.cert);
-    let key = write_pem(dir.path(), "node.key", &server.key);
-    let ca_file = write_pem(dir.path(), "ca.pem", ca.pem());
-    let cluster = RedisCluster::start_tls(
-        &[
-            "--tls-cert-file",
-            &cert,
-            "--tls-key-file",
-            &key,
-            "--tls-ca-cert-file",
-            &ca_file,
-            "--tls-auth-clients",
-            "no",
-        ],
-        &["--cacert", &ca_file],
-    );
+    let tls = ServerTls::new(dir.path(), false);
+    let ca_file = tls.ca_file.clone();
+    let cluster = RedisCluster::start_tls(&tls.args(&[]), &["--cacert", &ca_file]);
     let nodes = cluster.tls_urls();
     assert_eq!(nodes.len(), 3);
     let trusted = RedisSettings {

@@ -192,7 +192,8 @@ impl Tansu {
                 "RUST_LOG",
                 std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdout(Stdio::null())
+            // Its tracing goes to stdout, its panics to stderr: both into its log.
+            .stdout(Stdio::from(log.try_clone().expect("the broker log file")))
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| {

@@ -169,20 +169,9 @@ impl Flow {
             eprintln!("{name}: the finishing scorer was started again {restarts} times");
         }
 
-        let visits = |states: &std::collections::BTreeMap<
-            String,
-            churnguard_domain::customer::CustomerState,
-        >|
-         -> u64 {
-            states
-                .values()
-                .flat_map(|s| s.days.values())
-                .map(|b| u64::from(b.visits))
-                .sum()
-        };
         let want = expected_at_checkpoints(self.log.as_ref(), &store).await;
         let have = stored(&store).await;
-        let (found, counted) = (visits(&want), visits(&have));
+        let (found, counted) = (common::visits(&want), common::visits(&have));
         eprintln!(
             "{name}: sent {} (resends included), acknowledged {total}, found in the log \
              {found}, counted in Redis {counted}, duplicates {}",

@@ -127,6 +127,16 @@ pub async fn stored(store: &CustomerStore) -> BTreeMap<String, CustomerState> {
     out
 }
 
+/// The visits `states` count, over all customers and days: each swipe applied once
+/// counts one.
+pub fn visits(states: &BTreeMap<String, CustomerState>) -> u64 {
+    states
+        .values()
+        .flat_map(|s| s.days.values())
+        .map(|b| u64::from(b.visits))
+        .sum()
+}
+
 /// Whether every partition is applied up to the end of the log.
 pub async fn caught_up<L: EventLog>(log: &L, store: &CustomerStore) -> bool {
     reached(store, &log_ends(log).await).await
