@@ -265,18 +265,21 @@ impl KafkaSettings {
 /// The producer, with its client errors watched.
 type LogProducer = FutureProducer<ClientErrors>;
 
-/// The broker's last refusal of the client's credentials: librdkafka's reason, and when.
+/// The broker's last refusal of the client's credentials or of its TLS handshake:
+/// what it was, librdkafka's reason, and when.
 #[derive(Clone, Default)]
-struct Refusal(Arc<Mutex<Option<(String, Instant)>>>);
+struct Refusal(Arc<Mutex<Option<Refused>>>);
+
+/// One refusal: what was refused, librdkafka's reason, when.
+type Refused = (&'static str, String, Instant);
 
 impl Refusal {
     /// How long a refusal explains later failures: a client whose credentials were
     /// refused is refused again at every reconnection, well within this.
     const RECENT: Duration = Duration::from_secs(120);
 
-    /// `message`, with the broker's recent refusal of the credentials if there was one:
-    /// without it, a client with a wrong password sees only timeouts and lost
-    /// connections.
+    /// `message`, with the recent refusal if there was one: without it, a client with a
+    /// wrong password or certificate sees only timeouts and lost connections.
     fn explain(&self, message: String) -> String {
         let last = self
             .0
@@ -284,8 +287,8 @@ impl Refusal {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         match last {
-            Some((reason, at)) if at.elapsed() < Self::RECENT => {
-                format!("{message}; the broker refused this client's credentials: {reason}")
+            Some((what, reason, at)) if at.elapsed() < Self::RECENT => {
+                format!("{message}; {what}: {reason}")
             }
             _ => message,
         }
@@ -301,18 +304,23 @@ impl Refusal {
 }
 
 /// The producer's client context: logs librdkafka's errors, as the default one does,
-/// and keeps an authentication failure for [`Refusal::explain`]. librdkafka reports it
-/// here only; the requests themselves fail as timeouts and transport failures.
+/// and keeps an authentication or TLS failure for [`Refusal::explain`]. librdkafka
+/// reports them here only; the requests themselves fail as timeouts and transport
+/// failures.
 struct ClientErrors(Refusal);
 
 impl ClientContext for ClientErrors {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
-        ) {
+        let what = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                Some("the broker refused this client's credentials")
+            }
+            Some(RDKafkaErrorCode::SSL) => Some("the TLS handshake with the broker failed"),
+            _ => None,
+        };
+        if let Some(what) = what {
             *self.0.0.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((reason.to_owned(), Instant::now()));
+                Some((what, reason.to_owned(), Instant::now()));
         }
         tracing::error!(%error, reason, "Kafka client error");
     }
@@ -323,7 +331,8 @@ pub struct KafkaLog {
     settings: KafkaSettings,
     producer: RwLock<LogProducer>,
     admin: AdminClient<DefaultClientContext>,
-    /// The broker's last refusal of this client's credentials (see [`ClientErrors`]).
+    /// The broker's last refusal of this client's credentials or TLS handshake (see
+    /// [`ClientErrors`]).
     refusal: Refusal,
     partitions: RwLock<HashMap<String, u32>>,
     /// Consumers per partition read, kept between reads.

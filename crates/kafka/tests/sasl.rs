@@ -2,7 +2,7 @@
 //! (SCRAM-SHA-256 and SCRAM-SHA-512); a wrong password, an unknown user and a client
 //! without credentials are refused with an error that says what the client knows of
 //! why, holds no password, and writes nothing.
-//! TLS (`ssl`, `sasl_ssl`) cannot be tried here: see [`Tansu::start_with_users`].
+//! Over TLS (`sasl_ssl`): `tests/tls.rs`.
 
 use std::time::Duration;
 

@@ -92,6 +92,8 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 #[derive(Debug)]
 pub struct Tansu {
     port: u16,
+    /// The port in the broker's metadata: its own, or a TLS front's.
+    advertised_port: u16,
     dir: tempfile::TempDir,
     storage: &'static str,
     child: Option<Child>,
@@ -132,10 +134,44 @@ impl Tansu {
     /// does not require them yet), and then the broker is started again with
     /// `--authentication`. Tansu 0.6 checks SCRAM passwords (and takes any for PLAIN).
     /// It does not serve TLS: 0.6.0's broker builds a TLS acceptor from `--cert` and
-    /// `--key` and never uses it (`tansu-broker` `broker.rs`, `let _acceptor`), so the
-    /// `ssl` and `sasl_ssl` protocols cannot be tried against it.
+    /// `--key` and never uses it (`tansu-broker` `broker.rs`, `let _acceptor`); the
+    /// `ssl` and `sasl_ssl` protocols are tried through a [`tls::TlsFront`] instead
+    /// ([`Tansu::start_behind`]).
     pub fn start_with_users(users: &[(&str, &str)]) -> Self {
         let mut t = Self::start();
+        t.require_users(users);
+        t
+    }
+
+    /// A durable broker its clients reach through a TLS front on `front_port` (see
+    /// [`tls::TlsFront`], which the caller starts): it advertises that port, so every
+    /// connection after the bootstrap goes through the front too. With `users`, it
+    /// requires SASL as [`Tansu::start_with_users`] does.
+    pub fn start_behind(front_port: u16, users: &[(&str, &str)]) -> Self {
+        let mut t = Self {
+            port: free_port(),
+            advertised_port: front_port,
+            dir: tempfile::tempdir().expect("tempdir for the broker"),
+            storage: "sqlite://tansu.db",
+            child: None,
+            authentication: false,
+            process_logs: std::sync::Mutex::default(),
+        };
+        t.spawn();
+        if !users.is_empty() {
+            t.require_users(users);
+        }
+        t
+    }
+
+    /// The port the broker listens on (plaintext), behind a front or not.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Gives `users` SCRAM credentials, then starts the broker again requiring them.
+    fn require_users(&mut self, users: &[(&str, &str)]) {
+        let t = self;
         for (name, password) in users {
             for mechanism in ["scram256", "scram512"] {
                 let out = Command::new(Self::binary())
@@ -152,7 +188,6 @@ impl Tansu {
         }
         t.authentication = true;
         t.restart();
-        t
     }
 
     fn url(&self) -> String {
@@ -160,8 +195,10 @@ impl Tansu {
     }
 
     fn start_with_storage(storage: &'static str) -> Self {
+        let port = free_port();
         let mut t = Self {
-            port: free_port(),
+            port,
+            advertised_port: port,
             dir: tempfile::tempdir().expect("tempdir for the broker"),
             storage,
             child: None,
@@ -174,6 +211,7 @@ impl Tansu {
 
     fn spawn(&mut self) {
         let url = self.url();
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
         let log =
             std::fs::File::create(self.dir.path().join("tansu.log")).expect("broker log file");
         let mut child = Command::new(Self::binary())
@@ -183,7 +221,7 @@ impl Tansu {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 self.storage,
             ])

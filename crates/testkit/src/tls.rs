@@ -3,10 +3,16 @@
 //! of a TLS channel.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::time::Duration;
 
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// A certificate authority made for one test.
@@ -106,4 +112,118 @@ pub fn write_pem(dir: &Path, name: &str, pem: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, pem).expect("write a PEM file");
     path.to_string_lossy().into_owned()
+}
+
+/// A TLS listener in front of a plaintext one, for a Kafka broker that does not serve
+/// TLS itself (Tansu 0.6): it completes the handshake with the server certificate a
+/// [`TestCa`] signed (asking for a client certificate the CA signed when
+/// `client_auth`), then forwards the bytes both ways to the broker on loopback `to`. A
+/// broker behind it advertises the front's port ([`crate::Tansu::start_behind`]), so
+/// every connection of a client goes through TLS. Stops when dropped.
+pub struct TlsFront {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TlsFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFront")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl TlsFront {
+    /// Listens on loopback `port` and forwards to loopback `to`.
+    pub fn start(port: u16, to: u16, ca: &TestCa, server: &Leaf, client_auth: bool) -> Self {
+        let config = Arc::new(server_config(ca, server, client_auth));
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the front");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the front's runtime");
+            rt.block_on(forward(listener, TlsAcceptor::from(config), to, stopped));
+        });
+        Self {
+            port,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Accepts TLS connections until `stopped`, each forwarded to `to` in a task of its own
+/// (dropped, with its connections, when the runtime ends).
+async fn forward(
+    listener: std::net::TcpListener,
+    acceptor: TlsAcceptor,
+    to: u16,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("the front's listener");
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A failed handshake just closes the connection, as a broker would.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut broker) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
+                });
+            }
+        }
+    }
+}
+
+/// The front's TLS: `server`'s certificate and key; client certificates `ca` signed
+/// required when `client_auth`.
+fn server_config(ca: &TestCa, server: &Leaf, client_auth: bool) -> ServerConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions");
+    let builder = if client_auth {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).expect("the CA's PEM"))
+            .expect("the CA as a root");
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .expect("a client certificate verifier");
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    builder
+        .with_single_cert(
+            vec![CertificateDer::from(server.der.clone())],
+            PrivateKeyDer::from_pem_slice(server.key.as_bytes()).expect("the server key's PEM"),
+        )
+        .expect("the front's TLS configuration")
 }
