@@ -132,7 +132,8 @@ impl Tansu {
     /// A durable broker that requires SASL: each of `users` (name, password) is given
     /// SCRAM-SHA-256 and SCRAM-SHA-512 credentials (`tansu user create`, while the broker
     /// does not require them yet), and then the broker is started again with
-    /// `--authentication`. Tansu 0.6 checks SCRAM passwords (and takes any for PLAIN).
+    /// `--authentication`. Tansu 0.6 checks SCRAM passwords (a PLAIN exchange it does
+    /// not complete: tried 2026-12-04).
     /// It does not serve TLS: 0.6.0's broker builds a TLS acceptor from `--cert` and
     /// `--key` and never uses it (`tansu-broker` `broker.rs`, `let _acceptor`); the
     /// `ssl` and `sasl_ssl` protocols are tried through a [`tls::TlsFront`] instead
@@ -148,16 +149,7 @@ impl Tansu {
     /// connection after the bootstrap goes through the front too. With `users`, it
     /// requires SASL as [`Tansu::start_with_users`] does.
     pub fn start_behind(front_port: u16, users: &[(&str, &str)]) -> Self {
-        let mut t = Self {
-            port: free_port(),
-            advertised_port: front_port,
-            dir: tempfile::tempdir().expect("tempdir for the broker"),
-            storage: "sqlite://tansu.db",
-            child: None,
-            authentication: false,
-            process_logs: std::sync::Mutex::default(),
-        };
-        t.spawn();
+        let mut t = Self::start_advertising("sqlite://tansu.db", Some(front_port));
         if !users.is_empty() {
             t.require_users(users);
         }
@@ -195,10 +187,16 @@ impl Tansu {
     }
 
     fn start_with_storage(storage: &'static str) -> Self {
+        Self::start_advertising(storage, None)
+    }
+
+    /// Starts a broker on a free port with `storage`, advertising `advertised` (a front's
+    /// port) or its own.
+    fn start_advertising(storage: &'static str, advertised: Option<u16>) -> Self {
         let port = free_port();
         let mut t = Self {
             port,
-            advertised_port: port,
+            advertised_port: advertised.unwrap_or(port),
             dir: tempfile::tempdir().expect("tempdir for the broker"),
             storage,
             child: None,
