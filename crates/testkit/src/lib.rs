@@ -163,11 +163,10 @@ impl Tansu {
 
     /// Gives `users` SCRAM credentials, then starts the broker again requiring them.
     fn require_users(&mut self, users: &[(&str, &str)]) {
-        let t = self;
         for (name, password) in users {
             for mechanism in ["scram256", "scram512"] {
                 let out = Command::new(Self::binary())
-                    .args(["user", "create", "--broker", &t.url(), name, password])
+                    .args(["user", "create", "--broker", &self.url(), name, password])
                     .args(["--mechanism", mechanism])
                     .output()
                     .expect("run tansu user create");
@@ -178,8 +177,8 @@ impl Tansu {
                 );
             }
         }
-        t.authentication = true;
-        t.restart();
+        self.authentication = true;
+        self.restart();
     }
 
     fn url(&self) -> String {
