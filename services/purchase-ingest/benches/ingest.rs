@@ -51,7 +51,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--cost-run") {
         let n = args[i + 2].parse().expect("a count");
-        rt.block_on(cost_run(args[i + 1] == "on", n));
+        rt.block_on(cost_run(Setting::from_arg(&args[i + 1]), n));
         return;
     }
     // `cargo bench -p purchase-ingest --bench ingest -- --cost-only`: just that section.
@@ -318,87 +318,155 @@ fn ingest_settings(backend: Backend) -> Settings {
 /// What metrics and tracing cost ingest: swipes through StreamSwipes on the embedded log,
 /// in batches of 500 and one per message, and through RecordSwipe (a server span and a
 /// producer span per swipe) from 16 callers (the rate follows the log's fsync latency)
-/// and from 64 (the rate follows the CPU), "off" (no metrics recorder, no tracing
-/// subscriber: every metric and span a no-op) against "on" (the Prometheus recorder the
-/// admin endpoint installs, and every span traced and exported over OTLP to a collector
-/// in the same process). Neither can be removed once installed, so each run is a child
-/// process of this benchmark. The rates swing by a fifth from run to run on this shared
-/// machine (the embedded log waits on fsync), so the runs come in pairs, off-on then
-/// on-off (a drift hurts both alike), and the figure is the median of each side.
+/// and from 64 (the rate follows the CPU). Four settings ([`Setting`]), each against
+/// "off" (no metrics recorder, no tracing subscriber: every metric and span a no-op):
+/// the metrics alone; metrics and every span traced and exported over OTLP to a
+/// collector in the same process (the default sampler); and the same with the
+/// parent-based sampler keeping a tenth of the traces. None can be removed once
+/// installed, so each run is a child process of this benchmark. The rates swing by a
+/// fifth from run to run on this shared machine (the embedded log waits on fsync), so the
+/// settings run in rounds, forwards then backwards (a drift hurts all alike), and each
+/// figure is the median of its runs.
 ///
 /// Two figures per kind of call: the rate, and the service's own CPU time per swipe
 /// (its threads only: the callers run on a runtime of their own and the collector on a
 /// thread of its own, see [`cost_run`]). Where the service is CPU-bound its throughput
-/// is the inverse of that time, so off's time over on's is the throughput kept; it
+/// is the inverse of that time, so off's time over a setting's is the throughput kept; it
 /// counts the scheduler's own work too (workers spinning before they park), which is
 /// most of a unary call's time at low load.
 async fn observability_cost(n: usize) {
-    const PAIRS: usize = 4;
+    const ROUNDS: usize = 4;
     println!(
-        "metrics and tracing cost: swipes through gRPC on the embedded log ({n} per stream run, {} per RecordSwipe run; {PAIRS} pairs of child processes, medians)",
+        "metrics and tracing cost: swipes through gRPC on the embedded log ({n} per stream run, {} per RecordSwipe run; {ROUNDS} child processes per setting, medians)",
         n / RECORD_SWIPE_SHARE
     );
-    // rates[kind][off/on] and cpu[kind][off/on]: one per run.
-    let mut rates = vec![[Vec::new(), Vec::new()]; 4];
-    let mut cpu = vec![[Vec::new(), Vec::new()]; 4];
-    let mut spans = Vec::new();
-    for round in 0..2 * PAIRS {
-        // off, on, on, off, off, on, ...
-        let on = (round % 4 == 1) || (round % 4 == 2);
-        let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
-            .args(["--cost-run", if on { "on" } else { "off" }, &n.to_string()])
-            .output()
-            .expect("a child run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let figures: Vec<f64> = stdout
-            .split_whitespace()
-            .map(|r| r.parse().expect("the child's figures"))
-            .collect();
-        for kind in 0..4 {
-            rates[kind][usize::from(on)].push(figures[kind]);
-            cpu[kind][usize::from(on)].push(figures[4 + kind]);
+    // rates[setting][kind] and cpu[setting][kind]: one per run.
+    let mut rates = vec![vec![Vec::new(); 4]; Setting::ALL.len()];
+    let mut cpu = vec![vec![Vec::new(); 4]; Setting::ALL.len()];
+    let mut spans = vec![Vec::new(); Setting::ALL.len()];
+    for round in 0..ROUNDS {
+        let mut order: Vec<usize> = (0..Setting::ALL.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
         }
-        if on {
-            spans.push(figures[8]);
+        for s in order {
+            let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
+                .args(["--cost-run", Setting::ALL[s].arg(), &n.to_string()])
+                .output()
+                .expect("a child run");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let figures: Vec<f64> = stdout
+                .split_whitespace()
+                .map(|r| r.parse().expect("the child's figures"))
+                .collect();
+            for kind in 0..4 {
+                rates[s][kind].push(figures[kind]);
+                cpu[s][kind].push(figures[4 + kind]);
+            }
+            spans[s].push(figures[8]);
         }
     }
     println!(
         "  (rate: swipes/s through the whole machine, which the callers and the collector share; \
          CPU: the service's own CPU time per swipe, whose ratio is the throughput ratio once the \
-         service has the cores to itself)"
+         service has the cores to itself; target: >= 95 % of off)"
     );
-    for ((what, [off, on]), [cpu_off, cpu_on]) in [
+    let kinds = [
         "StreamSwipes, batches of 500",
         "StreamSwipes, one swipe per message",
         "RecordSwipe, 16 callers",
         "RecordSwipe, 64 callers",
-    ]
-    .into_iter()
-    .zip(rates)
-    .zip(cpu)
-    {
-        let (off, on) = (median(off), median(on));
-        let (cpu_off, cpu_on) = (median(cpu_off), median(cpu_on));
-        println!("  {what}:");
+    ];
+    for (kind, what) in kinds.into_iter().enumerate() {
+        let off_rate = median(rates[0][kind].clone());
+        let off_cpu = median(cpu[0][kind].clone());
+        println!("  {what}:  off {off_rate:>8.0} /s, {off_cpu:>7.2} us CPU per swipe");
+        for (s, setting) in Setting::ALL.iter().enumerate().skip(1) {
+            let rate = median(rates[s][kind].clone());
+            let micros = median(cpu[s][kind].clone());
+            println!(
+                "    {:<34} {rate:>8.0} /s {:>5.1} % of off; {micros:>7.2} us CPU {:>5.1} % of off's throughput",
+                setting.describe(),
+                100.0 * rate / off_rate,
+                100.0 * off_cpu / micros,
+            );
+        }
+    }
+    for (s, setting) in Setting::ALL.iter().enumerate().skip(2) {
         println!(
-            "    rate: off {off:>8.0} /s, metrics and traces on {on:>8.0} /s   {:>5.1} % of off",
-            100.0 * on / off
-        );
-        println!(
-            "    CPU:  off {cpu_off:>8.2} us, metrics and traces on {cpu_on:>8.2} us   {:>5.1} % of off's throughput (target: >= 95 %)",
-            100.0 * cpu_off / cpu_on
+            "  spans the collector received per run, {}: {:.0} (median)",
+            setting.describe(),
+            median(spans[s].clone())
         );
     }
-    println!(
-        "  spans the collector received per \"on\" run: {:.0} (median)",
-        median(spans)
-    );
     println!();
+}
+
+/// What a child run of [`observability_cost`] installs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Setting {
+    Off,
+    Metrics,
+    /// Metrics, and every span exported (the default sampler: parent-based, always on).
+    Traced,
+    /// Metrics, and spans exported under the parent-based sampler keeping a tenth of the
+    /// traces (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.1`).
+    Sampled,
+}
+
+impl Setting {
+    const ALL: [Setting; 4] = [
+        Setting::Off,
+        Setting::Metrics,
+        Setting::Traced,
+        Setting::Sampled,
+    ];
+
+    fn arg(self) -> &'static str {
+        match self {
+            Setting::Off => "off",
+            Setting::Metrics => "metrics",
+            Setting::Traced => "on",
+            Setting::Sampled => "sampled",
+        }
+    }
+
+    fn from_arg(arg: &str) -> Self {
+        Setting::ALL
+            .into_iter()
+            .find(|s| s.arg() == arg)
+            .unwrap_or_else(|| panic!("no cost setting {arg:?}"))
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Setting::Off => "off",
+            Setting::Metrics => "metrics",
+            Setting::Traced => "metrics, every trace exported",
+            Setting::Sampled => "metrics, a tenth of the traces",
+        }
+    }
+
+    fn metrics(self) -> bool {
+        self != Setting::Off
+    }
+
+    /// The sampler, when traces are on.
+    fn traces(self) -> Option<Option<churnguard_telemetry::Sampler>> {
+        use churnguard_telemetry::Sampler;
+        match self {
+            Setting::Off | Setting::Metrics => None,
+            Setting::Traced => Some(None),
+            Setting::Sampled => Some(Some(Sampler::ParentBased(Box::new(
+                Sampler::TraceIdRatioBased(0.1),
+            )))),
+        }
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -441,17 +509,18 @@ fn collector_apart() -> churnguard_testkit::otlp::OtlpReceiver {
 /// collector on its own thread ([`COLLECTOR_THREAD`]), so that the CPU time of every other
 /// thread of the process (the service's workers, its log writer, the span exporter) is
 /// the service's.
-async fn cost_run(on: bool, n: usize) {
+async fn cost_run(setting: Setting, n: usize) {
     // The collector stands apart from the service, as it would in a deployment: on its
     // own thread and runtime, so that decoding the spans does not hold up the service's
     // workers (it still shares the machine's cores).
-    let receiver = on.then(collector_apart);
-    let telemetry = receiver.as_ref().map(|r| {
+    let sampler = setting.traces();
+    let receiver = sampler.is_some().then(collector_apart);
+    let telemetry = receiver.as_ref().zip(sampler).map(|(r, sampler)| {
         Telemetry::init_traces(
             "bench",
             TraceSettings {
                 endpoint: Some(r.endpoint()),
-                sampler: None,
+                sampler,
             },
         )
     });
@@ -463,7 +532,7 @@ async fn cost_run(on: bool, n: usize) {
         .tempdir_in(&base)
         .expect("bench dir on the build disk");
     let mut settings = ingest_settings(Backend::Embedded);
-    settings.admin_addr = if on {
+    settings.admin_addr = if setting.metrics() {
         "127.0.0.1:0".into()
     } else {
         String::new()
