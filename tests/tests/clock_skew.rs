@@ -145,7 +145,10 @@ async fn stream(endpoint: String, swipes: Vec<pb::Swipe>) -> Answers {
         .expect("connect");
     let batches: Vec<pb::StreamSwipesRequest> = swipes
         .chunks(BATCH)
-        .map(|b| pb::StreamSwipesRequest { swipes: b.to_vec() })
+        .map(|b| pb::StreamSwipesRequest {
+            swipes: b.to_vec(),
+            historical: false,
+        })
         .collect();
     let by_id: HashMap<String, pb::Swipe> = swipes
         .into_iter()

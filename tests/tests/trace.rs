@@ -116,6 +116,7 @@ async fn one_trace_runs_from_the_till_to_the_outreach_case() {
     for (n, ago) in days_ago.iter().enumerate() {
         let mut request = tonic::Request::new(pb::RecordSwipeRequest {
             swipe: Some(swipe(n, *ago)),
+            historical: false,
         });
         if n + 1 == days_ago.len() {
             request.metadata_mut().insert(

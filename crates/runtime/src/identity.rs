@@ -159,6 +159,17 @@ impl Caller {
         }
     }
 
+    /// Whether this caller may import history (swipes older than live traffic may be): an
+    /// unidentified caller may (the server asks for no identity), and a service (the
+    /// importer); store gateways and people may not.
+    pub fn may_import(&self) -> bool {
+        match self {
+            Caller::Unidentified => true,
+            Caller::Staff(staff) => staff.role == Role::Service,
+            Caller::Store(_) | Caller::NoStore => false,
+        }
+    }
+
     /// Whether this caller may read every store's figures (scores, lists across stores):
     /// unidentified, owner, analyst, service.
     pub fn reads_every_store(&self) -> bool {
@@ -242,6 +253,13 @@ mod tests {
                 "{caller:?} writes s-1"
             );
             assert_eq!(caller.may_read_store("s-1"), reads, "{caller:?} reads s-1");
+            // History is imported by those who write every store's swipes, not by a
+            // store's own gateway.
+            assert_eq!(
+                caller.may_import(),
+                writes && !matches!(caller, Caller::Store(_)),
+                "{caller:?} imports"
+            );
             assert_eq!(
                 caller.reads_every_store(),
                 reads_all,

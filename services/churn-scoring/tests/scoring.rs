@@ -178,6 +178,7 @@ async fn send_through_ingest(addr: std::net::SocketAddr, swipes: Vec<pb::Swipe>)
     for batch in swipes.chunks(500) {
         tx.send(pb::StreamSwipesRequest {
             swipes: batch.to_vec(),
+            historical: false,
         })
         .await
         .expect("send");

@@ -1,4 +1,4 @@
-//! `churnguard-local [--simulate-stores N] [--history-days D]` (what `make run` starts)
+//! `churnguard-local [--simulate-stores N] [--history-days D] [--no-import]` (what `make run` starts)
 //!
 //! Every service in one process on the embedded log (`data/log`): purchase-ingest's gRPC
 //! API on 127.0.0.1:50051, churn-scoring's query API on 127.0.0.1:50052 and the Feedback
@@ -15,7 +15,9 @@
 //! restart can still be read (as long as the vault's per-customer keys in Redis survive
 //! the restart too). That file is for local use only: a real deployment takes its KEK
 //! from a secret manager (`kek.env` or `kek.file`), never from a key kept next to the data
-//! it protects. `make clean-data` deletes it with the log.
+//! it protects. `make clean-data` deletes it with the log. Imports of history
+//! (`churnguard import`, purchase-ingest's `historical` requests) are taken unless
+//! `--no-import` says otherwise.
 //!
 //! The embedded log belongs to one process, which is why the services share this one;
 //! past one machine each service runs its own binary on Kafka.
@@ -53,6 +55,10 @@ struct Args {
     #[arg(long, value_name = "D", default_value_t = 84,
           value_parser = clap::value_parser!(u32).range(0..90))]
     history_days: u32,
+    /// Refuse imports of history (`churnguard import`). By default this one-machine
+    /// deployment takes them, from any caller: it asks for no identity.
+    #[arg(long)]
+    no_import: bool,
 }
 
 /// How this binary names itself in messages.
@@ -66,7 +72,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let ingest_settings = settings_or_exit(BINARY, purchase_ingest::Settings::load(None));
+    let mut ingest_settings = settings_or_exit(BINARY, purchase_ingest::Settings::load(None));
+    ingest_settings.limits.allow_import = !args.no_import;
     let mut scoring_settings =
         settings_or_exit(BINARY, churn_scoring::config::Settings::load(None));
     let mut feedback_settings = settings_or_exit(BINARY, load_feedback_settings());

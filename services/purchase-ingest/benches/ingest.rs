@@ -175,9 +175,12 @@ async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Duration {
             let mut i = w * BATCH;
             while i < n {
                 let swipes = (i..(i + BATCH).min(n)).map(|k| swipe(k, &now)).collect();
-                tx.send(pb::StreamSwipesRequest { swipes })
-                    .await
-                    .expect("send");
+                tx.send(pb::StreamSwipesRequest {
+                    swipes,
+                    historical: false,
+                })
+                .await
+                .expect("send");
                 let answer = answers.message().await.expect("answer").expect("one");
                 assert!(
                     answer
@@ -232,9 +235,12 @@ async fn stream_one_per_message(addr: std::net::SocketAddr, n: usize) -> Duratio
     let sender = tokio::spawn(async move {
         for i in 0..n {
             let swipes = vec![swipe(i, &now)];
-            tx.send(pb::StreamSwipesRequest { swipes })
-                .await
-                .expect("send");
+            tx.send(pb::StreamSwipesRequest {
+                swipes,
+                historical: false,
+            })
+            .await
+            .expect("send");
         }
     });
     let mut answers = grpc
@@ -281,6 +287,7 @@ async fn record_swipes(addr: std::net::SocketAddr, n: usize, callers: usize) -> 
                 let accepted = client
                     .record_swipe(pb::RecordSwipeRequest {
                         swipe: Some(swipe(i, &now)),
+                        historical: false,
                     })
                     .await
                     .expect("accepted")

@@ -28,6 +28,8 @@ pub struct Core<L> {
     pub(crate) log: Arc<L>,
     pub(crate) topic: String,
     pub(crate) limits: SwipeLimits,
+    /// The limits of `historical` swipes; `None` where imports are not allowed.
+    pub(crate) import_limits: Option<SwipeLimits>,
     pub(crate) tokenizer: Option<CardTokenizer>,
     pub(crate) publish_timeout: Duration,
     pub(crate) max_batch: usize,
@@ -114,6 +116,13 @@ impl Producer {
     }
 }
 
+/// Swipes as one request sent them: live, or history being imported.
+pub(crate) struct Batch {
+    pub(crate) swipes: Vec<pb::Swipe>,
+    /// The request's `historical` flag.
+    pub(crate) historical: bool,
+}
+
 /// Swipes validated and turned into records, not yet handed to the log.
 pub(crate) struct Prepared {
     /// One per swipe: `Some` for those refused by validation, `None` for those to publish.
@@ -151,22 +160,23 @@ impl<L: EventLog> Core<L> {
     /// valid ones go to the log together, in order.
     pub(crate) async fn ingest(
         &self,
-        swipes: Vec<pb::Swipe>,
+        batch: Batch,
         caller: &Caller,
         traceparent: Option<&str>,
         deadline: Option<Duration>,
     ) -> Vec<Result<pb::Accepted, IngestError>> {
-        self.publish(self.prepare(swipes, caller, traceparent, deadline))
+        self.publish(self.prepare(batch, caller, traceparent, deadline))
             .await
     }
 
     /// Validates the swipes and makes records of the valid ones: CPU only, so a stream can
     /// prepare its next append while the previous one is being written. A swipe of a
     /// store the caller may not act for (a gateway's certificate names another store) is
-    /// refused before it is looked at.
+    /// refused before it is looked at, and so is a `historical` batch the deployment or
+    /// the caller may not send.
     pub(crate) fn prepare(
         &self,
-        swipes: Vec<pb::Swipe>,
+        Batch { swipes, historical }: Batch,
         caller: &Caller,
         traceparent: Option<&str>,
         deadline: Option<Duration>,
@@ -174,17 +184,30 @@ impl<L: EventLog> Core<L> {
         let started = tokio::time::Instant::now();
         let now = (self.clock)();
         crate::metrics::batch(swipes.len());
+        // `None`: the batch is refused whole.
+        let limits = match (historical, &self.import_limits) {
+            (false, _) => Some(&self.limits),
+            (true, Some(import)) if caller.may_import() => Some(import),
+            (true, _) => None,
+        };
         let ingested_ms = now.timestamp_millis().to_string();
         let mut outcomes = Vec::with_capacity(swipes.len());
         let mut slots = Vec::with_capacity(swipes.len());
         let mut records = Vec::with_capacity(swipes.len());
         let actor = caller.event_actor();
         for swipe in swipes {
+            let Some(limits) = limits else {
+                outcomes.push(Some(Err(match self.import_limits {
+                    None => IngestError::ImportNotAllowed,
+                    Some(_) => IngestError::ImportForbidden(caller.clone()),
+                })));
+                continue;
+            };
             if !caller.may_act_for_store(&swipe.store_id) {
                 outcomes.push(Some(Err(IngestError::OtherStore(caller.clone()))));
                 continue;
             }
-            match draft(swipe).validate(now, &self.limits, self.tokenizer.as_ref()) {
+            match draft(swipe).validate(now, limits, self.tokenizer.as_ref()) {
                 Ok(s) => {
                     // Moved into its record, not cloned; its position and event id are
                     // kept to answer with.
@@ -344,7 +367,8 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
         let traceparent = traceparent(request.metadata());
         let deadline = grpc_timeout(request.metadata());
         let caller = Caller::of(&request);
-        let Some(swipe) = request.into_inner().swipe else {
+        let pb::RecordSwipeRequest { swipe, historical } = request.into_inner();
+        let Some(swipe) = swipe else {
             return Err(
                 IngestError::InvalidSwipe(Violations(vec![FieldViolation::new(
                     "swipe",
@@ -355,7 +379,15 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
         };
         let mut outcomes = self
             .core
-            .ingest(vec![swipe], &caller, traceparent.as_deref(), deadline)
+            .ingest(
+                Batch {
+                    swipes: vec![swipe],
+                    historical,
+                },
+                &caller,
+                traceparent.as_deref(),
+                deadline,
+            )
             .await;
         match outcomes.pop() {
             Some(Ok(accepted)) => Ok(Response::new(pb::RecordSwipeResponse {
@@ -403,7 +435,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
 enum Read {
     /// A batch, holding read-ahead permits until it is taken into an append.
     Batch {
-        swipes: Vec<pb::Swipe>,
+        batch: Batch,
         _room: OwnedSemaphorePermit,
     },
     /// The client finished sending.
@@ -446,7 +478,10 @@ async fn read_batches(
                     return;
                 };
                 let read = Read::Batch {
-                    swipes: batch.swipes,
+                    batch: Batch {
+                        swipes: batch.swipes,
+                        historical: batch.historical,
+                    },
                     _room: permit,
                 };
                 if queue.send(read).is_err() {
@@ -567,10 +602,19 @@ async fn publish_batches<L: EventLog>(
                     take_group(first, &mut queued, &mut carried, taken, core.read_ahead);
                 stop = end;
                 if !group.is_empty() {
-                    let sizes: Vec<usize> = group.iter().map(Vec::len).collect();
-                    let swipes: Vec<pb::Swipe> = group.into_iter().flatten().collect();
-                    let ids: Vec<String> = swipes.iter().map(|s| s.swipe_id.clone()).collect();
-                    let prepared = core.prepare(swipes, &caller, traceparent.as_deref(), deadline);
+                    let sizes: Vec<usize> = group.iter().map(|b| b.swipes.len()).collect();
+                    let ids: Vec<String> = group
+                        .iter()
+                        .flat_map(|b| b.swipes.iter().map(|s| s.swipe_id.clone()))
+                        .collect();
+                    // Each batch is validated as sent (live or historical); they go to
+                    // the log together.
+                    let mut batches = group.into_iter();
+                    let Some(first) = batches.next() else { continue };
+                    let mut prepared = core.prepare(first, &caller, traceparent.as_deref(), deadline);
+                    for batch in batches {
+                        prepared.absorb(core.prepare(batch, &caller, traceparent.as_deref(), deadline));
+                    }
                     match &mut next {
                         Some(n) => {
                             n.sizes.extend(sizes);
@@ -616,17 +660,17 @@ fn take_group(
     carried: &mut Option<Read>,
     taken: usize,
     max: usize,
-) -> (Vec<Vec<pb::Swipe>>, Option<Read>) {
-    let mut group: Vec<Vec<pb::Swipe>> = Vec::new();
+) -> (Vec<Batch>, Option<Read>) {
+    let mut group: Vec<Batch> = Vec::new();
     let mut size = taken;
     let mut read = Some(first);
     while let Some(item) = read.take() {
         match item {
             // Taking the swipes releases the batch's read-ahead permits: the reader may
             // read the next ones while these are prepared and written.
-            Read::Batch { swipes, .. } if size == 0 || size + swipes.len() <= max => {
-                size += swipes.len();
-                group.push(swipes);
+            Read::Batch { batch, .. } if size == 0 || size + batch.swipes.len() <= max => {
+                size += batch.swipes.len();
+                group.push(batch);
             }
             batch @ Read::Batch { .. } => {
                 *carried = Some(batch);

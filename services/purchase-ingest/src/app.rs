@@ -88,6 +88,7 @@ impl<L: EventLog> App<L> {
             log: Arc::new(log),
             topic: topics.purchases.clone(),
             limits: settings.swipe_limits(),
+            import_limits: settings.import_limits(),
             tokenizer: settings.tokenizer(),
             publish_timeout: settings.publish_timeout(),
             max_batch: limits.max_batch_swipes,

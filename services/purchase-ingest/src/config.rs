@@ -63,8 +63,15 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// How far `occurred_at` may run ahead of the server clock.
     pub max_future_secs: i64,
-    /// How old `occurred_at` may be.
+    /// How old `occurred_at` may be in live traffic.
     pub max_age_days: i64,
+    /// Whether the deployment takes imports of history (`historical` requests, as
+    /// `churnguard import` sends): swipes older than `max_age_days`, from a `service`
+    /// token (or any caller where the server asks for no identity). Off by
+    /// default: a live deployment takes live traffic only.
+    pub allow_import: bool,
+    /// How old `occurred_at` may be in an import.
+    pub max_import_age_days: i64,
     pub max_amount_minor_units: i64,
     pub max_item_count: u32,
     /// Most swipes being published at once across all calls: memory stays bounded
@@ -162,6 +169,8 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             max_future_secs: d.max_future.num_seconds(),
             max_age_days: d.max_age.num_days(),
+            allow_import: false,
+            max_import_age_days: 50 * 366,
             max_amount_minor_units: d.max_amount_minor_units,
             max_item_count: d.max_item_count,
             max_in_flight_swipes: 50_000,
@@ -232,6 +241,12 @@ impl ServiceSettings for Settings {
         if l.max_age_days < 1 {
             return bad("limits.max_age_days", "must be at least 1");
         }
+        if l.max_import_age_days < l.max_age_days {
+            return bad(
+                "limits.max_import_age_days",
+                "must be at least limits.max_age_days",
+            );
+        }
         if l.max_amount_minor_units < 1 {
             return bad("limits.max_amount_minor_units", "must be positive");
         }
@@ -280,6 +295,15 @@ impl Settings {
             max_amount_minor_units: self.limits.max_amount_minor_units,
             max_item_count: self.limits.max_item_count,
         }
+    }
+
+    /// The limits of an import's swipes, where imports are allowed: the live ones with
+    /// `max_import_age_days` as the maximum age.
+    pub fn import_limits(&self) -> Option<SwipeLimits> {
+        self.limits.allow_import.then(|| SwipeLimits {
+            max_age: chrono::TimeDelta::days(self.limits.max_import_age_days),
+            ..self.swipe_limits()
+        })
     }
 
     pub fn tokenizer(&self) -> Option<CardTokenizer> {

@@ -36,6 +36,25 @@ pub enum IngestError {
     /// The swipe's `store_id` is not a store the caller may record for.
     #[error("{}", other_store_message(.0))]
     OtherStore(Caller),
+    /// A `historical` request where the deployment takes no imports.
+    #[error(
+        "historical: this deployment takes no imports of history (limits.allow_import is off); the swipe was not written"
+    )]
+    ImportNotAllowed,
+    /// A `historical` request from a caller whose role may not import.
+    #[error("{}", import_forbidden_message(.0))]
+    ImportForbidden(Caller),
+}
+
+fn import_forbidden_message(caller: &Caller) -> String {
+    let who = match caller {
+        Caller::Staff(staff) => format!("a {} token", staff.role.as_str()),
+        Caller::Store(store) => format!("the gateway of store {store}"),
+        Caller::NoStore | Caller::Unidentified => "this caller".to_owned(),
+    };
+    format!(
+        "historical: {who} may not import history (a service token may); the swipe was not written"
+    )
 }
 
 fn other_store_message(caller: &Caller) -> String {
@@ -71,7 +90,10 @@ impl IngestError {
             IngestError::DeadlineExceeded(_) => Status::deadline_exceeded(format!(
                 "{self}; the swipe may or may not have been written: retry with the same swipe_id"
             )),
-            IngestError::OtherStore(_) => Status::permission_denied(self.to_string()),
+            IngestError::OtherStore(_) | IngestError::ImportForbidden(_) => {
+                Status::permission_denied(self.to_string())
+            }
+            IngestError::ImportNotAllowed => Status::failed_precondition(self.to_string()),
             IngestError::Overloaded => {
                 Status::unavailable("purchase-ingest is at capacity: retry with the same swipe_id")
             }

@@ -66,7 +66,9 @@ fn reason(e: &IngestError) -> &'static str {
     match e {
         IngestError::InvalidSwipe(_) | IngestError::BatchTooLarge { .. } => "invalid",
         IngestError::Overloaded => "overloaded",
-        IngestError::OtherStore(_) => "forbidden",
+        IngestError::OtherStore(_)
+        | IngestError::ImportForbidden(_)
+        | IngestError::ImportNotAllowed => "forbidden",
         IngestError::DeadlineExceeded(_) => "timeout",
         IngestError::Publish(_)
         | IngestError::Config(_)

@@ -136,7 +136,10 @@ async fn run_store(
                 })
                 .collect();
             if batches
-                .send(pb::StreamSwipesRequest { swipes })
+                .send(pb::StreamSwipesRequest {
+                    swipes,
+                    historical: false,
+                })
                 .await
                 .is_err()
             {
@@ -246,6 +249,7 @@ pub async fn backfill(
                 .chunks(500)
                 .map(|swipes| pb::StreamSwipesRequest {
                     swipes: swipes.to_vec(),
+                    historical: false,
                 })
                 .collect();
             let mut answers = client

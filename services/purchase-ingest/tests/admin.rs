@@ -62,13 +62,17 @@ async fn the_admin_endpoint_counts_its_calls_by_code_and_says_ready() {
     client
         .record_swipe(pb::RecordSwipeRequest {
             swipe: Some(swipe("sw-admin-1")),
+            historical: false,
         })
         .await
         .expect("a good swipe is recorded");
     let mut bad = swipe("sw-admin-2");
     bad.store_id.clear();
     let refused = client
-        .record_swipe(pb::RecordSwipeRequest { swipe: Some(bad) })
+        .record_swipe(pb::RecordSwipeRequest {
+            swipe: Some(bad),
+            historical: false,
+        })
         .await
         .expect_err("a swipe without a store is refused");
     assert_eq!(refused.code(), Code::InvalidArgument);

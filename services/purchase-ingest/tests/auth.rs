@@ -139,6 +139,7 @@ async fn kafka_every_identity_gets_what_it_may_and_only_allowed_swipes_are_writt
             elsewhere,
             swipe("sw-auth-b2", "cust-3"),
         ],
+        historical: false,
     })
     .await
     .expect("send");

@@ -63,7 +63,10 @@ async fn kafka_broker_killed_mid_stream_no_ok_for_unwritten_swipes_and_service_r
                 .collect();
             let started = Instant::now();
             batches
-                .send(pb::StreamSwipesRequest { swipes })
+                .send(pb::StreamSwipesRequest {
+                    swipes,
+                    historical: false,
+                })
                 .await
                 .expect("send batch");
             let answer = answers

@@ -111,9 +111,12 @@ async fn embedded_swipes_in_flight_are_bounded_and_the_excess_gets_unavailable()
     let five: Vec<pb::Swipe> = (0..5)
         .map(|i| swipe(&format!("sw-hold-{i}"), "c"))
         .collect();
-    tx.send(pb::StreamSwipesRequest { swipes: five })
-        .await
-        .expect("send");
+    tx.send(pb::StreamSwipesRequest {
+        swipes: five,
+        historical: false,
+    })
+    .await
+    .expect("send");
     let mut held = first
         .stream_swipes(ReceiverStream::new(rx))
         .await

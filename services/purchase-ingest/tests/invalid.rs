@@ -33,9 +33,12 @@ async fn a_bad_swipe_is_refused_alone<L: EventLog, R: EventLog>(app_log: L, read
         currency: "euro".into(),
     });
     let (tx, rx) = mpsc::channel(1);
-    tx.send(pb::StreamSwipesRequest { swipes: batch })
-        .await
-        .expect("send");
+    tx.send(pb::StreamSwipesRequest {
+        swipes: batch,
+        historical: false,
+    })
+    .await
+    .expect("send");
     drop(tx);
     let mut answers = client
         .stream_swipes(ReceiverStream::new(rx))
@@ -148,7 +151,13 @@ async fn kafka_invalid_input_names_every_field_and_writes_nothing() {
                 "item_count",
             ],
         ),
-        (pb::RecordSwipeRequest { swipe: None }, vec!["swipe"]),
+        (
+            pb::RecordSwipeRequest {
+                swipe: None,
+                historical: false,
+            },
+            vec!["swipe"],
+        ),
         (
             request(pb::Swipe {
                 occurred_at: "2026-11-22T12:30:00Z".into(),
@@ -192,9 +201,12 @@ async fn kafka_invalid_input_names_every_field_and_writes_nothing() {
     // A batch over the limit is refused as a whole, naming the field.
     let (tx, rx) = mpsc::channel(1);
     let four: Vec<pb::Swipe> = (0..4).map(|i| swipe(&format!("sw-big-{i}"), "c")).collect();
-    tx.send(pb::StreamSwipesRequest { swipes: four })
-        .await
-        .expect("send");
+    tx.send(pb::StreamSwipesRequest {
+        swipes: four,
+        historical: false,
+    })
+    .await
+    .expect("send");
     drop(tx);
     let mut answers = client
         .stream_swipes(ReceiverStream::new(rx))

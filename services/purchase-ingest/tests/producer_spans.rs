@@ -46,6 +46,7 @@ async fn a_stream_of_single_swipes_makes_one_producer_span_per_append() {
     for i in 0..MESSAGES {
         tx.send(pb::StreamSwipesRequest {
             swipes: vec![swipe(&format!("sw-{i}"), &format!("cust-{}", i % 37))],
+            historical: false,
         })
         .await
         .expect("queued");

@@ -83,6 +83,7 @@ async fn kafka_a_gateway_with_a_client_certificate_records_swipes_over_mutual_tl
             elsewhere,
             swipe("sw-tls-b2", "cust-2"),
         ],
+        historical: false,
     })
     .await
     .expect("send");

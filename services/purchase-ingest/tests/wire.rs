@@ -110,6 +110,7 @@ fn one_swipe_message(i: usize) -> Vec<u8> {
     use prost::Message;
     pb::StreamSwipesRequest {
         swipes: vec![swipe(&format!("sw-{i}"), &format!("cust-{}", i % 1_000))],
+        historical: false,
     }
     .encode_to_vec()
 }

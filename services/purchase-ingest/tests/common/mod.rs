@@ -103,7 +103,10 @@ pub fn swipe(id: &str, customer: &str) -> pb::Swipe {
 
 /// A RecordSwipe request for `s`.
 pub fn request(s: pb::Swipe) -> pb::RecordSwipeRequest {
-    pb::RecordSwipeRequest { swipe: Some(s) }
+    pb::RecordSwipeRequest {
+        swipe: Some(s),
+        historical: false,
+    }
 }
 
 /// Every record of the topic, by partition.
