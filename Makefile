@@ -29,9 +29,8 @@ lint: ## rustfmt, clippy -D warnings, the layering rule, buf lint and buf breaki
 layering: ## Fail if the domain crate depends on an I/O crate, or the runtime crate on a service
 	cargo test --locked -p churnguard-e2e --test layering
 
-bench: ## Throughput benchmarks with the physical limit measured in the same run
-	scripts/with-infra.sh cargo bench --locked -p purchase-ingest --bench ingest
-	scripts/with-infra.sh cargo bench --locked -p churn-scoring --bench scoring
+bench: ## Throughput benchmarks with the physical limit measured in the same run, appended to BENCHMARKS.md with the date, commit and machine
+	scripts/bench.sh
 
 build: ## Build everything
 	cargo build --workspace --locked
