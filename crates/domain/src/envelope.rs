@@ -11,6 +11,12 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
 /// The record header in which purchase-ingest says when it accepted a swipe (ms since
 /// the Unix epoch, decimal): where the end-to-end latency is measured from.
 pub const INGESTED_AT_HEADER: &str = "churnguard-ingested-at-ms";
+
+/// Record header (value `1`) on swipes imported as history (purchase-ingest's
+/// `historical` requests): consumers take them as the past, not as today. While the
+/// newest swipe of a partition is history, its absence timers follow the stream's own
+/// time instead of the wall clock.
+pub const HISTORY_HEADER: &str = "churnguard-history";
 const SPEC_VERSION: &str = "1.0";
 
 /// Namespace of churnguard's name-based (v5) event ids.

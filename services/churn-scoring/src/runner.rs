@@ -5,7 +5,8 @@
 //! - the consumer loop ([`Scorer::run_partition`]): swipes into Redis, exactly once;
 //! - the partition's absence timers and signal relay: due deadlines are fired on stream
 //!   time (the partition's watermark) while the partition is behind the log, and on the
-//!   wall clock once it has caught up; churn signals then go from the outbox to the log.
+//!   wall clock once it has caught up with live traffic (not while its newest swipe is
+//!   imported history); churn signals then go from the outbox to the log.
 //!
 //! Instances scale out up to the partition count. Correctness does not depend on the
 //! hand-over: the checkpoint check in the batch script and the compare-and-set of timer
@@ -316,13 +317,15 @@ impl<L: EventLog> Instance<L> {
     }
 
     /// One timer round: the day to fire up to is the partition's stream time while it is
-    /// behind the log (history being replayed), and the wall clock once it has caught up.
+    /// behind the log (history being replayed) or its newest swipe is imported history (an
+    /// import being loaded: the customers' states follow the data's own days, as living
+    /// through it would have), and the wall clock once it has caught up with live traffic.
     async fn tick(&self, partition: u32) -> Result<(), ScoringError> {
         let store = self.scorer.store();
         let Some(watermark) = store.watermark(partition).await? else {
             return Ok(()); // nothing applied yet
         };
-        let now: Day = if self.caught_up(partition).await? {
+        let now: Day = if !store.at_history(partition).await? && self.caught_up(partition).await? {
             watermark.max(day_of((self.clock)().date_naive()))
         } else {
             watermark

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use churnguard_domain::envelope::INGESTED_AT_HEADER;
+use churnguard_domain::envelope::{HISTORY_HEADER, INGESTED_AT_HEADER};
 use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
 use churnguard_runtime::consumer_metrics::LagProbe;
 use churnguard_runtime::retry::Backoff;
@@ -40,6 +40,9 @@ pub struct Scorer<L> {
     batch: usize,
     /// The consumer group it reads in, as its spans name it.
     group: String,
+    /// Per partition, what it last recorded of whether the newest swipe applied was
+    /// imported history (see [`CustomerStore::set_history`]): written when it changes.
+    history: std::sync::Mutex<std::collections::HashMap<u32, bool>>,
 }
 
 /// The dead-letter topic of `topic`.
@@ -72,6 +75,7 @@ impl<L: EventLog> Scorer<L> {
             dead_letters: dead_letter_topic(topic),
             batch,
             group: crate::CONSUMER.to_owned(),
+            history: Default::default(),
         }
     }
 
@@ -270,8 +274,30 @@ impl<L: EventLog> Scorer<L> {
             CONSUMER.applied(partition, records.len(), outcome.duplicates);
             let now = now_ms();
             crate::metrics::swipes_scored(records.iter().filter_map(|r| ingested_ago(r, now)));
+            self.note_history(partition, last.header(HISTORY_HEADER).is_some())
+                .await?;
         }
         Ok(outcome.checkpoint)
+    }
+
+    /// Records whether the partition's newest applied swipe is imported history, where
+    /// the timers read it, when that changed. After the batch's commit: a crash in between
+    /// leaves the older value until the next batch, which the timers read as before.
+    async fn note_history(&self, partition: u32, history: bool) -> Result<(), ScoringError> {
+        let known = self
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&partition)
+            .copied();
+        if known != Some(history) {
+            self.store.set_history(partition, history).await?;
+            self.history
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(partition, history);
+        }
+        Ok(())
     }
 }
 

@@ -91,6 +91,12 @@ pub fn watermark_key(partition: u32) -> String {
     format!("wm:{{p{partition}}}")
 }
 
+/// Whether the partition's newest applied swipe was imported history (`1`) or live
+/// (`0`): while it is history, the partition's timers follow its stream time.
+pub fn history_key(partition: u32) -> String {
+    format!("hs:{{p{partition}}}")
+}
+
 /// The partition's outbox of churn signals waiting to be published.
 pub fn outbox_key(partition: u32) -> String {
     format!("ob:{{p{partition}}}")
@@ -435,6 +441,29 @@ impl CustomerStore {
             .query_async(&mut conn)
             .await
             .map_err(command("GET watermark"))
+    }
+
+    /// Whether the partition's newest applied swipe was imported history (false when
+    /// none was applied yet, or it was live).
+    pub async fn at_history(&self, partition: u32) -> Result<bool, ScoringError> {
+        let mut conn = self.conn.clone();
+        let flag: Option<u8> = redis::cmd("GET")
+            .arg(history_key(partition))
+            .query_async(&mut conn)
+            .await
+            .map_err(command("GET history"))?;
+        Ok(flag == Some(1))
+    }
+
+    /// Records whether the partition's newest applied swipe was imported history.
+    pub async fn set_history(&self, partition: u32, history: bool) -> Result<(), ScoringError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(history_key(partition))
+            .arg(u8::from(history))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(command("SET history"))
     }
 
     /// Customers due for assessment on or before `day`: (customer key, deadline).

@@ -99,15 +99,21 @@ pub struct OutreachTargets {
     pub at_risk: BusinessDuration,
     /// For a customer who has probably stopped coming: the sooner the better.
     pub defected: BusinessDuration,
+    /// Cases are opened only for changes of state dated at most this many days before
+    /// today: a change found in history being imported (a customer who left years ago)
+    /// opens none.
+    pub open_within_days: u32,
 }
 
 /// 27 business hours (three opening days of the default calendar) for at-risk customers,
-/// 9 (one opening day) for defectors.
+/// 9 (one opening day) for defectors; changes of the last 90 days (the live maximum age of
+/// a swipe) open cases.
 impl Default for OutreachTargets {
     fn default() -> Self {
         Self {
             at_risk: hours(27),
             defected: hours(9),
+            open_within_days: 90,
         }
     }
 }

@@ -84,6 +84,10 @@ pub fn decide(
         "defected" => targets.defected,
         _ => return Decision::Skip("not a move into at_risk or defected"),
     };
+    let oldest = now.date_naive() - chrono::Days::new(u64::from(targets.open_within_days));
+    if s.as_of < oldest {
+        return Decision::Skip("the change is older than outreach.open_within_days");
+    }
     let Some(store) = s.store_id.clone() else {
         return Decision::Skip("no home store to reach out from");
     };
@@ -456,6 +460,7 @@ mod tests {
         let targets = OutreachTargets {
             at_risk: BusinessDuration::from_secs(27 * 3_600),
             defected: BusinessDuration::from_secs(9 * 3_600),
+            open_within_days: 90,
         };
         let directory = crate::config::default_directory().build().expect("builds");
         let s = signal("defected", Some("store-3"));
@@ -488,5 +493,30 @@ mod tests {
             decide(&signal("at_risk", None), now(), &targets, None),
             Decision::Skip("no home store to reach out from")
         );
+    }
+
+    /// A change found in imported history (a customer who left in 1998) opens no case;
+    /// one dated within the window does, up to its first day.
+    #[test]
+    fn only_recent_changes_open_cases() {
+        let targets = OutreachTargets {
+            open_within_days: 3,
+            ..OutreachTargets::default()
+        };
+        let on = |y, m, d| {
+            let mut s = signal("defected", Some("store-3"));
+            s.data.as_of = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("date");
+            decide(&s, now(), &targets, None)
+        };
+        assert_eq!(
+            on(1998, 6, 30),
+            Decision::Skip("the change is older than outreach.open_within_days")
+        );
+        assert_eq!(
+            on(2026, 11, 19),
+            Decision::Skip("the change is older than outreach.open_within_days")
+        );
+        assert!(matches!(on(2026, 11, 20), Decision::Open(..)));
+        assert!(matches!(on(2026, 11, 23), Decision::Open(..)));
     }
 }

@@ -212,7 +212,7 @@ impl<L: EventLog> Core<L> {
                     // Moved into its record, not cloned; its position and event id are
                     // kept to answer with.
                     slots.push((outcomes.len(), s.event_id()));
-                    records.push(to_record(s, &ingested_ms, actor.clone()));
+                    records.push(to_record(s, &ingested_ms, actor.clone(), historical));
                     outcomes.push(None);
                 }
                 Err(v) => outcomes.push(Some(Err(IngestError::InvalidSwipe(v)))),
@@ -744,16 +744,26 @@ fn draft(s: pb::Swipe) -> SwipeDraft {
 /// when ingest accepted it (the end-to-end latency's start), and saying who sent it
 /// (`actor`, where callers are identified). The append adds its trace context (see
 /// [`Core::publish`]).
-fn to_record(swipe: CardSwiped, ingested_ms: &str, actor: Option<String>) -> OutgoingRecord {
+/// The record of an accepted swipe; one of an import (`historical`) says so in a header.
+fn to_record(
+    swipe: CardSwiped,
+    ingested_ms: &str,
+    actor: Option<String>,
+    historical: bool,
+) -> OutgoingRecord {
     let key = swipe.customer.as_str().as_bytes().to_vec();
     let timestamp_ms = swipe.occurred_at.timestamp_millis();
+    let mut headers = vec![
+        Header::new("content-type", envelope::CONTENT_TYPE),
+        Header::new(envelope::INGESTED_AT_HEADER, ingested_ms),
+    ];
+    if historical {
+        headers.push(Header::new(envelope::HISTORY_HEADER, "1"));
+    }
     OutgoingRecord {
         key,
         payload: swipe.into_envelope().with_actor(actor).to_json(),
-        headers: vec![
-            Header::new("content-type", envelope::CONTENT_TYPE),
-            Header::new(envelope::INGESTED_AT_HEADER, ingested_ms),
-        ],
+        headers,
         timestamp_ms,
     }
 }

@@ -70,7 +70,8 @@ pub struct Limits {
     /// token (or any caller where the server asks for no identity). Off by
     /// default: a live deployment takes live traffic only.
     pub allow_import: bool,
-    /// How old `occurred_at` may be in an import.
+    /// How old `occurred_at` may be in an import (at least `max_age_days`, whichever
+    /// is larger).
     pub max_import_age_days: i64,
     pub max_amount_minor_units: i64,
     pub max_item_count: u32,
@@ -241,11 +242,8 @@ impl ServiceSettings for Settings {
         if l.max_age_days < 1 {
             return bad("limits.max_age_days", "must be at least 1");
         }
-        if l.max_import_age_days < l.max_age_days {
-            return bad(
-                "limits.max_import_age_days",
-                "must be at least limits.max_age_days",
-            );
+        if l.max_import_age_days < 1 {
+            return bad("limits.max_import_age_days", "must be at least 1");
         }
         if l.max_amount_minor_units < 1 {
             return bad("limits.max_amount_minor_units", "must be positive");
@@ -298,10 +296,14 @@ impl Settings {
     }
 
     /// The limits of an import's swipes, where imports are allowed: the live ones with
-    /// `max_import_age_days` as the maximum age.
+    /// `max_import_age_days` as the maximum age (never less than live traffic's).
     pub fn import_limits(&self) -> Option<SwipeLimits> {
+        let days = self
+            .limits
+            .max_import_age_days
+            .max(self.limits.max_age_days);
         self.limits.allow_import.then(|| SwipeLimits {
-            max_age: chrono::TimeDelta::days(self.limits.max_import_age_days),
+            max_age: chrono::TimeDelta::days(days),
             ..self.swipe_limits()
         })
     }

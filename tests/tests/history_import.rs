@@ -1,0 +1,220 @@
+//! An import of history is scored as history, not as today: while a partition's newest
+//! swipe is imported (`historical`), its absence timers follow the data's own days, so
+//! customers who stopped coming in the history change state on the history's days; once
+//! live traffic arrives, the timers move to the wall clock. On the embedded log and a real
+//! Redis, through purchase-ingest's gRPC API, with both services' clocks on 1 December
+//! 2026 and the history in the first half of 2025.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use churnguard_domain::Envelope;
+use churnguard_domain::signal::ChurnStateChanged;
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_eventlog::{EventLog, contract};
+use churnguard_proto::ingest::v1 as pb;
+use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
+use churnguard_runtime::Clock;
+use churnguard_telemetry::Telemetry;
+use churnguard_testkit::{RedisServer, init_test_logging};
+
+const SIGNALS: &str = "churn.signals.v1";
+const MODELS: &str = "churn.models.v1";
+
+fn today() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+        .expect("time")
+        .to_utc()
+}
+
+fn clock() -> Clock {
+    Arc::new(today)
+}
+
+fn swipe(customer: &str, day: NaiveDate) -> pb::Swipe {
+    pb::Swipe {
+        swipe_id: format!("{customer}-{day}"),
+        customer: Some(pb::swipe::Customer::CustomerId(customer.into())),
+        store_id: "store-1".into(),
+        terminal_id: "till-1".into(),
+        employee_id: "emp-1".into(),
+        occurred_at: format!("{day}T18:00:00+00:00"),
+        amount: Some(pb::Amount {
+            minor_units: 4_000,
+            currency: "EUR".into(),
+        }),
+        item_count: 1,
+    }
+}
+
+/// The history: a regular who comes twice a week from January to April 2025 and then
+/// stops, and a steady customer who comes every week until the start of July 2025.
+fn history() -> Vec<pb::Swipe> {
+    let start = NaiveDate::from_ymd_opt(2025, 1, 6).expect("date");
+    let mut swipes = Vec::new();
+    for week in 0..26u64 {
+        let monday = start + chrono::Days::new(week * 7);
+        if week < 16 {
+            swipes.push(swipe("regular", monday));
+            swipes.push(swipe("regular", monday + chrono::Days::new(3)));
+        }
+        swipes.push(swipe("steady", monday + chrono::Days::new(1)));
+    }
+    swipes
+}
+
+/// Sends `swipes` in one StreamSwipes call; every one must be accepted.
+async fn send(ingest: &purchase_ingest::Running, swipes: Vec<pb::Swipe>, historical: bool) {
+    let mut client = PurchaseIngestClient::connect(ingest.endpoint())
+        .await
+        .expect("connect");
+    let batches: Vec<pb::StreamSwipesRequest> = swipes
+        .chunks(100)
+        .map(|b| pb::StreamSwipesRequest {
+            swipes: b.to_vec(),
+            historical,
+        })
+        .collect();
+    let mut answers = client
+        .stream_swipes(tokio_stream::iter(batches))
+        .await
+        .expect("stream")
+        .into_inner();
+    while let Some(answer) = answers.message().await.expect("answer") {
+        for r in answer.results {
+            assert!(
+                matches!(r.outcome, Some(pb::swipe_result::Outcome::Accepted(_))),
+                "{r:?}"
+            );
+        }
+    }
+}
+
+/// The churn signals published so far: (customer, state, as of).
+async fn signals(log: &EmbeddedLog) -> Vec<(String, String, NaiveDate)> {
+    let end = log.end_offset(SIGNALS, 0).await.unwrap_or(0);
+    contract::read_all(log, SIGNALS, 0, end)
+        .await
+        .iter()
+        .map(|r| {
+            let s =
+                Envelope::<ChurnStateChanged>::decode(&r.payload, ChurnStateChanged::EVENT_TYPE)
+                    .expect("a churn signal")
+                    .data;
+            (s.customer, s.state, s.as_of)
+        })
+        .collect()
+}
+
+/// Waits until the signals have been the same for a second (the timers tick every 100 ms),
+/// and `done` holds of them.
+async fn settled(
+    log: &EmbeddedLog,
+    done: impl Fn(&[(String, String, NaiveDate)]) -> bool,
+) -> Vec<(String, String, NaiveDate)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = Vec::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = signals(log).await;
+        if now == last && done(&now) {
+            return now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the signals did not settle: {now:?}"
+        );
+        last = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_timers_to_today() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("dir");
+    let redis = RedisServer::start();
+    let log = EmbeddedLog::open(dir.path()).expect("log");
+    // Refits off: the timers decide with the published CDNOW model.
+    log.ensure_topic(MODELS, 1).await.expect("topic");
+    for r in log
+        .append(MODELS, vec![common::model_record(today())])
+        .await
+    {
+        r.expect("model");
+    }
+
+    let mut ingest = purchase_ingest::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: String::new(),
+        ..purchase_ingest::Settings::default()
+    };
+    ingest.topics.partitions = 1;
+    ingest.limits.allow_import = true;
+    let ingest = purchase_ingest::App::build_with_clock(
+        ingest,
+        log.clone(),
+        Arc::new(Telemetry::tracer_only("e2e")),
+        clock(),
+    )
+    .await
+    .expect("ingest builds")
+    .spawn();
+    let mut scoring = churn_scoring::config::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: String::new(),
+        timer_interval_ms: 100,
+        refit_interval_secs: 0,
+        ..churn_scoring::config::Settings::default()
+    };
+    scoring.topics.partitions = 1;
+    scoring.redis.url = redis.url();
+    let scoring = churn_scoring::App::build_with_clock(scoring, Arc::new(log.clone()), clock())
+        .await
+        .expect("scoring builds")
+        .spawn();
+
+    let history = history();
+    let end_of_history = history
+        .iter()
+        .map(|s| NaiveDate::parse_from_str(&s.occurred_at[..10], "%Y-%m-%d").expect("day"))
+        .max()
+        .expect("a history");
+    send(&ingest, history, true).await;
+    let imported = settled(&log, |s| s.iter().any(|(c, _, _)| c == "regular")).await;
+    eprintln!("signals after the import: {imported:?}");
+    assert!(
+        imported
+            .iter()
+            .all(|(c, _, as_of)| c == "regular" && *as_of <= end_of_history),
+        "only the regular, who stopped in April, changed state, on days of the history: {imported:?}"
+    );
+
+    // Live traffic: yesterday evening's swipe of someone else. The timers now run on the
+    // wall clock, and the steady customer, gone since July 2025, is noticed today.
+    let yesterday = today().date_naive() - chrono::Days::new(1);
+    send(&ingest, vec![swipe("newcomer", yesterday)], false).await;
+    let live = settled(&log, |s| s.iter().any(|(c, _, _)| c == "steady")).await;
+    eprintln!("signals after live traffic: {live:?}");
+    assert_eq!(
+        &live[..imported.len()],
+        &imported[..],
+        "history's signals stand"
+    );
+    let steady: Vec<_> = live[imported.len()..]
+        .iter()
+        .filter(|(c, _, _)| c == "steady")
+        .collect();
+    assert!(
+        !steady.is_empty()
+            && steady
+                .iter()
+                .all(|(_, _, as_of)| *as_of == today().date_naive()),
+        "the steady customer is noticed today: {live:?}"
+    );
+
+    ingest.stop().await.expect("ingest stops");
+    scoring.stop().await.expect("scoring stops");
+}
