@@ -1,0 +1,75 @@
+//! `churnguard import FILE --format cdnow|csv [...]` (`churnguard help import`)
+//!
+//! Parses the command line, runs the import with a progress bar on stderr, and prints
+//! the report on stdout. Ctrl-C stops it cleanly: no new batch is sent, the ones in
+//! flight are answered and recorded, and running the same command again goes on from
+//! there; a second Ctrl-C ends it at once (what was answered is recorded all the same).
+//!
+//! Exit status: 0 every line imported; 3 the import ran, but some lines were rejected or
+//! failed, or it stopped early (the report says which); 1 it could not go on; 2 bad usage.
+
+use std::process::ExitCode;
+
+use churnguard_cli::args::{Cli, Command, ImportArgs};
+use clap::Parser as _;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("churnguard: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Import(args) => runtime.block_on(import(args)),
+    }
+}
+
+async fn import(args: ImportArgs) -> ExitCode {
+    let quiet = args.quiet;
+    let opts = match args.into_options() {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("churnguard import: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_ctrl_c(stop.clone()));
+    let bar = churnguard_cli::progress::bar(quiet);
+    match churnguard_cli::import(&opts, &bar, stop).await {
+        Ok(report) => {
+            bar.finish_and_clear();
+            print!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(e) => {
+            bar.abandon();
+            eprintln!("churnguard import: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The first Ctrl-C stops the import after the batches in flight; the second ends the
+/// process (130, as a shell reports SIGINT).
+async fn stop_on_ctrl_c(stop: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("churnguard import: stopping after the batches in flight (Ctrl-C again to quit now)");
+    stop.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
+}
