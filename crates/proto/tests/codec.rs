@@ -43,6 +43,12 @@ impl ChurnScoring for Refuse {
     ) -> Result<Response<pb::GetModelResponse>, Status> {
         Err(Status::unimplemented("refused by the test"))
     }
+    async fn request_refit(
+        &self,
+        _: Request<pb::RequestRefitRequest>,
+    ) -> Result<Response<pb::RequestRefitResponse>, Status> {
+        Err(Status::unimplemented("refused by the test"))
+    }
 }
 
 /// Sends raw bytes as the request message; decodes the answer as `D`.

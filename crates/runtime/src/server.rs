@@ -846,6 +846,12 @@ mod tests {
                 ..Default::default()
             }))
         }
+        async fn request_refit(
+            &self,
+            _: Request<pb::RequestRefitRequest>,
+        ) -> Result<Response<pb::RequestRefitResponse>, Status> {
+            Err(Status::unimplemented("test"))
+        }
     }
 
     async fn server(delay: Duration) -> (GrpcServer, Arc<Notify>) {

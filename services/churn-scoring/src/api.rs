@@ -41,6 +41,8 @@ pub struct QueryState {
     policies: PolicyBook,
     partitions: u32,
     horizon: ValueHorizon,
+    /// Whether the deployment refits (so a refit may be asked for).
+    refits: bool,
 }
 
 /// A customer's risk as the API computed it, with what it was computed from.
@@ -60,12 +62,30 @@ impl QueryState {
             policies,
             partitions: partitions.max(1),
             horizon: ValueHorizon::default(),
+            refits: true,
         }
     }
 
     pub fn with_value_horizon(mut self, horizon: ValueHorizon) -> Self {
         self.horizon = horizon;
         self
+    }
+
+    /// Whether the deployment refits its models (default: yes).
+    pub fn with_refits(mut self, on: bool) -> Self {
+        self.refits = on;
+        self
+    }
+
+    /// Asks the refitting instance for a refit as soon as the log is applied; returns the
+    /// current model's version (0: none yet).
+    pub async fn request_refit(&self) -> Result<u64, ScoringError> {
+        if !self.refits {
+            return Err(ScoringError::RefitsOff);
+        }
+        let current = self.store.current_model().await?.map_or(0, |m| m.version);
+        self.store.request_refit().await?;
+        Ok(current)
     }
 
     async fn model(&self) -> Result<FittedModel, ScoringError> {
@@ -478,6 +498,26 @@ impl ChurnScoring for ScoringApi {
                 gamma: g.gamma,
             }),
         }))
+    }
+
+    async fn request_refit(
+        &self,
+        request: Request<pb::RequestRefitRequest>,
+    ) -> Result<Response<pb::RequestRefitResponse>, Status> {
+        let caller = Caller::of(&request);
+        may_read_scores(&caller).map_err(status)?;
+        if !caller.reads_every_store() {
+            let role = caller.role().map_or("caller", |r| r.as_str());
+            return Err(status(ScoringError::Forbidden {
+                field: "authorization",
+                message: format!(
+                    "a {role} reads only its stores' scores; a refit is asked for by those who read every store"
+                ),
+            }));
+        }
+        let current_version = self.state.request_refit().await.map_err(status)?;
+        tracing::info!(current_version, caller = %caller.actor(), "refit asked for");
+        Ok(Response::new(pb::RequestRefitResponse { current_version }))
     }
 }
 

@@ -108,7 +108,8 @@ impl<L: EventLog> App<L> {
         let api = ApiServer::bind(
             &settings.listen_addr,
             QueryState::new(store, settings.policy.clone(), partitions)
-                .with_value_horizon(settings.value),
+                .with_value_horizon(settings.value)
+                .with_refits(settings.refit_interval().is_some()),
         )
         .await?
         .with_timings(settings.health_probe_interval(), settings.shutdown_grace())

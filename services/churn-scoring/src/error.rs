@@ -33,6 +33,8 @@ pub enum ScoringError {
     },
     #[error("no model has been fitted yet")]
     NoModel,
+    #[error("refits are off in this deployment (refit_interval_secs = 0)")]
+    RefitsOff,
     #[error("churn-scoring could not start: {0}")]
     Startup(String),
     #[error("the query API's server: {0}")]
@@ -59,6 +61,7 @@ impl ScoringError {
             | ScoringError::UnknownCustomer(_)
             | ScoringError::Forbidden { .. }
             | ScoringError::NoModel
+            | ScoringError::RefitsOff
             | ScoringError::Startup(_)
             | ScoringError::Serve(_)
             | ScoringError::PartitionFailed { .. } => false,
@@ -76,6 +79,7 @@ impl ScoringError {
             ScoringError::NoModel => Status::failed_precondition(
                 "no model has been fitted yet: risk figures need a first refit",
             ),
+            ScoringError::RefitsOff => Status::failed_precondition(self.to_string()),
             e if e.is_retriable() => Status::unavailable("customer state is unavailable: retry"),
             ScoringError::Redis { .. }
             | ScoringError::Store(_)

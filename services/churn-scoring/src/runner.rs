@@ -238,8 +238,11 @@ impl<L: EventLog> Instance<L> {
         Ok(self.scorer.store().checkpoint(partition).await? >= end)
     }
 
-    /// Refits on schedule. A failed refit (too few customers yet, Redis away) is logged
-    /// and tried again next period; scoring goes on with the stored model.
+    /// Refits on schedule, and when asked (RequestRefit): a request is looked for every
+    /// timer interval. A failed refit (too few customers yet, Redis away) is logged and
+    /// tried again next period; an asked-for one that must wait for the log to be applied
+    /// stays asked for, so it runs within a timer interval of that. Scoring goes on with
+    /// the stored model.
     async fn refit_loop(&self, refits: &Refits<L>, stop: CancellationToken) {
         let store = self.scorer.store();
         // No model yet: try soon, as data arrives, rather than a period from now.
@@ -248,18 +251,36 @@ impl<L: EventLog> Instance<L> {
             _ => self.timer_interval.max(Duration::from_secs(5)),
         };
         loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
-            }
-            let refitted = self.refit_once(refits).await;
-            crate::metrics::refit(refitted.as_ref().ok().map(|(_, ll)| *ll));
-            match refitted {
-                Ok((version, _)) => {
-                    tracing::info!(version, "periodic refit stored");
+            let scheduled = tokio::time::Instant::now() + wait;
+            let asked = loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep_until(scheduled) => break false,
+                    () = tokio::time::sleep(self.timer_interval) => {
+                        match store.take_refit_request().await {
+                            Ok(true) => break true,
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "looking for a requested refit failed"),
+                        }
+                    }
+                }
+            };
+            match self.refit_once(refits).await {
+                Ok((version, log_likelihood)) => {
+                    crate::metrics::refit(Some(log_likelihood));
+                    tracing::info!(version, asked, "refit stored");
                     wait = refits.every;
                 }
+                // Not a failure: the log is still being applied.
+                Err(e) if asked => {
+                    tracing::info!(reason = %e, "the refit asked for waits");
+                    if let Err(e) = store.request_refit().await {
+                        tracing::warn!(error = %e, "keeping the refit request failed");
+                    }
+                    wait = scheduled.saturating_duration_since(tokio::time::Instant::now());
+                }
                 Err(e) => {
+                    crate::metrics::refit(None);
                     tracing::warn!(error = %e, "periodic refit failed; trying again later");
                     wait = refits.every.min(Duration::from_secs(60));
                 }

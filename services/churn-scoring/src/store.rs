@@ -97,6 +97,9 @@ pub fn history_key(partition: u32) -> String {
     format!("hs:{{p{partition}}}")
 }
 
+/// A refit asked for (RequestRefit) and not yet run.
+pub const REFIT_REQUESTED_KEY: &str = "rf:requested";
+
 /// The partition's outbox of churn signals waiting to be published.
 pub fn outbox_key(partition: u32) -> String {
     format!("ob:{{p{partition}}}")
@@ -464,6 +467,28 @@ impl CustomerStore {
             .query_async::<()>(&mut conn)
             .await
             .map_err(command("SET history"))
+    }
+
+    /// Asks the refitting instance for a refit (see [`CustomerStore::take_refit_request`]).
+    pub async fn request_refit(&self) -> Result<(), ScoringError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(REFIT_REQUESTED_KEY)
+            .arg(1)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(command("SET refit request"))
+    }
+
+    /// Whether a refit was asked for since the last call; takes the request.
+    pub async fn take_refit_request(&self) -> Result<bool, ScoringError> {
+        let mut conn = self.conn.clone();
+        let taken: Option<u8> = redis::cmd("GETDEL")
+            .arg(REFIT_REQUESTED_KEY)
+            .query_async(&mut conn)
+            .await
+            .map_err(command("GETDEL refit request"))?;
+        Ok(taken.is_some())
     }
 
     /// Customers due for assessment on or before `day`: (customer key, deadline).

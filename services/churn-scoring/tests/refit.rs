@@ -311,3 +311,62 @@ async fn the_model_is_rebuilt_from_the_log_after_redis_loses_it() {
         "versions follow on from the log, once each"
     );
 }
+
+/// RequestRefit: with the schedule a day away, a refit asked for runs within seconds,
+/// once, and GetModel shows it; where refits are off, asking is FAILED_PRECONDITION.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refit_asked_for_runs_at_once_and_once() {
+    init_test_logging();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
+    some_history(&log).await;
+    let running = started(log.clone(), settings(&redis, 86_400, 0)).await;
+    let (mut api, _) = client(running.endpoint()).await;
+    // With no model yet, the first refit comes on its own, as data arrives.
+    let first = eventually(Duration::from_secs(60), "a first model", || {
+        let mut api = api.clone();
+        async move { model_version(&mut api).await }
+    })
+    .await;
+
+    let asked = api
+        .request_refit(pb::RequestRefitRequest {})
+        .await
+        .expect("a refit may be asked for")
+        .into_inner();
+    assert_eq!(asked.current_version, first.version);
+    let second = eventually(Duration::from_secs(30), "the refit asked for", || {
+        let mut api = api.clone();
+        async move {
+            model_version(&mut api)
+                .await
+                .filter(|m| m.version > first.version)
+        }
+    })
+    .await;
+    assert_eq!(second.version, first.version + 1);
+    // One request, one refit: the next is a day away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = model_version(&mut api).await.expect("a model");
+    assert_eq!(later.version, second.version, "no further refit");
+    running.stop().await.expect("stops");
+
+    // Refits off: nothing would run it.
+    let off = started(log, settings(&redis, 0, 0)).await;
+    let (mut api, _) = client(off.endpoint()).await;
+    let refused = api
+        .request_refit(pb::RequestRefitRequest {})
+        .await
+        .expect_err("refits are off");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("refit_interval_secs = 0"),
+        "{refused:?}"
+    );
+    off.stop().await.expect("stops");
+}
