@@ -9,8 +9,8 @@ PROMETHEUS_TEST := every_panel_and_rule_runs_on_a_real_prometheus_scraping_churn
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-run: ## Run the main job: every service in one process on the embedded log (./data/log) and a private Redis, fed by a simulated chain of $(STORES) stores (with 12 weeks of history on the first start); Ctrl-C stops it
-	scripts/run-local.sh --simulate-stores $(STORES)
+run: ## Run the main job: every service in one process on the embedded log (./data/log) and a private Redis, fed by a simulated chain of $(STORES) stores (with 12 weeks of history on the first start), or with HISTORY=FILE by the import of FILE (CDNOW or .csv) and a refit; Ctrl-C stops it
+	HISTORY="$(HISTORY)" scripts/run-local.sh --simulate-stores $(STORES)
 
 test: ## Install what is missing, then run every test against a real broker (Tansu) and Redis, then check the alert rules and dashboards (promtool)
 	scripts/with-infra.sh cargo test --workspace --locked -- --skip $(PROMETHEUS_TEST)

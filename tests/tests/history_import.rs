@@ -218,3 +218,78 @@ async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_
     ingest.stop().await.expect("ingest stops");
     scoring.stop().await.expect("scoring stops");
 }
+
+/// The CDNOW sample through `churnguard import` (the CLI's library, as the binary runs it)
+/// into ingest and scoring, then `churnguard refit`: every line accepted, and the refit
+/// asked for right after stores a model fitted on all 2,357 customers, at the history's
+/// end (not on the day of the run).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cdnow_sample_imported_then_refitted_on_request() {
+    init_test_logging();
+    let dir = tempfile::tempdir().expect("dir");
+    let redis = RedisServer::start();
+    let log = EmbeddedLog::open(dir.path().join("log")).expect("log");
+    let mut ingest = purchase_ingest::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: String::new(),
+        ..purchase_ingest::Settings::default()
+    };
+    ingest.limits.allow_import = true;
+    let ingest = purchase_ingest::App::build_with_clock(
+        ingest,
+        log.clone(),
+        Arc::new(Telemetry::tracer_only("e2e")),
+        clock(),
+    )
+    .await
+    .expect("ingest builds")
+    .spawn();
+    let mut scoring = churn_scoring::config::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: String::new(),
+        timer_interval_ms: 100,
+        ..churn_scoring::config::Settings::default()
+    };
+    scoring.redis.url = redis.url();
+    let scoring = churn_scoring::App::build_with_clock(scoring, Arc::new(log.clone()), clock())
+        .await
+        .expect("scoring builds")
+        .spawn();
+
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/domain/tests/data/CDNOW_sample.txt");
+    let mut opts = churnguard_cli::ImportOptions::new(
+        sample,
+        churnguard_cli::Format::Cdnow(churnguard_cli::CdnowValues::default()),
+        ingest.endpoint(),
+    );
+    opts.state = Some(dir.path().join("cdnow.import-state"));
+    let report = churnguard_cli::import(
+        &opts,
+        &churnguard_cli::progress::bar(true),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("the import runs");
+    assert_eq!((report.lines, report.accepted), (6_919, 6_919), "{report}");
+
+    let refitted = churnguard_cli::refit::refit(
+        &churnguard_cli::Connection::new(scoring.endpoint()),
+        Duration::from_secs(120),
+    )
+    .await
+    .expect("the refit asked for is stored");
+    eprintln!("{refitted}");
+    assert!(refitted.model.version > refitted.previous, "{refitted}");
+    assert_eq!(
+        refitted.model.population, 2_357,
+        "every customer: {refitted}"
+    );
+    assert_eq!(
+        refitted.model.as_of, "1998-06-30",
+        "the history's last day: {refitted}"
+    );
+
+    ingest.stop().await.expect("ingest stops");
+    scoring.stop().await.expect("scoring stops");
+}

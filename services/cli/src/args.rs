@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::CliError;
 use crate::options::{
-    CdnowValues, Connection, CsvColumns, DEFAULT_INGEST, Format, IMPORT, ImportOptions, Pick,
-    TimePick, Token,
+    CdnowValues, Connection, CsvColumns, DEFAULT_INGEST, DEFAULT_SCORING, Format, IMPORT,
+    ImportOptions, Pick, TimePick, Token,
 };
 
 /// churnguard's operator commands, run against a deployment's public APIs.
@@ -33,7 +33,46 @@ pub enum Command {
     ///
     /// Exit status: 0 all lines imported; 3 some lines rejected or failed, or stopped
     /// early (see the report); 1 the import could not go on; 2 bad usage.
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
+    /// Ask churn-scoring to refit its models now (after an import, say) and wait until
+    /// GetModel shows the new version; prints it.
+    ///
+    /// The refit runs on the instance that refits on schedule, once every partition of
+    /// the log is applied. Exit status: 0 the new model is stored; 1 it was refused or not
+    /// shown in time; 2 bad usage.
+    Refit(RefitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RefitArgs {
+    /// churn-scoring's gRPC address (http://, or https:// with --ca-cert).
+    #[arg(long, value_name = "URL", default_value = DEFAULT_SCORING)]
+    pub scoring: String,
+    /// A bearer token (owner, analyst or service where the deployment asks for
+    /// identities).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CHURNGUARD_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// The CA certificate (PEM) that signed churn-scoring's, for https://.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// How long to wait for the new model, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub wait: u64,
+}
+
+impl RefitArgs {
+    /// The connection to churn-scoring.
+    pub fn connection(&self) -> Connection {
+        let mut connection = Connection::new(self.scoring.clone());
+        connection.token = self.token.clone().filter(|t| !t.is_empty()).map(Token::new);
+        connection.ca_cert = self.ca_cert.clone();
+        connection
+    }
 }
 
 /// The file's layout.
@@ -279,8 +318,20 @@ mod tests {
     fn options(args: &[&str]) -> Result<ImportOptions, String> {
         let cli = Cli::try_parse_from(["churnguard", "import"].iter().chain(args))
             .map_err(|e| e.to_string())?;
-        let Command::Import(args) = cli.command;
+        let Command::Import(args) = cli.command else {
+            return Err("not an import".into());
+        };
         args.into_options().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn refit_defaults_to_make_runs_scoring_port() {
+        let cli = Cli::try_parse_from(["churnguard", "refit"]).expect("parses");
+        let Command::Refit(args) = cli.command else {
+            panic!("a refit");
+        };
+        assert_eq!(args.connection().url, "http://127.0.0.1:50052");
+        assert_eq!(args.wait, 600);
     }
 
     #[test]

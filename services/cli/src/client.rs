@@ -1,10 +1,12 @@
-//! The PurchaseIngest client a store gateway would use: one HTTP/2 connection, made on
-//! first use, and the bearer token on every call.
+//! The PurchaseIngest client a store gateway would use, and the ChurnScoring client the
+//! refit command uses: one HTTP/2 connection each, made on first use, and the bearer
+//! token on every call.
 
 use std::fmt;
 use std::time::Duration;
 
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
+use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -51,6 +53,21 @@ impl Interceptor for Bearer {
 /// again after it breaks), so an unreachable server shows as a failed call, retried like
 /// any other.
 pub fn connect(connection: &Connection) -> Result<IngestClient, CliError> {
+    let (channel, bearer) = channel(connection)?;
+    Ok(PurchaseIngestClient::with_interceptor(channel, bearer))
+}
+
+/// A ChurnScoring client for `connection` (RequestRefit, GetModel), made like
+/// [`connect`]'s.
+pub fn scoring(connection: &Connection) -> Result<ScoringClient, CliError> {
+    let (channel, bearer) = channel(connection)?;
+    Ok(ChurnScoringClient::with_interceptor(channel, bearer))
+}
+
+pub type ScoringClient = ChurnScoringClient<InterceptedService<Channel, Bearer>>;
+
+/// The lazily connected channel to `connection` and the bearer token for its calls.
+fn channel(connection: &Connection) -> Result<(Channel, Bearer), CliError> {
     let fail = |message: String| CliError::Connect {
         url: connection.url.clone(),
         message,
@@ -80,8 +97,5 @@ pub fn connect(connection: &Connection) -> Result<IngestClient, CliError> {
             Bearer(Some(value))
         }
     };
-    Ok(PurchaseIngestClient::with_interceptor(
-        endpoint.connect_lazy(),
-        bearer,
-    ))
+    Ok((endpoint.connect_lazy(), bearer))
 }

@@ -6,6 +6,9 @@
 //! so history is validated, keyed and written exactly like live swipes. It resumes where
 //! it stopped, and a finished import run again sends nothing (see [`mod@import`]).
 //!
+//! `churnguard refit` asks churn-scoring to refit its models now and waits for the new
+//! version ([`mod@refit`]), so a report right after an import reads models fitted on it.
+//!
 //! The logic is here, so tests call [`import()`] against a real purchase-ingest; the
 //! binary (`src/main.rs`) parses the command line ([`args`]) and prints the
 //! [`ImportReport`].
@@ -18,6 +21,7 @@ pub mod import;
 pub mod input;
 pub mod options;
 pub mod progress;
+pub mod refit;
 pub mod report;
 pub mod state;
 

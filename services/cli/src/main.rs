@@ -1,4 +1,5 @@
-//! `churnguard import FILE --format cdnow|csv [...]` (`churnguard help import`)
+//! `churnguard import FILE --format cdnow|csv [...]` (`churnguard help import`) and
+//! `churnguard refit [--scoring URL]` (`churnguard help refit`)
 //!
 //! Parses the command line, runs the import with a progress bar on stderr, and prints
 //! the report on stdout. Ctrl-C stops it cleanly: no new batch is sent, the ones in
@@ -10,7 +11,7 @@
 
 use std::process::ExitCode;
 
-use churnguard_cli::args::{Cli, Command, ImportArgs};
+use churnguard_cli::args::{Cli, Command, ImportArgs, RefitArgs};
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +28,23 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Import(args) => runtime.block_on(import(args)),
+        Command::Import(args) => runtime.block_on(import(*args)),
+        Command::Refit(args) => runtime.block_on(refit(args)),
+    }
+}
+
+async fn refit(args: RefitArgs) -> ExitCode {
+    let connection = args.connection();
+    match churnguard_cli::refit::refit(&connection, std::time::Duration::from_secs(args.wait)).await
+    {
+        Ok(refitted) => {
+            print!("{refitted}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("churnguard refit: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

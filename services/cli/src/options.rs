@@ -14,6 +14,8 @@ use crate::error::CliError;
 pub const IMPORT: &str = "import";
 /// purchase-ingest's port under `make run` (and its default `listen_addr`).
 pub const DEFAULT_INGEST: &str = "http://127.0.0.1:50051";
+/// churn-scoring's query API where `make run` serves it.
+pub const DEFAULT_SCORING: &str = "http://127.0.0.1:50052";
 /// The longest `--source` (and file-stem source): `imp.<source>.<line>` must stay within
 /// the 128 characters of a swipe id, with room for a 20-digit line number.
 pub const MAX_SOURCE_LEN: usize = 100;
