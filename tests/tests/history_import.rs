@@ -131,6 +131,52 @@ async fn settled(
     }
 }
 
+/// Ingest (imports allowed) and scoring on `log` and `redis`, both on the run's clock,
+/// timers every 100 ms; `partitions` of the purchases topic (default when `None`) and
+/// refits every `refit_secs` (0: off).
+async fn start(
+    log: &EmbeddedLog,
+    redis: &RedisServer,
+    partitions: Option<u32>,
+    refit_secs: u64,
+) -> (
+    purchase_ingest::Running,
+    churn_scoring::Running<EmbeddedLog>,
+) {
+    let mut ingest = purchase_ingest::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: String::new(),
+        ..purchase_ingest::Settings::default()
+    };
+    ingest.limits.allow_import = true;
+    let mut scoring = churn_scoring::config::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: String::new(),
+        timer_interval_ms: 100,
+        refit_interval_secs: refit_secs,
+        ..churn_scoring::config::Settings::default()
+    };
+    scoring.redis.url = redis.url();
+    if let Some(n) = partitions {
+        ingest.topics.partitions = n;
+        scoring.topics.partitions = n;
+    }
+    let ingest = purchase_ingest::App::build_with_clock(
+        ingest,
+        log.clone(),
+        Arc::new(Telemetry::tracer_only("e2e")),
+        clock(),
+    )
+    .await
+    .expect("ingest builds")
+    .spawn();
+    let scoring = churn_scoring::App::build_with_clock(scoring, Arc::new(log.clone()), clock())
+        .await
+        .expect("scoring builds")
+        .spawn();
+    (ingest, scoring)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_timers_to_today() {
     init_test_logging();
@@ -146,35 +192,8 @@ async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_
         r.expect("model");
     }
 
-    let mut ingest = purchase_ingest::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        ..purchase_ingest::Settings::default()
-    };
-    ingest.topics.partitions = 1;
-    ingest.limits.allow_import = true;
-    let ingest = purchase_ingest::App::build_with_clock(
-        ingest,
-        log.clone(),
-        Arc::new(Telemetry::tracer_only("e2e")),
-        clock(),
-    )
-    .await
-    .expect("ingest builds")
-    .spawn();
-    let mut scoring = churn_scoring::config::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        timer_interval_ms: 100,
-        refit_interval_secs: 0,
-        ..churn_scoring::config::Settings::default()
-    };
-    scoring.topics.partitions = 1;
-    scoring.redis.url = redis.url();
-    let scoring = churn_scoring::App::build_with_clock(scoring, Arc::new(log.clone()), clock())
-        .await
-        .expect("scoring builds")
-        .spawn();
+    // One partition, so one watermark for both customers; refits off.
+    let (ingest, scoring) = start(&log, &redis, Some(1), 0).await;
 
     let history = history();
     let end_of_history = history
@@ -229,32 +248,9 @@ async fn the_cdnow_sample_imported_then_refitted_on_request() {
     let dir = tempfile::tempdir().expect("dir");
     let redis = RedisServer::start();
     let log = EmbeddedLog::open(dir.path().join("log")).expect("log");
-    let mut ingest = purchase_ingest::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        ..purchase_ingest::Settings::default()
-    };
-    ingest.limits.allow_import = true;
-    let ingest = purchase_ingest::App::build_with_clock(
-        ingest,
-        log.clone(),
-        Arc::new(Telemetry::tracer_only("e2e")),
-        clock(),
-    )
-    .await
-    .expect("ingest builds")
-    .spawn();
-    let mut scoring = churn_scoring::config::Settings {
-        listen_addr: "127.0.0.1:0".into(),
-        admin_addr: String::new(),
-        timer_interval_ms: 100,
-        ..churn_scoring::config::Settings::default()
-    };
-    scoring.redis.url = redis.url();
-    let scoring = churn_scoring::App::build_with_clock(scoring, Arc::new(log.clone()), clock())
-        .await
-        .expect("scoring builds")
-        .spawn();
+    // The default partitions, and refits on their daily schedule.
+    let day = churn_scoring::config::Settings::default().refit_interval_secs;
+    let (ingest, scoring) = start(&log, &redis, None, day).await;
 
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../crates/domain/tests/data/CDNOW_sample.txt");

@@ -14,11 +14,11 @@
 
 mod common;
 
-use churnguard_config::{AuthSettings, JwtSettings};
+use churnguard_config::AuthSettings;
 use churnguard_kafka::KafkaLog;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client;
-use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer, with_bearer};
+use churnguard_testkit::auth::{TestIssuer, with_bearer};
 use churnguard_testkit::{Tansu, canary};
 use common::*;
 use purchase_ingest::config::Backend;
@@ -32,17 +32,7 @@ async fn kafka_every_identity_gets_what_it_may_and_only_allowed_swipes_are_writt
     let issuer = TestIssuer::new();
     let mut settings = settings(Backend::Kafka);
     settings.log.kafka = kafka_settings(&broker);
-    settings.auth = AuthSettings {
-        required: true,
-        store_tokens_file: issuer
-            .store_tokens_file(&[("store-1", &canary::store_token("store-1"))]),
-        jwt: JwtSettings {
-            algorithm: "HS256".into(),
-            key_file: issuer.key_file(),
-            issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
-        },
-    };
+    settings.auth = secured(&issuer);
     let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
     let app = spawn_app(
         settings,

@@ -12,11 +12,10 @@
 
 mod common;
 
-use churnguard_config::{AuthSettings, JwtSettings};
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_kafka::KafkaLog;
 use churnguard_proto::ingest::v1 as pb;
-use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer, with_bearer};
+use churnguard_testkit::auth::{TestIssuer, with_bearer};
 use churnguard_testkit::{Tansu, canary};
 use common::*;
 use purchase_ingest::config::Backend;
@@ -56,17 +55,7 @@ async fn kafka_history_is_taken_only_as_an_import_by_a_service() {
     let mut settings = settings(Backend::Kafka);
     settings.log.kafka = kafka_settings(&broker);
     settings.limits.allow_import = true;
-    settings.auth = AuthSettings {
-        required: true,
-        store_tokens_file: issuer
-            .store_tokens_file(&[("store-1", &canary::store_token("store-1"))]),
-        jwt: JwtSettings {
-            algorithm: "HS256".into(),
-            key_file: issuer.key_file(),
-            issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
-        },
-    };
+    settings.auth = secured(&issuer);
     let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
     let app = spawn_app(
         settings,

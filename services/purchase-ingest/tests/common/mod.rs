@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use churnguard_config::{AuthSettings, JwtSettings};
 use churnguard_eventlog::{EventLog, Record, contract};
 use churnguard_kafka::KafkaSettings;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_telemetry::Telemetry;
-use churnguard_testkit::{Tansu, init_test_logging};
+use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer};
+use churnguard_testkit::{Tansu, canary, init_test_logging};
 use purchase_ingest::config::Backend;
 use purchase_ingest::{App, Running, Settings};
 use serde_json::Value;
@@ -131,4 +133,19 @@ pub async fn total_records<L: EventLog>(log: &L) -> u64 {
 /// The CloudEvents envelope a record carries.
 pub fn envelope(r: &Record) -> Value {
     serde_json::from_slice(&r.payload).expect("payload is JSON")
+}
+
+/// Identities required: store-1's gateway by its canary token, and JWTs of `issuer`.
+pub fn secured(issuer: &TestIssuer) -> AuthSettings {
+    AuthSettings {
+        required: true,
+        store_tokens_file: issuer
+            .store_tokens_file(&[("store-1", &canary::store_token("store-1"))]),
+        jwt: JwtSettings {
+            algorithm: "HS256".into(),
+            key_file: issuer.key_file(),
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        },
+    }
 }
