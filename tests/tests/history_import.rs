@@ -1,7 +1,8 @@
 //! An import of history is scored as history, not as today: while a partition's newest
 //! swipe is imported (`historical`), its absence timers follow the data's own days, so
-//! customers who stopped coming in the history change state on the history's days; once
-//! live traffic arrives, the timers move to the wall clock. On the embedded log and a real
+//! customers who stopped coming in the history change state on the history's days, and
+//! feedback opens no outreach case for them; once live traffic arrives, the timers move
+//! to the wall clock, and today's defectors get a case. On the embedded log and a real
 //! Redis, through purchase-ingest's gRPC API, with both services' clocks on 1 December
 //! 2026 and the history in the first half of 2025.
 
@@ -15,6 +16,8 @@ use churnguard_domain::Envelope;
 use churnguard_domain::signal::ChurnStateChanged;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_eventlog::{EventLog, contract};
+use churnguard_proto::feedback::v1 as fb;
+use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_runtime::Clock;
@@ -192,8 +195,13 @@ async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_
         r.expect("model");
     }
 
-    // One partition, so one watermark for both customers; refits off.
+    // One partition, so one watermark for both customers; refits off. Feedback opens
+    // outreach cases from the signals.
     let (ingest, scoring) = start(&log, &redis, Some(1), 0).await;
+    let feedback = start_feedback(&log, &redis).await;
+    let mut outreach = FeedbackClient::connect(feedback.endpoint())
+        .await
+        .expect("connect to feedback");
 
     let history = history();
     let end_of_history = history
@@ -209,6 +217,14 @@ async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_
             .iter()
             .all(|(c, _, as_of)| c == "regular" && *as_of <= end_of_history),
         "only the regular, who stopped in April, changed state, on days of the history: {imported:?}"
+    );
+    // A customer who left in 2025 is history: no outreach case for them. (The signals
+    // settled a second ago; feedback reads them within its poll.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        cases(&mut outreach).await,
+        Vec::<String>::new(),
+        "no case from history"
     );
 
     // Live traffic: yesterday evening's swipe of someone else. The timers now run on the
@@ -233,9 +249,59 @@ async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_
                 .all(|(_, _, as_of)| *as_of == today().date_naive()),
         "the steady customer is noticed today: {live:?}"
     );
+    // Noticed today: someone to call.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let open = cases(&mut outreach).await;
+        if !open.is_empty() {
+            assert_eq!(open, ["steady"], "a case for today's defector only");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no case for the steady customer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
+    feedback.stop().await.expect("feedback stops");
     ingest.stop().await.expect("ingest stops");
     scoring.stop().await.expect("scoring stops");
+}
+
+/// Feedback on `log` and `redis`, on the run's clock, reading the one-partition signals.
+async fn start_feedback(log: &EmbeddedLog, redis: &RedisServer) -> feedback::Running {
+    let mut settings = feedback::config::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: String::new(),
+        ..feedback::config::Settings::default()
+    };
+    settings.topics.partitions = 1;
+    settings.redis.url = redis.url();
+    feedback::App::build_with_clock(
+        settings,
+        Arc::new(log.clone()),
+        churnguard_vault::Kek::from_bytes([7; 32]),
+        clock(),
+    )
+    .await
+    .expect("feedback builds")
+    .spawn()
+}
+
+/// The customers of the outreach cases feedback has opened, sorted.
+async fn cases(client: &mut FeedbackClient<tonic::transport::Channel>) -> Vec<String> {
+    let page = client
+        .list_outreach(fb::ListOutreachRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("ListOutreach")
+        .into_inner();
+    let mut customers: Vec<String> = page.cases.into_iter().map(|c| c.customer_id).collect();
+    customers.sort();
+    customers
 }
 
 /// The CDNOW sample through `churnguard import` (the CLI's library, as the binary runs it)
