@@ -20,29 +20,9 @@ pub fn invalid_argument(message: impl Into<String>, violations: &Violations) -> 
     )
 }
 
-/// The canonical upper-case name of a gRPC code, as in the gRPC spec (`OK`, `NOT_FOUND`,
-/// ...): metric labels and error bodies say codes this way.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+/// The canonical upper-case name of a gRPC code (`OK`, `NOT_FOUND`, ...), defined with
+/// the contracts so that clients spell codes the same way.
+pub use churnguard_proto::code_name;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 
-use tonic::{Code, Status};
+use churnguard_proto::code_name;
+use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -114,28 +115,5 @@ pub fn describe(status: &Status) -> String {
         code_name(status.code()).to_owned()
     } else {
         format!("{}: {message}", code_name(status.code()))
-    }
-}
-
-/// The canonical name of a gRPC code, as `Rejected.code` spells it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }

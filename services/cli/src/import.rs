@@ -35,11 +35,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
 use crate::client::{self, IngestClient};
-use crate::error::{CliError, code_name, describe};
+use crate::error::{CliError, describe};
 use crate::input::{self, Row, Rows};
 use crate::options::ImportOptions;
 use crate::report::ImportReport;
 use crate::state::ImportState;
+use churnguard_proto::code_name;
 
 /// The first wait before a retry; it doubles up to [`MAX_DELAY`], with jitter.
 const FIRST_DELAY: Duration = Duration::from_millis(200);
