@@ -443,3 +443,83 @@ fn record(key: &str, payload: &str, timestamp_ms: i64) -> OutgoingRecord {
         timestamp_ms,
     }
 }
+
+/// What [`Intercepted`] does with one append before the log sees it.
+#[derive(Debug)]
+pub enum BeforeAppend {
+    /// Hand it to the log.
+    Go,
+    /// Wait, then hand it to the log (a slow disk or broker).
+    Wait(Duration),
+    /// Fail every record of it with this error; nothing is written (a log gone away).
+    Refuse(LogError),
+}
+
+/// A log whose appends first ask `before_append` what to do: the faults a service's
+/// tests put under the real service. Everything else goes straight to `inner`.
+#[derive(Clone)]
+pub struct Intercepted<L> {
+    inner: L,
+    before_append: std::sync::Arc<dyn Fn() -> BeforeAppend + Send + Sync>,
+}
+
+impl<L> Intercepted<L> {
+    pub fn new(inner: L, before_append: impl Fn() -> BeforeAppend + Send + Sync + 'static) -> Self {
+        Self {
+            inner,
+            before_append: std::sync::Arc::new(before_append),
+        }
+    }
+}
+
+impl<L> std::fmt::Debug for Intercepted<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intercepted").finish_non_exhaustive()
+    }
+}
+
+impl<L: EventLog> EventLog for Intercepted<L> {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
+        self.inner.ensure_topic(topic, partitions).await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Vec<Result<Appended, LogError>> {
+        match (self.before_append)() {
+            BeforeAppend::Go => {}
+            BeforeAppend::Wait(delay) => tokio::time::sleep(delay).await,
+            BeforeAppend::Refuse(e) => return e.for_each_record(records.len()),
+        }
+        self.inner.append(topic, records).await
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<crate::Record>, LogError> {
+        self.inner.read(topic, partition, from, max, wait).await
+    }
+
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.inner.end_offset(topic, partition).await
+    }
+
+    async fn join_group(&self, group: &str, topic: &str) -> Result<Membership, LogError> {
+        self.inner.join_group(group, topic).await
+    }
+
+    async fn check(&self) -> Result<(), LogError> {
+        self.inner.check().await
+    }
+
+    async fn flush(&self, timeout: Duration) -> Result<(), LogError> {
+        self.inner.flush(timeout).await
+    }
+}

@@ -15,10 +15,9 @@ use churnguard_cli::{
     CliError, CsvColumns, Format, ImportOptions, ImportReport, ImportState, Pick, TimePick,
 };
 use churnguard_config::{AuthSettings, JwtSettings};
+use churnguard_eventlog::contract::{BeforeAppend, Intercepted};
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_eventlog::{
-    Appended, EventLog, LogError, Membership, OutgoingRecord, Record, contract,
-};
+use churnguard_eventlog::{EventLog, LogError, contract};
 use churnguard_telemetry::Telemetry;
 use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer};
 use churnguard_testkit::init_test_logging;
@@ -674,74 +673,23 @@ async fn the_binary_prints_the_report_and_exits_by_what_happened() {
     ingest.stop().await;
 }
 
-/// The embedded log, whose appends fail (every record UNAVAILABLE, nothing written) as
-/// long as `failures_left` is above zero, one failure per append: a disk gone for a
-/// while, under the real service.
-#[derive(Debug, Clone)]
-struct FlakyLog {
-    inner: EmbeddedLog,
-    failures_left: Arc<AtomicU32>,
-}
-
-impl EventLog for FlakyLog {
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
-        self.inner.ensure_topic(topic, partitions).await
-    }
-
-    async fn append(
-        &self,
-        topic: &str,
-        records: Vec<OutgoingRecord>,
-    ) -> Vec<Result<Appended, LogError>> {
-        let failing = self
-            .failures_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
-            return records
-                .iter()
-                .map(|_| Err(LogError::Unavailable("the disk is away (test)".into())))
-                .collect();
-        }
-        self.inner.append(topic, records).await
-    }
-
-    async fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Record>, LogError> {
-        self.inner.read(topic, partition, from, max, wait).await
-    }
-
-    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        self.inner.end_offset(topic, partition).await
-    }
-
-    async fn join_group(&self, group: &str, topic: &str) -> Result<Membership, LogError> {
-        self.inner.join_group(group, topic).await
-    }
-
-    async fn check(&self) -> Result<(), LogError> {
-        self.inner.check().await
-    }
-
-    async fn flush(&self, timeout: Duration) -> Result<(), LogError> {
-        self.inner.flush(timeout).await
-    }
-}
-
 async fn flaky_ingest(failures: u32) -> (Ingest, Arc<AtomicU32>) {
     let failures_left = Arc::new(AtomicU32::new(failures));
     let shared = failures_left.clone();
+    // The embedded log, whose appends fail (every record UNAVAILABLE, nothing written)
+    // as long as failures are left, one per append: a disk gone for a while, under the
+    // real service.
     let ingest = Ingest::start_on(true, "127.0.0.1:0", AuthSettings::default(), |inner| {
-        FlakyLog {
-            inner,
-            failures_left: shared,
-        }
+        Intercepted::new(inner, move || {
+            let failing = shared
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                BeforeAppend::Refuse(LogError::Unavailable("the disk is away (test)".into()))
+            } else {
+                BeforeAppend::Go
+            }
+        })
     })
     .await;
     (ingest, failures_left)

@@ -5,8 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use churnguard_eventlog::EventLog;
+use churnguard_eventlog::contract::{BeforeAppend, Intercepted};
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_eventlog::{EventLog, LogError, OutgoingRecord, Record};
 use churnguard_kafka::KafkaLog;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_testkit::Tansu;
@@ -16,47 +17,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-/// Delays every append, so a call is surely in flight when shutdown starts.
-struct SlowLog<L>(L, Duration);
-
-impl<L: EventLog> EventLog for SlowLog<L> {
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
-        self.0.ensure_topic(topic, partitions).await
-    }
-    async fn append(
-        &self,
-        topic: &str,
-        records: Vec<OutgoingRecord>,
-    ) -> Vec<Result<churnguard_eventlog::Appended, LogError>> {
-        tokio::time::sleep(self.1).await;
-        self.0.append(topic, records).await
-    }
-    async fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Record>, LogError> {
-        self.0.read(topic, partition, from, max, wait).await
-    }
-    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        self.0.end_offset(topic, partition).await
-    }
-    async fn join_group(
-        &self,
-        group: &str,
-        topic: &str,
-    ) -> Result<churnguard_eventlog::Membership, LogError> {
-        self.0.join_group(group, topic).await
-    }
-    async fn check(&self) -> Result<(), LogError> {
-        self.0.check().await
-    }
-    async fn flush(&self, timeout: Duration) -> Result<(), LogError> {
-        self.0.flush(timeout).await
-    }
+/// `log` with every append delayed, so a call is surely in flight when shutdown starts.
+fn slow<L: EventLog>(log: L, delay: Duration) -> Intercepted<L> {
+    Intercepted::new(log, move || BeforeAppend::Wait(delay))
 }
 
 /// A graceful shutdown answers the call in flight with OK and writes its swipe first.
@@ -64,7 +27,7 @@ impl<L: EventLog> EventLog for SlowLog<L> {
 async fn kafka_shutdown_finishes_in_flight_calls_and_flushes() {
     let broker = Tansu::start();
     let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
-    let log = SlowLog(
+    let log = slow(
         KafkaLog::new(kafka_settings(&broker)).expect("log"),
         Duration::from_millis(700),
     );
@@ -103,7 +66,7 @@ async fn embedded_swipes_in_flight_are_bounded_and_the_excess_gets_unavailable()
     s.limits.max_batch_swipes = 5;
     s.limits.max_in_flight_swipes = 5;
     s.limits.max_capacity_wait_ms = 200;
-    let app = spawn_app(s, SlowLog(log.clone(), Duration::from_millis(1_500))).await;
+    let app = spawn_app(s, slow(log.clone(), Duration::from_millis(1_500))).await;
 
     // Five swipes hold every permit while the (slow) log writes them.
     let mut first = client(&app).await;
