@@ -22,7 +22,7 @@ use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_runtime::Clock;
 use churnguard_telemetry::Telemetry;
-use churnguard_testkit::{RedisServer, init_test_logging};
+use churnguard_testkit::{RedisServer, eventually, init_test_logging};
 
 const SIGNALS: &str = "churn.signals.v1";
 const MODELS: &str = "churn.models.v1";
@@ -250,19 +250,19 @@ async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_
         "the steady customer is noticed today: {live:?}"
     );
     // Noticed today: someone to call.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let open = cases(&mut outreach).await;
-        if !open.is_empty() {
-            assert_eq!(open, ["steady"], "a case for today's defector only");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no case for the steady customer"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let open = eventually(
+        Duration::from_secs(30),
+        "a case for the steady customer",
+        || {
+            let mut outreach = outreach.clone();
+            async move {
+                let open = cases(&mut outreach).await;
+                (!open.is_empty()).then_some(open)
+            }
+        },
+    )
+    .await;
+    assert_eq!(open, ["steady"], "a case for today's defector only");
 
     feedback.stop().await.expect("feedback stops");
     ingest.stop().await.expect("ingest stops");

@@ -463,16 +463,15 @@ impl Setting {
         self != Setting::Off
     }
 
-    /// The sampler, when traces are on.
-    fn traces(self) -> Option<Option<churnguard_telemetry::Sampler>> {
+    fn traced(self) -> bool {
+        matches!(self, Setting::Traced | Setting::Sampled)
+    }
+
+    /// The sampler, where not the default.
+    fn sampler(self) -> Option<churnguard_telemetry::Sampler> {
         use churnguard_telemetry::Sampler;
-        match self {
-            Setting::Off | Setting::Metrics => None,
-            Setting::Traced => Some(None),
-            Setting::Sampled => Some(Some(Sampler::ParentBased(Box::new(
-                Sampler::TraceIdRatioBased(0.1),
-            )))),
-        }
+        (self == Setting::Sampled)
+            .then(|| Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1))))
     }
 }
 
@@ -520,14 +519,13 @@ async fn cost_run(setting: Setting, n: usize) {
     // The collector stands apart from the service, as it would in a deployment: on its
     // own thread and runtime, so that decoding the spans does not hold up the service's
     // workers (it still shares the machine's cores).
-    let sampler = setting.traces();
-    let receiver = sampler.is_some().then(collector_apart);
-    let telemetry = receiver.as_ref().zip(sampler).map(|(r, sampler)| {
+    let receiver = setting.traced().then(collector_apart);
+    let telemetry = receiver.as_ref().map(|r| {
         Telemetry::init_traces(
             "bench",
             TraceSettings {
                 endpoint: Some(r.endpoint()),
-                sampler,
+                sampler: setting.sampler(),
             },
         )
     });

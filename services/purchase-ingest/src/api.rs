@@ -601,20 +601,21 @@ async fn publish_batches<L: EventLog>(
                 let (group, end) =
                     take_group(first, &mut queued, &mut carried, taken, core.read_ahead);
                 stop = end;
-                if !group.is_empty() {
-                    let sizes: Vec<usize> = group.iter().map(|b| b.swipes.len()).collect();
-                    let ids: Vec<String> = group
-                        .iter()
-                        .flat_map(|b| b.swipes.iter().map(|s| s.swipe_id.clone()))
-                        .collect();
-                    // Each batch is validated as sent (live or historical); they go to
-                    // the log together.
-                    let mut batches = group.into_iter();
-                    let Some(first) = batches.next() else { continue };
-                    let mut prepared = core.prepare(first, &caller, traceparent.as_deref(), deadline);
-                    for batch in batches {
-                        prepared.absorb(core.prepare(batch, &caller, traceparent.as_deref(), deadline));
-                    }
+                let sizes: Vec<usize> = group.iter().map(|b| b.swipes.len()).collect();
+                let ids: Vec<String> = group
+                    .iter()
+                    .flat_map(|b| b.swipes.iter().map(|s| s.swipe_id.clone()))
+                    .collect();
+                // Each batch is validated as sent (live or historical); they go to the
+                // log together.
+                let prepared = group
+                    .into_iter()
+                    .map(|batch| core.prepare(batch, &caller, traceparent.as_deref(), deadline))
+                    .reduce(|mut all, more| {
+                        all.absorb(more);
+                        all
+                    });
+                if let Some(prepared) = prepared {
                     match &mut next {
                         Some(n) => {
                             n.sizes.extend(sizes);
