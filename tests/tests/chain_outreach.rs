@@ -17,7 +17,6 @@ use churnguard_eventlog::{EventLog, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::feedback::v1 as fb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::{RedisServer, Tansu, admin, init_test_logging};
 use churnguard_vault::Kek;
 use purchase_ingest::config::Backend;
@@ -53,13 +52,9 @@ async fn swipes_become_churn_signals_and_outreach_cases_on_kafka() {
     ingest_settings.log.backend = Backend::Kafka;
     let purchases = ingest_settings.topics.purchases.clone();
     let partitions = ingest_settings.topics.partitions;
-    let ingest = purchase_ingest::App::build(
-        ingest_settings.clone(),
-        kafka("purchase-ingest"),
-        Arc::new(Telemetry::tracer_only("e2e")),
-    )
-    .await
-    .expect("purchase-ingest builds");
+    let ingest = purchase_ingest::App::build(ingest_settings.clone(), kafka("purchase-ingest"))
+        .await
+        .expect("purchase-ingest builds");
     // The services share this process's metrics, as in churnguard-local: one admin
     // endpoint shows them all.
     let admin = ingest.admin_addr().expect("admin_addr asks for one");

@@ -32,7 +32,6 @@ use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_proto::scoring::v1 as sc;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_runtime::Clock;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::{RedisServer, Tansu, init_test_logging};
 use purchase_ingest::config::Backend;
 use tokio_stream::StreamExt;
@@ -284,7 +283,6 @@ async fn a_till_hours_ahead_is_refused_and_one_hours_behind_counts_on_its_own_da
     let ingest = purchase_ingest::App::build_with_clock(
         ingest_settings,
         common::kafka(&broker, "purchase-ingest"),
-        Arc::new(Telemetry::tracer_only("e2e")),
         clock(),
     )
     .await

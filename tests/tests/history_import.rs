@@ -21,7 +21,6 @@ use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
 use churnguard_runtime::Clock;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::{RedisServer, eventually, init_test_logging};
 
 const SIGNALS: &str = "churn.signals.v1";
@@ -164,15 +163,10 @@ async fn start(
         ingest.topics.partitions = n;
         scoring.topics.partitions = n;
     }
-    let ingest = purchase_ingest::App::build_with_clock(
-        ingest,
-        log.clone(),
-        Arc::new(Telemetry::tracer_only("e2e")),
-        clock(),
-    )
-    .await
-    .expect("ingest builds")
-    .spawn();
+    let ingest = purchase_ingest::App::build_with_clock(ingest, log.clone(), clock())
+        .await
+        .expect("ingest builds")
+        .spawn();
     let scoring = churn_scoring::App::build_with_clock(scoring, Arc::new(log.clone()), clock())
         .await
         .expect("scoring builds")

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use churnguard_eventlog::{EventLog, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::{Tansu, init_test_logging};
 use purchase_ingest::config::Backend;
 use purchase_ingest::simulator::{self, SimStats, SimulatorConfig};
@@ -29,14 +28,10 @@ async fn a_simulated_chain_streams_through_ingest_into_kafka() {
     };
     settings.log.backend = Backend::Kafka;
     let partitions = settings.topics.partitions;
-    let app = App::build(
-        settings,
-        KafkaLog::new(kafka()).expect("log"),
-        Arc::new(Telemetry::tracer_only("e2e")),
-    )
-    .await
-    .expect("build")
-    .spawn();
+    let app = App::build(settings, KafkaLog::new(kafka()).expect("log"))
+        .await
+        .expect("build")
+        .spawn();
 
     let stats = Arc::new(SimStats::default());
     let stop_sim = CancellationToken::new();

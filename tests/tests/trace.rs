@@ -16,7 +16,7 @@ use churnguard_proto::feedback::v1 as fb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
-use churnguard_telemetry::{Sampler, Telemetry, TraceSettings};
+use churnguard_telemetry::{Sampling, Telemetry, TraceSettings};
 use churnguard_testkit::otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 use churnguard_testkit::{RedisServer, Tansu};
 use churnguard_vault::Kek;
@@ -70,7 +70,7 @@ async fn one_trace_runs_from_the_till_to_the_outreach_case() {
     let receiver = OtlpReceiver::start().await;
     let traces = TraceSettings {
         endpoint: Some(receiver.endpoint()),
-        sampler: Some(Sampler::AlwaysOn),
+        sampling: Sampling::EVERY_TRACE,
     };
     let telemetry = if std::env::var_os("TEST_LOG").is_some() {
         Telemetry::init_with("churnguard-e2e", traces)
@@ -97,14 +97,10 @@ async fn one_trace_runs_from_the_till_to_the_outreach_case() {
     ingest_settings.log.backend = Backend::Kafka;
     let purchases = ingest_settings.topics.purchases.clone();
     let partitions = ingest_settings.topics.partitions;
-    let ingest = purchase_ingest::App::build(
-        ingest_settings.clone(),
-        kafka("purchase-ingest"),
-        Arc::new(Telemetry::tracer_only("unused")),
-    )
-    .await
-    .expect("purchase-ingest builds")
-    .spawn();
+    let ingest = purchase_ingest::App::build(ingest_settings.clone(), kafka("purchase-ingest"))
+        .await
+        .expect("purchase-ingest builds")
+        .spawn();
 
     // Twice a week for ten weeks, the last visit 19 days ago: three typical gaps
     // (10.5 days) have gone by, eight (28 days) have not.

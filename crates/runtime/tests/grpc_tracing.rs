@@ -1,14 +1,16 @@
 //! The server span every call of a `GrpcServer` runs in, as an OTLP receiver gets it:
 //! it continues the caller's `traceparent`, follows the RPC conventions, records the
 //! status (from the trailers of a stream, from the headers of a trailers-only error), and
-//! health checks are left out. Its own test binary: the subscriber is process-wide.
+//! health checks are left out. A call whose caller's trace is not sampled gets no span
+//! (head sampling at the edge); one without a caller's context starts a trace. Its own
+//! test binary: the subscriber is process-wide.
 
 use std::time::Duration;
 
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_runtime::{GrpcServer, ServeError};
-use churnguard_telemetry::{Sampler, Telemetry, TraceSettings};
+use churnguard_telemetry::{Sampling, Telemetry, TraceSettings};
 use churnguard_testkit::otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -20,6 +22,8 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER: &str = "b7ad6b7169203331";
+/// The trace of a caller that does not sample it (flags `00`).
+const UNSAMPLED_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 fn traced<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -37,7 +41,7 @@ async fn every_call_runs_in_a_server_span_continuing_the_callers_trace() {
         "runtime-test",
         TraceSettings {
             endpoint: Some(receiver.endpoint()),
-            sampler: Some(Sampler::AlwaysOn),
+            sampling: Sampling::EVERY_TRACE,
         },
     );
     let running = GrpcServer::bind("127.0.0.1:0")
@@ -64,8 +68,28 @@ async fn every_call_runs_in_a_server_span_continuing_the_callers_trace() {
         .check(traced(HealthCheckRequest::default()))
         .await
         .expect("health");
-    let refused = ChurnScoringClient::new(channel)
+    let mut scoring = ChurnScoringClient::new(channel);
+    let refused = scoring
         .get_model(traced(pb::GetModelRequest {}))
+        .await
+        .expect_err("not served");
+    assert_eq!(refused.code(), Code::Unimplemented);
+    // Not sampled by its caller; and no caller's context at all.
+    let mut unsampled = tonic::Request::new(pb::GetModelRequest {});
+    unsampled.metadata_mut().insert(
+        "traceparent",
+        format!("00-{UNSAMPLED_TRACE}-{CALLER}-00")
+            .parse()
+            .expect("ascii"),
+    );
+    let refused = scoring.get_model(unsampled).await.expect_err("not served");
+    assert_eq!(
+        refused.code(),
+        Code::Unimplemented,
+        "served as any other call"
+    );
+    let refused = scoring
+        .get_model(pb::GetModelRequest {})
         .await
         .expect_err("not served");
     assert_eq!(refused.code(), Code::Unimplemented);
@@ -73,12 +97,12 @@ async fn every_call_runs_in_a_server_span_continuing_the_callers_trace() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let spans = loop {
         telemetry.flush();
-        let spans: Vec<ReceivedSpan> = receiver
-            .spans()
-            .into_iter()
-            .filter(|s| s.trace_id() == TRACE)
-            .collect();
-        if spans.len() >= 2 {
+        let all = receiver.spans();
+        // The root span of the last call too (spans end when the server drops the
+        // response body, which may be after the client has the answer).
+        let root = all.iter().any(|s| s.parent_span_id().is_empty());
+        let spans: Vec<ReceivedSpan> = all.into_iter().filter(|s| s.trace_id() == TRACE).collect();
+        if spans.len() >= 2 && root {
             break spans;
         }
         assert!(
@@ -119,6 +143,31 @@ async fn every_call_runs_in_a_server_span_continuing_the_callers_trace() {
         .unwrap_or_else(|| panic!("the refused call: {names:?}"));
     assert_eq!(unknown.attr("rpc.grpc.status_code").as_deref(), Some("12"));
     assert_eq!(unknown.status_code(), 2, "UNIMPLEMENTED is a server error");
+
+    // The unsampled call, made before the last one, exported no span (the unit test in
+    // src/grpc_tracing.rs shows none is made at all); the call without a
+    // caller's context made a root span of its own trace.
+    let all = receiver.spans();
+    let unsampled: Vec<&str> = all
+        .iter()
+        .filter(|s| s.trace_id() == UNSAMPLED_TRACE)
+        .map(ReceivedSpan::name)
+        .collect();
+    assert!(
+        unsampled.is_empty(),
+        "spans of an unsampled call: {unsampled:?}"
+    );
+    let roots: Vec<&ReceivedSpan> = all
+        .iter()
+        .filter(|s| s.name() == "unknown/unknown" && s.parent_span_id().is_empty())
+        .collect();
+    assert_eq!(
+        roots.len(),
+        1,
+        "the call without a caller's context: {all:#?}"
+    );
+    assert_ne!(roots[0].trace_id(), TRACE, "a trace of its own");
+    assert_eq!(roots[0].kind(), SpanKind::Server);
 
     running.stop().await.expect("a clean stop");
 }

@@ -11,14 +11,26 @@
 //!   OpenTelemetry side (`otel.name`, `otel.kind`, `otel.status_code`).
 //! - [`continue_trace`], [`link_to`] and [`traceparent_of`] move context between a span
 //!   and a `traceparent` value (gRPC metadata, record headers, the outbox).
+//! - Head sampling ([`Sampling`]): whether a trace is kept is decided once, where it
+//!   starts. [`head_sampled`] decides it for a call at the edge (the runtime's gRPC
+//!   tracing layer), before any span is made, so a call whose trace is not kept costs no
+//!   span; [`untraced_traceparent`] is what such a call writes into its records, so the
+//!   services downstream drop that trace too.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::trace::{
+    Link, SamplingDecision, SamplingResult, SpanKind, TraceContextExt, TraceId, TraceState,
+    TracerProvider,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, Sampler, SdkTracer, SdkTracerProvider, ShouldSample,
+};
 use tracing::Level;
 use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
@@ -29,13 +41,18 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-pub use opentelemetry_sdk::trace::Sampler;
-
 /// The header carrying W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
 
 /// The environment variable naming the OTLP endpoint (the OpenTelemetry convention).
 pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// The environment variable naming the sampler (the OpenTelemetry convention), read by
+/// [`Sampling::from_env`].
+pub const SAMPLER_VAR: &str = "OTEL_TRACES_SAMPLER";
+
+/// The environment variable carrying the sampler's argument (a ratio's fraction).
+pub const SAMPLER_ARG_VAR: &str = "OTEL_TRACES_SAMPLER_ARG";
 
 /// Where traces go and which are kept.
 #[derive(Debug, Clone, Default)]
@@ -43,23 +60,180 @@ pub struct TraceSettings {
     /// The OTLP/gRPC endpoint (`http://collector:4317`). `None`: spans are still made, so
     /// trace context propagates and log lines carry trace ids, but none is exported.
     pub endpoint: Option<String>,
-    /// The sampler. `None`: the SDK's reading of `OTEL_TRACES_SAMPLER` and
-    /// `OTEL_TRACES_SAMPLER_ARG` (e.g. `parentbased_traceidratio` and `0.1`), parent-based
-    /// always-on when unset.
-    pub sampler: Option<Sampler>,
+    /// Which traces are kept.
+    pub sampling: Sampling,
 }
 
 impl TraceSettings {
-    /// From the environment: [`OTLP_ENDPOINT_VAR`] (empty counts as unset); the sampler's
-    /// variables are read by the SDK.
+    /// From the environment: [`OTLP_ENDPOINT_VAR`] (empty counts as unset) and the
+    /// sampler ([`Sampling::from_env`]).
     pub fn from_env() -> Self {
         Self {
             endpoint: std::env::var(OTLP_ENDPOINT_VAR)
                 .ok()
                 .filter(|e| !e.trim().is_empty()),
-            sampler: None,
+            sampling: Sampling::from_env(),
         }
     }
+}
+
+/// Which traces are kept: head sampling, decided once where a trace starts and followed
+/// by every span after it, in this process and downstream.
+///
+/// A call or record that brings a `traceparent` keeps its caller's decision (the sampled
+/// flag). Of the traces that start here (a call without one, a scorer's batch, a timer)
+/// the fraction [`Sampling::new_traces`] is kept. At the gRPC edge the decision is made
+/// before any span is ([`head_sampled`]): a call whose trace is not kept makes no server
+/// span and no producer span, which is what makes sampling cheap (a span dropped by the
+/// SDK's sampler has already cost most of what a kept one costs, in `tracing` and its
+/// OpenTelemetry bridge).
+///
+/// The default keeps a tenth of the new traces (`make bench` measures why: every trace
+/// costs RecordSwipe a sixth to a third of its CPU time); `OTEL_TRACES_SAMPLER` says
+/// otherwise, e.g. `parentbased_always_on`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    new_traces: f64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl Sampling {
+    /// Every trace kept.
+    pub const EVERY_TRACE: Self = Self { new_traces: 1.0 };
+    /// A tenth of the traces starting here kept, and every trace a caller keeps.
+    pub const DEFAULT: Self = Self { new_traces: 0.1 };
+
+    /// Keeps `fraction` (clamped to 0..=1; not a number counts as 0) of the traces that
+    /// start here.
+    pub fn new_traces_kept(fraction: f64) -> Self {
+        Self {
+            new_traces: if fraction.is_nan() {
+                0.0
+            } else {
+                fraction.clamp(0.0, 1.0)
+            },
+        }
+    }
+
+    /// The fraction of the traces starting here that are kept.
+    pub fn new_traces(self) -> f64 {
+        self.new_traces
+    }
+
+    /// From [`SAMPLER_VAR`] and [`SAMPLER_ARG_VAR`], as the OpenTelemetry conventions name
+    /// samplers; [`Sampling::DEFAULT`] when unset. A value it cannot read is said on
+    /// stderr (no subscriber may be installed yet) and the default kept.
+    pub fn from_env() -> Self {
+        let sampler = std::env::var(SAMPLER_VAR).ok();
+        let arg = std::env::var(SAMPLER_ARG_VAR).ok();
+        Self::parse(sampler.as_deref(), arg.as_deref()).unwrap_or_else(|e| {
+            eprintln!("{e}; keeping the default sampler (a tenth of new traces)");
+            Self::DEFAULT
+        })
+    }
+
+    /// Reads a sampler's name and argument. A caller's decision is always followed, so
+    /// `always_on`, `always_off` and `traceidratio` are read as their `parentbased_`
+    /// forms.
+    pub fn parse(sampler: Option<&str>, arg: Option<&str>) -> Result<Self, String> {
+        let Some(sampler) = sampler.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(Self::DEFAULT);
+        };
+        match sampler.strip_prefix("parentbased_").unwrap_or(sampler) {
+            "always_on" => Ok(Self::EVERY_TRACE),
+            "always_off" => Ok(Self::new_traces_kept(0.0)),
+            "traceidratio" => match arg.map(str::trim).map(str::parse::<f64>) {
+                Some(Ok(r)) if (0.0..=1.0).contains(&r) => Ok(Self::new_traces_kept(r)),
+                _ => Err(format!(
+                    "{SAMPLER_ARG_VAR}={:?} is not a fraction from 0 to 1 (the share of \
+                     new traces {SAMPLER_VAR}={sampler} keeps)",
+                    arg.unwrap_or("")
+                )),
+            },
+            _ => Err(format!(
+                "{SAMPLER_VAR}={sampler:?} is not a sampler this service knows (always_on, \
+                 always_off, traceidratio and their parentbased_ forms)"
+            )),
+        }
+    }
+
+    /// The SDK's sampler: the parent's decision where there is one; a server span without
+    /// one was decided at the edge before it was made ([`head_sampled`]), so it is kept;
+    /// any other new trace by the trace id's ratio.
+    fn sampler(self) -> Sampler {
+        Sampler::ParentBased(Box::new(NewTraces(self.new_traces)))
+    }
+}
+
+/// How a trace starting here is sampled (see [`Sampling::sampler`]).
+#[derive(Debug, Clone)]
+struct NewTraces(f64);
+
+impl ShouldSample for NewTraces {
+    fn should_sample(
+        &self,
+        parent: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        if *kind == SpanKind::Server {
+            return SamplingResult {
+                decision: SamplingDecision::RecordAndSample,
+                attributes: Vec::new(),
+                trace_state: TraceState::default(),
+            };
+        }
+        Sampler::TraceIdRatioBased(self.0)
+            .should_sample(parent, trace_id, name, kind, attributes, links)
+    }
+}
+
+/// The fraction of new traces the installed telemetry keeps, as `f64` bits; every trace
+/// until telemetry is installed (without a subscriber no span is made anyway).
+static NEW_TRACES: AtomicU64 = AtomicU64::new(0x3FF0_0000_0000_0000);
+
+/// Whether a call that arrives with `traceparent` (the caller's, if it sent one) is
+/// traced: the caller's decision when its value is valid, else a draw keeping the
+/// installed [`Sampling`]'s share of new traces. Made before any span of the call, so
+/// one not traced need not make any.
+pub fn head_sampled(traceparent: Option<&str>) -> bool {
+    if let Some(tp) = traceparent {
+        let cx = extract(tp);
+        let caller = cx.span().span_context().clone();
+        if caller.is_valid() {
+            return caller.is_sampled();
+        }
+    }
+    draw(f64::from_bits(NEW_TRACES.load(Ordering::Relaxed)))
+}
+
+/// True with probability `kept`.
+fn draw(kept: f64) -> bool {
+    kept >= 1.0 || (kept > 0.0 && fastrand::f64() < kept)
+}
+
+/// In a request's extensions: head sampling did not keep this call's trace, so it has no
+/// server span and what it writes carries [`untraced_traceparent`].
+#[derive(Debug, Clone, Copy)]
+pub struct NotSampled;
+
+/// The `traceparent` that what an untraced call writes carries: the caller's when it sent
+/// a valid one (its trace, and its decision, go on), else a new trace's marked not
+/// sampled, so that no service downstream traces what follows from it either.
+pub fn untraced_traceparent(caller: Option<&str>) -> String {
+    if let Some(value) = caller.and_then(|tp| inject(&extract(tp))) {
+        return value;
+    }
+    let ids = RandomIdGenerator::default();
+    format!("00-{}-{}-00", ids.new_trace_id(), ids.new_span_id())
 }
 
 /// Installed telemetry; dropping it flushes and shuts the tracer down (do that last).
@@ -93,6 +267,7 @@ impl Telemetry {
     }
 
     fn install(service: &'static str, traces: TraceSettings, with_logs: bool) -> Self {
+        let sampling = traces.sampling;
         let telemetry = Self::build(service, traces);
         // RUST_LOG chooses the log lines; the spans traced are always there for them to
         // belong to (and to carry the trace id).
@@ -147,6 +322,7 @@ impl Telemetry {
         }
         .is_ok();
         if installed {
+            NEW_TRACES.store(sampling.new_traces.to_bits(), Ordering::Relaxed);
             opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
             opentelemetry::global::set_tracer_provider(telemetry.provider.clone());
         }
@@ -167,10 +343,9 @@ impl Telemetry {
                 KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
             ])
             .build();
-        let mut builder = SdkTracerProvider::builder().with_resource(resource);
-        if let Some(sampler) = traces.sampler {
-            builder = builder.with_sampler(sampler);
-        }
+        let mut builder = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_sampler(traces.sampling.sampler());
         if let Some(endpoint) = traces.endpoint {
             match opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
@@ -191,49 +366,12 @@ impl Telemetry {
     pub fn flush(&self) {
         let _ = self.provider.force_flush();
     }
-
-    /// Starts a span named `name`, outside `tracing`, that continues the trace in
-    /// `incoming` (a `traceparent` value from the caller), or starts a new trace when
-    /// there is none or it is invalid: the trace context of records written where no
-    /// subscriber traces the `tracing` spans (tests, benchmarks).
-    pub fn span(&self, name: &'static str, incoming: Option<&str>) -> TraceSpan {
-        let parent = incoming.map(extract).unwrap_or_default();
-        let mut span = self.tracer.start_with_context(name, &parent);
-        span.set_attribute(KeyValue::new("messaging.system", "kafka"));
-        TraceSpan {
-            cx: parent.with_span(span),
-        }
-    }
 }
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
         let _ = self.provider.force_flush();
         let _ = self.provider.shutdown();
-    }
-}
-
-/// An open span made by [`Telemetry::span`]; it ends when dropped.
-#[derive(Debug)]
-pub struct TraceSpan {
-    cx: Context,
-}
-
-impl TraceSpan {
-    /// The `traceparent` value for records written inside this span.
-    pub fn traceparent(&self) -> String {
-        inject(&self.cx).unwrap_or_default()
-    }
-
-    /// The trace id, for log lines.
-    pub fn trace_id(&self) -> String {
-        self.cx.span().span_context().trace_id().to_string()
-    }
-}
-
-impl Drop for TraceSpan {
-    fn drop(&mut self) {
-        self.cx.span().end();
     }
 }
 
@@ -365,24 +503,94 @@ mod tests {
     }
 
     #[test]
-    fn continues_the_callers_trace_with_a_new_span() {
-        let t = Telemetry::tracer_only("test");
-        let tp = t.span("publish", Some(INCOMING)).traceparent();
-        let p = parts(&tp);
-        assert_eq!(p.len(), 4, "{tp}");
-        assert_eq!(p[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
-        assert_ne!(p[2], "00f067aa0ba902b7", "a new span id");
+    fn an_untraced_call_writes_its_callers_context_or_a_new_unsampled_one() {
+        assert_eq!(
+            untraced_traceparent(Some(INCOMING)),
+            INCOMING,
+            "the caller's goes on"
+        );
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert_eq!(untraced_traceparent(Some(unsampled)), unsampled);
+        for caller in [None, Some("not-a-traceparent")] {
+            let tp = untraced_traceparent(caller);
+            let p = parts(&tp);
+            assert_eq!(p.len(), 4, "{tp}");
+            assert_eq!((p[1].len(), p[2].len()), (32, 16), "{tp}");
+            assert_ne!(p[1], "0".repeat(32), "a valid trace id: {tp}");
+            assert_eq!(p[3], "00", "marked not sampled: {tp}");
+            let cx = extract(&tp);
+            assert!(cx.span().span_context().is_valid(), "{tp}");
+            assert!(!cx.span().span_context().is_sampled(), "{tp}");
+        }
     }
 
     #[test]
-    fn starts_a_trace_when_there_is_none_or_it_is_garbage() {
-        let t = Telemetry::tracer_only("test");
-        for incoming in [None, Some("not-a-traceparent")] {
-            let tp = t.span("publish", incoming).traceparent();
-            let p = parts(&tp);
-            assert_eq!(p.len(), 4, "{tp}");
-            assert_ne!(p[1], "00000000000000000000000000000000");
+    fn the_head_decision_follows_a_valid_caller_else_draws() {
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(head_sampled(Some(INCOMING)));
+        assert!(!head_sampled(Some(unsampled)));
+        // Nothing installed in this test binary: every new trace is kept.
+        assert!(head_sampled(None));
+        assert!(head_sampled(Some("garbage")));
+        // A share is kept: a tenth of 100,000 draws is 10,000, give or take ~95.
+        let kept = (0..100_000).filter(|_| draw(0.1)).count();
+        assert!((9_000..11_000).contains(&kept), "{kept}");
+        assert!(!(0..1_000).any(|_| draw(0.0)));
+        assert!((0..1_000).all(|_| draw(1.0)));
+    }
+
+    #[test]
+    fn samplers_are_read_as_the_conventions_name_them() {
+        let read = |s, a| Sampling::parse(s, a).map(Sampling::new_traces);
+        assert_eq!(read(None, None), Ok(0.1), "the default");
+        assert_eq!(read(Some(""), Some("0.5")), Ok(0.1));
+        assert_eq!(read(Some("always_on"), None), Ok(1.0));
+        assert_eq!(read(Some("parentbased_always_on"), None), Ok(1.0));
+        assert_eq!(read(Some("parentbased_always_off"), None), Ok(0.0));
+        assert_eq!(read(Some("traceidratio"), Some("0.25")), Ok(0.25));
+        assert_eq!(read(Some("parentbased_traceidratio"), Some(" 1 ")), Ok(1.0));
+        for (sampler, arg, names) in [
+            ("parentbased_traceidratio", None, SAMPLER_ARG_VAR),
+            ("traceidratio", Some("1.5"), SAMPLER_ARG_VAR),
+            ("traceidratio", Some("a tenth"), SAMPLER_ARG_VAR),
+            ("jaeger_remote", None, SAMPLER_VAR),
+        ] {
+            let e = read(Some(sampler), arg).expect_err(sampler);
+            assert!(e.starts_with(names), "{e}");
         }
+        assert_eq!(Sampling::new_traces_kept(f64::NAN).new_traces(), 0.0);
+        assert_eq!(Sampling::new_traces_kept(7.0).new_traces(), 1.0);
+    }
+
+    #[test]
+    fn the_sdk_keeps_edge_decided_server_spans_and_parents_decisions() {
+        use opentelemetry::trace::{Span as _, SpanContext, TraceFlags, Tracer as _};
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampling::new_traces_kept(0.0).sampler())
+            .build();
+        let tracer = provider.tracer("test");
+        let sampled = |kind: SpanKind, parent: &Context| {
+            let span = tracer
+                .span_builder("s")
+                .with_kind(kind)
+                .start_with_context(&tracer, parent);
+            span.span_context().is_sampled()
+        };
+        let root = Context::new();
+        assert!(sampled(SpanKind::Server, &root), "decided at the edge");
+        assert!(!sampled(SpanKind::Internal, &root), "no new trace kept");
+        assert!(!sampled(SpanKind::Consumer, &root));
+        let remote = |flags| {
+            Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(7),
+                opentelemetry::trace::SpanId::from(9),
+                flags,
+                true,
+                TraceState::default(),
+            ))
+        };
+        assert!(sampled(SpanKind::Consumer, &remote(TraceFlags::SAMPLED)));
+        assert!(!sampled(SpanKind::Server, &remote(TraceFlags::default())));
     }
 
     /// Log lines written through [`WithTraceId`] into a buffer, inside a span continuing

@@ -192,7 +192,8 @@ async fn metrics_cost_run(on: bool, dir: &Path, redis_url: &str) {
             "bench",
             churnguard_telemetry::TraceSettings {
                 endpoint: Some(r.endpoint()),
-                sampler: None,
+                // The worst case: every batch's span kept (by default a tenth are).
+                sampling: churnguard_telemetry::Sampling::EVERY_TRACE,
             },
         )
     });

@@ -18,7 +18,6 @@ use churnguard_eventlog::{EventLog, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::{RedisCluster, RedisServer, Tansu, init_test_logging};
 use common::{HORIZON, PARTITIONS, TOPIC, log_ends, reference, stored, swipes_in_log};
 use purchase_ingest::config::Backend;
@@ -239,7 +238,6 @@ async fn pipeline_with_cdnow() -> Pipeline {
     let app = App::build_with_clock(
         settings,
         KafkaLog::new(kafka.clone()).expect("log"),
-        Arc::new(Telemetry::tracer_only("test")),
         Arc::new(move || historic_now),
     )
     .await

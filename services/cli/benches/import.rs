@@ -5,14 +5,12 @@
 //! top of the service's own path, measured in the same run.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use churnguard_cli::{CdnowValues, Format, ImportOptions};
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
-use churnguard_telemetry::Telemetry;
 use purchase_ingest::{App, Running, Settings};
 
 const BATCH: usize = 500;
@@ -91,14 +89,10 @@ async fn start(dir: &Path) -> Running {
     };
     settings.limits.allow_import = true;
     settings.log.embedded.dir = dir.to_path_buf();
-    App::build(
-        settings,
-        EmbeddedLog::open(dir).expect("log"),
-        Arc::new(Telemetry::tracer_only("bench")),
-    )
-    .await
-    .expect("purchase-ingest builds")
-    .spawn()
+    App::build(settings, EmbeddedLog::open(dir).expect("log"))
+        .await
+        .expect("purchase-ingest builds")
+        .spawn()
 }
 
 /// `n` CDNOW-like swipes (1997, 23,570 customers) in batches of [`BATCH`] on one

@@ -18,7 +18,6 @@ use churnguard_config::{AuthSettings, JwtSettings};
 use churnguard_eventlog::contract::{BeforeAppend, Intercepted};
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_eventlog::{EventLog, LogError, contract};
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer};
 use churnguard_testkit::init_test_logging;
 use indicatif::ProgressBar;
@@ -74,14 +73,10 @@ impl Ingest {
         settings.log.backend = Backend::Embedded;
         settings.limits.allow_import = allow_import;
         settings.limits.max_import_age_days = 36_500;
-        let app = App::build(
-            settings,
-            wrap(log.clone()),
-            Arc::new(Telemetry::tracer_only("cli-test")),
-        )
-        .await
-        .expect("purchase-ingest starts")
-        .spawn();
+        let app = App::build(settings, wrap(log.clone()))
+            .await
+            .expect("purchase-ingest starts")
+            .spawn();
         Self {
             app,
             log,

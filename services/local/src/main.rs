@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     scoring_settings.topics.partitions = ingest_settings.topics.partitions;
     feedback_settings.log = ingest_settings.log.clone();
     feedback_settings.redis = scoring_settings.redis.clone();
-    let telemetry = Arc::new(Telemetry::init("churnguard-local"));
+    let _telemetry = Telemetry::init("churnguard-local");
     let dir = &ingest_settings.log.embedded.dir;
     let kek = local_kek(&kek_path(dir))?;
 
@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
         ingest_settings.topics.purchases.clone(),
         ingest_settings.topics.partitions,
     );
-    let ingest = purchase_ingest::App::build(ingest_settings, log.clone(), telemetry)
+    let ingest = purchase_ingest::App::build(ingest_settings, log.clone())
         .await?
         .spawn();
     tracing::info!(addr = %ingest.local_addr(), "purchase-ingest serving");

@@ -19,7 +19,7 @@ use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
-use churnguard_telemetry::{Telemetry, TraceSettings};
+use churnguard_telemetry::{Sampling, Telemetry, TraceSettings};
 use churnguard_testkit::Tansu;
 use purchase_ingest::config::Backend;
 use purchase_ingest::{App, Settings};
@@ -305,10 +305,7 @@ async fn record_swipes(addr: std::net::SocketAddr, n: usize, callers: usize) -> 
 
 /// purchase-ingest on `log`, serving in the background.
 async fn ingest_app<L: EventLog>(settings: Settings, log: L) -> purchase_ingest::Running {
-    App::build(settings, log, Arc::new(Telemetry::tracer_only("bench")))
-        .await
-        .expect("app")
-        .spawn()
+    App::build(settings, log).await.expect("app").spawn()
 }
 
 fn ingest_settings(backend: Backend) -> Settings {
@@ -328,8 +325,9 @@ fn ingest_settings(backend: Backend) -> Settings {
 /// and from 64 (the rate follows the CPU). Four settings ([`Setting`]), each against
 /// "off" (no metrics recorder, no tracing subscriber: every metric and span a no-op):
 /// the metrics alone; metrics and every span traced and exported over OTLP to a
-/// collector in the same process (the default sampler); and the same with the
-/// parent-based sampler keeping a tenth of the traces. None can be removed once
+/// collector in the same process; and the same with the default sampler, which keeps a
+/// tenth of the traces that start at the service (head sampling: a call not kept makes
+/// no span). None can be removed once
 /// installed, so each run is a child process of this benchmark. The rates swing by a
 /// fifth from run to run on this shared machine (the embedded log waits on fsync), so the
 /// settings run in rounds, forwards then backwards (a drift hurts all alike), and each
@@ -419,10 +417,10 @@ async fn observability_cost(n: usize) {
 enum Setting {
     Off,
     Metrics,
-    /// Metrics, and every span exported (the default sampler: parent-based, always on).
+    /// Metrics, and every span exported (`OTEL_TRACES_SAMPLER=parentbased_always_on`).
     Traced,
-    /// Metrics, and spans exported under the parent-based sampler keeping a tenth of the
-    /// traces (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.1`).
+    /// Metrics, and the default sampler's traces exported: a tenth of those starting at
+    /// the service ([`Sampling::DEFAULT`]).
     Sampled,
 }
 
@@ -455,7 +453,7 @@ impl Setting {
             Setting::Off => "off",
             Setting::Metrics => "metrics",
             Setting::Traced => "metrics, every trace exported",
-            Setting::Sampled => "metrics, a tenth of the traces",
+            Setting::Sampled => "metrics, default sampler (a tenth of new traces)",
         }
     }
 
@@ -467,11 +465,12 @@ impl Setting {
         matches!(self, Setting::Traced | Setting::Sampled)
     }
 
-    /// The sampler, where not the default.
-    fn sampler(self) -> Option<churnguard_telemetry::Sampler> {
-        use churnguard_telemetry::Sampler;
-        (self == Setting::Sampled)
-            .then(|| Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1))))
+    /// Which traces are kept, where traced.
+    fn sampling(self) -> Sampling {
+        match self {
+            Setting::Sampled => Sampling::DEFAULT,
+            _ => Sampling::EVERY_TRACE,
+        }
     }
 }
 
@@ -525,7 +524,7 @@ async fn cost_run(setting: Setting, n: usize) {
             "bench",
             TraceSettings {
                 endpoint: Some(r.endpoint()),
-                sampler: setting.sampler(),
+                sampling: setting.sampling(),
             },
         )
     });

@@ -13,7 +13,7 @@ use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngest;
 use churnguard_runtime::Clock;
 use churnguard_runtime::identity::Caller;
-use churnguard_telemetry::{TRACEPARENT, Telemetry, TraceSpan};
+use churnguard_telemetry::{NotSampled, TRACEPARENT};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,7 +33,6 @@ pub struct Core<L> {
     pub(crate) tokenizer: Option<CardTokenizer>,
     pub(crate) publish_timeout: Duration,
     pub(crate) max_batch: usize,
-    pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) clock: Clock,
     /// One permit per swipe being published (`limits.max_in_flight_swipes`).
     pub(crate) in_flight: Arc<Semaphore>,
@@ -50,22 +49,44 @@ impl<L> std::fmt::Debug for Core<L> {
     }
 }
 
+/// A call's trace: the caller's `traceparent`, and whether head sampling kept the call
+/// (the runtime's tracing layer made its server span; its appends get producer spans).
+#[derive(Debug, Clone)]
+pub(crate) struct CallTrace {
+    caller: Option<String>,
+    sampled: bool,
+}
+
+impl CallTrace {
+    fn of<T>(request: &Request<T>) -> Self {
+        Self {
+            caller: traceparent(request.metadata()),
+            sampled: request.extensions().get::<NotSampled>().is_none(),
+        }
+    }
+}
+
 /// An append's producer span: one per append, whatever number of messages or calls
 /// went into it, so a stream sending one swipe per message makes one span per append,
 /// not one per swipe. Every record of the append carries its `traceparent`.
 struct Producer {
     span: tracing::Span,
     traceparent: String,
-    /// Where no subscriber traces `span` (tests, benchmarks): the span made outside
-    /// `tracing` whose context the records carry instead.
-    _untraced: Option<TraceSpan>,
 }
 
 impl Producer {
     /// Opens the span of an append of `records` records to `topic`, a child of the
-    /// current span (the call's); `caller` is the call's `traceparent`, continued by the
-    /// stand-in span when `tracing` does not trace.
-    fn open(telemetry: &Telemetry, topic: &str, records: usize, caller: Option<&str>) -> Self {
+    /// current span (the call's). A call head sampling did not keep gets none, and its
+    /// records carry the caller's context or a new unsampled one; so do they where no
+    /// subscriber traces spans (tests, benchmarks).
+    fn open(topic: &str, records: usize, trace: &CallTrace) -> Self {
+        let untraced = || churnguard_telemetry::untraced_traceparent(trace.caller.as_deref());
+        if !trace.sampled {
+            return Self {
+                span: tracing::Span::none(),
+                traceparent: untraced(),
+            };
+        }
         let span = tracing::info_span!(
             "publish",
             otel.name = %format_args!("send {topic}"),
@@ -80,18 +101,8 @@ impl Producer {
             messaging.kafka.destination.partition = tracing::field::Empty,
             messaging.kafka.offset = tracing::field::Empty,
         );
-        let (traceparent, untraced) = match churnguard_telemetry::traceparent_of(&span) {
-            Some(tp) => (tp, None),
-            None => {
-                let untraced = telemetry.span("purchases.publish", caller);
-                (untraced.traceparent(), Some(untraced))
-            }
-        };
-        Self {
-            span,
-            traceparent,
-            _untraced: untraced,
-        }
+        let traceparent = churnguard_telemetry::traceparent_of(&span).unwrap_or_else(untraced);
+        Self { span, traceparent }
     }
 
     /// Records where the records landed: the partition and the first offset when they
@@ -131,8 +142,8 @@ pub(crate) struct Prepared {
     slots: Vec<(usize, String)>,
     /// Without their `traceparent` yet: the append's producer span gives it.
     records: Vec<OutgoingRecord>,
-    /// The caller's trace context (see [`Producer::open`]).
-    caller: Option<String>,
+    /// The call's trace (see [`Producer::open`]).
+    trace: CallTrace,
     /// The time the call allows, counted from `started`.
     timeout: Duration,
     started: tokio::time::Instant,
@@ -162,10 +173,10 @@ impl<L: EventLog> Core<L> {
         &self,
         batch: Batch,
         caller: &Caller,
-        traceparent: Option<&str>,
+        trace: &CallTrace,
         deadline: Option<Duration>,
     ) -> Vec<Result<pb::Accepted, IngestError>> {
-        self.publish(self.prepare(batch, caller, traceparent, deadline))
+        self.publish(self.prepare(batch, caller, trace, deadline))
             .await
     }
 
@@ -178,7 +189,7 @@ impl<L: EventLog> Core<L> {
         &self,
         Batch { swipes, historical }: Batch,
         caller: &Caller,
-        traceparent: Option<&str>,
+        trace: &CallTrace,
         deadline: Option<Duration>,
     ) -> Prepared {
         let started = tokio::time::Instant::now();
@@ -222,7 +233,7 @@ impl<L: EventLog> Core<L> {
             outcomes,
             slots,
             records,
-            caller: traceparent.map(str::to_owned),
+            trace: trace.clone(),
             timeout: deadline.map_or(self.publish_timeout, |d| d.min(self.publish_timeout)),
             started,
         }
@@ -239,19 +250,14 @@ impl<L: EventLog> Core<L> {
             outcomes,
             slots,
             mut records,
-            caller,
+            trace,
             timeout,
             started,
         } = prepared;
         if records.is_empty() {
             return finish(outcomes);
         }
-        let producer = Producer::open(
-            &self.telemetry,
-            &self.topic,
-            records.len(),
-            caller.as_deref(),
-        );
+        let producer = Producer::open(&self.topic, records.len(), &trace);
         for record in &mut records {
             record
                 .headers
@@ -364,7 +370,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
         &self,
         request: Request<pb::RecordSwipeRequest>,
     ) -> Result<Response<pb::RecordSwipeResponse>, Status> {
-        let traceparent = traceparent(request.metadata());
+        let trace = CallTrace::of(&request);
         let deadline = grpc_timeout(request.metadata());
         let caller = Caller::of(&request);
         let pb::RecordSwipeRequest { swipe, historical } = request.into_inner();
@@ -385,7 +391,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
                     historical,
                 },
                 &caller,
-                traceparent.as_deref(),
+                &trace,
                 deadline,
             )
             .await;
@@ -408,7 +414,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
         &self,
         request: Request<Streaming<pb::StreamSwipesRequest>>,
     ) -> Result<Response<Self::StreamSwipesStream>, Status> {
-        let traceparent = traceparent(request.metadata());
+        let trace = CallTrace::of(&request);
         let deadline = grpc_timeout(request.metadata());
         let caller = Caller::of(&request);
         let batches = request.into_inner();
@@ -422,7 +428,7 @@ impl<L: EventLog> PurchaseIngest for IngestService<L> {
         tokio::spawn(
             async move {
                 let reader = AbortOnDrop(tokio::spawn(reader.in_current_span()));
-                publish_batches(core, queued, answers, caller, traceparent, deadline).await;
+                publish_batches(core, queued, answers, caller, trace, deadline).await;
                 drop(reader);
             }
             .in_current_span(),
@@ -541,7 +547,7 @@ async fn publish_batches<L: EventLog>(
     mut queued: mpsc::UnboundedReceiver<Read>,
     answers: mpsc::Sender<Result<pb::StreamSwipesResponse, Status>>,
     caller: Caller,
-    traceparent: Option<String>,
+    trace: CallTrace,
     deadline: Option<Duration>,
 ) {
     let mut in_flight: Option<InFlight> = None;
@@ -610,7 +616,7 @@ async fn publish_batches<L: EventLog>(
                 // log together.
                 let prepared = group
                     .into_iter()
-                    .map(|batch| core.prepare(batch, &caller, traceparent.as_deref(), deadline))
+                    .map(|batch| core.prepare(batch, &caller, &trace, deadline))
                     .reduce(|mut all, more| {
                         all.absorb(more);
                         all

@@ -10,7 +10,6 @@ use backon::Retryable;
 use churnguard_eventlog::EventLog;
 use churnguard_proto::ingest::v1::purchase_ingest_server::PurchaseIngestServer;
 use churnguard_runtime::{Clock, GrpcServer, retry, system_clock};
-use churnguard_telemetry::Telemetry;
 
 use crate::api::{Core, IngestService};
 use crate::config::{ServiceSettings, Settings};
@@ -39,18 +38,13 @@ impl<L: EventLog> App<L> {
     /// Binds the listener and makes sure the purchases topic exists (retrying while the
     /// log is unreachable, with the runtime's backoff, for up to the publish timeout
     /// times ten).
-    pub async fn build(
-        settings: Settings,
-        log: L,
-        telemetry: Arc<Telemetry>,
-    ) -> Result<Self, IngestError> {
-        Self::build_with_clock(settings, log, telemetry, system_clock()).await
+    pub async fn build(settings: Settings, log: L) -> Result<Self, IngestError> {
+        Self::build_with_clock(settings, log, system_clock()).await
     }
 
     pub async fn build_with_clock(
         settings: Settings,
         log: L,
-        telemetry: Arc<Telemetry>,
         clock: Clock,
     ) -> Result<Self, IngestError> {
         settings.validate()?;
@@ -92,7 +86,6 @@ impl<L: EventLog> App<L> {
             tokenizer: settings.tokenizer(),
             publish_timeout: settings.publish_timeout(),
             max_batch: limits.max_batch_swipes,
-            telemetry,
             clock,
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_swipes)),
             capacity_wait: Duration::from_millis(limits.max_capacity_wait_ms),

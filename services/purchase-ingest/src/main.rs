@@ -38,11 +38,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (args, settings): (Args, Settings) = cli::start("purchase-ingest", |args| &args.service);
-    let telemetry = Arc::new(Telemetry::init("purchase-ingest"));
+    // Flushes the spans still buffered when dropped, after the service has stopped.
+    let _telemetry = Telemetry::init("purchase-ingest");
     let log = settings.log.clone();
     let serve = Serve {
         settings,
-        telemetry,
         simulate_stores: args.simulate_stores,
     };
     with_log(&log, serve).await?
@@ -50,7 +50,6 @@ async fn main() -> anyhow::Result<()> {
 
 struct Serve {
     settings: Settings,
-    telemetry: Arc<Telemetry>,
     simulate_stores: Option<u32>,
 }
 
@@ -58,9 +57,7 @@ impl OnLog for Serve {
     type Output = anyhow::Result<()>;
 
     async fn run<L: EventLog>(self, log: L) -> anyhow::Result<()> {
-        let running = App::build(self.settings, log, self.telemetry)
-            .await?
-            .spawn();
+        let running = App::build(self.settings, log).await?.spawn();
         let stop = CancellationToken::new();
         let stats = Arc::new(SimStats::default());
         let sim = self.simulate_stores.map(|stores| {

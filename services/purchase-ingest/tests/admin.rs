@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::admin::{assert_promtool_accepts, get, sample};
 use churnguard_testkit::init_test_logging;
 use purchase_ingest::{App, Settings};
@@ -45,14 +44,9 @@ async fn the_admin_endpoint_counts_its_calls_by_code_and_says_ready() {
         admin_addr: "127.0.0.1:0".into(),
         ..Settings::default()
     };
-    let app = App::build_with_clock(
-        settings,
-        log,
-        Arc::new(Telemetry::tracer_only("test")),
-        Arc::new(now),
-    )
-    .await
-    .expect("build purchase-ingest");
+    let app = App::build_with_clock(settings, log, Arc::new(now))
+        .await
+        .expect("build purchase-ingest");
     let admin = app.admin_addr().expect("admin_addr asks for one");
     let app = app.spawn();
 

@@ -2,8 +2,9 @@
 //! one swipe per message has the messages read while an append is in flight written
 //! together, under one `send purchases.v1` span whose context every record of that
 //! append carries. On a real Kafka-protocol broker (Tansu), exported over OTLP to the
-//! test kit's in-process receiver. (A tracer is process-wide, so this file holds one
-//! test.)
+//! test kit's in-process receiver. A call whose caller's `traceparent` says "not
+//! sampled" makes no span at all (head sampling at the edge), and its record carries the
+//! caller's value unchanged. (A tracer is process-wide, so this file holds one test.)
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use churnguard_kafka::KafkaLog;
 use churnguard_proto::ingest::v1 as pb;
-use churnguard_telemetry::{Sampler, Telemetry, TraceSettings};
+use churnguard_telemetry::{Sampling, Telemetry, TraceSettings};
 use churnguard_testkit::Tansu;
 use churnguard_testkit::otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
 use common::{TOPIC, client, kafka_settings, read_topic, settings, spawn_app, swipe};
@@ -22,6 +23,8 @@ use tokio_stream::wrappers::ReceiverStream;
 /// The caller's trace and span, as its `traceparent` names them.
 const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
+/// A caller whose trace is not sampled (flags `00`).
+const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 const MESSAGES: usize = 300;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -31,7 +34,7 @@ async fn a_stream_of_single_swipes_makes_one_producer_span_per_append() {
         "ingest-test",
         TraceSettings {
             endpoint: Some(receiver.endpoint()),
-            sampler: Some(Sampler::AlwaysOn),
+            sampling: Sampling::EVERY_TRACE,
         },
     );
     let broker = Tansu::start();
@@ -74,12 +77,34 @@ async fn a_stream_of_single_swipes_makes_one_producer_span_per_append() {
             .count();
     }
     assert_eq!(accepted, MESSAGES, "every swipe accepted");
+    let mut unsampled = tonic::Request::new(pb::RecordSwipeRequest {
+        swipe: Some(swipe("sw-unsampled", "cust-1")),
+        historical: false,
+    });
+    unsampled
+        .metadata_mut()
+        .insert("traceparent", UNSAMPLED.parse().expect("ascii"));
+    client(&app)
+        .await
+        .record_swipe(unsampled)
+        .await
+        .expect("the unsampled call is served as any other");
     app.stop().await.expect("stops");
 
     // Every record names the span of its append, in the caller's trace.
     let reader = KafkaLog::new(kafka_settings(&broker)).expect("reader");
-    let records = read_topic(&reader).await;
-    assert_eq!(records.len(), MESSAGES);
+    let mut records = read_topic(&reader).await;
+    assert_eq!(records.len(), MESSAGES + 1);
+    let at = records
+        .iter()
+        .position(|r| String::from_utf8_lossy(&r.payload).contains("\"sw-unsampled\""))
+        .expect("the unsampled call's record");
+    let last = records.swap_remove(at);
+    assert_eq!(
+        last.header("traceparent"),
+        Some(UNSAMPLED.as_bytes()),
+        "an untraced call's record carries its caller's context, not sampled"
+    );
     let mut per_span: BTreeMap<String, usize> = BTreeMap::new();
     for r in &records {
         let tp = String::from_utf8(r.header("traceparent").expect("traceparent").to_vec())
@@ -121,6 +146,15 @@ async fn a_stream_of_single_swipes_makes_one_producer_span_per_append() {
         "{MESSAGES} one-swipe messages: {} producer spans",
         per_span.len()
     );
+    // Everything ended before the flush that brought the spans above.
+    let unsampled_trace = UNSAMPLED.split('-').nth(1).expect("a trace id");
+    let made: Vec<String> = receiver
+        .spans()
+        .iter()
+        .filter(|s| s.trace_id() == unsampled_trace)
+        .map(|s| s.name().to_owned())
+        .collect();
+    assert!(made.is_empty(), "no span for the unsampled call: {made:?}");
 }
 
 /// The exported `send purchases.v1` spans of the caller's trace, once there are `n`.

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::RedisServer;
 use churnguard_vault::Kek;
 
@@ -58,14 +57,10 @@ impl Stack {
     /// Builds and starts the three on `log` (opened on the settings' directory), the
     /// feedback contact vault under `kek`.
     pub async fn start(settings: StackSettings, log: &EmbeddedLog, kek: Kek) -> Self {
-        let ingest = purchase_ingest::App::build(
-            settings.ingest,
-            log.clone(),
-            Arc::new(Telemetry::tracer_only("e2e")),
-        )
-        .await
-        .expect("purchase-ingest builds")
-        .spawn();
+        let ingest = purchase_ingest::App::build(settings.ingest, log.clone())
+            .await
+            .expect("purchase-ingest builds")
+            .spawn();
         let scoring = churn_scoring::App::build(settings.scoring, Arc::new(log.clone()))
             .await
             .expect("churn-scoring builds")

@@ -10,7 +10,6 @@ use churnguard_eventlog::{EventLog, Record, contract};
 use churnguard_kafka::KafkaSettings;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
-use churnguard_telemetry::Telemetry;
 use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer};
 use churnguard_testkit::{Tansu, canary, init_test_logging};
 use purchase_ingest::config::Backend;
@@ -75,15 +74,10 @@ pub async fn channel(app: &Running) -> Channel {
 /// Starts purchase-ingest on `log` with the fixed clock.
 pub async fn spawn_app<L: EventLog>(settings: Settings, log: L) -> Running {
     init_test_logging();
-    App::build_with_clock(
-        settings,
-        log,
-        Arc::new(Telemetry::tracer_only("test")),
-        Arc::new(now),
-    )
-    .await
-    .expect("build purchase-ingest")
-    .spawn()
+    App::build_with_clock(settings, log, Arc::new(now))
+        .await
+        .expect("build purchase-ingest")
+        .spawn()
 }
 
 /// A valid swipe `id` of `customer`.
