@@ -49,6 +49,12 @@ impl ChurnScoring for Refuse {
     ) -> Result<Response<pb::RequestRefitResponse>, Status> {
         Err(Status::unimplemented("refused by the test"))
     }
+    async fn check_holdout(
+        &self,
+        _: Request<pb::CheckHoldoutRequest>,
+    ) -> Result<Response<pb::CheckHoldoutResponse>, Status> {
+        Err(Status::unimplemented("refused by the test"))
+    }
 }
 
 /// Sends raw bytes as the request message; decodes the answer as `D`.

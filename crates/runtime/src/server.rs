@@ -852,6 +852,12 @@ mod tests {
         ) -> Result<Response<pb::RequestRefitResponse>, Status> {
             Err(Status::unimplemented("test"))
         }
+        async fn check_holdout(
+            &self,
+            _: Request<pb::CheckHoldoutRequest>,
+        ) -> Result<Response<pb::CheckHoldoutResponse>, Status> {
+            Err(Status::unimplemented("test"))
+        }
     }
 
     async fn server(delay: Duration) -> (GrpcServer, Arc<Notify>) {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{NaiveDate, TimeDelta};
 use churnguard_domain::customer::{Day, day_of};
 use churnguard_domain::models::FittedModel;
+use churnguard_domain::models::holdout::HoldoutCheck;
 use churnguard_domain::partition_for_key;
 use churnguard_domain::policy::{ChurnState, PolicyBook, Rule};
 use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
@@ -22,6 +23,7 @@ use churnguard_runtime::identity::Caller;
 use tonic::{Request, Response, Status};
 
 use crate::error::ScoringError;
+use crate::holdout::PurchaseHistory;
 use crate::query::{AtRisk, DayStats, sort_at_risk};
 use crate::store::{CustomerStore, customer_key};
 
@@ -43,6 +45,11 @@ pub struct QueryState {
     horizon: ValueHorizon,
     /// Whether the deployment refits (so a refit may be asked for).
     refits: bool,
+    /// Where CheckHoldout reads every purchase day (the purchases log), if anywhere.
+    history: Option<Arc<dyn PurchaseHistory>>,
+    /// Held by the holdout check running, so checks run one at a time: each reads the
+    /// whole log.
+    one_check: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A customer's risk as the API computed it, with what it was computed from.
@@ -63,7 +70,33 @@ impl QueryState {
             partitions: partitions.max(1),
             horizon: ValueHorizon::default(),
             refits: true,
+            history: None,
+            one_check: Arc::default(),
         }
+    }
+
+    /// Where CheckHoldout reads the purchases (without it, CheckHoldout is
+    /// FAILED_PRECONDITION).
+    pub fn with_history(mut self, history: Arc<dyn PurchaseHistory>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// The holdout check with the calibration period ending on `calibration_end` and the
+    /// holdout on `holdout_end` (default: the last purchase day in the log): reads the
+    /// whole log, then fits and predicts on a blocking thread, off the async runtime.
+    pub async fn check_holdout(
+        &self,
+        calibration_end: Day,
+        holdout_end: Option<Day>,
+    ) -> Result<HoldoutCheck, ScoringError> {
+        let history = self.history.as_ref().ok_or(ScoringError::NoPurchaseLog)?;
+        let _one = self.one_check.lock().await;
+        let read = history.purchase_days().await?;
+        tokio::task::spawn_blocking(move || read.days.check(calibration_end, holdout_end))
+            .await
+            .map_err(|e| ScoringError::Fit(format!("the holdout check's thread failed: {e}")))?
+            .map_err(ScoringError::CheckHoldout)
     }
 
     pub fn with_value_horizon(mut self, horizon: ValueHorizon) -> Self {
@@ -335,6 +368,66 @@ fn may_read_store(caller: &Caller, store: &str) -> Result<(), ScoringError> {
     })
 }
 
+/// What covers the whole chain (a refit, the holdout check) is asked for by those who
+/// read every store: owner, analyst, service (or anyone, where callers are not
+/// identified).
+fn may_read_chain(caller: &Caller, what: &str) -> Result<(), ScoringError> {
+    may_read_scores(caller)?;
+    if caller.reads_every_store() {
+        return Ok(());
+    }
+    let role = caller.role().map_or("caller", |r| r.as_str());
+    Err(ScoringError::Forbidden {
+        field: "authorization",
+        message: format!(
+            "a {role} reads only its stores' scores; {what} is asked for by those who read every store"
+        ),
+    })
+}
+
+/// The proto form of a holdout check.
+fn holdout_proto(c: HoldoutCheck) -> pb::CheckHoldoutResponse {
+    pb::CheckHoldoutResponse {
+        first_day: date(c.first_day),
+        calibration_end: date(c.calibration_end),
+        holdout_end: date(c.holdout_end),
+        calibration_weeks: c.calibration_weeks,
+        holdout_weeks: c.holdout_weeks,
+        bg_nbd: Some(pb::BgNbdParameters {
+            r: c.model.r,
+            alpha: c.model.alpha,
+            a: c.model.a,
+            b: c.model.b,
+        }),
+        bg_nbd_log_likelihood: c.log_likelihood,
+        customers: c.customers,
+        excluded_customers: c.excluded,
+        calibration_repeat_purchases: c.calibration_purchases,
+        actual_holdout_purchases: c.actual,
+        predicted_holdout_purchases: c.predicted,
+        by_calibration_purchases: c
+            .by_x
+            .into_iter()
+            .map(|r| pb::HoldoutRow {
+                calibration_purchases: r.x,
+                or_more: r.or_more,
+                customers: r.customers,
+                actual_mean: r.actual_mean,
+                predicted_mean: r.predicted_mean,
+            })
+            .collect(),
+        weekly: c
+            .weekly
+            .into_iter()
+            .map(|w| pb::HoldoutWeek {
+                week: w.week,
+                actual: w.actual,
+                predicted: w.predicted,
+            })
+            .collect(),
+    }
+}
+
 /// Logs what the caller will not see, once, at the boundary.
 fn status(e: ScoringError) -> Status {
     let status = e.status();
@@ -505,19 +598,63 @@ impl ChurnScoring for ScoringApi {
         request: Request<pb::RequestRefitRequest>,
     ) -> Result<Response<pb::RequestRefitResponse>, Status> {
         let caller = Caller::of(&request);
-        may_read_scores(&caller).map_err(status)?;
-        if !caller.reads_every_store() {
-            let role = caller.role().map_or("caller", |r| r.as_str());
-            return Err(status(ScoringError::Forbidden {
-                field: "authorization",
-                message: format!(
-                    "a {role} reads only its stores' scores; a refit is asked for by those who read every store"
-                ),
-            }));
-        }
+        may_read_chain(&caller, "a refit").map_err(status)?;
         let current_version = self.state.request_refit().await.map_err(status)?;
         tracing::info!(current_version, caller = %caller.actor(), "refit asked for");
         Ok(Response::new(pb::RequestRefitResponse { current_version }))
+    }
+
+    async fn check_holdout(
+        &self,
+        request: Request<pb::CheckHoldoutRequest>,
+    ) -> Result<Response<pb::CheckHoldoutResponse>, Status> {
+        let caller = Caller::of(&request);
+        may_read_chain(&caller, "a holdout check").map_err(status)?;
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        let calibration_end = if r.calibration_end.is_empty() {
+            violations.push(FieldViolation::new(
+                "calibration_end",
+                "is required: the last day of the calibration period, YYYY-MM-DD",
+            ));
+            None
+        } else {
+            day_field(&mut violations, "calibration_end", &r.calibration_end)
+        };
+        let holdout_end = if r.holdout_end.is_empty() {
+            None
+        } else {
+            day_field(&mut violations, "holdout_end", &r.holdout_end)
+        };
+        if let (Some(c), Some(h)) = (calibration_end, holdout_end)
+            && h <= c
+        {
+            violations.push(FieldViolation::new(
+                "holdout_end",
+                "must be after calibration_end",
+            ));
+        }
+        let (Some(calibration_end), true) = (calibration_end, violations.is_empty()) else {
+            return Err(status(ScoringError::InvalidArgument(Violations(
+                violations,
+            ))));
+        };
+        let started = std::time::Instant::now();
+        let check = self
+            .state
+            .check_holdout(calibration_end, holdout_end)
+            .await
+            .map_err(status)?;
+        tracing::info!(
+            caller = %caller.actor(),
+            calibration_end = %r.calibration_end,
+            customers = check.customers,
+            actual = check.actual,
+            predicted = check.predicted,
+            ms = started.elapsed().as_millis() as u64,
+            "holdout check made"
+        );
+        Ok(Response::new(holdout_proto(check)))
     }
 }
 

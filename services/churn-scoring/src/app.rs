@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ApiServer, QueryState};
 use crate::config::Settings;
 use crate::error::ScoringError;
+use crate::holdout::LogHistory;
 use crate::models::ModelProjection;
 use crate::refit::RefitScope;
 use crate::runner::Instance;
@@ -108,6 +109,12 @@ impl<L: EventLog> App<L> {
         let api = ApiServer::bind(
             &settings.listen_addr,
             QueryState::new(store, settings.policy.clone(), partitions)
+                .with_history(Arc::new(LogHistory::new(
+                    log_handle.clone(),
+                    &topics.purchases,
+                    partitions,
+                    settings.batch_records,
+                )))
                 .with_value_horizon(settings.value)
                 .with_refits(settings.refit_interval().is_some()),
         )

@@ -1,5 +1,6 @@
 //! churn-scoring's one error type, and the one place it becomes a gRPC status.
 
+use churnguard_domain::models::holdout::HoldoutError;
 use churnguard_domain::{FieldViolation, Violations};
 use churnguard_eventlog::LogError;
 use churnguard_runtime::{ServeError, TaskFailed};
@@ -35,6 +36,12 @@ pub enum ScoringError {
     NoModel,
     #[error("refits are off in this deployment (refit_interval_secs = 0)")]
     RefitsOff,
+    /// The holdout check asked for cannot be made on the log's data.
+    #[error("the holdout check cannot be made: {0}")]
+    CheckHoldout(#[source] HoldoutError),
+    /// This query API was given no purchases log to read (tests that build it alone).
+    #[error("this query API reads no purchases log, so it makes no holdout check")]
+    NoPurchaseLog,
     #[error("churn-scoring could not start: {0}")]
     Startup(String),
     #[error("the query API's server: {0}")]
@@ -62,6 +69,8 @@ impl ScoringError {
             | ScoringError::Forbidden { .. }
             | ScoringError::NoModel
             | ScoringError::RefitsOff
+            | ScoringError::CheckHoldout(_)
+            | ScoringError::NoPurchaseLog
             | ScoringError::Startup(_)
             | ScoringError::Serve(_)
             | ScoringError::PartitionFailed { .. } => false,
@@ -79,7 +88,9 @@ impl ScoringError {
             ScoringError::NoModel => Status::failed_precondition(
                 "no model has been fitted yet: risk figures need a first refit",
             ),
-            ScoringError::RefitsOff => Status::failed_precondition(self.to_string()),
+            ScoringError::RefitsOff
+            | ScoringError::CheckHoldout(_)
+            | ScoringError::NoPurchaseLog => Status::failed_precondition(self.to_string()),
             e if e.is_retriable() => Status::unavailable("customer state is unavailable: retry"),
             ScoringError::Redis { .. }
             | ScoringError::Store(_)

@@ -5,13 +5,15 @@
 //! consumer loop of [`scorer`], the absence [`timers`] and the signal relay, plus the
 //! scheduled [`refit`]), [`models`] (the fitted models projected from their topic),
 //! [`store`] (the Redis layout and its atomic scripts), [`api`] and
-//! [`query`] (the gRPC query side), and [`app`], which puts them together for the binary.
+//! [`query`] (the gRPC query side, with [`holdout`] reading the purchases log for
+//! CheckHoldout), and [`app`], which puts them together for the binary.
 
 pub mod api;
 pub mod app;
 pub mod batch;
 pub mod config;
 pub mod error;
+pub mod holdout;
 pub mod metrics;
 pub mod models;
 pub mod query;

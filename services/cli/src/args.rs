@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{FixedOffset, NaiveTime};
+use chrono::{FixedOffset, NaiveDate, NaiveTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::CliError;
+use crate::model_report::ReportOptions;
 use crate::options::{
     CdnowValues, Connection, CsvColumns, DEFAULT_INGEST, DEFAULT_SCORING, Format, IMPORT,
     ImportOptions, Pick, TimePick, Token,
@@ -41,10 +42,26 @@ pub enum Command {
     /// the log is applied. Exit status: 0 the new model is stored; 1 it was refused or not
     /// shown in time; 2 bad usage.
     Refit(RefitArgs),
+    /// Print what churn-scoring knows: the current model and its log-likelihood,
+    /// defection by store, the customers most at risk, and with --calibration-end the
+    /// holdout check of Fader, Hardie & Lee (2005) on the purchases log.
+    ///
+    /// churn-scoring has no call that lists the stores: name them with --stores.
+    /// Defection counts the defections decided in the period (--from, default the 365
+    /// days up to the model's as_of, its last day of data). The at-risk list merges the
+    /// stores' lists by value at risk. The holdout check fits BG/NBD on the purchases up
+    /// to --calibration-end and sets its predictions for the holdout period against what
+    /// the customers did: in total, by calibration repeat purchases (0-6, 7+) and as
+    /// cumulative repeat purchases week by week; --plot draws both figures as one SVG.
+    ///
+    /// Exit status: 0 printed; 1 a call failed or the plot could not be written; 2 bad
+    /// usage.
+    Report(ReportArgs),
 }
 
+/// Where churn-scoring is and who asks.
 #[derive(Debug, Args)]
-pub struct RefitArgs {
+pub struct ScoringArgs {
     /// churn-scoring's gRPC address (http://, or https:// with --ca-cert).
     #[arg(long, value_name = "URL", default_value = DEFAULT_SCORING)]
     pub scoring: String,
@@ -60,6 +77,22 @@ pub struct RefitArgs {
     /// The CA certificate (PEM) that signed churn-scoring's, for https://.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+}
+
+impl ScoringArgs {
+    /// The connection to churn-scoring.
+    pub fn connection(&self) -> Connection {
+        let mut connection = Connection::new(self.scoring.clone());
+        connection.token = self.token.clone().filter(|t| !t.is_empty()).map(Token::new);
+        connection.ca_cert = self.ca_cert.clone();
+        connection
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RefitArgs {
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
     /// How long to wait for the new model, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub wait: u64,
@@ -68,11 +101,54 @@ pub struct RefitArgs {
 impl RefitArgs {
     /// The connection to churn-scoring.
     pub fn connection(&self) -> Connection {
-        let mut connection = Connection::new(self.scoring.clone());
-        connection.token = self.token.clone().filter(|t| !t.is_empty()).map(Token::new);
-        connection.ca_cert = self.ca_cert.clone();
-        connection
+        self.scoring.connection()
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// The stores to report on, comma-separated (churn-scoring lists no stores).
+    #[arg(long, value_name = "ID,...", value_delimiter = ',', required = true)]
+    pub stores: Vec<String>,
+    /// At-risk customers to list (1-1000).
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top: u32,
+    /// The first day of the defection period, YYYY-MM-DD [default: 364 days before the
+    /// model's as_of].
+    #[arg(long, value_name = "DATE", value_parser = date)]
+    pub from: Option<NaiveDate>,
+    /// Run the holdout check with the calibration period ending on DATE (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = date)]
+    pub calibration_end: Option<NaiveDate>,
+    /// The last day of the holdout period [default: the last purchase day in the log].
+    #[arg(long, value_name = "DATE", value_parser = date, requires = "calibration_end")]
+    pub holdout_end: Option<NaiveDate>,
+    /// Draw the holdout check's two figures into FILE.svg (SVG only).
+    #[arg(long, value_name = "FILE.svg", requires = "calibration_end")]
+    pub plot: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// What to report on.
+    pub fn options(&self) -> ReportOptions {
+        let mut o = ReportOptions::new(self.scoring.scoring.clone(), self.stores.clone());
+        o.connection = self.scoring.connection();
+        o.top = self.top;
+        o.from = self.from;
+        o.calibration_end = self.calibration_end;
+        o.holdout_end = self.holdout_end;
+        o
+    }
+}
+
+fn date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|_| text.len() == 10)
+        .ok_or_else(|| "expected a date as YYYY-MM-DD, e.g. 1997-09-30".into())
 }
 
 /// The file's layout.
@@ -332,6 +408,29 @@ mod tests {
         };
         assert_eq!(args.connection().url, "http://127.0.0.1:50052");
         assert_eq!(args.wait, 600);
+    }
+
+    #[test]
+    fn report_needs_stores_and_a_calibration_end_for_a_plot() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["churnguard", "report"].iter().chain(args)).map(|cli| {
+                let Command::Report(args) = cli.command else {
+                    panic!("a report");
+                };
+                args
+            })
+        };
+        assert!(parse(&[]).is_err(), "--stores is required");
+        let args = parse(&["--stores", "a,b", "--calibration-end", "1997-09-30"]).expect("parses");
+        let o = args.options();
+        assert_eq!(o.stores, ["a", "b"]);
+        assert_eq!((o.top, o.from, o.holdout_end), (10, None, None));
+        assert_eq!(o.calibration_end, NaiveDate::from_ymd_opt(1997, 9, 30));
+        assert_eq!(o.connection.url, "http://127.0.0.1:50052");
+        assert!(parse(&["--stores", "a", "--plot", "x.svg"]).is_err());
+        assert!(parse(&["--stores", "a", "--holdout-end", "1998-06-30"]).is_err());
+        assert!(parse(&["--stores", "a", "--calibration-end", "1997-9-30"]).is_err());
+        assert!(parse(&["--stores", "a", "--top", "0"]).is_err());
     }
 
     #[test]

@@ -90,13 +90,16 @@ pub enum CliError {
     /// An answer that does not match its batch (a server speaking another contract).
     #[error("purchase-ingest answered out of contract: {0}")]
     Protocol(String),
-    /// churn-scoring refused or failed a call of the refit command.
+    /// churn-scoring refused or failed a call of the refit or report command.
     #[error("churn-scoring at {url}, {call}: {}", describe(.status))]
     Scoring {
         url: String,
         call: &'static str,
         status: Status,
     },
+    /// `churnguard report --plot` could not draw or write its image.
+    #[error("writing the plot {}: {message}", .path.display())]
+    Plot { path: PathBuf, message: String },
     /// The refit asked for was not shown by GetModel in time.
     #[error(
         "churn-scoring at {url} has not stored the refit asked for (still version {version}) after {waited:?}: the log may still be being applied; GetModel shows it when it is"

@@ -9,6 +9,10 @@
 //! `churnguard refit` asks churn-scoring to refit its models now and waits for the new
 //! version ([`mod@refit`]), so a report right after an import reads models fitted on it.
 //!
+//! `churnguard report` reads the current model, defection by store, the customers most
+//! at risk and, given a calibration end, the holdout check churn-scoring makes on its
+//! log, as text and as an SVG figure ([`mod@model_report`], [`mod@plot`]).
+//!
 //! The logic is here, so tests call [`import()`] against a real purchase-ingest; the
 //! binary (`src/main.rs`) parses the command line ([`args`]) and prints the
 //! [`ImportReport`].
@@ -19,7 +23,9 @@ pub mod decimal;
 pub mod error;
 pub mod import;
 pub mod input;
+pub mod model_report;
 pub mod options;
+pub mod plot;
 pub mod progress;
 pub mod refit;
 pub mod report;
@@ -27,6 +33,7 @@ pub mod state;
 
 pub use error::CliError;
 pub use import::import;
+pub use model_report::{ModelReport, ReportOptions};
 pub use options::{
     CdnowValues, Connection, CsvColumns, Format, ImportOptions, Pick, TimePick, Token,
 };

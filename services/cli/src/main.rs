@@ -1,5 +1,7 @@
-//! `churnguard import FILE --format cdnow|csv [...]` (`churnguard help import`) and
-//! `churnguard refit [--scoring URL]` (`churnguard help refit`)
+//! `churnguard import FILE --format cdnow|csv [...]` (`churnguard help import`),
+//! `churnguard refit [--scoring URL]` (`churnguard help refit`) and
+//! `churnguard report --stores A,B [--calibration-end DATE] [--plot FILE.svg]`
+//! (`churnguard help report`)
 //!
 //! Parses the command line, runs the import with a progress bar on stderr, and prints
 //! the report on stdout. Ctrl-C stops it cleanly: no new batch is sent, the ones in
@@ -11,7 +13,8 @@
 
 use std::process::ExitCode;
 
-use churnguard_cli::args::{Cli, Command, ImportArgs, RefitArgs};
+use churnguard_cli::CliError;
+use churnguard_cli::args::{Cli, Command, ImportArgs, RefitArgs, ReportArgs};
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +33,40 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Import(args) => runtime.block_on(import(*args)),
         Command::Refit(args) => runtime.block_on(refit(args)),
+        Command::Report(args) => runtime.block_on(report(args)),
     }
+}
+
+/// Prints the report; writes the plot, if asked for, once the check is in.
+async fn report(args: ReportArgs) -> ExitCode {
+    let fail = |e: CliError| {
+        eprintln!("churnguard report: {e}");
+        if matches!(e, CliError::Usage(_)) {
+            ExitCode::from(2)
+        } else {
+            ExitCode::FAILURE
+        }
+    };
+    if let Some(path) = &args.plot
+        && let Err(e) = churnguard_cli::plot::check_path(path)
+    {
+        return fail(e);
+    }
+    let report = match churnguard_cli::model_report::report(&args.options()).await {
+        Ok(report) => report,
+        Err(e) => return fail(e),
+    };
+    print!("{report}");
+    if let (Some(path), Some(holdout)) = (&args.plot, &report.holdout) {
+        if let Err(e) = churnguard_cli::plot::write(holdout, path) {
+            return fail(e);
+        }
+        eprintln!(
+            "churnguard report: the holdout check drawn in {}",
+            path.display()
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 async fn refit(args: RefitArgs) -> ExitCode {

@@ -1,12 +1,13 @@
 //! Buy-till-you-die models: BG/NBD and MBG/NBD for purchase counts and P(alive), and
 //! Gamma-Gamma for spend, with maximum-likelihood fitting. Formulas as in Fader, Hardie &
 //! Lee (2005); see `shared/reference/models.md`. Pure maths: times are plain numbers in
-//! one unit (weeks for CDNOW).
+//! one unit (weeks for CDNOW). [`holdout`] checks a fit against a later period.
 
 use libm::lgamma;
 use serde::{Deserialize, Serialize};
 
 mod fit;
+pub mod holdout;
 mod special;
 
 pub use special::{digamma, hyp2f1};
