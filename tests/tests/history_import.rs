@@ -20,6 +20,8 @@ use churnguard_proto::feedback::v1 as fb;
 use churnguard_proto::feedback::v1::feedback_client::FeedbackClient;
 use churnguard_proto::ingest::v1 as pb;
 use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
+use churnguard_proto::scoring::v1 as sc;
+use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_runtime::Clock;
 use churnguard_testkit::{RedisServer, eventually, init_test_logging};
 
@@ -145,6 +147,21 @@ async fn start(
     purchase_ingest::Running,
     churn_scoring::Running<EmbeddedLog>,
 ) {
+    start_on(log, redis, partitions, refit_secs, clock(), 100).await
+}
+
+/// As [`start`], on `clock`, the timers every `timer_ms`.
+async fn start_on(
+    log: &EmbeddedLog,
+    redis: &RedisServer,
+    partitions: Option<u32>,
+    refit_secs: u64,
+    clock: Clock,
+    timer_ms: u64,
+) -> (
+    purchase_ingest::Running,
+    churn_scoring::Running<EmbeddedLog>,
+) {
     let mut ingest = purchase_ingest::Settings {
         listen_addr: "127.0.0.1:0".into(),
         admin_addr: String::new(),
@@ -154,7 +171,7 @@ async fn start(
     let mut scoring = churn_scoring::config::Settings {
         listen_addr: "127.0.0.1:0".into(),
         admin_addr: String::new(),
-        timer_interval_ms: 100,
+        timer_interval_ms: timer_ms,
         refit_interval_secs: refit_secs,
         ..churn_scoring::config::Settings::default()
     };
@@ -163,11 +180,11 @@ async fn start(
         ingest.topics.partitions = n;
         scoring.topics.partitions = n;
     }
-    let ingest = purchase_ingest::App::build_with_clock(ingest, log.clone(), clock())
+    let ingest = purchase_ingest::App::build_with_clock(ingest, log.clone(), clock.clone())
         .await
         .expect("ingest builds")
         .spawn();
-    let scoring = churn_scoring::App::build_with_clock(scoring, Arc::new(log.clone()), clock())
+    let scoring = churn_scoring::App::build_with_clock(scoring, Arc::new(log.clone()), clock)
         .await
         .expect("scoring builds")
         .spawn();
@@ -261,6 +278,198 @@ async fn imported_history_changes_states_on_its_own_days_and_live_traffic_moves_
     feedback.stop().await.expect("feedback stops");
     ingest.stop().await.expect("ingest stops");
     scoring.stop().await.expect("scoring stops");
+}
+
+/// A population whose patterns change over half a year: customers who stop after
+/// a few weeks or months, one whose visits thin out, one who stays away two months and
+/// comes back, and steady ones; one swipe per visit, in day order.
+fn changing_history() -> Vec<pb::Swipe> {
+    let start = NaiveDate::from_ymd_opt(2025, 1, 6).expect("date");
+    let mut visits: Vec<(NaiveDate, String)> = Vec::new();
+    let mut visit = |customer: &str, day: u64| {
+        visits.push((start + chrono::Days::new(day), customer.to_owned()));
+    };
+    for week in 0..26 {
+        visit("steady", week * 7 + 1);
+        if week < 6 {
+            visit("early-leaver", week * 7 + 2);
+        }
+        if week < 14 {
+            visit("regular", week * 7);
+            visit("regular", week * 7 + 3);
+        }
+        if !(8..17).contains(&week) {
+            visit("returner", week * 7 + 4);
+        }
+    }
+    // Every 5, then 10, then 20, then 40 days apart.
+    let mut day = 0;
+    for gap in [5, 5, 5, 10, 10, 20, 20, 40] {
+        visit("thinning", day);
+        day += gap;
+    }
+    for k in 0..6u64 {
+        visit("sporadic", 3 + k * 29);
+    }
+    visits.sort();
+    visits
+        .into_iter()
+        .map(|(day, customer)| swipe(&customer, day))
+        .collect()
+}
+
+/// The day a swipe of [`swipe`] was made.
+fn day_of_swipe(s: &pb::Swipe) -> NaiveDate {
+    NaiveDate::parse_from_str(&s.occurred_at[..10], "%Y-%m-%d").expect("day")
+}
+
+/// What scoring says of `customers` at the end: each one's state, and the store's
+/// defection figures over the history's year.
+async fn standing(
+    scoring: &churn_scoring::Running<EmbeddedLog>,
+    customers: &[String],
+) -> (Vec<(String, i32)>, sc::GetStoreDefectionStatsResponse) {
+    let mut client = ChurnScoringClient::connect(scoring.endpoint())
+        .await
+        .expect("connect to scoring");
+    let mut states = Vec::new();
+    for c in customers {
+        let risk = client
+            .get_customer_risk(sc::GetCustomerRiskRequest {
+                customer_id: c.clone(),
+                as_of: String::new(),
+            })
+            .await
+            .expect("GetCustomerRisk")
+            .into_inner()
+            .risk
+            .expect("a risk");
+        states.push((c.clone(), risk.state));
+    }
+    let stats = client
+        .get_store_defection_stats(sc::GetStoreDefectionStatsRequest {
+            store_id: "store-1".into(),
+            from_date: "2025-01-01".into(),
+            to_date: "2025-12-31".into(),
+        })
+        .await
+        .expect("GetStoreDefectionStats")
+        .into_inner();
+    (states, stats)
+}
+
+/// The same half year imported (all at once, as history) and lived through (each day's
+/// swipes sent live with the services' clock on that day, the timers firing as the
+/// days pass): the churn signals (every customer's states and the days they changed),
+/// the states at the end and the store's defection figures are the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_imported_history_ends_as_living_through_it_would_have() {
+    init_test_logging();
+    let history = changing_history();
+    let first = day_of_swipe(&history[0]);
+    let last = day_of_swipe(history.last().expect("a history"));
+    let mut customers: Vec<String> = history
+        .iter()
+        .filter_map(|s| match &s.customer {
+            Some(pb::swipe::Customer::CustomerId(c)) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    customers.sort();
+    customers.dedup();
+    // Both on one partition, with the published model and refits off.
+    let stack = |dir: &std::path::Path| {
+        let log = EmbeddedLog::open(dir).expect("log");
+        async move {
+            log.ensure_topic(MODELS, 1).await.expect("topic");
+            for r in log
+                .append(MODELS, vec![common::model_record(today())])
+                .await
+            {
+                r.expect("model");
+            }
+            log
+        }
+    };
+
+    // Imported: the whole half year at once, the services' clock on 1 December 2026.
+    let imported_dir = tempfile::tempdir().expect("dir");
+    let imported_redis = RedisServer::start();
+    let imported_log = stack(imported_dir.path()).await;
+    let (ingest, scoring) = start(&imported_log, &imported_redis, Some(1), 0).await;
+    send(&ingest, history.clone(), true).await;
+    // Customers due on one day are assessed concurrently: their signals' order varies.
+    let mut imported_signals = settled(&imported_log, |_| true).await;
+    imported_signals.sort();
+    let imported = standing(&scoring, &customers).await;
+    ingest.stop().await.expect("ingest stops");
+    scoring.stop().await.expect("scoring stops");
+
+    // Lived through: day by day, the clock at 20:00 of the day; the timers (every 20 ms)
+    // get a round on the new day before its swipes (18:00) are sent, and each day's
+    // swipes are scored before the clock moves on.
+    let lived_dir = tempfile::tempdir().expect("dir");
+    let lived_redis = RedisServer::start();
+    let lived_log = stack(lived_dir.path()).await;
+    let now_ms = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let set_day = |day: NaiveDate| {
+        let at = day.and_hms_opt(20, 0, 0).expect("time").and_utc();
+        now_ms.store(at.timestamp_millis(), std::sync::atomic::Ordering::SeqCst);
+    };
+    set_day(first);
+    let read = now_ms.clone();
+    let lived_clock: Clock = Arc::new(move || {
+        DateTime::from_timestamp_millis(read.load(std::sync::atomic::Ordering::SeqCst))
+            .expect("a time")
+    });
+    let (ingest, scoring) = start_on(&lived_log, &lived_redis, Some(1), 0, lived_clock, 20).await;
+    let store = churn_scoring::CustomerStore::connect(
+        &lived_redis.url(),
+        &churn_scoring::config::Settings::default().topics.purchases,
+        120,
+    )
+    .await
+    .expect("scoring's store");
+    let purchases = churn_scoring::config::Settings::default().topics.purchases;
+    let mut day = first;
+    while day <= last {
+        set_day(day);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let todays: Vec<pb::Swipe> = history
+            .iter()
+            .filter(|s| day_of_swipe(s) == day)
+            .cloned()
+            .collect();
+        if !todays.is_empty() {
+            send(&ingest, todays, false).await;
+            let end = lived_log.end_offset(&purchases, 0).await.expect("end");
+            eventually(Duration::from_secs(10), "the day's swipes scored", || {
+                let store = store.clone();
+                async move { (store.checkpoint(0).await.ok()? >= end).then_some(()) }
+            })
+            .await;
+        }
+        day = day + chrono::Days::new(1);
+    }
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let mut lived_signals = settled(&lived_log, |_| true).await;
+    lived_signals.sort();
+    let lived = standing(&scoring, &customers).await;
+    ingest.stop().await.expect("ingest stops");
+    scoring.stop().await.expect("scoring stops");
+
+    eprintln!("signals, lived through: {lived_signals:?}");
+    assert!(
+        lived_signals.len() >= 4,
+        "the history changes states: {lived_signals:?}"
+    );
+    assert_eq!(
+        imported_signals, lived_signals,
+        "the same changes on the same days"
+    );
+    assert_eq!(imported.0, lived.0, "the same states at the end");
+    assert_eq!(imported.1, lived.1, "the same defection figures");
+    assert!(imported.1.defected > 0, "{:?}", imported.1);
 }
 
 /// Feedback on `log` and `redis`, on the run's clock, reading the one-partition signals.

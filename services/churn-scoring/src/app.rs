@@ -93,7 +93,8 @@ impl<L: EventLog> App<L> {
                 &topics.purchases,
                 settings.batch_records,
             )
-            .with_group(&settings.group),
+            .with_group(&settings.group)
+            .with_timers(timers.clone()),
         );
         let log_handle = log.clone();
         let mut instance = Instance::new(scorer, timers, log, &settings.group, &topics.signals)

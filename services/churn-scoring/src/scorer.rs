@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use churnguard_domain::customer::Day;
 use churnguard_domain::envelope::{HISTORY_HEADER, INGESTED_AT_HEADER};
 use churnguard_eventlog::{EventLog, Header, LogError, OutgoingRecord, Record};
 use churnguard_runtime::consumer_metrics::LagProbe;
@@ -16,6 +17,7 @@ use crate::batch::ScoredSwipe;
 use crate::error::ScoringError;
 use crate::metrics::CONSUMER;
 use crate::store::CustomerStore;
+use crate::timers::Timers;
 
 /// Links a batch span keeps: the OpenTelemetry SDK's default span link limit.
 const MAX_LINKS: usize = 128;
@@ -43,6 +45,9 @@ pub struct Scorer<L> {
     /// Per partition, what it last recorded of whether the newest swipe applied was
     /// imported history (see [`CustomerStore::set_history`]): written when it changes.
     history: std::sync::Mutex<std::collections::HashMap<u32, bool>>,
+    /// The absence timers imported history is lived through with (see
+    /// [`Scorer::with_timers`]); none: a batch is applied whole.
+    timers: Option<Arc<Timers>>,
 }
 
 /// The dead-letter topic of `topic`.
@@ -76,7 +81,20 @@ impl<L: EventLog> Scorer<L> {
             batch,
             group: crate::CONSUMER.to_owned(),
             history: Default::default(),
+            timers: None,
         }
+    }
+
+    /// Lives through imported history with `timers`: before a historical swipe moves the
+    /// partition's stream time to a later day, the deadlines due up to that day fire on
+    /// their own days ([`Timers::live_through`]), as they would have with the clock on
+    /// those days, and the batch is applied in parts at those points. So the states,
+    /// their dates and the stores' figures at the end of an import are those that
+    /// scoring the same swipes as they happened would have given. Live swipes are
+    /// applied as before: the timers follow the wall clock for them.
+    pub fn with_timers(mut self, timers: Arc<Timers>) -> Self {
+        self.timers = Some(timers);
+        self
     }
 
     /// The consumer group its spans name (default [`crate::CONSUMER`]).
@@ -236,16 +254,11 @@ impl<L: EventLog> Scorer<L> {
         let Some(last) = records.last() else {
             return Ok(from);
         };
-        let next = last.offset + 1;
         let mut swipes = Vec::with_capacity(records.len());
-        let mut traceparents = Vec::with_capacity(records.len());
         let mut poison = Vec::new();
         for r in records {
             match ScoredSwipe::from_record(r) {
-                Ok(s) => {
-                    swipes.push(s);
-                    traceparents.push(traceparent(r).map(str::to_owned));
-                }
+                Ok(s) => swipes.push((s, traceparent(r).map(str::to_owned))),
                 Err(e) => {
                     tracing::warn!(partition, offset = r.offset, error = %e, "record is not a card swipe: dead-lettered");
                     poison.push(dead_letter(&self.topic, partition, r, &e.to_string()));
@@ -261,23 +274,95 @@ impl<L: EventLog> Scorer<L> {
                 result.map_err(ScoringError::Log)?;
             }
         }
-        let outcome = self
-            .store
-            .apply_batch_traced(partition, from, &swipes, &traceparents, next)
-            .await?;
-        stats.counted += outcome.counted;
-        stats.duplicates += outcome.duplicates;
-        stats.too_late += outcome.too_late;
-        if outcome.conflict {
-            CONSUMER.checkpoint_conflict();
-        } else if outcome.checkpoint == next {
-            CONSUMER.applied(partition, records.len(), outcome.duplicates);
-            let now = now_ms();
-            crate::metrics::swipes_scored(records.iter().filter_map(|r| ingested_ago(r, now)));
-            self.note_history(partition, last.header(HISTORY_HEADER).is_some())
+        let mut checkpoint = from;
+        for part in self.parts(partition, records, swipes).await? {
+            if let Some((timers, day)) = &part.lived_to {
+                timers.live_through(partition, *day).await?;
+            }
+            let (swipes, traceparents): (Vec<_>, Vec<_>) = part.swipes.into_iter().unzip();
+            let outcome = self
+                .store
+                .apply_batch_traced(partition, checkpoint, &swipes, &traceparents, part.next)
                 .await?;
+            stats.counted += outcome.counted;
+            stats.duplicates += outcome.duplicates;
+            stats.too_late += outcome.too_late;
+            if outcome.conflict {
+                CONSUMER.checkpoint_conflict();
+                return Ok(outcome.checkpoint);
+            }
+            if outcome.checkpoint != part.next {
+                return Ok(outcome.checkpoint);
+            }
+            CONSUMER.applied(partition, part.records, outcome.duplicates);
+            checkpoint = part.next;
         }
-        Ok(outcome.checkpoint)
+        let now = now_ms();
+        crate::metrics::swipes_scored(records.iter().filter_map(|r| ingested_ago(r, now)));
+        self.note_history(partition, last.header(HISTORY_HEADER).is_some())
+            .await?;
+        Ok(checkpoint)
+    }
+
+    /// Splits a batch where imported history moves the partition's stream time to a
+    /// later day (with timers; else one part): each part is applied on its own, after
+    /// the days up to its first swipe's are lived through.
+    async fn parts(
+        &self,
+        partition: u32,
+        records: &[Record],
+        swipes: Vec<(ScoredSwipe, Option<String>)>,
+    ) -> Result<Vec<Part<'_>>, ScoringError> {
+        let next = |offset: u64| offset + 1;
+        let Some(timers) = &self.timers else {
+            return Ok(vec![Part {
+                lived_to: None,
+                records: records.len(),
+                swipes,
+                next: records.last().map_or(0, |r| next(r.offset)),
+            }]);
+        };
+        let history: std::collections::HashSet<u64> = records
+            .iter()
+            .filter(|r| r.header(HISTORY_HEADER).is_some())
+            .map(|r| r.offset)
+            .collect();
+        let mut stream_day = self.store.watermark(partition).await?;
+        let mut parts: Vec<Part<'_>> = Vec::new();
+        let mut current = Part {
+            lived_to: None,
+            records: 0,
+            swipes: Vec::new(),
+            next: records.first().map_or(0, |r| r.offset),
+        };
+        let mut swipes = swipes.into_iter().peekable();
+        for r in records {
+            let swipe = swipes.next_if(|(s, _)| s.offset == r.offset);
+            if let Some((s, _)) = &swipe {
+                let later = stream_day.is_some_and(|d| s.day > d);
+                if later && history.contains(&r.offset) {
+                    let lived_to = Some((timers, s.day));
+                    let done = std::mem::replace(
+                        &mut current,
+                        Part {
+                            lived_to,
+                            records: 0,
+                            swipes: Vec::new(),
+                            next: r.offset,
+                        },
+                    );
+                    if done.records > 0 {
+                        parts.push(done);
+                    }
+                }
+                stream_day = Some(stream_day.map_or(s.day, |d| d.max(s.day)));
+            }
+            current.records += 1;
+            current.next = next(r.offset);
+            current.swipes.extend(swipe);
+        }
+        parts.push(current);
+        Ok(parts)
     }
 
     /// Records whether the partition's newest applied swipe is imported history, where
@@ -299,6 +384,17 @@ impl<L: EventLog> Scorer<L> {
         }
         Ok(())
     }
+}
+
+/// A part of a batch, applied on its own.
+struct Part<'a> {
+    /// Lived through up to this day before the part is applied.
+    lived_to: Option<(&'a Arc<Timers>, Day)>,
+    /// Records in the part, dead letters included.
+    records: usize,
+    swipes: Vec<(ScoredSwipe, Option<String>)>,
+    /// The checkpoint once it is applied: past its last record.
+    next: u64,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -117,6 +117,22 @@ impl Timers {
         }
     }
 
+    /// Lives through the days up to `day` (imported history, before a swipe of `day` is
+    /// applied): each due deadline fires on its own day, the earliest first, so a
+    /// customer is assessed on the day the clock would have reached it, and a deadline an
+    /// assessment sets within the range fires on its day too. Afterwards none is due
+    /// before `day`'s end.
+    pub async fn live_through(&self, partition: u32, day: Day) -> Result<FireStats, ScoringError> {
+        let mut stats = FireStats::default();
+        while let Some(&(_, next)) = self.store.due(partition, day, 1).await?.first() {
+            let fired = self.fire_due(partition, next).await?;
+            stats.assessed += fired.assessed;
+            stats.changed += fired.changed;
+            stats.lost_races += fired.lost_races;
+        }
+        Ok(stats)
+    }
+
     /// Assesses one due customer and commits the decision, in a span that continues the
     /// trace of the customer's latest swipe; a signal carries that span's context.
     async fn fire_one(
