@@ -11,6 +11,7 @@ trap 'rm -f "$out"' EXIT
 
 scripts/with-infra.sh cargo bench --locked -p purchase-ingest --bench ingest | tee "$out"
 scripts/with-infra.sh cargo bench --locked -p churn-scoring --bench scoring | tee -a "$out"
+scripts/with-infra.sh cargo bench --locked -p churn-scoring --bench end_to_end | tee -a "$out"
 scripts/with-infra.sh cargo bench --locked -p churnguard-cli --bench import | tee -a "$out"
 
 commit="$(git rev-parse --short HEAD)"

@@ -1,0 +1,337 @@
+//! End to end at a fixed offered load: purchase-ingest and churn-scoring (the services as
+//! their binaries build them, in one process) on one log and a real Redis, fed 10,000
+//! swipes a second by one store gateway (StreamSwipes, a message of 100 swipes every
+//! 10 ms, paced whatever the answers do). Two figures, each as p50 / p99 / max:
+//!
+//! - acknowledgement: from sending a message to its answer (every swipe durable in the
+//!   log);
+//! - end to end: from ingest taking a swipe (the `churnguard-ingested-at` header it
+//!   stamps before the append that is acknowledged, in milliseconds) to the scorer's
+//!   commit of the batch holding it in Redis: what the scorer records as
+//!   `churnguard_swipe_to_score_seconds`, captured here value by value.
+//!
+//! On the embedded log and on Tansu (memory storage, and SQLite storage, durable). Target:
+//! end-to-end p99 at most 50 ms. Where the log cannot take the load, the refused swipes
+//! are counted by code and the figures are of those acknowledged. Each backend runs in a child process of its own (the metrics recorder is
+//! process-wide). `cargo bench -p churn-scoring --bench end_to_end`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use churnguard_eventlog::EventLog;
+use churnguard_eventlog::embedded::EmbeddedLog;
+use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_proto::ingest::v1 as pb;
+use churnguard_proto::ingest::v1::purchase_ingest_client::PurchaseIngestClient;
+use churnguard_testkit::{RedisServer, Tansu};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+
+// The allocator of the services' binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Offered swipes per second.
+const RATE: u64 = 10_000;
+/// Swipes per message.
+const MESSAGE: u64 = 100;
+/// Seconds of load.
+const SECONDS: u64 = 10;
+/// Distinct customers.
+const CUSTOMERS: u64 = 10_000;
+/// The end-to-end target, p99.
+const TARGET: Duration = Duration::from_millis(50);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Some(i) = args.iter().position(|a| a == "--run") {
+        rt.block_on(run(&args[i + 1]));
+        return;
+    }
+    println!(
+        "end to end at a fixed offered load: {RATE} swipes/s for {SECONDS} s from one gateway \
+         (StreamSwipes, {MESSAGE} swipes a message every {} ms), {CUSTOMERS} customers; \
+         p50 / p99 / max; target: end-to-end p99 <= {} ms",
+        1_000 * MESSAGE / RATE,
+        TARGET.as_millis()
+    );
+    for backend in ["embedded", "tansu-memory", "tansu"] {
+        let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
+            .args(["--run", backend])
+            .output()
+            .expect("a child run");
+        assert!(
+            out.status.success(),
+            "the {backend} run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+/// One backend's run: the services, the load, the figures.
+async fn run(backend: &str) {
+    let scored = Arc::new(Mutex::new(Vec::with_capacity((RATE * SECONDS) as usize)));
+    metrics::set_global_recorder(Capture(scored.clone())).expect("the only recorder");
+    let redis = RedisServer::start();
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    std::fs::create_dir_all(&base).expect("bench dir base");
+    let dir = tempfile::Builder::new()
+        .prefix("bench-e2e-")
+        .tempdir_in(&base)
+        .expect("bench dir on the build disk");
+    let figures = match backend {
+        "embedded" => {
+            let log = EmbeddedLog::open(dir.path()).expect("log");
+            load(log.clone(), log, &redis, &scored).await
+        }
+        "tansu" | "tansu-memory" => {
+            let broker = if backend == "tansu" {
+                Tansu::start()
+            } else {
+                Tansu::start_in_memory()
+            };
+            let settings = KafkaSettings {
+                bootstrap_servers: broker.bootstrap(),
+                ..KafkaSettings::default()
+            };
+            load(
+                KafkaLog::new(settings.clone()).expect("ingest's log"),
+                KafkaLog::new(settings).expect("scoring's log"),
+                &redis,
+                &scored,
+            )
+            .await
+        }
+        other => panic!("no backend {other:?}"),
+    };
+    let name = match backend {
+        "embedded" => "embedded log",
+        "tansu-memory" => "Tansu, memory storage",
+        _ => "Tansu, SQLite storage (durable)",
+    };
+    println!("  {name}: {}", figures.offered);
+    println!("    acknowledgement              {}", figures.ack);
+    println!(
+        "    end to end                   {}   p99 {:.2} x the target",
+        figures.e2e,
+        figures.e2e_p99.as_secs_f64() / TARGET.as_secs_f64()
+    );
+}
+
+struct Figures {
+    offered: String,
+    ack: String,
+    e2e: String,
+    e2e_p99: Duration,
+}
+
+/// Starts ingest on `ingest_log` and scoring on `scoring_log` (the same log), offers the
+/// load and waits until every swipe is scored.
+async fn load<I: EventLog, S: EventLog>(
+    ingest_log: I,
+    scoring_log: S,
+    redis: &RedisServer,
+    scored: &Arc<Mutex<Vec<f64>>>,
+) -> Figures {
+    let ingest = purchase_ingest::App::build(
+        purchase_ingest::Settings {
+            listen_addr: "127.0.0.1:0".into(),
+            admin_addr: String::new(),
+            ..purchase_ingest::Settings::default()
+        },
+        ingest_log,
+    )
+    .await
+    .expect("ingest builds")
+    .spawn();
+    let mut settings = churn_scoring::config::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: String::new(),
+        ..churn_scoring::config::Settings::default()
+    };
+    settings.redis.url = redis.url();
+    let scoring = churn_scoring::App::build(settings, Arc::new(scoring_log))
+        .await
+        .expect("scoring builds")
+        .spawn();
+
+    let mut client = PurchaseIngestClient::connect(ingest.endpoint())
+        .await
+        .expect("connect");
+    let messages = RATE * SECONDS / MESSAGE;
+    let (tx, rx) = tokio::sync::mpsc::channel(1_024);
+    let sent = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    let pacing = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let mut every =
+                tokio::time::interval(Duration::from_micros(1_000_000 * MESSAGE / RATE));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let started = Instant::now();
+            for m in 0..messages {
+                every.tick().await;
+                let now = chrono::Utc::now().to_rfc3339();
+                let swipes = (0..MESSAGE).map(|i| swipe(m * MESSAGE + i, &now)).collect();
+                sent.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_back(Instant::now());
+                if tx
+                    .send(pb::StreamSwipesRequest {
+                        swipes,
+                        historical: false,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            started.elapsed()
+        })
+    };
+    let mut answers = client
+        .stream_swipes(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut acks = Vec::with_capacity(messages as usize);
+    let mut accepted = 0usize;
+    let mut refused = std::collections::BTreeMap::new();
+    while let Some(answer) = answers.message().await.expect("an answer") {
+        let at = sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+            .expect("a message sent");
+        acks.push(at.elapsed());
+        for r in &answer.results {
+            match &r.outcome {
+                Some(pb::swipe_result::Outcome::Accepted(_)) => accepted += 1,
+                Some(pb::swipe_result::Outcome::Rejected(why)) => {
+                    *refused.entry(why.code.clone()).or_insert(0u64) += 1;
+                }
+                None => *refused.entry("no outcome".into()).or_insert(0) += 1,
+            }
+        }
+    }
+    let offered_for = pacing.await.expect("the load");
+    let n = accepted;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = scored.lock().unwrap_or_else(PoisonError::into_inner).len();
+        if done >= n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scorer did not catch up: {done} of {n} swipes scored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ingest.stop().await.expect("ingest stops");
+    scoring.stop().await.expect("scoring stops");
+
+    let mut e2e: Vec<Duration> = scored
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|s| Duration::from_secs_f64(*s))
+        .collect();
+    let e2e_p99 = percentile(&mut e2e, 0.99);
+    let offered = RATE * SECONDS;
+    Figures {
+        offered: format!(
+            "{offered} swipes offered in {:.2} s ({:.0} /s); {accepted} acknowledged{}",
+            offered_for.as_secs_f64(),
+            offered as f64 / offered_for.as_secs_f64(),
+            if refused.is_empty() {
+                String::new()
+            } else {
+                format!(", refused: {refused:?} (the load is not sustained)")
+            }
+        ),
+        ack: spread(&mut acks),
+        e2e: spread(&mut e2e),
+        e2e_p99,
+    }
+}
+
+fn swipe(i: u64, occurred_at: &str) -> pb::Swipe {
+    pb::Swipe {
+        swipe_id: format!("e2e-{i}"),
+        customer: Some(pb::swipe::Customer::CustomerId(format!(
+            "cust-{}",
+            i % CUSTOMERS
+        ))),
+        store_id: format!("store-{}", i % 40),
+        terminal_id: "till-1".into(),
+        employee_id: "emp-1".into(),
+        occurred_at: occurred_at.into(),
+        amount: Some(pb::Amount {
+            minor_units: 1_250,
+            currency: "EUR".into(),
+        }),
+        item_count: 3,
+    }
+}
+
+/// The `q` quantile of `xs` (sorted here).
+fn percentile(xs: &mut [Duration], q: f64) -> Duration {
+    xs.sort();
+    let i = ((xs.len() as f64 * q).ceil() as usize).clamp(1, xs.len()) - 1;
+    xs[i]
+}
+
+/// p50 / p99 / max of `xs`, in milliseconds.
+fn spread(xs: &mut [Duration]) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
+    let (p50, p99) = (percentile(xs, 0.5), percentile(xs, 0.99));
+    let max = *xs.last().expect("figures");
+    format!(
+        "{:>7.1} / {:>7.1} / {:>7.1} ms ({} values)",
+        ms(p50),
+        ms(p99),
+        ms(max),
+        xs.len()
+    )
+}
+
+/// A recorder keeping every value of the scorer's swipe-to-score histogram; every
+/// other metric is a no-op.
+#[derive(Debug)]
+struct Capture(Arc<Mutex<Vec<f64>>>);
+
+#[derive(Debug)]
+struct Values(Arc<Mutex<Vec<f64>>>);
+
+impl metrics::HistogramFn for Values {
+    fn record(&self, value: f64) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(value);
+    }
+}
+
+impl metrics::Recorder for Capture {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        if key.name() == churn_scoring::metrics::SWIPE_TO_SCORE_SECONDS {
+            Histogram::from_arc(Arc::new(Values(self.0.clone())))
+        } else {
+            Histogram::noop()
+        }
+    }
+}
