@@ -276,8 +276,8 @@ impl<L: EventLog> Scorer<L> {
         }
         let mut checkpoint = from;
         for part in self.parts(partition, records, swipes).await? {
-            if let Some((timers, day)) = &part.lived_to {
-                timers.live_through(partition, *day).await?;
+            if let (Some(timers), Some(day)) = (&self.timers, part.lived_to) {
+                timers.live_through(partition, day).await?;
             }
             let (swipes, traceparents): (Vec<_>, Vec<_>) = part.swipes.into_iter().unzip();
             let outcome = self
@@ -312,56 +312,32 @@ impl<L: EventLog> Scorer<L> {
         partition: u32,
         records: &[Record],
         swipes: Vec<(ScoredSwipe, Option<String>)>,
-    ) -> Result<Vec<Part<'_>>, ScoringError> {
-        let next = |offset: u64| offset + 1;
-        let Some(timers) = &self.timers else {
-            return Ok(vec![Part {
-                lived_to: None,
-                records: records.len(),
-                swipes,
-                next: records.last().map_or(0, |r| next(r.offset)),
-            }]);
+    ) -> Result<Vec<Part>, ScoringError> {
+        let mut stream_day = match self.timers {
+            Some(_) => self.store.watermark(partition).await?,
+            None => None,
         };
-        let history: std::collections::HashSet<u64> = records
-            .iter()
-            .filter(|r| r.header(HISTORY_HEADER).is_some())
-            .map(|r| r.offset)
-            .collect();
-        let mut stream_day = self.store.watermark(partition).await?;
-        let mut parts: Vec<Part<'_>> = Vec::new();
-        let mut current = Part {
-            lived_to: None,
-            records: 0,
-            swipes: Vec::new(),
-            next: records.first().map_or(0, |r| r.offset),
-        };
+        let mut parts = vec![Part::default()];
         let mut swipes = swipes.into_iter().peekable();
         for r in records {
             let swipe = swipes.next_if(|(s, _)| s.offset == r.offset);
             if let Some((s, _)) = &swipe {
-                let later = stream_day.is_some_and(|d| s.day > d);
-                if later && history.contains(&r.offset) {
-                    let lived_to = Some((timers, s.day));
-                    let done = std::mem::replace(
-                        &mut current,
-                        Part {
-                            lived_to,
-                            records: 0,
-                            swipes: Vec::new(),
-                            next: r.offset,
-                        },
-                    );
-                    if done.records > 0 {
-                        parts.push(done);
+                // None without timers: no swipe moves it.
+                if stream_day.is_some_and(|d| s.day > d) && r.header(HISTORY_HEADER).is_some() {
+                    if parts.last().is_some_and(|p| p.records > 0) {
+                        parts.push(Part::default());
                     }
+                    parts.last_mut().expect("a part").lived_to = Some(s.day);
                 }
-                stream_day = Some(stream_day.map_or(s.day, |d| d.max(s.day)));
+                if self.timers.is_some() {
+                    stream_day = Some(stream_day.map_or(s.day, |d| d.max(s.day)));
+                }
             }
-            current.records += 1;
-            current.next = next(r.offset);
-            current.swipes.extend(swipe);
+            let part = parts.last_mut().expect("a part");
+            part.records += 1;
+            part.next = r.offset + 1;
+            part.swipes.extend(swipe);
         }
-        parts.push(current);
         Ok(parts)
     }
 
@@ -387,9 +363,10 @@ impl<L: EventLog> Scorer<L> {
 }
 
 /// A part of a batch, applied on its own.
-struct Part<'a> {
+#[derive(Default)]
+struct Part {
     /// Lived through up to this day before the part is applied.
-    lived_to: Option<(&'a Arc<Timers>, Day)>,
+    lived_to: Option<Day>,
     /// Records in the part, dead letters included.
     records: usize,
     swipes: Vec<(ScoredSwipe, Option<String>)>,

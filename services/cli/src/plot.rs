@@ -109,9 +109,7 @@ fn by_calibration_purchases(area: &Area<'_>, h: &pb::CheckHoldoutResponse) -> Dr
                 .point_size(4),
             )?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
+            .legend(legend_mark(colour));
     }
     chart
         .configure_series_labels()
@@ -119,6 +117,11 @@ fn by_calibration_purchases(area: &Area<'_>, h: &pb::CheckHoldoutResponse) -> Dr
         .background_style(WHITE)
         .border_style(BLACK)
         .draw()
+}
+
+/// A series' mark in the legend: a short line in its colour.
+fn legend_mark(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
 }
 
 /// Cumulative repeat purchases by week, with the calibration's end marked.
@@ -152,14 +155,14 @@ fn weekly(area: &Area<'_>, h: &pb::CheckHoldoutResponse) -> DrawResult {
             ACTUAL.stroke_width(2),
         ))?
         .label("actual")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], ACTUAL.stroke_width(2)));
+        .legend(legend_mark(ACTUAL));
     chart
         .draw_series(LineSeries::new(
             points.iter().map(|(w, _, p)| (*w, *p)),
             PREDICTED.stroke_width(2),
         ))?
         .label("predicted (BG/NBD)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], PREDICTED.stroke_width(2)));
+        .legend(legend_mark(PREDICTED));
     let end = h.calibration_weeks;
     chart
         .draw_series(LineSeries::new(
@@ -167,7 +170,7 @@ fn weekly(area: &Area<'_>, h: &pb::CheckHoldoutResponse) -> DrawResult {
             GREY.stroke_width(2),
         ))?
         .label(format!("calibration ends ({})", h.calibration_end))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREY.stroke_width(2)));
+        .legend(legend_mark(GREY));
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
