@@ -18,6 +18,7 @@ pub async fn run_all<L: EventLog>(log: &L, prefix: &str) {
     unknown_topics_and_partitions_are_errors(log, &format!("{prefix}.unknown")).await;
     batches_land_where_the_partitioner_says_in_order(log, &format!("{prefix}.order")).await;
     reads_start_anywhere_and_wait_for_new_records(log, &format!("{prefix}.tail")).await;
+    a_read_returns_what_has_come_while_records_keep_coming(log, &format!("{prefix}.stream")).await;
     readers_at_many_positions_get_dense_records(log, &format!("{prefix}.cursors")).await;
     group_members_share_partitions(log, &format!("{prefix}.group")).await;
     log.check()
@@ -170,6 +171,51 @@ pub async fn reads_start_anywhere_and_wait_for_new_records<L: EventLog>(log: &L,
         Some(&b"late"[..]),
         "a waiting read sees the new record"
     );
+}
+
+/// The wait is for the first record only. While records keep coming, one every 10 ms, a
+/// read that may take 100,000 returns with those that have come, long before its wait
+/// would run out: a reader tailing a steady stream must not hold every record back until
+/// `max` of them are there (the scorer would score swipes seconds late).
+pub async fn a_read_returns_what_has_come_while_records_keep_coming<L: EventLog>(
+    log: &L,
+    topic: &str,
+) {
+    const WAIT: Duration = Duration::from_secs(30);
+    log.ensure_topic(topic, 1).await.expect("create topic");
+    let reading = std::sync::atomic::AtomicBool::new(true);
+    let started = std::time::Instant::now();
+    let (read, written) = tokio::join!(
+        async {
+            let read = log.read(topic, 0, 0, 100_000, WAIT).await;
+            reading.store(false, std::sync::atomic::Ordering::Relaxed);
+            read
+        },
+        async {
+            let mut written = 0u64;
+            while reading.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < WAIT {
+                let r = record("k", &format!("s{written}"), written as i64);
+                for r in log.append(topic, vec![r]).await {
+                    r.expect("append");
+                }
+                written += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            written
+        }
+    );
+    let took = started.elapsed();
+    let read = read.expect("read while records keep coming");
+    assert!(
+        took < WAIT / 2,
+        "a read returns what has come, not after its wait: took {took:?} of {WAIT:?} and \
+         got {} of the {written} records written",
+        read.len()
+    );
+    let offsets: Vec<u64> = read.iter().map(|r| r.offset).collect();
+    let dense: Vec<u64> = (0..read.len() as u64).collect();
+    assert!(!read.is_empty(), "the first record is returned");
+    assert_eq!(offsets, dense, "from offset 0, dense");
 }
 
 /// Five readers of one partition, each at its own position and all at once (a projection
