@@ -52,6 +52,12 @@ pub struct KafkaSettings {
     /// A consumer-group member that sends no heartbeat for this long is dropped from the
     /// group and its partitions move (`session.timeout.ms`).
     pub group_session_timeout_ms: u64,
+    /// How long the broker may hold a read's fetch while it has nothing new
+    /// (`fetch.wait.max.ms`). Apache Kafka answers as soon as a record comes, so this
+    /// only sets how often an idle reader asks again; Tansu 0.6 holds every fetch for the
+    /// whole wait, records or not, so there it adds about one and a half waits to the
+    /// time from a swipe's acknowledgement to its score (10 ms keeps that inside 50 ms).
+    pub fetch_wait_max_ms: u32,
     /// How clients authenticate to the brokers and protect the connection (default:
     /// plaintext, no SASL).
     pub security: KafkaSecurity,
@@ -208,6 +214,7 @@ impl Default for KafkaSettings {
             client_id: "churnguard".into(),
             replication_factor: 1,
             group_session_timeout_ms: 10_000,
+            fetch_wait_max_ms: 100,
             security: KafkaSecurity::default(),
         }
     }
@@ -230,6 +237,9 @@ impl KafkaSettings {
         }
         if self.replication_factor < 1 {
             return Err(("replication_factor", "must be at least 1".into()));
+        }
+        if !(1..=10_000).contains(&self.fetch_wait_max_ms) {
+            return Err(("fetch_wait_max_ms", "must be from 1 to 10000".into()));
         }
         self.security.validate()
     }
@@ -545,7 +555,10 @@ impl KafkaLog {
             // Never jump: an offset the broker calls out of range is an error to handle,
             // not a silent move to the end (that would skip records).
             .set("auto.offset.reset", "error")
-            .set("fetch.wait.max.ms", "100")
+            .set(
+                "fetch.wait.max.ms",
+                self.settings.fetch_wait_max_ms.to_string(),
+            )
             .set("queued.max.messages.kbytes", "16384");
         c.create()
             .map_err(|e| LogError::Unavailable(format!("creating a consumer: {e}")))
@@ -1250,6 +1263,23 @@ mod tests {
         .validate()
         .expect_err("no user");
         assert!(!err.1.contains("canary-kafka-password"), "{err:?}");
+    }
+
+    #[test]
+    fn a_fetch_wait_outside_1_to_10000_ms_is_refused_by_name() {
+        let with_wait = |fetch_wait_max_ms| KafkaSettings {
+            fetch_wait_max_ms,
+            ..KafkaSettings::default()
+        };
+        for ok in [1, 10, 100, 10_000] {
+            with_wait(ok).validate().expect("a wait in range");
+        }
+        for bad in [0, 10_001] {
+            assert_eq!(
+                with_wait(bad).validate().expect_err("out of range").0,
+                "fetch_wait_max_ms"
+            );
+        }
     }
 
     /// A consumer that never connects (nothing listens on port 1): creating one needs no

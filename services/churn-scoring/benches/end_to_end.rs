@@ -12,8 +12,14 @@
 //!
 //! On the embedded log and on Tansu (memory storage, and SQLite storage, durable). Target:
 //! end-to-end p99 at most 50 ms. Where the log cannot take the load, the refused swipes
-//! are counted by code and the figures are of those acknowledged. Each backend runs in a child process of its own (the metrics recorder is
-//! process-wide). `cargo bench -p churn-scoring --bench end_to_end`.
+//! are counted by code and the figures are of those acknowledged. Each backend runs in a
+//! child process of its own (the metrics recorder is process-wide).
+//!
+//! Tansu 0.6 holds every fetch for the consumer's whole `fetch.wait.max.ms`, records or
+//! not (Apache Kafka answers once a record is there), so on Tansu a record waits for the
+//! fetch under way and then for a whole next one: the scorer's reads are run with
+//! `log.kafka.fetch_wait_max_ms` at 10 ms, and once on memory storage at the default
+//! 100 ms to show what the wait costs. `cargo bench -p churn-scoring --bench end_to_end`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -38,6 +44,8 @@ const MESSAGE: u64 = 100;
 const SECONDS: u64 = 10;
 /// Distinct customers.
 const CUSTOMERS: u64 = 10_000;
+/// `log.kafka.fetch_wait_max_ms` on Tansu, which holds every fetch this long.
+const TANSU_FETCH_WAIT_MS: u32 = 10;
 /// The end-to-end target, p99.
 const TARGET: Duration = Duration::from_millis(50);
 
@@ -58,7 +66,12 @@ fn main() {
         1_000 * MESSAGE / RATE,
         TARGET.as_millis()
     );
-    for backend in ["embedded", "tansu-memory", "tansu"] {
+    for backend in [
+        "embedded",
+        "tansu-memory",
+        "tansu-memory-default-wait",
+        "tansu",
+    ] {
         let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
             .args(["--run", backend])
             .output()
@@ -88,16 +101,19 @@ async fn run(backend: &str) {
             let log = EmbeddedLog::open(dir.path()).expect("log");
             load(log.clone(), log, &redis, &scored).await
         }
-        "tansu" | "tansu-memory" => {
+        "tansu" | "tansu-memory" | "tansu-memory-default-wait" => {
             let broker = if backend == "tansu" {
                 Tansu::start()
             } else {
                 Tansu::start_in_memory()
             };
-            let settings = KafkaSettings {
+            let mut settings = KafkaSettings {
                 bootstrap_servers: broker.bootstrap(),
                 ..KafkaSettings::default()
             };
+            if backend != "tansu-memory-default-wait" {
+                settings.fetch_wait_max_ms = TANSU_FETCH_WAIT_MS;
+            }
             load(
                 KafkaLog::new(settings.clone()).expect("ingest's log"),
                 KafkaLog::new(settings).expect("scoring's log"),
@@ -108,10 +124,14 @@ async fn run(backend: &str) {
         }
         other => panic!("no backend {other:?}"),
     };
+    let default_wait = KafkaSettings::default().fetch_wait_max_ms;
     let name = match backend {
-        "embedded" => "embedded log",
-        "tansu-memory" => "Tansu, memory storage",
-        _ => "Tansu, SQLite storage (durable)",
+        "embedded" => "embedded log".to_owned(),
+        "tansu-memory" => format!("Tansu, memory storage, fetch wait {TANSU_FETCH_WAIT_MS} ms"),
+        "tansu-memory-default-wait" => {
+            format!("Tansu, memory storage, fetch wait {default_wait} ms (the default)")
+        }
+        _ => format!("Tansu, SQLite storage (durable), fetch wait {TANSU_FETCH_WAIT_MS} ms"),
     };
     println!("  {name}: {}", figures.offered);
     println!("    acknowledgement              {}", figures.ack);
