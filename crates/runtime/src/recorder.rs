@@ -69,8 +69,9 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 /// Whether [`prometheus`] has installed the process's recorder: metric handles taken
-/// from then on record (one taken before stays a no-op).
-pub(crate) fn installed() -> bool {
+/// from then on record (one taken before stays a no-op), so a service caches its handles
+/// only once this is true.
+pub fn installed() -> bool {
     RECORDER.get().is_some()
 }
 

@@ -2,7 +2,10 @@
 //! rejected (by reason), how long the log took to acknowledge, how many swipes are being
 //! published, and the size of the batches callers send.
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
 
 use crate::error::IngestError;
 
@@ -77,6 +80,52 @@ fn reason(e: &IngestError) -> &'static str {
     }
 }
 
+/// The handles of ingest's series. Every call records into several of them, so they are
+/// taken once (a `counter!` per call is a registry look-up: hashing the name and labels,
+/// a read lock, a clone) and kept once the process's recorder is installed.
+struct Handles {
+    accepted: Counter,
+    /// One per [`REASONS`], in that order.
+    rejected: [Counter; REASONS.len()],
+    publish_duration: Histogram,
+    in_flight: Gauge,
+    batch: Histogram,
+}
+
+static HANDLES: OnceLock<Handles> = OnceLock::new();
+
+impl Handles {
+    fn take() -> Self {
+        Handles {
+            accepted: metrics::counter!(SWIPES_ACCEPTED_TOTAL),
+            rejected: REASONS
+                .map(|reason| metrics::counter!(SWIPES_REJECTED_TOTAL, "reason" => reason)),
+            publish_duration: metrics::histogram!(PUBLISH_DURATION_SECONDS),
+            in_flight: metrics::gauge!(PUBLISH_IN_FLIGHT),
+            batch: metrics::histogram!(BATCH_SWIPES),
+        }
+    }
+
+    /// The kept handles, taken on the first call after the process's recorder is
+    /// installed; `None` before that (a handle taken then would stay a no-op for good).
+    fn kept() -> Option<&'static Handles> {
+        if let Some(handles) = HANDLES.get() {
+            return Some(handles);
+        }
+        churnguard_runtime::recorder::installed().then(|| HANDLES.get_or_init(Handles::take))
+    }
+}
+
+/// Records through the kept handles (`with`), or, before the process's recorder is
+/// installed, through the macro for the one series (`otherwise`): without a recorder
+/// that records nothing, cheaply, and with some other recorder it records there.
+fn record(with: impl FnOnce(&Handles), otherwise: impl FnOnce()) {
+    match Handles::kept() {
+        Some(handles) => with(handles),
+        None => otherwise(),
+    }
+}
+
 /// A batch's answers: counts accepted and refused swipes.
 pub fn answered<T>(outcomes: &[Result<T, IngestError>]) {
     let mut accepted = 0;
@@ -92,25 +141,40 @@ pub fn answered<T>(outcomes: &[Result<T, IngestError>]) {
             }
         }
     }
-    metrics::counter!(SWIPES_ACCEPTED_TOTAL).increment(accepted);
-    for (reason, n) in REASONS.into_iter().zip(refused) {
-        if n > 0 {
-            metrics::counter!(SWIPES_REJECTED_TOTAL, "reason" => reason).increment(n);
-        }
+    record(
+        |h| h.accepted.increment(accepted),
+        || metrics::counter!(SWIPES_ACCEPTED_TOTAL).increment(accepted),
+    );
+    for (i, n) in refused.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+        record(
+            |h| h.rejected[i].increment(n),
+            || metrics::counter!(SWIPES_REJECTED_TOTAL, "reason" => REASONS[i]).increment(n),
+        );
     }
 }
 
 /// A batch of `swipes` received.
 pub fn batch(swipes: usize) {
-    metrics::histogram!(BATCH_SWIPES).record(swipes as f64);
+    let swipes = swipes as f64;
+    record(
+        |h| h.batch.record(swipes),
+        || metrics::histogram!(BATCH_SWIPES).record(swipes),
+    );
 }
 
 /// `swipes` handed to the log (positive) or answered by it (negative).
 pub fn in_flight(swipes: f64) {
-    metrics::gauge!(PUBLISH_IN_FLIGHT).increment(swipes);
+    record(
+        |h| h.in_flight.increment(swipes),
+        || metrics::gauge!(PUBLISH_IN_FLIGHT).increment(swipes),
+    );
 }
 
 /// The log answered a batch after `took`.
 pub fn published(took: Duration) {
-    metrics::histogram!(PUBLISH_DURATION_SECONDS).record(took.as_secs_f64());
+    let seconds = took.as_secs_f64();
+    record(
+        |h| h.publish_duration.record(seconds),
+        || metrics::histogram!(PUBLISH_DURATION_SECONDS).record(seconds),
+    );
 }
