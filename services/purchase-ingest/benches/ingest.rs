@@ -3,9 +3,11 @@
 //!
 //! - embedded log: raw `write` + `fdatasync` of the same bytes in the same group size
 //!   (the disk's limit), then `EventLog::append`, then swipes through gRPC: batches from
-//!   several gateways, then one gateway sending one swipe per message;
+//!   several gateways (with each batch's acknowledgement time), one gateway sending one
+//!   swipe per message, and RecordSwipe from 64 callers (with each call's);
 //! - Kafka (Tansu, SQLite and memory storage): a raw rdkafka idempotent producer (the
-//!   broker's limit for this client), then `KafkaLog::append`, then swipes through gRPC.
+//!   broker's limit for this client), then `KafkaLog::append`, then swipes through gRPC
+//!   as above.
 //!
 //! Figures are rates on a shared, noisy 2-core machine: compare ratios, not absolutes.
 
@@ -54,11 +56,15 @@ fn main() {
         rt.block_on(cost_run(Setting::from_arg(&args[i + 1]), n));
         return;
     }
-    // `cargo bench -p purchase-ingest --bench ingest -- --cost-only`: just that section.
-    if args.iter().any(|a| a == "--cost-only") {
-        rt.block_on(observability_cost(100_000));
-        return;
-    }
+    // `cargo bench -p purchase-ingest --bench ingest -- --only tansu-memory`: one section
+    // (`cost`, `embedded`, `tansu-memory` or `tansu`), to profile it on its own.
+    // `--cost-only` is `--only cost`.
+    let only = match args.iter().position(|a| a == "--only") {
+        Some(i) => Some(args.get(i + 1).expect("--only names a section").as_str()),
+        None if args.iter().any(|a| a == "--cost-only") => Some("cost"),
+        None => None,
+    };
+    let runs = |section: &str| only.is_none_or(|o| o == section);
     rt.block_on(async {
         println!(
             "churnguard ingest benchmarks: {} cores, batches of {BATCH}, {WRITERS} concurrent writers",
@@ -66,10 +72,18 @@ fn main() {
         );
         let sample = sample_record(0);
         println!("record size: {} bytes payload (a real CloudEvent), key ~10 bytes\n", sample.payload.len());
-        observability_cost(100_000).await;
-        embedded(200_000).await;
-        kafka("Tansu, memory storage", Tansu::start_in_memory(), 200_000).await;
-        kafka("Tansu, SQLite storage (durable)", Tansu::start(), 60_000).await;
+        if runs("cost") {
+            observability_cost(100_000).await;
+        }
+        if runs("embedded") {
+            embedded(200_000).await;
+        }
+        if runs("tansu-memory") {
+            kafka("Tansu, memory storage", Tansu::start_in_memory(), 200_000).await;
+        }
+        if runs("tansu") {
+            kafka("Tansu, SQLite storage (durable)", Tansu::start(), 60_000).await;
+        }
         println!("peak RSS of this process: {} MiB", peak_rss_kib() / 1024);
     });
 }
@@ -155,14 +169,52 @@ async fn append_all<L: EventLog>(log: Arc<L>, topic: &'static str, n: usize) -> 
     started.elapsed()
 }
 
-/// Sends `n` swipes through purchase-ingest's StreamSwipes from `WRITERS` gateways.
-async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Duration {
+/// How a load went: how long it took, and how long each call or batch waited for its
+/// acknowledgement.
+struct Load {
+    took: Duration,
+    acks: Vec<Duration>,
+}
+
+impl Load {
+    /// The load's callers, each handing back the acknowledgement times it saw.
+    async fn of(started: Instant, tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Self {
+        let mut acks = Vec::new();
+        for t in tasks {
+            acks.extend(t.await.expect("a caller"));
+        }
+        Load {
+            took: started.elapsed(),
+            acks,
+        }
+    }
+
+    /// p50, p99 and the slowest acknowledgement, in milliseconds, for a report line.
+    fn acknowledgements(mut self, per: &str) -> String {
+        self.acks.sort();
+        let at = |q: f64| {
+            let i = ((self.acks.len() as f64 * q).ceil() as usize).clamp(1, self.acks.len());
+            self.acks[i - 1].as_secs_f64() * 1e3
+        };
+        format!(
+            "    acknowledgement ({per}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            at(0.50),
+            at(0.99),
+            at(1.0)
+        )
+    }
+}
+
+/// Sends `n` swipes through purchase-ingest's StreamSwipes from `WRITERS` gateways, each
+/// sending a batch and waiting for its answers before the next.
+async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Load {
     let now = chrono::Utc::now().to_rfc3339();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let now = now.clone();
         tasks.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
             let mut client = PurchaseIngestClient::connect(format!("http://{addr}"))
                 .await
                 .expect("connect");
@@ -175,6 +227,7 @@ async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Duration {
             let mut i = w * BATCH;
             while i < n {
                 let swipes = (i..(i + BATCH).min(n)).map(|k| swipe(k, &now)).collect();
+                let sent = Instant::now();
                 tx.send(pb::StreamSwipesRequest {
                     swipes,
                     historical: false,
@@ -182,6 +235,7 @@ async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Duration {
                 .await
                 .expect("send");
                 let answer = answers.message().await.expect("answer").expect("one");
+                acks.push(sent.elapsed());
                 assert!(
                     answer
                         .results
@@ -191,12 +245,10 @@ async fn stream_all(addr: std::net::SocketAddr, n: usize) -> Duration {
                 );
                 i += WRITERS * BATCH;
             }
+            acks
         }));
     }
-    for t in tasks {
-        t.await.expect("gateway");
-    }
-    started.elapsed()
+    Load::of(started, tasks).await
 }
 
 /// Prost, but every message in its own DATA frame: a gateway that sends each swipe as it
@@ -270,7 +322,7 @@ async fn stream_one_per_message(addr: std::net::SocketAddr, n: usize) -> Duratio
 
 /// Sends `n` swipes through RecordSwipe from `callers` concurrent callers on one channel,
 /// one swipe per call, each caller waiting for its answer before the next.
-async fn record_swipes(addr: std::net::SocketAddr, n: usize, callers: usize) -> Duration {
+async fn record_swipes(addr: std::net::SocketAddr, n: usize, callers: usize) -> Load {
     let now = chrono::Utc::now().to_rfc3339();
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .expect("uri")
@@ -283,7 +335,9 @@ async fn record_swipes(addr: std::net::SocketAddr, n: usize, callers: usize) -> 
         let (now, channel) = (now.clone(), channel.clone());
         tasks.push(tokio::spawn(async move {
             let mut client = PurchaseIngestClient::new(channel);
+            let mut acks = Vec::new();
             for i in (c..n).step_by(callers) {
+                let sent = Instant::now();
                 let accepted = client
                     .record_swipe(pb::RecordSwipeRequest {
                         swipe: Some(swipe(i, &now)),
@@ -293,14 +347,13 @@ async fn record_swipes(addr: std::net::SocketAddr, n: usize, callers: usize) -> 
                     .expect("accepted")
                     .into_inner()
                     .accepted;
+                acks.push(sent.elapsed());
                 assert!(accepted.is_some(), "every swipe accepted");
             }
+            acks
         }));
     }
-    for t in tasks {
-        t.await.expect("caller");
-    }
-    started.elapsed()
+    Load::of(started, tasks).await
 }
 
 /// purchase-ingest on `log`, serving in the background.
@@ -331,7 +384,8 @@ fn ingest_settings(backend: Backend) -> Settings {
 /// installed, so each run is a child process of this benchmark. The rates swing by a
 /// fifth from run to run on this shared machine (the embedded log waits on fsync), so the
 /// settings run in rounds, forwards then backwards (a drift hurts all alike), and each
-/// figure is the median of its runs.
+/// setting is set against off's run of the same round: the figure is the median of those
+/// paired ratios, printed with their range.
 ///
 /// Two figures per kind of call: the rate, and the service's own CPU time per swipe
 /// (its threads only: the callers run on a runtime of their own and the collector on a
@@ -340,9 +394,9 @@ fn ingest_settings(backend: Backend) -> Settings {
 /// counts the scheduler's own work too (workers spinning before they park), which is
 /// most of a unary call's time at low load.
 async fn observability_cost(n: usize) {
-    const ROUNDS: usize = 4;
+    const ROUNDS: usize = 6;
     println!(
-        "metrics and tracing cost: swipes through gRPC on the embedded log ({n} per stream run, {} per RecordSwipe run; {ROUNDS} child processes per setting, medians)",
+        "metrics and tracing cost: swipes through gRPC on the embedded log ({n} per stream run, {} per RecordSwipe run; {ROUNDS} rounds of a child process per setting; medians of the rounds' ratios to off, [lowest - highest])",
         n / RECORD_SWIPE_SHARE
     );
     // rates[setting][kind] and cpu[setting][kind]: one per run.
@@ -394,11 +448,15 @@ async fn observability_cost(n: usize) {
         for (s, setting) in Setting::ALL.iter().enumerate().skip(1) {
             let rate = median(rates[s][kind].clone());
             let micros = median(cpu[s][kind].clone());
+            // Round by round: this setting's rate over off's, and off's CPU time over
+            // this setting's (the throughput kept where the service is CPU-bound).
+            let rate_kept = paired(&rates[s][kind], &rates[0][kind], |on, off| on / off);
+            let cpu_kept = paired(&cpu[s][kind], &cpu[0][kind], |on, off| off / on);
             println!(
-                "    {:<34} {rate:>8.0} /s {:>5.1} % of off; {micros:>7.2} us CPU {:>5.1} % of off's throughput",
+                "    {:<34} {rate:>8.0} /s {}; {micros:>7.2} us CPU {} of off's throughput",
                 setting.describe(),
-                100.0 * rate / off_rate,
-                100.0 * off_cpu / micros,
+                rate_kept.percent("of off"),
+                cpu_kept.percent(""),
             );
         }
     }
@@ -471,6 +529,38 @@ impl Setting {
             Setting::Sampled => Sampling::DEFAULT,
             _ => Sampling::EVERY_TRACE,
         }
+    }
+}
+
+/// Ratios of runs to off's run of the same round.
+struct Paired(Vec<f64>);
+
+/// `ratio(setting's run, off's run)` for each round.
+fn paired(runs: &[f64], off: &[f64], ratio: impl Fn(f64, f64) -> f64) -> Paired {
+    Paired(
+        runs.iter()
+            .zip(off)
+            .map(|(&on, &off)| ratio(on, off))
+            .collect(),
+    )
+}
+
+impl Paired {
+    /// `97.1 % <what> [93.0 - 101.2]`: the median ratio and the range, in percent.
+    fn percent(&self, what: &str) -> String {
+        let lowest = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let highest = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" {what}")
+        };
+        format!(
+            "{:>5.1} %{what} [{:>5.1} - {:>5.1}]",
+            100.0 * median(self.0.clone()),
+            100.0 * lowest,
+            100.0 * highest
+        )
     }
 }
 
@@ -551,10 +641,16 @@ async fn cost_run(setting: Setting, n: usize) {
         .expect("the callers' runtime");
     let calls = n / RECORD_SWIPE_SHARE;
     let runs = [
-        measured(&load, n, stream_all(addr, n)).await,
+        measured(&load, n, async move { stream_all(addr, n).await.took }).await,
         measured(&load, n, stream_one_per_message(addr, n)).await,
-        measured(&load, calls, record_swipes(addr, calls, 16)).await,
-        measured(&load, calls, record_swipes(addr, calls, 64)).await,
+        measured(&load, calls, async move {
+            record_swipes(addr, calls, 16).await.took
+        })
+        .await,
+        measured(&load, calls, async move {
+            record_swipes(addr, calls, 64).await.took
+        })
+        .await,
     ];
     let _ = app.stop().await;
     load.shutdown_background();
@@ -661,15 +757,17 @@ async fn embedded(n: usize) {
         EmbeddedLog::open(dir.path().join("app")).expect("open"),
     )
     .await;
-    let took = stream_all(app.local_addr(), n).await;
+    let load = stream_all(app.local_addr(), n).await;
     report(
         "swipes through gRPC StreamSwipes (embedded)",
         n,
-        took,
+        load.took,
         Some(limit),
     );
+    println!("{}", load.acknowledgements(&format!("a batch of {BATCH}")));
     let took = stream_one_per_message(app.local_addr(), n).await;
     report("  one gateway, one swipe per message", n, took, Some(limit));
+    record_swipe_line(app.local_addr(), n / RECORD_SWIPE_SHARE, limit).await;
     let _ = app.stop().await;
     println!();
 }
@@ -728,18 +826,34 @@ async fn kafka(name: &str, broker: Tansu, n: usize) {
     s.log.kafka = settings.clone();
     s.topics.purchases = "purchases.bench".into();
     let app = ingest_app(s, KafkaLog::new(settings).expect("log")).await;
-    let took = stream_all(app.local_addr(), n).await;
+    let load = stream_all(app.local_addr(), n).await;
     report(
         "swipes through gRPC StreamSwipes (KafkaLog)",
         n,
-        took,
+        load.took,
         Some(limit),
     );
+    println!("{}", load.acknowledgements(&format!("a batch of {BATCH}")));
     let took = stream_one_per_message(app.local_addr(), n).await;
     report("  one gateway, one swipe per message", n, took, Some(limit));
+    record_swipe_line(app.local_addr(), n / RECORD_SWIPE_SHARE, limit).await;
     let _ = app.stop().await;
     drop(broker);
     println!();
+}
+
+/// `n` swipes through RecordSwipe from 64 callers: the rate against `limit`, and each
+/// call's wait for its acknowledgement.
+async fn record_swipe_line(addr: std::net::SocketAddr, n: usize, limit: f64) {
+    const CALLERS: usize = 64;
+    let load = record_swipes(addr, n, CALLERS).await;
+    report(
+        &format!("  RecordSwipe, {CALLERS} callers, a swipe per call"),
+        n,
+        load.took,
+        Some(limit),
+    );
+    println!("{}", load.acknowledgements("a call"));
 }
 
 fn peak_rss_kib() -> u64 {
