@@ -11,7 +11,14 @@ trap 'rm -f "$out"' EXIT
 
 scripts/with-infra.sh cargo bench --locked -p purchase-ingest --bench ingest | tee "$out"
 scripts/with-infra.sh cargo bench --locked -p churn-scoring --bench scoring | tee -a "$out"
+# Against quixstreams (issue 15); the bench installs its Python peer (scripts/ensure-peer.sh).
+scripts/with-infra.sh cargo bench --locked -p churn-scoring --bench peer | tee -a "$out"
 scripts/with-infra.sh cargo bench --locked -p churn-scoring --bench end_to_end | tee -a "$out"
+scripts/with-infra.sh cargo bench --locked -p churn-scoring --bench rebuild | tee -a "$out"
+# The RSS bench runs the services' release binaries, which a bench of another crate
+# cannot have built for it.
+cargo build --locked --release -p purchase-ingest -p churn-scoring -p feedback
+scripts/with-infra.sh cargo bench --locked -p churnguard-e2e --bench rss | tee -a "$out"
 scripts/with-infra.sh cargo bench --locked -p churnguard-cli --bench import | tee -a "$out"
 
 commit="$(git rev-parse --short HEAD)"
