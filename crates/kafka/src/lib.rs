@@ -56,7 +56,8 @@ pub struct KafkaSettings {
     /// (`fetch.wait.max.ms`). Apache Kafka answers as soon as a record comes, so this
     /// only sets how often an idle reader asks again; Tansu 0.6 holds every fetch for the
     /// whole wait, records or not, so there it adds about one and a half waits to the
-    /// time from a swipe's acknowledgement to its score (10 ms keeps that inside 50 ms).
+    /// time from a swipe's acknowledgement to its score: set 10 on Tansu (BENCHMARKS.md,
+    /// the end-to-end section).
     pub fetch_wait_max_ms: u32,
     /// How clients authenticate to the brokers and protect the connection (default:
     /// plaintext, no SASL).
