@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod canary;
 pub mod cli;
+pub mod instructions;
 mod logging;
 pub mod otlp;
 pub mod tls;

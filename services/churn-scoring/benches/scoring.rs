@@ -165,6 +165,44 @@ async fn metrics_cost(n: usize, customers: usize) {
         "  scorer, metrics and traces on                      {on:>10.0} /s   {:.1} % of off (target: >= 95 %)",
         100.0 * on / off
     );
+    instruction_cost(n / 10, customers).await;
+}
+
+/// The same cost counted in instructions ([`churnguard_testkit::instructions`]): a child
+/// run of each setting on a tenth of the swipes under valgrind, twice, counting every
+/// instruction of the process (the scorer, and where on the collector's decoding of
+/// every batch's spans too; Redis's work is its own process's). A count hardly moves
+/// with the machine's load, so a few per cent show. Skipped without valgrind.
+async fn instruction_cost(n: usize, customers: usize) {
+    use churnguard_testkit::instructions;
+    if !instructions::available() {
+        println!("  instructions: valgrind is not installed, not counted");
+        return;
+    }
+    let dir = bench_dir();
+    drop(load_log(dir.path(), records(n, customers)).await);
+    let redis = RedisServer::start();
+    // The children run to their end: this thread waits, the runtime's others go on.
+    tokio::task::block_in_place(|| {
+        let this = std::env::current_exe().expect("this benchmark");
+        let dir = dir.path().to_str().expect("a UTF-8 path");
+        let url = redis.url();
+        let mut counts = [Vec::new(), Vec::new()];
+        for _ in 0..2 {
+            for (i, mode) in ["off", "on"].into_iter().enumerate() {
+                let args = ["--metrics-cost-run", mode, dir, url.as_str()];
+                counts[i].push(instructions::count(&this, &args));
+            }
+        }
+        let per_swipe =
+            |i: usize| counts[i].iter().sum::<f64>() / counts[i].len() as f64 / n as f64;
+        let (off, on) = (per_swipe(0), per_swipe(1));
+        println!(
+            "  counted in instructions under valgrind ({n} swipes, 2 runs each): off {off:.0}, on {on:.0} per swipe, {:+.1} %: {:.1} % of off's throughput where the instructions bound it",
+            100.0 * (on - off) / off,
+            100.0 * off / on
+        );
+    });
 }
 
 /// One child run of [`metrics_cost`]: an empty Redis, the log at `dir`, every swipe

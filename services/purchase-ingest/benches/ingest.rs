@@ -57,8 +57,8 @@ fn main() {
         return;
     }
     // `cargo bench -p purchase-ingest --bench ingest -- --only tansu-memory`: one section
-    // (`cost`, `embedded`, `tansu-memory` or `tansu`), to profile it on its own.
-    // `--cost-only` is `--only cost`.
+    // (`cost`, `instructions`, `embedded`, `tansu-memory` or `tansu`), to profile it on
+    // its own. `--cost-only` is `--only cost` (which counts the instructions too).
     let only = match args.iter().position(|a| a == "--only") {
         Some(i) => Some(args.get(i + 1).expect("--only names a section").as_str()),
         None if args.iter().any(|a| a == "--cost-only") => Some("cost"),
@@ -74,6 +74,9 @@ fn main() {
         println!("record size: {} bytes payload (a real CloudEvent), key ~10 bytes\n", sample.payload.len());
         if runs("cost") {
             observability_cost(100_000).await;
+        }
+        if runs("cost") || runs("instructions") {
+            instruction_cost(10_000);
         }
         if runs("embedded") {
             embedded(200_000).await;
@@ -465,6 +468,58 @@ async fn observability_cost(n: usize) {
             "  spans the collector received per run, {}: {:.0} (median)",
             setting.describe(),
             median(spans[s].clone())
+        );
+    }
+    println!();
+}
+
+/// The same cost counted in instructions ([`churnguard_testkit::instructions`]): a child
+/// run of each setting under valgrind, which counts every instruction the process
+/// executes. Unlike a time, a count hardly moves with what else the machine is doing (two
+/// runs of off tell how much it does move), so a few per cent can be told apart here
+/// where [`observability_cost`]'s rounds swing by a fifth. It counts work, not waiting or
+/// contention, and the whole process: the callers (the same in every setting, about a
+/// quarter of off's instructions in a callgrind profile) and, where traced, the
+/// collector's decoding too. Skipped where valgrind is not installed.
+fn instruction_cost(n: usize) {
+    use churnguard_testkit::instructions;
+    const ROUNDS: usize = 2;
+    if !instructions::available() {
+        println!("instructions: valgrind is not installed, not counted\n");
+        return;
+    }
+    let swipes = 2 * n + 2 * (n / RECORD_SWIPE_SHARE);
+    println!(
+        "the same, counted in instructions under valgrind: one child per setting and round \
+         ({n} swipes per stream run, {} per RecordSwipe run: {swipes} swipes), {ROUNDS} rounds",
+        n / RECORD_SWIPE_SHARE
+    );
+    let this = std::env::current_exe().expect("this benchmark");
+    // counts[setting]: the process's instructions, one per round.
+    let mut counts = vec![Vec::new(); Setting::ALL.len()];
+    for _ in 0..ROUNDS {
+        for (s, setting) in Setting::ALL.iter().enumerate() {
+            let args = ["--cost-run", setting.arg(), &n.to_string()];
+            counts[s].push(instructions::count(&this, &args));
+        }
+    }
+    let per_swipe = |s: usize| median(counts[s].clone()) / swipes as f64;
+    let off = per_swipe(0);
+    let (low, high) = counts[0]
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(l, h), &c| (l.min(c), h.max(c)));
+    println!(
+        "  off {:>10.0} instructions per swipe (its {ROUNDS} runs {:.2} % apart)",
+        off,
+        100.0 * (high - low) / low
+    );
+    for (s, setting) in Setting::ALL.iter().enumerate().skip(1) {
+        let on = per_swipe(s);
+        println!(
+            "    {:<48} {on:>10.0} per swipe, {:>+5.1} %: {:>5.1} % of off's throughput where the instructions bound it",
+            setting.describe(),
+            100.0 * (on - off) / off,
+            100.0 * off / on
         );
     }
     println!();
