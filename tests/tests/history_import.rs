@@ -407,7 +407,9 @@ async fn an_imported_history_ends_as_living_through_it_would_have() {
 
     // Lived through: day by day, the clock at 20:00 of the day; the timers (every 20 ms)
     // get a round on the new day before its swipes (18:00) are sent, and each day's
-    // swipes are scored before the clock moves on.
+    // swipes are scored, and the timers get rounds after them (the rest of the day: a
+    // return is assessed won back by the timers, on the day of the swipe), before the
+    // clock moves on.
     let lived_dir = tempfile::tempdir().expect("dir");
     let lived_redis = RedisServer::start();
     let lived_log = stack(lived_dir.path()).await;
@@ -448,6 +450,7 @@ async fn an_imported_history_ends_as_living_through_it_would_have() {
                 async move { (store.checkpoint(0).await.ok()? >= end).then_some(()) }
             })
             .await;
+            tokio::time::sleep(Duration::from_millis(120)).await;
         }
         day = day + chrono::Days::new(1);
     }
