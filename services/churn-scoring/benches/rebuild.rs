@@ -26,6 +26,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu};
+
+use support::{bench_dir, own_cpu_secs, redis_cpu_secs};
 
 // The allocator of the churn-scoring binary (src/main.rs).
 #[global_allocator]
@@ -132,7 +135,7 @@ async fn run(backend: &str) {
     let redis = RedisServer::start();
     match backend {
         "embedded" => {
-            let dir = bench_dir();
+            let dir = bench_dir("bench-rebuild-");
             let log = Arc::new(EmbeddedLog::open(dir.path()).expect("log"));
             println!("  embedded log:");
             rebuild(log.clone(), log, &redis, &topic, partitions).await;
@@ -474,41 +477,4 @@ async fn hashes_alone(redis: &RedisServer, fields: &[Vec<u8>], partitions: u32) 
         .expect("dbsize");
     assert_eq!(keys, CUSTOMERS as u64, "every hash stored");
     took
-}
-
-fn bench_dir() -> tempfile::TempDir {
-    // The workspace's target/ may not exist when CARGO_TARGET_DIR points elsewhere.
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    std::fs::create_dir_all(&base).expect("bench dir base");
-    tempfile::Builder::new()
-        .prefix("bench-rebuild-")
-        .tempdir_in(base)
-        .expect("bench dir")
-}
-
-/// CPU seconds Redis has used (INFO cpu: user + system of the main thread and children).
-async fn redis_cpu_secs(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .expect("info");
-    info.lines()
-        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
-        .sum()
-}
-
-/// CPU seconds this process has used (user + system), from /proc.
-fn own_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name in parentheses; utime and stime are 14th and 15th.
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
-        .sum();
-    // The kernel's USER_HZ is 100 on every Linux this runs on.
-    ticks / 100.0
 }

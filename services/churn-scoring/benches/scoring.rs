@@ -7,6 +7,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_testkit::RedisServer;
+
+use support::{bench_dir, own_cpu_secs, redis_cpu_secs};
 use tokio_util::sync::CancellationToken;
 
 // The allocator of the churn-scoring binary (src/main.rs).
@@ -135,7 +138,7 @@ async fn metrics_cost(n: usize, customers: usize) {
     println!(
         "\nmetrics and tracing cost: the scorer's {n} swipes, in child processes, best of 3 each"
     );
-    let dir = bench_dir();
+    let dir = bench_dir("bench-");
     drop(load_log(dir.path(), records(n, customers)).await);
     let redis = RedisServer::start();
     let mut best = [0.0f64; 2];
@@ -179,7 +182,7 @@ async fn instruction_cost(n: usize, customers: usize) {
         println!("  instructions: valgrind is not installed, not counted");
         return;
     }
-    let dir = bench_dir();
+    let dir = bench_dir("bench-");
     drop(load_log(dir.path(), records(n, customers)).await);
     let redis = RedisServer::start();
     // The children run to their end: this thread waits, the runtime's others go on.
@@ -247,46 +250,9 @@ async fn metrics_cost_run(on: bool, dir: &Path, redis_url: &str) {
     println!("{}", n as f64 / took.as_secs_f64());
 }
 
-fn bench_dir() -> tempfile::TempDir {
-    // The workspace's target/ may not exist when CARGO_TARGET_DIR points elsewhere.
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    std::fs::create_dir_all(&base).expect("bench dir base");
-    tempfile::Builder::new()
-        .prefix("bench-")
-        .tempdir_in(base)
-        .expect("bench dir")
-}
-
-/// CPU seconds Redis has used (INFO cpu: user + system of the main thread and children).
-async fn redis_cpu_secs(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .expect("info");
-    info.lines()
-        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
-        .sum()
-}
-
-/// CPU seconds this process has used (user + system), from /proc.
-fn own_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name in parentheses; utime and stime are 14th and 15th.
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
-        .sum();
-    // The kernel's USER_HZ is 100 on every Linux this runs on.
-    ticks / 100.0
-}
-
 async fn throughput(n: usize, customers: usize) {
     println!("\nthroughput: {n} swipes over {customers} customers");
-    let dir = bench_dir();
+    let dir = bench_dir("bench-");
     let log = load_log(dir.path(), records(n, customers)).await;
     let redis = RedisServer::start();
 
@@ -412,7 +378,7 @@ async fn memory(
     tempfile::TempDir,
 ) {
     println!("\nmemory: {customers} customers, 2 swipes each on different days");
-    let dir = bench_dir();
+    let dir = bench_dir("bench-");
     let log = load_log(dir.path(), records(customers * 2, customers)).await;
     let redis = RedisServer::start();
     let client = redis::Client::open(redis.url()).expect("client");
