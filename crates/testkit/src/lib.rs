@@ -625,3 +625,15 @@ impl Drop for RedisCluster {
         }
     }
 }
+
+/// A fresh directory for a benchmark's logs under the workspace's `target/` (the build
+/// disk, where the numbers are meant to be taken, not a tmpfs); removed when dropped.
+pub fn bench_dir(prefix: &str) -> tempfile::TempDir {
+    // The workspace's target/ may not exist when CARGO_TARGET_DIR points elsewhere.
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    std::fs::create_dir_all(&base).expect("bench dir base");
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .expect("bench dir on the build disk")
+}

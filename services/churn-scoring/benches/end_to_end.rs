@@ -90,12 +90,7 @@ async fn run(backend: &str) {
     let scored = Arc::new(Mutex::new(Vec::with_capacity((RATE * SECONDS) as usize)));
     metrics::set_global_recorder(Capture(scored.clone())).expect("the only recorder");
     let redis = RedisServer::start();
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    std::fs::create_dir_all(&base).expect("bench dir base");
-    let dir = tempfile::Builder::new()
-        .prefix("bench-e2e-")
-        .tempdir_in(&base)
-        .expect("bench dir on the build disk");
+    let dir = churnguard_testkit::bench_dir("bench-e2e-");
     let figures = match backend {
         "embedded" => {
             let log = EmbeddedLog::open(dir.path()).expect("log");

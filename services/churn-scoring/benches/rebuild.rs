@@ -40,7 +40,8 @@ use churnguard_eventlog::{EventLog, Header, OutgoingRecord};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu};
 
-use support::{bench_dir, own_cpu_secs, redis_cpu_secs};
+use churnguard_testkit::bench_dir;
+use support::{own_cpu_secs, redis_cpu_secs};
 
 // The allocator of the churn-scoring binary (src/main.rs).
 #[global_allocator]

@@ -28,7 +28,8 @@ use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_testkit::RedisServer;
 
-use support::{bench_dir, own_cpu_secs, redis_cpu_secs};
+use churnguard_testkit::bench_dir;
+use support::{own_cpu_secs, redis_cpu_secs};
 use tokio_util::sync::CancellationToken;
 
 // The allocator of the churn-scoring binary (src/main.rs).

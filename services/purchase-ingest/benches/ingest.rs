@@ -673,13 +673,7 @@ async fn cost_run(setting: Setting, n: usize) {
             },
         )
     });
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    // The workspace's target/ may not exist when CARGO_TARGET_DIR points elsewhere.
-    std::fs::create_dir_all(&base).expect("bench dir base");
-    let dir = tempfile::Builder::new()
-        .prefix("bench-")
-        .tempdir_in(&base)
-        .expect("bench dir on the build disk");
+    let dir = churnguard_testkit::bench_dir("bench-");
     let mut settings = ingest_settings(Backend::Embedded);
     settings.admin_addr = if setting.metrics() {
         "127.0.0.1:0".into()
@@ -771,11 +765,7 @@ fn service_cpu() -> Duration {
 
 async fn embedded(n: usize) {
     println!("embedded log ({n} records)");
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    let dir = tempfile::Builder::new()
-        .prefix("bench-")
-        .tempdir_in(&base)
-        .expect("bench dir on the build disk");
+    let dir = churnguard_testkit::bench_dir("bench-");
 
     // The limit: the same bytes, appended and fdatasync'd once per BATCH records, by one
     // writer, as the log's group commit does at best.

@@ -1,16 +1,5 @@
-//! What churn-scoring's benchmarks share: where they keep their logs, and how they read
-//! the CPU time Redis and the benchmark's own process have spent.
-
-/// A fresh directory under the workspace's `target/` (the build disk, not a tmpfs).
-pub fn bench_dir(prefix: &str) -> tempfile::TempDir {
-    // The workspace's target/ may not exist when CARGO_TARGET_DIR points elsewhere.
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    std::fs::create_dir_all(&base).expect("bench dir base");
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(base)
-        .expect("bench dir")
-}
+//! What churn-scoring's benchmarks share: how they read the CPU time Redis and the
+//! benchmark's own process have spent.
 
 /// CPU seconds Redis has used (INFO cpu: user + system of the main thread and children).
 pub async fn redis_cpu_secs(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
