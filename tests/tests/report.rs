@@ -1,7 +1,8 @@
 //! `churnguard report` end to end: the CDNOW sample through `churnguard import` (the
 //! CLI's library, as the binary runs it) into purchase-ingest and churn-scoring on the
 //! embedded log and a real Redis, a refit, then the report with the holdout check
-//! calibrated to 1997-09-30 (week 39). The check's fit is the published BG/NBD to three
+//! calibrated to 1997-09-30 (week 39), on the stores ListStores lists (no --stores), and
+//! again on the store named. The check's fit is the published BG/NBD to three
 //! significant figures (Fader, Hardie & Lee 2005: r 0.243, alpha 4.414, a 0.793, b 2.426),
 //! and its holdout totals and rows equal the closed form computed here from the raw file
 //! with the domain's model; the plot is a well-formed SVG.
@@ -123,8 +124,8 @@ async fn the_cdnow_sample_imported_then_reported_with_its_holdout_check() {
     .await
     .expect("the refit asked for is stored");
 
-    let mut report_opts =
-        churnguard_cli::ReportOptions::new(scoring.endpoint(), vec!["cdnow".into()]);
+    // No stores named: the report reads them from ListStores.
+    let mut report_opts = churnguard_cli::ReportOptions::new(scoring.endpoint(), Vec::new());
     report_opts.top = 5;
     report_opts.calibration_end = NaiveDate::from_ymd_opt(1997, 9, 30);
     let report = churnguard_cli::model_report::report(&report_opts)
@@ -133,7 +134,7 @@ async fn the_cdnow_sample_imported_then_reported_with_its_holdout_check() {
     eprintln!("{report}");
 
     // The current model: every customer, as of the history's last day; the defection
-    // period the year up to it; the store's at-risk list merged.
+    // period the year up to it; the one store ListStores lists; its at-risk list merged.
     assert_eq!(report.model.population, 2_357, "{report}");
     assert_eq!(report.model.as_of, "1998-06-30");
     assert_eq!(
@@ -143,9 +144,29 @@ async fn the_cdnow_sample_imported_then_reported_with_its_holdout_check() {
             NaiveDate::from_ymd_opt(1998, 6, 30).expect("date")
         )
     );
-    assert_eq!(report.stores.len(), 1);
+    assert!(report.stores_listed);
+    assert_eq!(report.stores.len(), 1, "{report}");
     assert_eq!(report.stores[0].store_id, "cdnow");
     assert_eq!(report.stores[0].home_customers, 2_357);
+    assert!(
+        report
+            .to_string()
+            .contains("to 1998-06-30; 1 store from ListStores\n"),
+        "{report}"
+    );
+    // The store named: the same figures, and the text names no ListStores.
+    let mut named_opts =
+        churnguard_cli::ReportOptions::new(scoring.endpoint(), vec!["cdnow".into()]);
+    named_opts.top = 5;
+    let named = churnguard_cli::model_report::report(&named_opts)
+        .await
+        .expect("the report on the store named");
+    assert!(!named.stores_listed);
+    assert_eq!(
+        (&named.stores, &named.at_risk),
+        (&report.stores, &report.at_risk)
+    );
+    assert!(!named.to_string().contains("ListStores"), "{named}");
     assert!(report.at_risk.len() <= 5);
     assert!(
         report

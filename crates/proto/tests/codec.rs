@@ -37,6 +37,12 @@ impl ChurnScoring for Refuse {
     ) -> Result<Response<pb::GetStoreDefectionStatsResponse>, Status> {
         Err(Status::unimplemented("refused by the test"))
     }
+    async fn list_stores(
+        &self,
+        _: Request<pb::ListStoresRequest>,
+    ) -> Result<Response<pb::ListStoresResponse>, Status> {
+        Err(Status::unimplemented("refused by the test"))
+    }
     async fn get_model(
         &self,
         _: Request<pb::GetModelRequest>,

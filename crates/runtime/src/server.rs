@@ -835,6 +835,12 @@ mod tests {
         ) -> Result<Response<pb::GetStoreDefectionStatsResponse>, Status> {
             Err(Status::unimplemented("test"))
         }
+        async fn list_stores(
+            &self,
+            _: Request<pb::ListStoresRequest>,
+        ) -> Result<Response<pb::ListStoresResponse>, Status> {
+            Err(Status::unimplemented("test"))
+        }
         async fn get_model(
             &self,
             _: Request<pb::GetModelRequest>,

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ScoringError;
 use crate::holdout::PurchaseHistory;
-use crate::query::{AtRisk, DayStats, sort_at_risk};
+use crate::query::{AtRisk, DayStats, HomeStore, sort_at_risk};
 use crate::store::{CustomerStore, customer_key};
 
 /// The fully-qualified gRPC service name, as health checks report it.
@@ -199,6 +199,29 @@ impl QueryState {
         Ok((all, next))
     }
 
+    /// A page of the stores with home customers that `readable` lets through, by store
+    /// id, after the store `after`; with the store the next page continues after when
+    /// there are more.
+    pub async fn stores(
+        &self,
+        readable: impl Fn(&str) -> bool,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<HomeStore>, Option<HomeStore>), ScoringError> {
+        let mut page: Vec<HomeStore> = self
+            .store
+            .home_stores(self.partitions)
+            .await?
+            .into_iter()
+            .filter(|s| after.is_none_or(|a| s.store.as_str() > a) && readable(&s.store))
+            .take(limit + 1)
+            .collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = if more { page.last().cloned() } else { None };
+        Ok((page, next))
+    }
+
     /// `store`'s defection figures for the days `from..=to`, and its home customers now.
     pub async fn store_stats(
         &self,
@@ -262,6 +285,21 @@ fn day_field(violations: &mut Vec<FieldViolation>, field: &str, value: &str) -> 
             None
         }
         Err(_) => None,
+    }
+}
+
+/// A list's page size (0: [`DEFAULT_PAGE`]); too large goes into `violations`.
+fn page_size_field(violations: &mut Vec<FieldViolation>, page_size: u32) -> usize {
+    if page_size > MAX_PAGE {
+        violations.push(FieldViolation::new(
+            "page_size",
+            format!("is {page_size}; at most {MAX_PAGE} are allowed"),
+        ));
+    }
+    if page_size == 0 {
+        DEFAULT_PAGE
+    } else {
+        page_size as usize
     }
 }
 
@@ -485,12 +523,7 @@ impl ChurnScoring for ScoringApi {
         may_read_store(&caller, &r.store_id).map_err(status)?;
         let mut violations = Vec::new();
         check_id_field(&mut violations, "store_id", &r.store_id);
-        if r.page_size > MAX_PAGE {
-            violations.push(FieldViolation::new(
-                "page_size",
-                format!("is {}; at most {MAX_PAGE} are allowed", r.page_size),
-            ));
-        }
+        let limit = page_size_field(&mut violations, r.page_size);
         let cursor = if r.page_token.is_empty() {
             None
         } else {
@@ -504,11 +537,6 @@ impl ChurnScoring for ScoringApi {
             cursor
         };
         checked(violations)?;
-        let limit = if r.page_size == 0 {
-            DEFAULT_PAGE
-        } else {
-            r.page_size as usize
-        };
         let (page, next) = self
             .state
             .at_risk(&r.store_id, limit, cursor.as_ref())
@@ -563,6 +591,49 @@ impl ChurnScoring for ScoringApi {
             } else {
                 stats.defected as f64 / customers as f64
             },
+        }))
+    }
+
+    async fn list_stores(
+        &self,
+        request: Request<pb::ListStoresRequest>,
+    ) -> Result<Response<pb::ListStoresResponse>, Status> {
+        let caller = Caller::of(&request);
+        may_read_scores(&caller).map_err(status)?;
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        let limit = page_size_field(&mut violations, r.page_size);
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            let after = HomeStore::after_page_token(&r.page_token);
+            if after.is_none() {
+                violations.push(FieldViolation::new(
+                    "page_token",
+                    "is not a token this service issued",
+                ));
+            }
+            after
+        };
+        checked(violations)?;
+        let (page, next) = self
+            .state
+            .stores(
+                |store| caller.may_read_store(store),
+                limit,
+                after.as_deref(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListStoresResponse {
+            stores: page
+                .into_iter()
+                .map(|s| pb::Store {
+                    store_id: s.store,
+                    home_customers: s.customers,
+                })
+                .collect(),
+            next_page_token: next.map(|n| n.page_token()).unwrap_or_default(),
         }))
     }
 

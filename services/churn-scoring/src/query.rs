@@ -49,6 +49,29 @@ pub fn sort_at_risk(entries: &mut [AtRisk]) {
     });
 }
 
+/// A store with customers at home there, and how many, summed over partitions: an entry
+/// of ListStores, in store id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeStore {
+    pub store: String,
+    pub customers: u64,
+}
+
+impl HomeStore {
+    /// The opaque page token that continues after this store.
+    pub fn page_token(&self) -> String {
+        hex::encode(&self.store)
+    }
+
+    /// The store a page token continues after; `None` if it is not one of ours (a store
+    /// id is never empty and holds no newline, unlike an at-risk list's token).
+    pub fn after_page_token(token: &str) -> Option<String> {
+        let store = String::from_utf8(hex::decode(token).ok()?).ok()?;
+        churnguard_domain::ids::check_id(&store).ok()?;
+        Some(store)
+    }
+}
+
 /// A store's defection figures over a period, summed over partitions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DayStats {
@@ -109,6 +132,34 @@ impl CustomerStore {
             }
         }
         Ok(out)
+    }
+
+    /// Every store with customers at home there, by store id, with their count summed
+    /// over `partitions`: one HGETALL of each partition's `hc:` hash. The hash has a
+    /// field per store, a chain's few hundred or thousand, and a page in store id order
+    /// needs every partition's stores anyway, so HSCAN would only add round trips.
+    /// Counts at 0 or below (`transition.lua` deletes them at 0) are left out.
+    pub async fn home_stores(&self, partitions: u32) -> Result<Vec<HomeStore>, ScoringError> {
+        let mut conn = self.connection();
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        for p in 0..partitions {
+            let counts: BTreeMap<String, i64> = redis::cmd("HGETALL")
+                .arg(home_counts_key(p))
+                .query_async(&mut conn)
+                .await
+                .map_err(command("HGETALL home counts"))?;
+            for (store, customers) in counts {
+                *sums.entry(store).or_default() += customers.max(0);
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .filter(|(_, customers)| *customers > 0)
+            .map(|(store, customers)| HomeStore {
+                store,
+                customers: customers as u64,
+            })
+            .collect())
     }
 
     /// The first `limit` at-risk customers of `store` in `partition` after `cursor`, in
@@ -241,6 +292,25 @@ mod tests {
         assert_eq!(AtRisk::from_page_token(&e.page_token()), Some(e));
         assert_eq!(AtRisk::from_page_token("zz"), None);
         assert_eq!(AtRisk::from_page_token(&hex::encode("no-newline")), None);
+    }
+
+    #[test]
+    fn store_page_tokens_round_trip_and_strangers_are_refused() {
+        let s = HomeStore {
+            store: "store-7:north".into(),
+            customers: 3,
+        };
+        assert_eq!(
+            HomeStore::after_page_token(&s.page_token()).as_deref(),
+            Some("store-7:north")
+        );
+        let at_risk = AtRisk {
+            value_at_risk: 5,
+            customer: "c".into(),
+        };
+        for bad in ["zz", "", &hex::encode("two words"), &at_risk.page_token()] {
+            assert_eq!(HomeStore::after_page_token(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_testkit::{RedisCluster, RedisServer, Tansu, canary, eventually, init_test_logging};
 use common::HORIZON;
 use common::chain::{
-    CHECK_WEEK, Chain, MODELS, PARTITIONS, TOPIC, WEEKS, date_of, policies, start,
+    CHECK_WEEK, Chain, MODELS, PARTITIONS, TOPIC, WEEKS, date_of, policies, start, swipe,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -203,6 +203,68 @@ async fn flushall(redis: &RedisServer) {
 // ---------------------------------------------------------------------------------
 // The shared set-up: the query API over the chain, scored as far as a behaviour needs.
 
+/// Three more stores beside the chain's restaurant `r1` and supermarket `s2`, each with
+/// this many regulars who shop there once a week all year: store ids that sort before,
+/// between and after the chain's.
+const MORE_STORES: [(&str, u64); 3] = [("a3", 3), ("m5", 2), ("z9", 1)];
+
+/// One week of the [`MORE_STORES`] regulars' swipes.
+fn more_stores_week(w: u64) -> Vec<churnguard_eventlog::OutgoingRecord> {
+    let mut out = Vec::new();
+    for (store, regulars) in MORE_STORES {
+        for i in 0..regulars {
+            out.push(swipe(&format!("{store}-regular-{i}"), store, w, 2, 5_000));
+        }
+    }
+    out
+}
+
+/// Stores with their home customers, as ListStores lists them.
+type StoreList = Vec<(String, u64)>;
+
+/// Every store with home customers at the end of [`Fixture::year_with_more_stores`], by
+/// store id, with its home customers: `r1` and `s2` as the year's stats count them.
+fn year_stores() -> StoreList {
+    [("a3", 3), ("m5", 2), ("r1", 11), ("s2", 4), ("z9", 1)]
+        .into_iter()
+        .map(|(s, n)| (s.to_owned(), n))
+        .collect()
+}
+
+/// ListStores paged `size` at a time, as `token` (if any) calls it.
+async fn store_pages(
+    c: &mut ChurnScoringClient<Channel>,
+    token: Option<&str>,
+    size: u32,
+) -> Result<Vec<StoreList>, tonic::Status> {
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let message = pb::ListStoresRequest {
+            page_size: size,
+            page_token: page_token.clone(),
+        };
+        let request = match token {
+            Some(t) => churnguard_testkit::auth::with_bearer(message, t),
+            None => tonic::Request::new(message),
+        };
+        let page = c.list_stores(request).await?.into_inner();
+        if size > 0 {
+            assert!(page.stores.len() <= size as usize, "{page:?}");
+        }
+        pages.push(
+            page.stores
+                .into_iter()
+                .map(|s| (s.store_id, s.home_customers))
+                .collect::<Vec<_>>(),
+        );
+        if page.next_page_token.is_empty() {
+            return Ok(pages);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 /// A fresh Redis, the chain's scorer and timers on a log, and the query API over them
 /// with a client.
 struct Fixture<L: EventLog> {
@@ -265,6 +327,19 @@ impl<L: EventLog> Fixture<L> {
     async fn whole_year(log: L) -> Self {
         let (mut f, _) = Self::refitted_at_check_week(log).await;
         for w in CHECK_WEEK + 1..WEEKS {
+            f.chain.live_week(w).await;
+        }
+        f
+    }
+
+    /// The whole year without a refit, with [`MORE_STORES`]' regulars swiping beside the
+    /// chain every week: five stores with home customers.
+    async fn year_with_more_stores(log: L) -> Self {
+        let mut f = Self::start(log).await;
+        for w in 0..WEEKS {
+            for r in f.chain.log.append(TOPIC, more_stores_week(w)).await {
+                r.expect("append");
+            }
             f.chain.live_week(w).await;
         }
         f
@@ -650,6 +725,157 @@ async fn a_request_over_the_message_limit_is_refused<L: EventLog>(log: L) {
         .expect_err("no such customer");
     assert_eq!(small.code(), Code::NotFound, "{small:?}");
     limited.stop().await.expect("stop");
+    f.api.stop().await.expect("stop");
+}
+
+/// ListStores lists every store with home customers by store id, each with its home
+/// customers summed over the partitions (GetStoreDefectionStats counts the same); pages of
+/// any size give each store once; a bad page size or token is INVALID_ARGUMENT naming it.
+async fn list_stores_sums_home_customers_by_store_and_pages<L: EventLog>(log: L) {
+    let Fixture {
+        redis: _redis,
+        chain,
+        api,
+        mut c,
+    } = Fixture::year_with_more_stores(log).await;
+    let want = year_stores();
+
+    // The restaurant's customers live on more than one partition: the count is a sum.
+    let mut per_partition = Vec::new();
+    for p in 0..PARTITIONS {
+        per_partition.push(chain.store.home_customers(p, "r1").await.expect("count"));
+    }
+    assert!(
+        per_partition.iter().filter(|n| **n > 0).count() > 1,
+        "{per_partition:?}"
+    );
+    assert_eq!(per_partition.iter().sum::<u64>(), 11);
+
+    // One page by default (0 means 50), with no next page.
+    let all = store_pages(&mut c, None, 0).await.expect("list");
+    assert_eq!(all, std::slice::from_ref(&want));
+    for (store, customers) in &want {
+        let stats = c
+            .get_store_defection_stats(pb::GetStoreDefectionStatsRequest {
+                store_id: store.clone(),
+                from_date: "2026-01-01".into(),
+                to_date: "2026-12-31".into(),
+            })
+            .await
+            .expect("stats")
+            .into_inner();
+        assert_eq!(stats.home_customers, *customers, "{store}");
+    }
+    // Any page size gives every store once, in order.
+    for (size, pages) in [(1, 5), (2, 3), (4, 2), (5, 1), (1_000, 1)] {
+        let got = store_pages(&mut c, None, size).await.expect("list");
+        assert_eq!(got.len(), pages, "by {size}: {got:?}");
+        assert_eq!(got.concat(), want, "by {size}");
+    }
+
+    // Bad page sizes and tokens are named; a token of another list is not ours.
+    let at_risk_token = churn_scoring::query::AtRisk {
+        value_at_risk: 4_000,
+        customer: "diner-b".into(),
+    }
+    .page_token();
+    let bad = |page_size: u32, page_token: &str| {
+        let mut c = c.clone();
+        let req = pb::ListStoresRequest {
+            page_size,
+            page_token: page_token.into(),
+        };
+        async move { c.list_stores(req).await.expect_err("refused") }
+    };
+    assert_eq!(bad_fields(&bad(10, "not-a-token").await), ["page_token"]);
+    assert_eq!(bad_fields(&bad(10, &at_risk_token).await), ["page_token"]);
+    assert_eq!(bad_fields(&bad(5_000, "").await), ["page_size"]);
+    assert_eq!(
+        bad_fields(&bad(1_001, "zz").await),
+        ["page_size", "page_token"]
+    );
+    api.stop().await.expect("stop");
+}
+
+/// With identities required, ListStores lists only the stores the caller reads: a store
+/// manager's and a regional manager's own (those with home customers), every store for
+/// an analyst or owner, none for a privacy officer; a store gateway is refused and a
+/// caller without credentials unauthenticated.
+async fn list_stores_shows_each_caller_only_its_stores<L: EventLog>(log: L) {
+    use churnguard_config::{AuthSettings, JwtSettings};
+    use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer};
+
+    let f = Fixture::year_with_more_stores(log).await;
+    let issuer = TestIssuer::new();
+    let auth = AuthSettings {
+        required: true,
+        store_tokens_file: issuer.store_tokens_file(&[("r1", &canary::store_token("r1"))]),
+        jwt: JwtSettings {
+            algorithm: "HS256".into(),
+            key_file: issuer.key_file(),
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        },
+    };
+    let secured = ApiServer::bind(
+        "127.0.0.1:0",
+        QueryState::new(f.chain.store.clone(), policies(), PARTITIONS),
+    )
+    .await
+    .expect("bind")
+    .with_auth(&auth)
+    .expect("auth settings")
+    .spawn();
+    let mut c = client(&secured).await;
+
+    let all = year_stores();
+    let only = |stores: &[&str]| -> StoreList {
+        all.iter()
+            .filter(|(s, _)| stores.contains(&s.as_str()))
+            .cloned()
+            .collect()
+    };
+    let callers: Vec<(&str, String, StoreList)> = vec![
+        (
+            "r1's manager",
+            issuer.token("store_manager", "m-r1", &["r1"]),
+            only(&["r1"]),
+        ),
+        (
+            "a manager of s2, z9 and a store without customers",
+            issuer.token("store_manager", "m-3", &["s2", "z9", "empty-1"]),
+            only(&["s2", "z9"]),
+        ),
+        (
+            "regional manager",
+            issuer.token("regional_manager", "rm", &["a3", "r1", "s2"]),
+            only(&["a3", "r1", "s2"]),
+        ),
+        ("analyst", issuer.token("analyst", "a-1", &[]), all.clone()),
+        ("owner", issuer.token("owner", "o-1", &[]), all.clone()),
+        (
+            "privacy officer",
+            issuer.token("privacy_officer", "p-1", &[]),
+            Vec::new(),
+        ),
+    ];
+    for (who, token, want) in callers {
+        // Pages of one: the pages hold the caller's stores only, each once.
+        let by_one = store_pages(&mut c, Some(&token), 1).await.expect(who);
+        assert_eq!(by_one.concat(), want, "{who}");
+        assert_eq!(by_one.len(), want.len().max(1), "{who}: {by_one:?}");
+        let one_page = store_pages(&mut c, Some(&token), 0).await.expect(who);
+        assert_eq!(one_page, [want], "{who}");
+    }
+    let gateway = store_pages(&mut c, Some(&canary::store_token("r1")), 0)
+        .await
+        .expect_err("a store gateway reads no scores");
+    assert_eq!(gateway.code(), Code::PermissionDenied, "{gateway:?}");
+    let nobody = store_pages(&mut c, None, 0)
+        .await
+        .expect_err("no credentials");
+    assert_eq!(nobody.code(), Code::Unauthenticated, "{nobody:?}");
+    secured.stop().await.expect("stop");
     f.api.stop().await.expect("stop");
 }
 
@@ -1108,6 +1334,10 @@ on_both_logs! {
     each_identity_reads_what_its_role_allows;
     /// A request over the message limit is OUT_OF_RANGE.
     a_request_over_the_message_limit_is_refused;
+    /// ListStores: by store id, home customers summed over partitions, paged.
+    list_stores_sums_home_customers_by_store_and_pages;
+    /// With identities required, ListStores lists the caller's stores only.
+    list_stores_shows_each_caller_only_its_stores;
 }
 
 /// The indices' keys share the partition's hash tag: on a three-master cluster the
@@ -1150,6 +1380,11 @@ async fn the_at_risk_index_and_stats_work_on_a_three_master_cluster() {
     assert_eq!(
         (year.defected, year.won_back, year.home_customers),
         (5, 1, 11)
+    );
+    let stores = store_pages(&mut c, None, 1).await.expect("list stores");
+    assert_eq!(
+        stores.concat(),
+        [("r1".to_owned(), 11), ("s2".to_owned(), 4)]
     );
     api.stop().await.expect("stop");
 }

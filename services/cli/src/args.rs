@@ -46,13 +46,15 @@ pub enum Command {
     /// defection by store, the customers most at risk, and with --calibration-end the
     /// holdout check of Fader, Hardie & Lee (2005) on the purchases log.
     ///
-    /// churn-scoring has no call that lists the stores: name them with --stores.
-    /// Defection counts the defections decided in the period (--from, default the 365
-    /// days up to the model's as_of, its last day of data). The at-risk list merges the
-    /// stores' lists by value at risk. The holdout check fits BG/NBD on the purchases up
-    /// to --calibration-end and sets its predictions for the holdout period against what
-    /// the customers did: in total, by calibration repeat purchases (0-6, 7+) and as
-    /// cumulative repeat purchases week by week; --plot draws both figures as one SVG.
+    /// The stores are those named with --stores or, without it, every store churn-scoring
+    /// lists (ListStores: the stores with home customers that the token may read; the
+    /// text says how many). Defection counts the defections decided in the period
+    /// (--from, default the 365 days up to the model's as_of, its last day of data). The
+    /// at-risk list merges the stores' lists by value at risk. The holdout check fits
+    /// BG/NBD on the purchases up to --calibration-end and sets its predictions for the
+    /// holdout period against what the customers did: in total, by calibration repeat
+    /// purchases (0-6, 7+) and as cumulative repeat purchases week by week; --plot draws
+    /// both figures as one SVG.
     ///
     /// Exit status: 0 printed; 1 a call failed or the plot could not be written; 2 bad
     /// usage.
@@ -109,8 +111,8 @@ impl RefitArgs {
 pub struct ReportArgs {
     #[command(flatten)]
     pub scoring: ScoringArgs,
-    /// The stores to report on, comma-separated (churn-scoring lists no stores).
-    #[arg(long, value_name = "ID,...", value_delimiter = ',', required = true)]
+    /// The stores to report on, comma-separated [default: every store ListStores lists].
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
     pub stores: Vec<String>,
     /// At-risk customers to list (1-1000).
     #[arg(long, value_name = "N", default_value_t = 10,
@@ -411,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn report_needs_stores_and_a_calibration_end_for_a_plot() {
+    fn report_stores_are_optional_and_a_plot_needs_a_calibration_end() {
         let parse = |args: &[&str]| {
             Cli::try_parse_from(["churnguard", "report"].iter().chain(args)).map(|cli| {
                 let Command::Report(args) = cli.command else {
@@ -420,7 +422,12 @@ mod tests {
                 args
             })
         };
-        assert!(parse(&[]).is_err(), "--stores is required");
+        let all = parse(&[]).expect("--stores is optional").options();
+        assert!(
+            all.stores.is_empty(),
+            "no stores named: ListStores lists them"
+        );
+        assert!(parse(&["--plot", "x.svg"]).is_err());
         let args = parse(&["--stores", "a,b", "--calibration-end", "1997-09-30"]).expect("parses");
         let o = args.options();
         assert_eq!(o.stores, ["a", "b"]);

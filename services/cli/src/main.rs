@@ -1,6 +1,6 @@
 //! `churnguard import FILE --format cdnow|csv [...]` (`churnguard help import`),
 //! `churnguard refit [--scoring URL]` (`churnguard help refit`) and
-//! `churnguard report --stores A,B [--calibration-end DATE] [--plot FILE.svg]`
+//! `churnguard report [--stores A,B] [--calibration-end DATE] [--plot FILE.svg]`
 //! (`churnguard help report`)
 //!
 //! Parses the command line, runs the import with a progress bar on stderr, and prints

@@ -6,10 +6,11 @@
 //! (CheckHoldout): predicted against actual holdout purchases in total and by calibration
 //! repeat purchases, and the weekly cumulative series. [`crate::plot`] draws the check.
 //!
-//! churn-scoring has no call that lists the stores, so the stores are named
-//! ([`ReportOptions::stores`]). The defection period is, unless given, the 365 days
-//! ending on the model's `as_of` (the last day the model saw: the history's last day
-//! after an import), as the store gauges count a year.
+//! The stores are those named ([`ReportOptions::stores`]) or, when none are, every store
+//! churn-scoring lists (ListStores, all pages): the stores with home customers that the
+//! caller may read. The defection period is, unless given, the 365 days ending on the
+//! model's `as_of` (the last day the model saw: the history's last day after an import),
+//! as the store gauges count a year.
 
 use std::fmt;
 
@@ -28,7 +29,8 @@ pub const DEFAULT_PERIOD_DAYS: u64 = 365;
 pub struct ReportOptions {
     /// churn-scoring.
     pub connection: Connection,
-    /// The stores for defection and the at-risk list.
+    /// The stores for defection and the at-risk list; empty: every store ListStores
+    /// lists.
     pub stores: Vec<String>,
     /// At-risk customers listed, at most (1 to 1,000).
     pub top: u32,
@@ -42,7 +44,8 @@ pub struct ReportOptions {
 }
 
 impl ReportOptions {
-    /// A report on `stores` from churn-scoring at `scoring`: the top 10, no holdout check.
+    /// A report on `stores` (empty: every store listed) from churn-scoring at `scoring`:
+    /// the top 10, no holdout check.
     pub fn new(scoring: impl Into<String>, stores: Vec<String>) -> Self {
         Self {
             connection: Connection::new(scoring),
@@ -69,8 +72,10 @@ pub struct ModelReport {
     pub model: pb::GetModelResponse,
     /// The defection period, both days included.
     pub period: (NaiveDate, NaiveDate),
-    /// Per store, in the order asked.
+    /// Per store, in the order named, or by store id as listed.
     pub stores: Vec<pb::GetStoreDefectionStatsResponse>,
+    /// Whether the stores came from ListStores (none were named).
+    pub stores_listed: bool,
     /// The most value at risk first, at most `top`.
     pub at_risk: Vec<AtRisk>,
     pub holdout: Option<pb::CheckHoldoutResponse>,
@@ -78,11 +83,6 @@ pub struct ModelReport {
 
 /// Reads the report from churn-scoring.
 pub async fn report(opts: &ReportOptions) -> Result<ModelReport, CliError> {
-    if opts.stores.is_empty() {
-        return Err(CliError::Usage(
-            "name the stores to report on (--stores a,b,...)".into(),
-        ));
-    }
     if !(1..=1_000).contains(&opts.top) {
         return Err(CliError::Usage(format!(
             "--top must be 1 to 1000, got {}",
@@ -118,9 +118,18 @@ pub async fn report(opts: &ReportOptions) -> Result<ModelReport, CliError> {
         )));
     }
 
-    let mut stores = Vec::with_capacity(opts.stores.len());
+    let stores_listed = opts.stores.is_empty();
+    let names = if stores_listed {
+        list_stores(&mut scoring)
+            .await
+            .map_err(failed("ListStores"))?
+    } else {
+        opts.stores.clone()
+    };
+
+    let mut stores = Vec::with_capacity(names.len());
     let mut at_risk = Vec::new();
-    for store in &opts.stores {
+    for store in &names {
         stores.push(
             scoring
                 .get_store_defection_stats(pb::GetStoreDefectionStatsRequest {
@@ -163,9 +172,30 @@ pub async fn report(opts: &ReportOptions) -> Result<ModelReport, CliError> {
         model,
         period: (from, to),
         stores,
+        stores_listed,
         at_risk,
         holdout,
     })
+}
+
+/// Every store ListStores lists, page by page, by store id.
+async fn list_stores(scoring: &mut ScoringClient) -> Result<Vec<String>, tonic::Status> {
+    let mut stores = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = scoring
+            .list_stores(pb::ListStoresRequest {
+                page_size: 1_000,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        stores.extend(page.stores.into_iter().map(|s| s.store_id));
+        if page.next_page_token.is_empty() {
+            return Ok(stores);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// The first page of `store`'s at-risk list: its `top` customers with most at risk.
@@ -234,16 +264,26 @@ impl fmt::Display for ModelReport {
             )?;
         }
 
-        writeln!(
+        write!(
             f,
             "\ndefection by store, decided {} to {}",
             self.period.0, self.period.1
         )?;
-        writeln!(
-            f,
-            "  {:<16} {:>10} {:>9} {:>9} {:>8} {:>22}",
-            "store", "customers", "defected", "won back", "rate", "value lost (minor)"
-        )?;
+        if self.stores_listed {
+            let n = self.stores.len();
+            let noun = if n == 1 { "store" } else { "stores" };
+            write!(f, "; {n} {noun} from ListStores")?;
+        }
+        writeln!(f)?;
+        if self.stores.is_empty() {
+            writeln!(f, "  none")?;
+        } else {
+            writeln!(
+                f,
+                "  {:<16} {:>10} {:>9} {:>9} {:>8} {:>22}",
+                "store", "customers", "defected", "won back", "rate", "value lost (minor)"
+            )?;
+        }
         for s in &self.stores {
             writeln!(
                 f,
@@ -349,6 +389,50 @@ impl fmt::Display for HoldoutTable<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(stores: &[&str], stores_listed: bool) -> ModelReport {
+        ModelReport {
+            model: pb::GetModelResponse::default(),
+            period: (
+                NaiveDate::from_ymd_opt(1997, 7, 1).expect("date"),
+                NaiveDate::from_ymd_opt(1998, 6, 30).expect("date"),
+            ),
+            stores: stores
+                .iter()
+                .map(|s| pb::GetStoreDefectionStatsResponse {
+                    store_id: (*s).into(),
+                    home_customers: 4,
+                    ..Default::default()
+                })
+                .collect(),
+            stores_listed,
+            at_risk: Vec::new(),
+            holdout: None,
+        }
+    }
+
+    #[test]
+    fn the_text_says_when_the_stores_came_from_list_stores_and_how_many() {
+        let listed = report(&["a", "b"], true).to_string();
+        assert!(
+            listed.contains("decided 1997-07-01 to 1998-06-30; 2 stores from ListStores\n"),
+            "{listed}"
+        );
+        assert!(listed.contains("\n  a  "), "{listed}");
+        let one = report(&["a"], true).to_string();
+        assert!(one.contains("; 1 store from ListStores\n"), "{one}");
+        let none = report(&[], true).to_string();
+        assert!(
+            none.contains("; 0 stores from ListStores\n  none\n"),
+            "{none}"
+        );
+        let named = report(&["a"], false).to_string();
+        assert!(
+            named.contains("decided 1997-07-01 to 1998-06-30\n  store "),
+            "{named}"
+        );
+        assert!(!named.contains("ListStores"), "{named}");
+    }
 
     #[test]
     fn the_holdout_table_names_the_open_row_and_the_difference() {
