@@ -632,7 +632,14 @@ struct Cuttable {
 }
 
 impl Cuttable {
+    /// Also turns Nagle's algorithm off, as tonic does for the connections it accepts
+    /// itself (this server accepts its own, to cut them): a small answer (a stream's
+    /// acknowledgement, a unary reply) is sent at once instead of waiting for the
+    /// client's next packet or its delayed ACK.
     fn new(io: TcpStream, cut: CancellationToken) -> Self {
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY could not be set on an accepted connection");
+        }
         Self {
             io,
             cut: Box::pin(cut.cancelled_owned()),
@@ -1151,6 +1158,19 @@ mod tests {
             7
         );
         running.stop().await.expect("a clean stop");
+    }
+
+    /// Nagle's algorithm would hold a small answer until the client's next packet or
+    /// its delayed ACK: a stream's acknowledgement came a message interval late.
+    #[tokio::test]
+    async fn accepted_connections_send_small_writes_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (io, _) = listener.accept().await.expect("accept");
+        assert!(!io.nodelay().expect("read"), "Nagle is on by default");
+        let accepted = Cuttable::new(io, CancellationToken::new());
+        assert!(accepted.io.nodelay().expect("read"), "TCP_NODELAY set");
     }
 
     #[tokio::test]
