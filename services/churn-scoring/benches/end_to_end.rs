@@ -10,6 +10,10 @@
 //!   commit of the batch holding it in Redis: what the scorer records as
 //!   `churnguard_swipe_to_score_seconds`, captured here value by value.
 //!
+//! Under the end to end, where its time goes: the log's acknowledgement of each of
+//! ingest's appends, and Redis's answer to each script (the scorer's batch commits and
+//! the timers' transitions); the rest is the log's delivery to the scorer.
+//!
 //! On the embedded log and on Tansu (memory storage, and SQLite storage, durable). Target:
 //! end-to-end p99 at most 50 ms. Where the log cannot take the load, the refused swipes
 //! are counted by code and the figures are of those acknowledged. Each backend runs in a
@@ -21,6 +25,7 @@
 //! `log.kafka.fetch_wait_max_ms` at 10 ms, and once on memory storage at the default
 //! 100 ms to show what the wait costs. `cargo bench -p churn-scoring --bench end_to_end`.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -46,6 +51,10 @@ const SECONDS: u64 = 10;
 const CUSTOMERS: u64 = 10_000;
 /// `log.kafka.fetch_wait_max_ms` on Tansu, which holds every fetch this long.
 const TANSU_FETCH_WAIT_MS: u32 = 10;
+/// The scorer's swipe-to-score histogram: the end-to-end figure.
+const SCORED: &str = churn_scoring::metrics::SWIPE_TO_SCORE_SECONDS;
+/// How long the scorer may take to catch up after the load.
+const CATCH_UP: Duration = Duration::from_secs(60);
 /// The end-to-end target, p99.
 const TARGET: Duration = Duration::from_millis(50);
 
@@ -87,14 +96,14 @@ fn main() {
 
 /// One backend's run: the services, the load, the figures.
 async fn run(backend: &str) {
-    let scored = Arc::new(Mutex::new(Vec::with_capacity((RATE * SECONDS) as usize)));
-    metrics::set_global_recorder(Capture(scored.clone())).expect("the only recorder");
+    let captured = Capture::default();
+    metrics::set_global_recorder(captured.clone()).expect("the only recorder");
     let redis = RedisServer::start();
     let dir = churnguard_testkit::bench_dir("bench-e2e-");
     let figures = match backend {
         "embedded" => {
             let log = EmbeddedLog::open(dir.path()).expect("log");
-            load(log.clone(), log, &redis, &scored).await
+            load(log.clone(), log, &redis, &captured).await
         }
         "tansu" | "tansu-memory" | "tansu-memory-default-wait" => {
             let broker = if backend == "tansu" {
@@ -113,7 +122,7 @@ async fn run(backend: &str) {
                 KafkaLog::new(settings.clone()).expect("ingest's log"),
                 KafkaLog::new(settings).expect("scoring's log"),
                 &redis,
-                &scored,
+                &captured,
             )
             .await
         }
@@ -135,6 +144,33 @@ async fn run(backend: &str) {
         figures.e2e,
         figures.e2e_p99.as_secs_f64() / TARGET.as_secs_f64()
     );
+    // Where the time goes: the log's acknowledgement of ingest's appends, and Redis's
+    // answer to the scorer's batch commits and the timers' transitions (EVALSHA; every
+    // swipe makes its customer due for assessment that day, so the timers assess about
+    // as many customers a second as there are swipes). What is left of the end to end is
+    // the log's delivery to the scorer.
+    for (what, key) in [
+        (
+            "ingest: an append's acknowledgement",
+            purchase_ingest::metrics::PUBLISH_DURATION_SECONDS.to_owned(),
+        ),
+        (
+            "Redis: a script's answer (EVALSHA)",
+            format!(
+                "{}{{op=EVALSHA}}",
+                churnguard_redis::metrics::COMMAND_DURATION_SECONDS
+            ),
+        ),
+    ] {
+        let mut xs: Vec<Duration> = captured
+            .values(&key)
+            .into_iter()
+            .map(|v| Duration::from_secs_f64(v.max(0.0)))
+            .collect();
+        if !xs.is_empty() {
+            println!("      {what:<37} {}", spread(&mut xs));
+        }
+    }
 }
 
 struct Figures {
@@ -150,7 +186,7 @@ async fn load<I: EventLog, S: EventLog>(
     ingest_log: I,
     scoring_log: S,
     redis: &RedisServer,
-    scored: &Arc<Mutex<Vec<f64>>>,
+    captured: &Capture,
 ) -> Figures {
     let ingest = purchase_ingest::App::build(
         purchase_ingest::Settings {
@@ -235,39 +271,51 @@ async fn load<I: EventLog, S: EventLog>(
     }
     let offered_for = pacing.await.expect("the load");
     let n = accepted;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // A broker that breaks under the load (Tansu 0.6's SQLite storage has) leaves
+    // acknowledged swipes unread: say so, with the figures of those scored, and go on
+    // to the next backend.
+    let deadline = Instant::now() + CATCH_UP;
+    let mut behind = None;
     loop {
-        let done = scored.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let done = captured.count(SCORED);
         if done >= n {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the scorer did not catch up: {done} of {n} swipes scored"
-        );
+        if Instant::now() >= deadline {
+            behind = Some(format!(
+                "; the scorer had scored {done} of them {} s after the load, when the wait ended",
+                CATCH_UP.as_secs()
+            ));
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    ingest.stop().await.expect("ingest stops");
-    scoring.stop().await.expect("scoring stops");
+    if behind.is_none() {
+        ingest.stop().await.expect("ingest stops");
+        scoring.stop().await.expect("scoring stops");
+    } else {
+        let _ = tokio::time::timeout(Duration::from_secs(30), ingest.stop()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), scoring.stop()).await;
+    }
 
-    let mut e2e: Vec<Duration> = scored
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .map(|s| Duration::from_secs_f64(*s))
+    let mut e2e: Vec<Duration> = captured
+        .values(SCORED)
+        .into_iter()
+        .map(Duration::from_secs_f64)
         .collect();
     let e2e_p99 = percentile(&mut e2e, 0.99);
     let offered = RATE * SECONDS;
     Figures {
         offered: format!(
-            "{offered} swipes offered in {:.2} s ({:.0} /s); {accepted} acknowledged{}",
+            "{offered} swipes offered in {:.2} s ({:.0} /s); {accepted} acknowledged{}{}",
             offered_for.as_secs_f64(),
             offered as f64 / offered_for.as_secs_f64(),
             if refused.is_empty() {
                 String::new()
             } else {
                 format!(", refused: {refused:?} (the load is not sustained)")
-            }
+            },
+            behind.unwrap_or_default()
         ),
         ack: spread(&mut acks),
         e2e: spread(&mut e2e),
@@ -315,10 +363,40 @@ fn spread(xs: &mut [Duration]) -> String {
     )
 }
 
-/// A recorder keeping every value of the scorer's swipe-to-score histogram; every
-/// other metric is a no-op.
-#[derive(Debug)]
-struct Capture(Arc<Mutex<Vec<f64>>>);
+/// A recorder keeping every value of every histogram, by name and labels; counters and
+/// gauges are no-ops.
+#[derive(Debug, Default, Clone)]
+struct Capture(Arc<Mutex<BTreeMap<String, Arc<Mutex<Vec<f64>>>>>>);
+
+impl Capture {
+    /// The values recorded so far under `key` (`name` or `name{label=value,...}`).
+    fn values(&self, key: &str) -> Vec<f64> {
+        let series = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        series.get(key).map_or_else(Vec::new, |v| {
+            v.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        })
+    }
+
+    /// How many values `key` has.
+    fn count(&self, key: &str) -> usize {
+        let series = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        series.get(key).map_or(0, |v| {
+            v.lock().unwrap_or_else(PoisonError::into_inner).len()
+        })
+    }
+}
+
+fn series_key(key: &Key) -> String {
+    let labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={}", l.key(), l.value()))
+        .collect();
+    if labels.is_empty() {
+        key.name().to_owned()
+    } else {
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+}
 
 #[derive(Debug)]
 struct Values(Arc<Mutex<Vec<f64>>>);
@@ -343,10 +421,13 @@ impl metrics::Recorder for Capture {
         Gauge::noop()
     }
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        if key.name() == churn_scoring::metrics::SWIPE_TO_SCORE_SECONDS {
-            Histogram::from_arc(Arc::new(Values(self.0.clone())))
-        } else {
-            Histogram::noop()
-        }
+        let values = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(series_key(key))
+            .or_default()
+            .clone();
+        Histogram::from_arc(Arc::new(Values(values)))
     }
 }
