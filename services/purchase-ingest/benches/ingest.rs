@@ -844,7 +844,12 @@ async fn kafka(name: &str, broker: Tansu, n: usize) {
     let app = ingest_app(s, KafkaLog::new(settings).expect("log")).await;
     let streamed = stream_all(app.local_addr(), n).await;
     let one_per_message = stream_one_per_message(app.local_addr(), n).await;
-    let calls = record_swipes(app.local_addr(), n / RECORD_SWIPE_SHARE, RECORD_SWIPE_CALLERS).await;
+    let calls = record_swipes(
+        app.local_addr(),
+        n / RECORD_SWIPE_SHARE,
+        RECORD_SWIPE_CALLERS,
+    )
+    .await;
     let _ = app.stop().await;
     let after = raw_produce(&broker, &records).await;
     drop(broker);
@@ -868,8 +873,16 @@ async fn kafka(name: &str, broker: Tansu, n: usize) {
         streamed.took,
         Some(limit),
     );
-    println!("{}", streamed.acknowledgements(&format!("a batch of {BATCH}")));
-    report("  one gateway, one swipe per message", n, one_per_message, Some(limit));
+    println!(
+        "{}",
+        streamed.acknowledgements(&format!("a batch of {BATCH}"))
+    );
+    report(
+        "  one gateway, one swipe per message",
+        n,
+        one_per_message,
+        Some(limit),
+    );
     record_swipe_report(n / RECORD_SWIPE_SHARE, calls, limit);
     println!();
 }
