@@ -73,6 +73,10 @@ pub async fn unknown_topics_and_partitions_are_errors<L: EventLog>(log: &L, topi
         log.read(topic, 9, 0, 1, Duration::ZERO).await,
         Err(LogError::UnknownPartition { .. })
     ));
+    assert!(
+        log.start_offset(topic, 9).await.is_err(),
+        "the start of a partition that does not exist"
+    );
 }
 
 /// A batch spread over partitions: one result per record, each on the partition the
@@ -111,6 +115,11 @@ pub async fn batches_land_where_the_partitioner_says_in_order<L: EventLog>(log: 
     for p in 0..partitions {
         let count = next.get(&p).copied().unwrap_or(0);
         assert_eq!(log.end_offset(topic, p).await.expect("end offset"), count);
+        assert_eq!(
+            log.start_offset(topic, p).await.expect("start offset"),
+            0,
+            "nothing deleted: the partition starts at 0"
+        );
         let read = read_all(log, topic, p, count).await;
         let sent: Vec<&OutgoingRecord> = records
             .iter()
@@ -507,6 +516,8 @@ pub enum BeforeAppend {
 pub struct Intercepted<L> {
     inner: L,
     before_append: std::sync::Arc<dyn Fn() -> BeforeAppend + Send + Sync>,
+    /// Partitions whose records before an offset count as deleted (retention).
+    deleted_before: HashMap<(String, u32), u64>,
 }
 
 impl<L> Intercepted<L> {
@@ -514,7 +525,24 @@ impl<L> Intercepted<L> {
         Self {
             inner,
             before_append: std::sync::Arc::new(before_append),
+            deleted_before: HashMap::new(),
         }
+    }
+
+    /// As if retention had deleted `topic`'s partition `partition` before `offset`: its
+    /// start offset is `offset`, and a read before it fails as Kafka's does
+    /// (`OFFSET_OUT_OF_RANGE`).
+    pub fn with_deleted_before(mut self, topic: &str, partition: u32, offset: u64) -> Self {
+        self.deleted_before
+            .insert((topic.to_owned(), partition), offset);
+        self
+    }
+
+    fn deleted_before(&self, topic: &str, partition: u32) -> u64 {
+        self.deleted_before
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -550,7 +578,18 @@ impl<L: EventLog> EventLog for Intercepted<L> {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<crate::Record>, LogError> {
+        let start = self.deleted_before(topic, partition);
+        if from < start {
+            return Err(LogError::Unavailable(format!(
+                "reading {topic}/{partition} at {from}: offset out of range (the log starts at {start})"
+            )));
+        }
         self.inner.read(topic, partition, from, max, wait).await
+    }
+
+    async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        let start = self.inner.start_offset(topic, partition).await?;
+        Ok(start.max(self.deleted_before(topic, partition)))
     }
 
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {

@@ -296,6 +296,11 @@ impl EventLog for EmbeddedLog {
             .map_err(|_| LogError::Closed)?
     }
 
+    /// The embedded log never deletes records.
+    async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.partition(topic, partition).map(|_| 0)
+    }
+
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         Ok(*self.partition(topic, partition)?.durable_end.borrow())
     }

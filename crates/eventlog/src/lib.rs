@@ -107,6 +107,15 @@ pub trait EventLog: Send + Sync + 'static {
         wait: Duration,
     ) -> impl Future<Output = Result<Vec<Record>, LogError>> + Send;
 
+    /// The offset of the partition's first record the log still holds: 0 unless records
+    /// were deleted before it (a Kafka topic's retention; this project's topics keep
+    /// everything, but a topic made some other way may not).
+    fn start_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> impl Future<Output = Result<u64, LogError>> + Send;
+
     /// The offset the next record of the partition will get.
     fn end_offset(
         &self,

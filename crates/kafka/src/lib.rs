@@ -547,6 +547,50 @@ impl KafkaLog {
         }
     }
 
+    /// The partition's low and high watermarks: its first offset still held, and the
+    /// offset its next record will get.
+    async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
+        // A partition past the topic's count would wait out the request's timeout.
+        if partition >= self.partition_count(topic).await? {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
+        let producer = self.producer();
+        let timeout = self.settings.request_timeout();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            // A busy broker may miss one request's timeout: ask up to three times.
+            let mut attempt = 1;
+            loop {
+                let asked = producer
+                    .client()
+                    .fetch_watermarks(&topic, partition as i32, timeout);
+                match asked {
+                    Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut))
+                        if attempt < WATERMARK_ATTEMPTS =>
+                    {
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .map_err(|_| LogError::Closed)?
+        .map(|(low, high)| (low.max(0) as u64, high.max(0) as u64))
+        .map_err(|e| match e {
+            KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                LogError::UnknownPartition {
+                    topic: String::new(),
+                    partition,
+                }
+            }
+            e => LogError::Unavailable(format!("fetching watermarks: {e}")),
+        })
+    }
+
     fn consumer(&self) -> Result<BaseConsumer, LogError> {
         let mut c = self.settings.client_config();
         c.set("group.id", format!("{}-reader", self.settings.client_id))
@@ -738,39 +782,14 @@ impl EventLog for KafkaLog {
         .map_err(|_| LogError::Closed)?
     }
 
+    async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.watermarks(topic, partition).await.map(|(low, _)| low)
+    }
+
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        let producer = self.producer();
-        let timeout = self.settings.request_timeout();
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            // A busy broker may miss one request's timeout: ask up to three times.
-            let mut attempt = 1;
-            loop {
-                let asked = producer
-                    .client()
-                    .fetch_watermarks(&topic, partition as i32, timeout);
-                match asked {
-                    Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut))
-                        if attempt < WATERMARK_ATTEMPTS =>
-                    {
-                        attempt += 1;
-                    }
-                    other => return other,
-                }
-            }
-        })
-        .await
-        .map_err(|_| LogError::Closed)?
-        .map(|(_, high)| high as u64)
-        .map_err(|e| match e {
-            KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition) => {
-                LogError::UnknownPartition {
-                    topic: String::new(),
-                    partition,
-                }
-            }
-            e => LogError::Unavailable(format!("fetching watermarks: {e}")),
-        })
+        self.watermarks(topic, partition)
+            .await
+            .map(|(_, high)| high)
     }
 
     async fn join_group(&self, group: &str, topic: &str) -> Result<Membership, LogError> {

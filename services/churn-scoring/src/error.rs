@@ -39,6 +39,12 @@ pub enum ScoringError {
     /// The holdout check asked for cannot be made on the log's data.
     #[error("the holdout check cannot be made: {0}")]
     CheckHoldout(#[source] HoldoutError),
+    /// The purchases log no longer holds a partition's first records (deleted by the
+    /// topic's retention): a holdout check on what is left would be silently wrong.
+    #[error(
+        "partition {partition} of the purchases log starts at offset {start}: the records before it were deleted (the topic's retention), and the holdout check needs every purchase since the first"
+    )]
+    HistoryDeleted { partition: u32, start: u64 },
     /// This query API was given no purchases log to read (tests that build it alone).
     #[error("this query API reads no purchases log, so it makes no holdout check")]
     NoPurchaseLog,
@@ -70,6 +76,7 @@ impl ScoringError {
             | ScoringError::NoModel
             | ScoringError::RefitsOff
             | ScoringError::CheckHoldout(_)
+            | ScoringError::HistoryDeleted { .. }
             | ScoringError::NoPurchaseLog
             | ScoringError::Startup(_)
             | ScoringError::Serve(_)
@@ -90,6 +97,7 @@ impl ScoringError {
             ),
             ScoringError::RefitsOff
             | ScoringError::CheckHoldout(_)
+            | ScoringError::HistoryDeleted { .. }
             | ScoringError::NoPurchaseLog => Status::failed_precondition(self.to_string()),
             e if e.is_retriable() => Status::unavailable("customer state is unavailable: retry"),
             ScoringError::Redis { .. }

@@ -4,7 +4,8 @@
 //! Redis keeps each customer's summary as of now (first and last day, repeat days), from
 //! which a calibration period that ended before the last purchase cannot be recovered.
 //! The log is the system of record, so the check reads it: every partition from its
-//! first offset to the end it has when the check starts, each record decoded as the
+//! first offset (offset 0: a partition whose first records were deleted by retention is
+//! refused, FAILED_PRECONDITION, not read in part) to the end it has when the check starts, each record decoded as the
 //! scorer decodes it ([`ScoredSwipe::from_record`]); a record the scorer dead-letters is
 //! skipped here too. Duplicates (a POS retry, an import run twice) need no care: the
 //! domain's fold counts purchase days.
@@ -97,6 +98,16 @@ impl<L: EventLog> LogHistory<L> {
         partition: u32,
         history: &mut History,
     ) -> Result<(), ScoringError> {
+        // The check reads from the partition's first record; if the log no longer holds
+        // it, the customers' first purchases and repeat counts would be wrong: refuse.
+        let start = self
+            .log
+            .start_offset(&self.topic, partition)
+            .await
+            .map_err(ScoringError::Log)?;
+        if start > 0 {
+            return Err(ScoringError::HistoryDeleted { partition, start });
+        }
         let end = self
             .log
             .end_offset(&self.topic, partition)
@@ -153,5 +164,51 @@ impl<L: EventLog> LogHistory<L> {
 impl<L: EventLog> PurchaseHistory for LogHistory<L> {
     fn purchase_days(&self) -> BoxFuture<'_, Result<History, ScoringError>> {
         Box::pin(self.read_all())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use churnguard_eventlog::contract::{BeforeAppend, Intercepted};
+    use churnguard_eventlog::embedded::EmbeddedLog;
+
+    use super::*;
+
+    /// A partition whose first records retention deleted is refused, naming the
+    /// partition and where it starts, as FAILED_PRECONDITION; a whole log is read.
+    #[tokio::test]
+    async fn a_log_whose_first_records_were_deleted_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(dir.path()).expect("open");
+        log.ensure_topic("purchases", 2).await.expect("topic");
+        let whole = LogHistory::new(
+            Arc::new(Intercepted::new(log.clone(), || BeforeAppend::Go)),
+            "purchases",
+            2,
+            100,
+        );
+        let read = whole.purchase_days().await.expect("a whole log is read");
+        assert_eq!(read.records, 0);
+
+        let cut = Intercepted::new(log, || BeforeAppend::Go).with_deleted_before("purchases", 1, 5);
+        let history = LogHistory::new(Arc::new(cut), "purchases", 2, 100);
+        let e = history.purchase_days().await.expect_err("refused");
+        assert!(
+            matches!(
+                e,
+                ScoringError::HistoryDeleted {
+                    partition: 1,
+                    start: 5
+                }
+            ),
+            "{e:?}"
+        );
+        let status = e.status();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            status.message().contains("partition 1") && status.message().contains("offset 5"),
+            "{}",
+            status.message()
+        );
     }
 }
