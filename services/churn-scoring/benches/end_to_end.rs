@@ -366,7 +366,10 @@ fn spread(xs: &mut [Duration]) -> String {
 /// A recorder keeping every value of every histogram, by name and labels; counters and
 /// gauges are no-ops.
 #[derive(Debug, Default, Clone)]
-struct Capture(Arc<Mutex<BTreeMap<String, Arc<Mutex<Vec<f64>>>>>>);
+struct Capture(Arc<Mutex<BTreeMap<String, Series>>>);
+
+/// One histogram's values.
+type Series = Arc<Mutex<Vec<f64>>>;
 
 impl Capture {
     /// The values recorded so far under `key` (`name` or `name{label=value,...}`).
