@@ -67,8 +67,9 @@ pub struct ScoringArgs {
     /// churn-scoring's gRPC address (http://, or https:// with --ca-cert).
     #[arg(long, value_name = "URL", default_value = DEFAULT_SCORING)]
     pub scoring: String,
-    /// A bearer token (owner, analyst or service where the deployment asks for
-    /// identities).
+    /// A bearer token, where the deployment asks for identities: refit and the holdout
+    /// check need one that reads every store (owner, analyst, service); a manager's
+    /// report covers the manager's stores.
     #[arg(
         long,
         value_name = "TOKEN",

@@ -143,7 +143,6 @@ async fn main() -> anyhow::Result<()> {
     let report = tokio::spawn(report(
         scoring.endpoint(),
         feedback.endpoint(),
-        args.stores,
         stats.clone(),
         stop.clone(),
     ));
@@ -250,13 +249,13 @@ async fn is_empty(log: &EmbeddedLog, topic: &str, partitions: u32) -> anyhow::Re
     Ok(true)
 }
 
-/// Every ten seconds: swipes so far, the model, per store the customers at risk and the
+/// Every ten seconds: swipes so far, the model, per store (every store ListStores lists:
+/// the simulated ones and those of an imported history) the customers at risk and the
 /// defections of the last 28 days (read through the ChurnScoring API), and the defector
 /// outreach cases churn signals opened (through the Feedback API).
 async fn report(
     endpoint: String,
     feedback_endpoint: String,
-    stores: u32,
     stats: Arc<SimStats>,
     stop: CancellationToken,
 ) {
@@ -291,8 +290,7 @@ async fn report(
             (today - chrono::Days::new(28)).to_string(),
             today.to_string(),
         );
-        for store in 0..stores {
-            let store_id = format!("store-{store}");
+        for store_id in listed_stores(&mut client).await {
             let at_risk = client
                 .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
                     store_id: store_id.clone(),
@@ -335,6 +333,32 @@ async fn report(
             }
         }
         outreach_report(&feedback_endpoint).await;
+    }
+}
+
+/// The stores with home customers, every page of ListStores; none if it fails.
+async fn listed_stores(client: &mut ChurnScoringClient<tonic::transport::Channel>) -> Vec<String> {
+    let mut stores = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = match client
+            .list_stores(pb::ListStoresRequest {
+                page_size: 1_000,
+                page_token,
+            })
+            .await
+        {
+            Ok(page) => page.into_inner(),
+            Err(s) => {
+                tracing::warn!(status = %s.message(), "list stores");
+                return stores;
+            }
+        };
+        stores.extend(page.stores.into_iter().map(|s| s.store_id));
+        if page.next_page_token.is_empty() {
+            return stores;
+        }
+        page_token = page.next_page_token;
     }
 }
 
