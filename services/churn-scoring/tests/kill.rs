@@ -13,7 +13,7 @@ use churnguard_domain::customer::CustomerState;
 use churnguard_eventlog::{EventLog, OutgoingRecord, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
-use common::process::{append_one_by_one, extend_ends, keep_sending, start_scorer};
+use common::process::{Scorer, append_one_by_one, extend_ends, keep_sending};
 use common::{HORIZON, PARTITIONS, TOPIC, caught_up, checkpoints, expected_at_checkpoints, stored};
 
 /// Swipes sent while scorers are killed.
@@ -135,7 +135,9 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
     let mut rng = fastrand::Rng::with_seed(0x5ca1ab1e);
     let mut kills = 0;
     for _ in 0..6 {
-        let mut scorer = start_scorer(&broker, &redis);
+        // Killed when dropped: a failing run leaves no scorer behind to join the group of
+        // a later test's broker, which may get this broker's port.
+        let mut scorer = Scorer::start(&broker, &redis);
         // Once it is at work (the group has handed it partitions and a batch has been
         // applied), kill it at a random moment.
         let before = progress(&store).await;
@@ -149,8 +151,8 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
         )
         .await;
         tokio::time::sleep(Duration::from_millis(rng.u64(50..1_500))).await;
-        scorer.kill().expect("SIGKILL");
-        scorer.wait().expect("reaped");
+        scorer.0.kill().expect("SIGKILL");
+        scorer.0.wait().expect("reaped");
         kills += 1;
         // Whatever a kill cut short, Redis equals the checker up to its own offsets.
         let (have, want) = (
@@ -178,7 +180,7 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
     );
     extend_ends(&mut ends, &last_round);
 
-    let mut scorer = start_scorer(&broker, &redis);
+    let mut scorer = Scorer::start(&broker, &redis);
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     loop {
         if common::reached(&store, &ends).await {
@@ -191,13 +193,13 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
                 checkpoints(&store).await
             );
             explain_total(&broker).await;
-            scorer.kill().expect("stop");
+            scorer.0.kill().expect("stop");
             panic!("the scorer did not reach the end of the log in 180 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    scorer.kill().expect("stop");
-    scorer.wait().expect("reaped");
+    scorer.0.kill().expect("stop");
+    scorer.0.wait().expect("reaped");
 
     let want = expected_at_checkpoints(log.as_ref(), &store).await;
     let have = stored(&store).await;
