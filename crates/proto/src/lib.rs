@@ -68,6 +68,35 @@ pub mod feedback {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/churnguard_descriptor.bin"));
 
+/// Every store ListStores lists to `client`'s caller, page by page, by store id: what
+/// `churnguard report` and `churnguard-local`'s store log both need.
+pub async fn list_all_stores<T>(
+    client: &mut scoring::v1::churn_scoring_client::ChurnScoringClient<T>,
+) -> Result<Vec<String>, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let mut stores = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_stores(scoring::v1::ListStoresRequest {
+                page_size: 1_000,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        stores.extend(page.stores.into_iter().map(|s| s.store_id));
+        if page.next_page_token.is_empty() {
+            return Ok(stores);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// (package, generated messages and server, generated client)

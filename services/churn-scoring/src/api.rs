@@ -303,6 +303,26 @@ fn page_size_field(violations: &mut Vec<FieldViolation>, page_size: u32) -> usiz
     }
 }
 
+/// Where a list's page continues (`None` for the first page); a token `parse` does not
+/// take back goes into `violations`.
+fn page_token_field<T>(
+    violations: &mut Vec<FieldViolation>,
+    token: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Option<T> {
+    if token.is_empty() {
+        return None;
+    }
+    let parsed = parse(token);
+    if parsed.is_none() {
+        violations.push(FieldViolation::new(
+            "page_token",
+            "is not a token this service issued",
+        ));
+    }
+    parsed
+}
+
 /// Every bad field at once, or nothing.
 fn checked(violations: Vec<FieldViolation>) -> Result<(), Status> {
     if violations.is_empty() {
@@ -524,18 +544,7 @@ impl ChurnScoring for ScoringApi {
         let mut violations = Vec::new();
         check_id_field(&mut violations, "store_id", &r.store_id);
         let limit = page_size_field(&mut violations, r.page_size);
-        let cursor = if r.page_token.is_empty() {
-            None
-        } else {
-            let cursor = AtRisk::from_page_token(&r.page_token);
-            if cursor.is_none() {
-                violations.push(FieldViolation::new(
-                    "page_token",
-                    "is not a token this service issued",
-                ));
-            }
-            cursor
-        };
+        let cursor = page_token_field(&mut violations, &r.page_token, AtRisk::from_page_token);
         checked(violations)?;
         let (page, next) = self
             .state
@@ -603,18 +612,7 @@ impl ChurnScoring for ScoringApi {
         let r = request.into_inner();
         let mut violations = Vec::new();
         let limit = page_size_field(&mut violations, r.page_size);
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            let after = HomeStore::after_page_token(&r.page_token);
-            if after.is_none() {
-                violations.push(FieldViolation::new(
-                    "page_token",
-                    "is not a token this service issued",
-                ));
-            }
-            after
-        };
+        let after = page_token_field(&mut violations, &r.page_token, HomeStore::after_page_token);
         checked(violations)?;
         let (page, next) = self
             .state

@@ -97,6 +97,18 @@ pub struct StoreFigures {
     pub defected: u64,
 }
 
+/// Partition `p`'s home counts (`hc:`): store -> customers at home there.
+async fn home_counts<T: redis::FromRedisValue>(
+    conn: &mut churnguard_redis::RedisConnection,
+    p: u32,
+) -> Result<BTreeMap<String, T>, ScoringError> {
+    redis::cmd("HGETALL")
+        .arg(home_counts_key(p))
+        .query_async(conn)
+        .await
+        .map_err(command("HGETALL home counts"))
+}
+
 impl CustomerStore {
     /// Every store's figures: home customers (`hc:`), at-risk customers and their value
     /// at risk (`ar:`), and defections less win-backs on the days `window` (`ds:`), summed
@@ -109,11 +121,7 @@ impl CustomerStore {
         let mut conn = self.connection();
         let mut out: BTreeMap<String, StoreFigures> = BTreeMap::new();
         for p in 0..partitions {
-            let counts: BTreeMap<String, u64> = redis::cmd("HGETALL")
-                .arg(home_counts_key(p))
-                .query_async(&mut conn)
-                .await
-                .map_err(command("HGETALL home counts"))?;
+            let counts: BTreeMap<String, u64> = home_counts(&mut conn, p).await?;
             for (store, customers) in counts {
                 let scores: Vec<(String, f64)> = redis::cmd("ZRANGE")
                     .arg(at_risk_key(p, &store))
@@ -143,11 +151,7 @@ impl CustomerStore {
         let mut conn = self.connection();
         let mut sums: BTreeMap<String, i64> = BTreeMap::new();
         for p in 0..partitions {
-            let counts: BTreeMap<String, i64> = redis::cmd("HGETALL")
-                .arg(home_counts_key(p))
-                .query_async(&mut conn)
-                .await
-                .map_err(command("HGETALL home counts"))?;
+            let counts: BTreeMap<String, i64> = home_counts(&mut conn, p).await?;
             for (store, customers) in counts {
                 *sums.entry(store).or_default() += customers.max(0);
             }

@@ -42,6 +42,35 @@ async fn client(api: &Running) -> ChurnScoringClient<Channel> {
         .expect("connect")
 }
 
+/// The query API on `chain`'s Redis with identities required: JWTs from `issuer`, and
+/// store r1's gateway token.
+async fn secured_api<L: EventLog>(
+    chain: &Chain<L>,
+    issuer: &churnguard_testkit::auth::TestIssuer,
+) -> Running {
+    use churnguard_config::{AuthSettings, JwtSettings};
+    use churnguard_testkit::auth::{AUDIENCE, ISSUER};
+    let auth = AuthSettings {
+        required: true,
+        store_tokens_file: issuer.store_tokens_file(&[("r1", &canary::store_token("r1"))]),
+        jwt: JwtSettings {
+            algorithm: "HS256".into(),
+            key_file: issuer.key_file(),
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        },
+    };
+    ApiServer::bind(
+        "127.0.0.1:0",
+        QueryState::new(chain.store.clone(), policies(), PARTITIONS),
+    )
+    .await
+    .expect("bind")
+    .with_auth(&auth)
+    .expect("auth settings")
+    .spawn()
+}
+
 fn bad_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     status
@@ -531,30 +560,11 @@ async fn customer_risk_is_the_domains_assessment<L: EventLog>(log: L) {
 /// | a store gateway (r1)   | PERMISSION_DENIED| PERMISSION_DENIED | PERMISSION_DENIED | PERMISSION_DENIED |
 /// | privacy officer        | PERMISSION_DENIED| PERMISSION_DENIED | NOT_FOUND         | OK    |
 async fn each_identity_reads_what_its_role_allows<L: EventLog>(log: L) {
-    use churnguard_config::{AuthSettings, JwtSettings};
-    use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer, with_bearer};
+    use churnguard_testkit::auth::{TestIssuer, with_bearer};
 
     let (f, _) = Fixture::refitted_at_check_week(log).await;
     let issuer = TestIssuer::new();
-    let auth = AuthSettings {
-        required: true,
-        store_tokens_file: issuer.store_tokens_file(&[("r1", &canary::store_token("r1"))]),
-        jwt: JwtSettings {
-            algorithm: "HS256".into(),
-            key_file: issuer.key_file(),
-            issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
-        },
-    };
-    let secured = ApiServer::bind(
-        "127.0.0.1:0",
-        QueryState::new(f.chain.store.clone(), policies(), PARTITIONS),
-    )
-    .await
-    .expect("bind")
-    .with_auth(&auth)
-    .expect("auth settings")
-    .spawn();
+    let secured = secured_api(&f.chain, &issuer).await;
     let mut c = client(&secured).await;
 
     use Code::{NotFound as Nf, Ok as Yes, PermissionDenied as No, Unauthenticated as Who};
@@ -802,30 +812,11 @@ async fn list_stores_sums_home_customers_by_store_and_pages<L: EventLog>(log: L)
 /// an analyst or owner, none for a privacy officer; a store gateway is refused and a
 /// caller without credentials unauthenticated.
 async fn list_stores_shows_each_caller_only_its_stores<L: EventLog>(log: L) {
-    use churnguard_config::{AuthSettings, JwtSettings};
-    use churnguard_testkit::auth::{AUDIENCE, ISSUER, TestIssuer};
+    use churnguard_testkit::auth::TestIssuer;
 
     let f = Fixture::year_with_more_stores(log).await;
     let issuer = TestIssuer::new();
-    let auth = AuthSettings {
-        required: true,
-        store_tokens_file: issuer.store_tokens_file(&[("r1", &canary::store_token("r1"))]),
-        jwt: JwtSettings {
-            algorithm: "HS256".into(),
-            key_file: issuer.key_file(),
-            issuer: ISSUER.into(),
-            audience: AUDIENCE.into(),
-        },
-    };
-    let secured = ApiServer::bind(
-        "127.0.0.1:0",
-        QueryState::new(f.chain.store.clone(), policies(), PARTITIONS),
-    )
-    .await
-    .expect("bind")
-    .with_auth(&auth)
-    .expect("auth settings")
-    .spawn();
+    let secured = secured_api(&f.chain, &issuer).await;
     let mut c = client(&secured).await;
 
     let all = year_stores();

@@ -120,7 +120,7 @@ pub async fn report(opts: &ReportOptions) -> Result<ModelReport, CliError> {
 
     let stores_listed = opts.stores.is_empty();
     let names = if stores_listed {
-        list_stores(&mut scoring)
+        churnguard_proto::list_all_stores(&mut scoring)
             .await
             .map_err(failed("ListStores"))?
     } else {
@@ -176,26 +176,6 @@ pub async fn report(opts: &ReportOptions) -> Result<ModelReport, CliError> {
         at_risk,
         holdout,
     })
-}
-
-/// Every store ListStores lists, page by page, by store id.
-async fn list_stores(scoring: &mut ScoringClient) -> Result<Vec<String>, tonic::Status> {
-    let mut stores = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = scoring
-            .list_stores(pb::ListStoresRequest {
-                page_size: 1_000,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        stores.extend(page.stores.into_iter().map(|s| s.store_id));
-        if page.next_page_token.is_empty() {
-            return Ok(stores);
-        }
-        page_token = page.next_page_token;
-    }
 }
 
 /// The first page of `store`'s at-risk list: its `top` customers with most at risk.

@@ -290,7 +290,13 @@ async fn report(
             (today - chrono::Days::new(28)).to_string(),
             today.to_string(),
         );
-        for store_id in listed_stores(&mut client).await {
+        let stores = churnguard_proto::list_all_stores(&mut client)
+            .await
+            .unwrap_or_else(|s| {
+                tracing::warn!(status = %s.message(), "list stores");
+                Vec::new()
+            });
+        for store_id in stores {
             let at_risk = client
                 .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
                     store_id: store_id.clone(),
@@ -333,32 +339,6 @@ async fn report(
             }
         }
         outreach_report(&feedback_endpoint).await;
-    }
-}
-
-/// The stores with home customers, every page of ListStores; none if it fails.
-async fn listed_stores(client: &mut ChurnScoringClient<tonic::transport::Channel>) -> Vec<String> {
-    let mut stores = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = match client
-            .list_stores(pb::ListStoresRequest {
-                page_size: 1_000,
-                page_token,
-            })
-            .await
-        {
-            Ok(page) => page.into_inner(),
-            Err(s) => {
-                tracing::warn!(status = %s.message(), "list stores");
-                return stores;
-            }
-        };
-        stores.extend(page.stores.into_iter().map(|s| s.store_id));
-        if page.next_page_token.is_empty() {
-            return stores;
-        }
-        page_token = page.next_page_token;
     }
 }
 
