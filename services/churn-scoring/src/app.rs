@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use churnguard_config::Backend;
 use churnguard_domain::customer::day_of;
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::EventLog;
-use churnguard_runtime::{Clock, system_clock};
+use churnguard_redis::RedisLeases;
+use churnguard_runtime::{Clock, Liveness, system_clock};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiServer, QueryState};
@@ -106,6 +108,13 @@ impl<L: EventLog> App<L> {
                 sample: settings.refit_sample_customers,
             };
             instance = instance.with_refits(every, scope, models.clone());
+        }
+        if settings.log.backend == Backend::Kafka {
+            instance = instance.with_liveness(Liveness {
+                leases: RedisLeases::new(store.connection()),
+                partitions,
+                ttl: Duration::from_millis(settings.log.kafka.group_session_timeout_ms),
+            });
         }
         let api = ApiServer::bind(
             &settings.listen_addr,

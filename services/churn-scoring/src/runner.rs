@@ -8,20 +8,27 @@
 //!   wall clock once it has caught up with live traffic (not while its newest swipe is
 //!   imported history); churn signals then go from the outbox to the log.
 //!
+//! The group membership is the runtime's [`work_on_owned_partitions`], as feedback's is:
+//! on a broker, with partition leases in Redis ([`Instance::with_liveness`]), so an
+//! instance that sees a partition nobody works on (Tansu 0.6 leaves a killed member's
+//! partitions assigned to it) joins the group again and the partitions are handed out
+//! afresh.
+//!
 //! Instances scale out up to the partition count. Correctness does not depend on the
 //! hand-over: the checkpoint check in the batch script and the compare-and-set of timer
 //! decisions make a partition's work count once even if two instances overlap.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use churnguard_domain::customer::{Day, day_of};
 use churnguard_domain::risk::ScoringModel;
-use churnguard_eventlog::{AssignmentChange, EventLog};
-use churnguard_runtime::{Clock, system_clock};
+use churnguard_eventlog::EventLog;
+use churnguard_redis::RedisLeases;
+use churnguard_runtime::{Clock, Liveness, Owned, system_clock, work_on_owned_partitions};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +49,8 @@ pub struct Instance<L> {
     timer_interval: Duration,
     clock: Clock,
     refits: Option<Refits<L>>,
-    owned: Mutex<BTreeSet<u32>>,
+    liveness: Option<Liveness<RedisLeases>>,
+    owned: Owned,
     /// The version of the fitted model the timers use (0: none yet).
     model_version: AtomicU64,
 }
@@ -72,12 +80,6 @@ impl<L> std::fmt::Debug for Instance<L> {
     }
 }
 
-/// A partition this instance works on, and how to stop its tasks.
-struct Owned {
-    stop: CancellationToken,
-    tasks: JoinSet<()>,
-}
-
 impl<L: EventLog> Instance<L> {
     /// An instance of consumer group `group` that publishes churn signals to
     /// `signals_topic`; timers run every second on the system clock unless changed.
@@ -97,7 +99,8 @@ impl<L: EventLog> Instance<L> {
             timer_interval: Duration::from_secs(1),
             clock: system_clock(),
             refits: None,
-            owned: Mutex::new(BTreeSet::new()),
+            liveness: None,
+            owned: Owned::default(),
             model_version: AtomicU64::new(0),
         }
     }
@@ -132,76 +135,55 @@ impl<L: EventLog> Instance<L> {
         self
     }
 
-    /// The partitions this instance works on now.
-    pub fn owned(&self) -> BTreeSet<u32> {
-        self.owned
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// Keeps partition leases, so that a partition the group leaves with a dead member is
+    /// noticed and the group re-formed (see the module docs). For a broker's groups; the
+    /// embedded log's in-process groups hand a leaving member's partitions on themselves.
+    pub fn with_liveness(mut self, liveness: Liveness<RedisLeases>) -> Self {
+        self.liveness = Some(liveness);
+        self
     }
 
-    /// Shows observers the partitions being worked on.
-    fn publish_owned(&self, owned: &HashMap<u32, Owned>) {
-        *self.owned.lock().unwrap_or_else(PoisonError::into_inner) =
-            owned.keys().copied().collect();
+    /// The partitions this instance works on now.
+    pub fn owned(&self) -> BTreeSet<u32> {
+        self.owned.get()
     }
 
     /// Runs until `stop` is cancelled (then finishes the batches in flight, and leaves the
     /// group) or a permanent error ends a partition's work.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) -> Result<(), ScoringError> {
         self.scorer.prepare().await?;
-        let mut membership = self
-            .log
-            .join_group(&self.group, self.scorer.topic())
-            .await
-            .map_err(ScoringError::Log)?;
-        tracing::info!(member = membership.member(), group = %self.group, "joined the consumer group");
-        let mut owned: HashMap<u32, Owned> = HashMap::new();
         let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel();
-        let outcome = loop {
-            tokio::select! {
-                () = stop.cancelled() => break Ok(()),
-                e = failed.recv() => if let Some(e) = e { break Err(e) },
-                change = membership.next() => match change {
-                    None => break Err(ScoringError::Log(churnguard_eventlog::LogError::Closed)),
-                    Some(AssignmentChange::Assigned(partitions)) => {
-                        tracing::info!(?partitions, "partitions assigned");
-                        for p in partitions {
-                            owned.insert(p, self.start(p, &stop, &failed_tx));
-                        }
-                        self.publish_owned(&owned);
-                    }
-                    Some(AssignmentChange::Revoked(partitions, done)) => {
-                        tracing::info!(?partitions, "partitions revoked");
-                        for p in partitions {
-                            if let Some(o) = owned.remove(&p) {
-                                o.stop.cancel();
-                                o.tasks.join_all().await;
-                            }
-                        }
-                        self.publish_owned(&owned);
-                        done.done();
-                    }
-                },
+        // Cancelled by `stop`, or when a partition's work fails for good.
+        let group_stop = stop.child_token();
+        let membership = work_on_owned_partitions(
+            self.log.as_ref(),
+            &self.group,
+            self.scorer.topic(),
+            &self.owned,
+            self.liveness.as_ref(),
+            group_stop.clone(),
+            |partition, token| self.clone().work_on(partition, token, failed_tx.clone()),
+        );
+        tokio::pin!(membership);
+        tokio::select! {
+            outcome = &mut membership => outcome.map_err(ScoringError::Log),
+            Some(e) = failed.recv() => {
+                // Leave the group with every partition's work stopped, then report.
+                group_stop.cancel();
+                let _ = membership.await;
+                Err(e)
             }
-        };
-        for (_, o) in owned.drain() {
-            o.stop.cancel();
-            o.tasks.join_all().await;
         }
-        self.publish_owned(&owned);
-        // Waits until the group has let go, so a successor finds the partitions free.
-        membership.leave().await;
-        outcome
     }
 
-    fn start(
-        self: &Arc<Self>,
+    /// A partition's work until `stop`: its consumer loop, its timers and relay, and on
+    /// partition 0 the refit schedule.
+    async fn work_on(
+        self: Arc<Self>,
         partition: u32,
-        stop: &CancellationToken,
-        failed: &UnboundedSender<ScoringError>,
-    ) -> Owned {
-        let stop = stop.child_token();
+        stop: CancellationToken,
+        failed: UnboundedSender<ScoringError>,
+    ) {
         let mut tasks = JoinSet::new();
         let (me, token) = (self.clone(), stop.clone());
         tasks.spawn(reporting(
@@ -216,7 +198,7 @@ impl<L: EventLog> Instance<L> {
             },
         ));
         let (me, token) = (self.clone(), stop.clone());
-        tasks.spawn(reporting(partition, "timers", failed.clone(), async move {
+        tasks.spawn(reporting(partition, "timers", failed, async move {
             me.timer_loop(partition, token).await
         }));
         if partition == 0
@@ -225,7 +207,7 @@ impl<L: EventLog> Instance<L> {
             let (me, token) = (self.clone(), stop.clone());
             tasks.spawn(async move { me.refit_loop(&refits, token).await });
         }
-        Owned { stop, tasks }
+        tasks.join_all().await;
     }
 
     /// Whether `partition` is applied up to the end of the log.
