@@ -13,7 +13,7 @@ use churnguard_domain::customer::CustomerState;
 use churnguard_eventlog::{EventLog, OutgoingRecord, contract};
 use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
-use common::process::{Scorer, append_one_by_one, extend_ends, keep_sending};
+use common::process::{SESSION_TIMEOUT, Scorer, append_one_by_one, extend_ends, keep_sending};
 use common::{HORIZON, PARTITIONS, TOPIC, caught_up, checkpoints, expected_at_checkpoints, stored};
 
 /// Swipes sent while scorers are killed.
@@ -224,4 +224,108 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
         "every swipe counted once, resent ones too"
     );
     assert_eq!(have, want, "Redis equals one clean pass");
+}
+
+/// A scorer in the test process, on `broker` and `redis`, built as the binary builds
+/// itself (`App::build` from settings) and in the binary's consumer group.
+async fn scorer_in_process(
+    broker: &Tansu,
+    redis: &RedisServer,
+) -> churn_scoring::app::Running<KafkaLog> {
+    let mut s = churn_scoring::config::Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
+        horizon_days: HORIZON,
+        batch_records: 300,
+        refit_interval_secs: 0,
+        ..Default::default()
+    };
+    s.redis.url = redis.url();
+    s.topics.partitions = PARTITIONS;
+    s.log.backend = churnguard_config::Backend::Kafka;
+    s.log.kafka = KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        client_id: "scorer-in-test".into(),
+        group_session_timeout_ms: SESSION_TIMEOUT.as_millis() as u64,
+        ..KafkaSettings::default()
+    };
+    let log = Arc::new(KafkaLog::new(s.log.kafka.clone()).expect("log"));
+    churn_scoring::App::build(s, log)
+        .await
+        .expect("the scorer builds")
+        .spawn()
+}
+
+/// Two scorers split the partitions; one is SIGKILLed. Tansu 0.6 keeps the dead member's
+/// partitions assigned to it (its group coordinator drops an expired member only when a
+/// survivor's heartbeat finds it, and hands the survivor's rejoin the old assignment), so
+/// the survivor would score half the partitions for good. It notices the partitions have
+/// no lease and joins the group again; then it owns every partition and applies the log to
+/// its end, every swipe once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_scorers_partitions_go_to_the_scorer_left() {
+    init_test_logging();
+    let broker = Tansu::start_in_memory();
+    let redis = RedisServer::start();
+    let log = KafkaLog::new(KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        ..KafkaSettings::default()
+    })
+    .expect("log");
+    log.ensure_topic(TOPIC, PARTITIONS).await.expect("topic");
+    let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
+        .await
+        .expect("redis");
+    for r in log.append(TOPIC, swipes(0, 2_000)).await {
+        r.expect("appended");
+    }
+
+    // A, a process, takes every partition and applies what is there.
+    let mut a = Scorer::start(&broker, &redis);
+    eventually(Duration::from_secs(60), "A applies the log", || async {
+        caught_up(&log, &store).await.then_some(())
+    })
+    .await;
+    // B, in the test, joins: the group splits the partitions two and two.
+    let b = scorer_in_process(&broker, &redis).await;
+    let split = eventually(Duration::from_secs(60), "the partitions split", || async {
+        let mine = b.state().owned();
+        (mine.len() == PARTITIONS as usize / 2).then_some(mine)
+    })
+    .await;
+    eprintln!("B scores partitions {split:?}, A the others");
+
+    a.0.kill().expect("SIGKILL");
+    a.0.wait().expect("reaped");
+    let killed = std::time::Instant::now();
+    // The bound is generous (these machines are shared); the time taken is printed.
+    eventually(
+        SESSION_TIMEOUT * 20,
+        "B takes over the partitions of the killed A",
+        || async { (b.state().owned().len() == PARTITIONS as usize).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "B owned every partition {:?} after A was killed (session timeout {SESSION_TIMEOUT:?})",
+        killed.elapsed()
+    );
+
+    // New swipes on every partition: B applies them all, each once.
+    for r in log.append(TOPIC, swipes(2_000, 4_000)).await {
+        r.expect("appended");
+    }
+    eventually(
+        Duration::from_secs(60),
+        "B applies the log to its end",
+        || async { caught_up(&log, &store).await.then_some(()) },
+    )
+    .await;
+    b.stop().await.expect("B stops cleanly");
+    let want = expected_at_checkpoints(&log, &store).await;
+    assert_eq!(
+        common::visits(&want),
+        4_000,
+        "every swipe is in the log once"
+    );
+    assert_eq!(stored(&store).await, want, "Redis equals one clean pass");
 }

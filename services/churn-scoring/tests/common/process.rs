@@ -3,14 +3,18 @@
 //! told it reached.
 
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use churnguard_eventlog::{Appended, LogError};
 use churnguard_testkit::{RedisServer, Tansu};
 
 use super::{HORIZON, PARTITIONS};
 
+/// The consumer group's session timeout the scorer processes run with.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The scorer binary on `broker` and `redis`, in one consumer group; a member that stops
-/// answering loses its partitions after 3 s.
+/// answering loses its partitions after [`SESSION_TIMEOUT`].
 pub fn start_scorer(broker: &Tansu, redis: &RedisServer) -> Child {
     Command::new(env!("CARGO_BIN_EXE_churn-scoring"))
         .env("CHURNGUARD_SCORING_LISTEN_ADDR", "127.0.0.1:0")
@@ -30,7 +34,7 @@ pub fn start_scorer(broker: &Tansu, redis: &RedisServer) -> Child {
         .env("CHURNGUARD_SCORING_REFIT_INTERVAL_SECS", "0")
         .env(
             "CHURNGUARD_SCORING_LOG__KAFKA__GROUP_SESSION_TIMEOUT_MS",
-            "3000",
+            SESSION_TIMEOUT.as_millis().to_string(),
         )
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
