@@ -1,6 +1,7 @@
 //! The scorer process is killed (SIGKILL) at pseudo-random moments while swipes flow into
 //! Kafka, and started again each time; afterwards Redis holds exactly what one clean pass
 //! over the log gives (the checker rebuilds it from the log up to the stored offsets).
+//! And a scorer killed while another runs has its partitions taken over by the other.
 
 mod common;
 
