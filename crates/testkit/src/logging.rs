@@ -3,17 +3,9 @@
 //! the test harness captures it per test as its own test writer would).
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
-
-static LINES: AtomicU64 = AtomicU64::new(0);
-
-/// Lines written by the test subscriber in this process.
-pub(crate) fn lines_written() -> u64 {
-    LINES.load(Ordering::Relaxed)
-}
 
 pub(crate) fn init() {
     let show = std::env::var_os("TEST_LOG").is_some();
@@ -69,7 +61,6 @@ impl Drop for Line {
         if self.bytes.is_empty() {
             return;
         }
-        LINES.fetch_add(1, Ordering::Relaxed);
         crate::canary::check_log_line(&self.bytes);
         if self.show {
             print!("{}", String::from_utf8_lossy(&self.bytes));
