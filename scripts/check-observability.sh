@@ -170,7 +170,8 @@ OTHERS = {
     "churnguard_sla_breaches_total", "churnguard_sla_warnings_total",
     "churnguard_escalations_total", "churnguard_outreach_cases_opened_total",
     "churnguard_outreach_cases_closed_total", "churnguard_outreach_reasons_total",
-    "churnguard_redis_errors_total",
+    "churnguard_redis_errors_total", "churnguard_group_partitions",
+    "churnguard_group_partitions_owned", "churnguard_group_rejoins_total",
 }
 CATALOGUE = OTHERS | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
 STORE_METRICS = {
@@ -301,7 +302,7 @@ anchors = {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", re
 # ------------------------------------------------------------------ rules and tests
 EXPECTED_ALERTS = {"ConsumerLagGrowing", "EndToEndLatencyHigh", "DeadLettersAppearing",
                    "ServiceDown", "OwnerLevelSlaBreach", "StoreDefectionRateJump",
-                   "GrpcErrorRateHigh"}
+                   "GrpcErrorRateHigh", "PartitionsWithoutOwner"}
 alert_count = record_count = 0
 test_count = alert_evals = expr_checks = 0
 

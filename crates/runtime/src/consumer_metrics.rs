@@ -30,6 +30,15 @@ pub const DUPLICATES_DROPPED_TOTAL: &str = "churnguard_consumer_duplicates_dropp
 /// Batches whose commit found the checkpoint moved by someone else, by consumer.
 pub const CHECKPOINT_CONFLICTS_TOTAL: &str = "churnguard_consumer_checkpoint_conflicts_total";
 
+/// Partitions of its group's topic this member works on, by group.
+pub const GROUP_PARTITIONS_OWNED: &str = "churnguard_group_partitions_owned";
+/// The partition count of a group's topic, by group; set by members on a broker, where a
+/// partition can be left without an owner (see [`crate::Liveness`]).
+pub const GROUP_PARTITIONS: &str = "churnguard_group_partitions";
+/// Times this member left its group and joined again because a partition had no owner,
+/// by group.
+pub const GROUP_REJOINS_TOTAL: &str = "churnguard_group_rejoins_total";
+
 /// How often a [`LagProbe`] asks the log where a partition ends.
 pub const LAG_PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -71,6 +80,21 @@ pub(crate) fn describe() {
         CHECKPOINT_CONFLICTS_TOTAL,
         Unit::Count,
         "Batches whose commit found the partition's checkpoint moved by another replica"
+    );
+    describe_gauge!(
+        GROUP_PARTITIONS_OWNED,
+        Unit::Count,
+        "Partitions of the group's topic this member works on, by group"
+    );
+    describe_gauge!(
+        GROUP_PARTITIONS,
+        Unit::Count,
+        "Partitions of the group's topic, by group (members on a broker set it)"
+    );
+    describe_counter!(
+        GROUP_REJOINS_TOTAL,
+        Unit::Count,
+        "Times this member joined its group again because a partition had no owner, by group"
     );
 }
 

@@ -8,6 +8,11 @@
 //! lease's lifetime means the broker left it unowned (Tansu 0.6 does so when a member is
 //! killed), and a member that sees that joins the group again as a new member, which makes
 //! the broker hand out every partition afresh.
+//!
+//! Metrics, by group: the partitions this member works on
+//! (`churnguard_group_partitions_owned`), the topic's partition count on a broker
+//! (`churnguard_group_partitions`) and the rejoins (`churnguard_group_rejoins_total`),
+//! so ops see partitions nobody works on (the PartitionsWithoutOwner alert).
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -16,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use churnguard_eventlog::{AssignmentChange, EventLog, LogError, Membership};
 use churnguard_redis::PartitionLeases;
+
+use crate::consumer_metrics::{GROUP_PARTITIONS, GROUP_PARTITIONS_OWNED, GROUP_REJOINS_TOTAL};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -110,6 +117,7 @@ async fn keep_leases<S: PartitionLeases>(
                     ?unheld,
                     "partitions without an owner; joining the group again"
                 );
+                metrics::counter!(GROUP_REJOINS_TOTAL, "group" => group.to_owned()).increment(1);
                 membership.rejoin();
             }
         }
@@ -142,6 +150,12 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut membership = log.join_group(group, topic).await?;
+    let owned_gauge = metrics::gauge!(GROUP_PARTITIONS_OWNED, "group" => group.to_owned());
+    metrics::counter!(GROUP_REJOINS_TOTAL, "group" => group.to_owned()).increment(0);
+    if let Some(liveness) = liveness {
+        metrics::gauge!(GROUP_PARTITIONS, "group" => group.to_owned())
+            .set(f64::from(liveness.partitions));
+    }
     tracing::info!(
         member = membership.member(),
         group,
@@ -175,6 +189,7 @@ where
                         }
                     }
                     owned.set(running.keys().copied());
+                    owned_gauge.set(running.len() as f64);
                 }
                 Some(AssignmentChange::Revoked(partitions, done)) => {
                     tracing::info!(group, topic, ?partitions, "partitions revoked");
@@ -185,6 +200,7 @@ where
                         }
                     }
                     owned.set(running.keys().copied());
+                    owned_gauge.set(running.len() as f64);
                     done.done();
                 }
             },
@@ -195,6 +211,7 @@ where
         let _ = task.await;
     }
     owned.set(std::iter::empty());
+    owned_gauge.set(0.0);
     // Waits until the group has let go, so a successor finds the partitions free.
     membership.leave().await;
     outcome

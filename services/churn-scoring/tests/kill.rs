@@ -228,11 +228,12 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
 }
 
 /// A scorer in the test process, on `broker` and `redis`, built as the binary builds
-/// itself (`App::build` from settings) and in the binary's consumer group.
+/// itself (`App::build` from settings) and in the binary's consumer group; returns it
+/// running, and its admin endpoint.
 async fn scorer_in_process(
     broker: &Tansu,
     redis: &RedisServer,
-) -> churn_scoring::app::Running<KafkaLog> {
+) -> (churn_scoring::app::Running<KafkaLog>, std::net::SocketAddr) {
     let mut s = churn_scoring::config::Settings {
         listen_addr: "127.0.0.1:0".into(),
         admin_addr: "127.0.0.1:0".into(),
@@ -251,10 +252,11 @@ async fn scorer_in_process(
         ..KafkaSettings::default()
     };
     let log = Arc::new(KafkaLog::new(s.log.kafka.clone()).expect("log"));
-    churn_scoring::App::build(s, log)
+    let app = churn_scoring::App::build(s, log)
         .await
-        .expect("the scorer builds")
-        .spawn()
+        .expect("the scorer builds");
+    let admin = app.admin_addr().expect("admin_addr asks for one");
+    (app.spawn(), admin)
 }
 
 /// Two scorers split the partitions; one is SIGKILLed. Tansu 0.6 keeps the dead member's
@@ -288,7 +290,7 @@ async fn a_killed_scorers_partitions_go_to_the_scorer_left() {
     })
     .await;
     // B, in the test, joins: the group splits the partitions two and two.
-    let b = scorer_in_process(&broker, &redis).await;
+    let (b, b_admin) = scorer_in_process(&broker, &redis).await;
     let split = eventually(Duration::from_secs(60), "the partitions split", || async {
         let mine = b.state().owned();
         (mine.len() == PARTITIONS as usize / 2).then_some(mine)
@@ -309,6 +311,26 @@ async fn a_killed_scorers_partitions_go_to_the_scorer_left() {
     eprintln!(
         "B owned every partition {:?} after A was killed (session timeout {SESSION_TIMEOUT:?})",
         killed.elapsed()
+    );
+    // Ops see it: B counted its rejoin and reports every partition as its own.
+    let (status, metrics) = churnguard_testkit::admin::get(b_admin, "/metrics");
+    assert_eq!(status, 200);
+    let value = |line_start: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{line_start} in B's metrics:\n{metrics}"))
+    };
+    assert!(value(r#"churnguard_group_rejoins_total{group="churn-scoring"}"#) >= 1.0);
+    assert_eq!(
+        value(r#"churnguard_group_partitions_owned{group="churn-scoring"}"#),
+        f64::from(PARTITIONS)
+    );
+    assert_eq!(
+        value(r#"churnguard_group_partitions{group="churn-scoring"}"#),
+        f64::from(PARTITIONS)
     );
 
     // New swipes on every partition: B applies them all, each once.
