@@ -19,12 +19,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use churnguard_config::{Backend, LogSettings};
 use churnguard_eventlog::{AssignmentChange, EventLog, LogError, Membership};
-use churnguard_redis::PartitionLeases;
-
-use crate::consumer_metrics::{GROUP_PARTITIONS, GROUP_PARTITIONS_OWNED, GROUP_REJOINS_TOTAL};
+use churnguard_redis::{PartitionLeases, RedisConnection, RedisLeases};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::consumer_metrics::{GROUP_PARTITIONS, GROUP_PARTITIONS_OWNED, GROUP_REJOINS_TOTAL};
 
 /// The partitions a member works on right now, for observers (tests, status, metrics).
 #[derive(Debug, Clone, Default)]
@@ -52,6 +53,19 @@ pub struct Liveness<S> {
     pub leases: S,
     pub partitions: u32,
     pub ttl: Duration,
+}
+
+impl Liveness<RedisLeases> {
+    /// Leases in Redis for a group on a topic of `partitions`, living a group session
+    /// timeout, when `log` is a broker; `None` on the embedded log, whose in-process groups
+    /// hand a leaving member's partitions on themselves.
+    pub fn on_broker(log: &LogSettings, conn: &RedisConnection, partitions: u32) -> Option<Self> {
+        (log.backend == Backend::Kafka).then(|| Self {
+            leases: RedisLeases::new(conn.clone()),
+            partitions,
+            ttl: Duration::from_millis(log.kafka.group_session_timeout_ms),
+        })
+    }
 }
 
 /// Decides when a member should rejoin: some partition has been without a lease for the
@@ -97,6 +111,7 @@ async fn keep_leases<S: PartitionLeases>(
     membership: &Membership,
     group: &str,
     mine: &[u32],
+    rejoins: &metrics::Counter,
 ) {
     if let Err(e) = liveness
         .leases
@@ -117,7 +132,7 @@ async fn keep_leases<S: PartitionLeases>(
                     ?unheld,
                     "partitions without an owner; joining the group again"
                 );
-                metrics::counter!(GROUP_REJOINS_TOTAL, "group" => group.to_owned()).increment(1);
+                rejoins.increment(1);
                 membership.rejoin();
             }
         }
@@ -150,8 +165,14 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut membership = log.join_group(group, topic).await?;
+    // `owned` and its gauge follow the partitions with work running.
     let owned_gauge = metrics::gauge!(GROUP_PARTITIONS_OWNED, "group" => group.to_owned());
-    metrics::counter!(GROUP_REJOINS_TOTAL, "group" => group.to_owned()).increment(0);
+    let publish = |running: &HashMap<u32, _>| {
+        owned.set(running.keys().copied());
+        owned_gauge.set(running.len() as f64);
+    };
+    let rejoins = metrics::counter!(GROUP_REJOINS_TOTAL, "group" => group.to_owned());
+    rejoins.increment(0);
     if let Some(liveness) = liveness {
         metrics::gauge!(GROUP_PARTITIONS, "group" => group.to_owned())
             .set(f64::from(liveness.partitions));
@@ -173,7 +194,7 @@ where
             _ = ticks.tick(), if liveness.is_some() => {
                 if let Some(liveness) = liveness {
                     let mine: Vec<u32> = running.keys().copied().collect();
-                    keep_leases(liveness, &mut watch, &membership, group, &mine).await;
+                    keep_leases(liveness, &mut watch, &membership, group, &mine, &rejoins).await;
                 }
             }
             change = membership.next() => match change {
@@ -188,8 +209,7 @@ where
                             let _ = task.await;
                         }
                     }
-                    owned.set(running.keys().copied());
-                    owned_gauge.set(running.len() as f64);
+                    publish(&running);
                 }
                 Some(AssignmentChange::Revoked(partitions, done)) => {
                     tracing::info!(group, topic, ?partitions, "partitions revoked");
@@ -199,8 +219,7 @@ where
                             let _ = task.await;
                         }
                     }
-                    owned.set(running.keys().copied());
-                    owned_gauge.set(running.len() as f64);
+                    publish(&running);
                     done.done();
                 }
             },
@@ -210,8 +229,7 @@ where
         token.cancel();
         let _ = task.await;
     }
-    owned.set(std::iter::empty());
-    owned_gauge.set(0.0);
+    publish(&running);
     // Waits until the group has let go, so a successor finds the partitions free.
     membership.leave().await;
     outcome

@@ -7,11 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use churnguard_config::Backend;
 use churnguard_domain::customer::day_of;
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::EventLog;
-use churnguard_redis::RedisLeases;
 use churnguard_runtime::{Clock, Liveness, system_clock};
 use tokio_util::sync::CancellationToken;
 
@@ -109,12 +107,9 @@ impl<L: EventLog> App<L> {
             };
             instance = instance.with_refits(every, scope, models.clone());
         }
-        if settings.log.backend == Backend::Kafka {
-            instance = instance.with_liveness(Liveness {
-                leases: RedisLeases::new(store.connection()),
-                partitions,
-                ttl: Duration::from_millis(settings.log.kafka.group_session_timeout_ms),
-            });
+        if let Some(liveness) = Liveness::on_broker(&settings.log, &store.connection(), partitions)
+        {
+            instance = instance.with_liveness(liveness);
         }
         let api = ApiServer::bind(
             &settings.listen_addr,

@@ -24,7 +24,7 @@ use churnguard_domain::risk::{self, ScoringModel, ValueHorizon};
 use churnguard_domain::signal::ChurnStateChanged;
 use churnguard_eventlog::EventLog;
 use churnguard_eventlog::embedded::EmbeddedLog;
-use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_kafka::KafkaLog;
 use churnguard_proto::scoring::v1 as pb;
 use churnguard_proto::scoring::v1::churn_scoring_client::ChurnScoringClient;
 use churnguard_testkit::{RedisCluster, RedisServer, Tansu, canary, eventually, init_test_logging};
@@ -1272,11 +1272,7 @@ fn embedded_log() -> (tempfile::TempDir, EmbeddedLog) {
 fn kafka_log() -> (Tansu, KafkaLog) {
     init_test_logging();
     let broker = Tansu::start();
-    let log = KafkaLog::new(KafkaSettings {
-        bootstrap_servers: broker.bootstrap(),
-        ..KafkaSettings::default()
-    })
-    .expect("log");
+    let log = common::kafka_log(&broker);
     (broker, log)
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use churn_scoring::CustomerStore;
 use churnguard_eventlog::{EventLog, OutgoingRecord};
-use churnguard_kafka::{KafkaLog, KafkaSettings};
+use churnguard_kafka::KafkaLog;
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
 use common::process::{Scorer, append_one_by_one, extend_ends, keep_sending};
 use common::{HORIZON, PARTITIONS, TOPIC, checkpoints, expected_at_checkpoints, stored};
@@ -94,13 +94,7 @@ impl Flow {
         init_test_logging();
         let broker = Tansu::start_in_memory();
         let redis = RedisServer::start();
-        let log = Arc::new(
-            KafkaLog::new(KafkaSettings {
-                bootstrap_servers: broker.bootstrap(),
-                ..KafkaSettings::default()
-            })
-            .expect("log"),
-        );
+        let log = Arc::new(common::kafka_log(&broker));
         log.ensure_topic(TOPIC, PARTITIONS).await.expect("topic");
         let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
             .await

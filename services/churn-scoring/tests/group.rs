@@ -15,7 +15,6 @@ use churnguard_domain::policy::{DefectionPolicy, RuleSet};
 use churnguard_domain::risk::ScoringModel;
 use churnguard_eventlog::embedded::EmbeddedLog;
 use churnguard_eventlog::{EventLog, OutgoingRecord};
-use churnguard_kafka::{KafkaLog, KafkaSettings};
 use churnguard_testkit::{RedisServer, Tansu, eventually, init_test_logging};
 use common::{HORIZON, PARTITIONS, TOPIC, caught_up, log_ends, reference, stored, swipes_in_log};
 use tokio_util::sync::CancellationToken;
@@ -156,11 +155,7 @@ async fn kafka_group_members_share_partitions_and_hand_them_over() {
     for attempt in 1..=2 {
         let broker = Tansu::start();
         let redis = RedisServer::start();
-        let log = KafkaLog::new(KafkaSettings {
-            bootstrap_servers: broker.bootstrap(),
-            ..KafkaSettings::default()
-        })
-        .expect("log");
+        let log = common::kafka_log(&broker);
         let run = tokio::spawn(async move {
             instances_share_and_hand_over(Arc::new(log), &redis).await;
         });

@@ -118,13 +118,7 @@ async fn a_scorer_killed_at_random_points_while_swipes_flow_ends_equal_to_a_clea
     // scorer's exactly-once, not the broker's storage.
     let broker = Tansu::start_in_memory();
     let redis = RedisServer::start();
-    let log = Arc::new(
-        KafkaLog::new(KafkaSettings {
-            bootstrap_servers: broker.bootstrap(),
-            ..KafkaSettings::default()
-        })
-        .expect("log"),
-    );
+    let log = Arc::new(common::kafka_log(&broker));
     log.ensure_topic(TOPIC, PARTITIONS).await.expect("topic");
     let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
         .await
@@ -270,11 +264,7 @@ async fn a_killed_scorers_partitions_go_to_the_scorer_left() {
     init_test_logging();
     let broker = Tansu::start_in_memory();
     let redis = RedisServer::start();
-    let log = KafkaLog::new(KafkaSettings {
-        bootstrap_servers: broker.bootstrap(),
-        ..KafkaSettings::default()
-    })
-    .expect("log");
+    let log = common::kafka_log(&broker);
     log.ensure_topic(TOPIC, PARTITIONS).await.expect("topic");
     let store = CustomerStore::connect(&redis.url(), TOPIC, HORIZON)
         .await
@@ -317,13 +307,9 @@ async fn a_killed_scorers_partitions_go_to_the_scorer_left() {
     // the session timeout without one, and this count would be 0 there.)
     let (status, metrics) = churnguard_testkit::admin::get(b_admin, "/metrics");
     assert_eq!(status, 200);
-    let value = |line_start: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(line_start))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{line_start} in B's metrics:\n{metrics}"))
+    let value = |series: &str| {
+        churnguard_testkit::admin::sample(&metrics, series)
+            .unwrap_or_else(|| panic!("{series} in B's metrics:\n{metrics}"))
     };
     assert!(value(r#"churnguard_group_rejoins_total{group="churn-scoring"}"#) >= 1.0);
     assert_eq!(

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use churnguard_config::Backend;
 use churnguard_config::ConfigError;
 use churnguard_domain::feedback::complaint::ComplaintStatus;
 use churnguard_eventlog::{EventLog, LogError};
@@ -73,11 +72,10 @@ pub struct App<L> {
     group: String,
     topics: crate::config::Topics,
     ownership: Ownership,
-    /// On a broker: partition leases and their lifetime (the group session timeout), so
-    /// a replica notices partitions a killed one left unowned (`Liveness`). The embedded
-    /// log's in-process groups never leave one.
-    leases: Option<(RedisLeases, Duration)>,
-    signal_partitions: u32,
+    /// On a broker, partition leases for the timers' and the opener's groups, so a
+    /// replica notices partitions a killed one left unowned ([`Liveness::on_broker`]).
+    timers_liveness: Option<Liveness<RedisLeases>>,
+    outreach_liveness: Option<Liveness<RedisLeases>>,
 }
 
 /// The partitions a replica works on right now.
@@ -118,12 +116,8 @@ impl<L: EventLog + 'static> App<L> {
         // Churn scoring usually creates the signals topic; whoever starts first does.
         let signal_partitions = log.ensure_topic(&topics.signals, topics.partitions).await?;
         let conn = settings.redis.connect().await?;
-        let leases = (settings.log.backend == Backend::Kafka).then(|| {
-            (
-                RedisLeases::new(conn.clone()),
-                Duration::from_millis(settings.log.kafka.group_session_timeout_ms),
-            )
-        });
+        let timers_liveness = Liveness::on_broker(&settings.log, &conn, partitions);
+        let outreach_liveness = Liveness::on_broker(&settings.log, &conn, signal_partitions);
         let projection = Projection::new(conn.clone(), &topics.events, partitions)
             .with_sla(settings.sla.clone(), directory);
         let complaints = Arc::new(Complaints::new(
@@ -163,17 +157,8 @@ impl<L: EventLog + 'static> App<L> {
             group: settings.group.clone(),
             topics: settings.topics.clone(),
             ownership: Ownership::default(),
-            leases,
-            signal_partitions,
-        })
-    }
-
-    /// Partition leases for a group on a topic of `partitions`, on a broker.
-    fn liveness(&self, partitions: u32) -> Option<Liveness<RedisLeases>> {
-        self.leases.clone().map(|(leases, ttl)| Liveness {
-            leases,
-            partitions,
-            ttl,
+            timers_liveness,
+            outreach_liveness,
         })
     }
 
@@ -219,7 +204,7 @@ impl<L: EventLog + 'static> App<L> {
                 self.ownership.timers.clone(),
             );
             let (group, topic) = (format!("{}-timers", self.group), self.topics.events.clone());
-            let liveness = self.liveness(self.partitions);
+            let liveness = self.timers_liveness;
             async move {
                 let liveness = liveness.as_ref();
                 work_on_owned_partitions(
@@ -246,7 +231,7 @@ impl<L: EventLog + 'static> App<L> {
                 format!("{}-outreach", self.group),
                 self.topics.signals.clone(),
             );
-            let liveness = self.liveness(self.signal_partitions);
+            let liveness = self.outreach_liveness;
             async move {
                 let liveness = liveness.as_ref();
                 work_on_owned_partitions(

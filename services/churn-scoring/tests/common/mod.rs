@@ -14,6 +14,15 @@ use churnguard_domain::customer::{CustomerState, Day};
 use churnguard_domain::{CustomerInput, SwipeDraft, SwipeLimits};
 use churnguard_eventlog::{EventLog, Header, OutgoingRecord, contract};
 
+/// A Kafka log client on `broker`, with the default settings.
+pub fn kafka_log(broker: &churnguard_testkit::Tansu) -> churnguard_kafka::KafkaLog {
+    churnguard_kafka::KafkaLog::new(churnguard_kafka::KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        ..churnguard_kafka::KafkaSettings::default()
+    })
+    .expect("log")
+}
+
 pub const TOPIC: &str = "purchases.v1";
 pub const PARTITIONS: u32 = 4;
 pub const HORIZON: Day = 120;
